@@ -1,0 +1,227 @@
+"""One flat, loggable config per run (nanoGPT style): every default carries the reason for it.
+
+A YAML preset sets any of these keys; a preset may also hold ``runs:``, a list of named override sets
+(the source study's six runs live in one file). ``key=value`` overrides from the command line come last.
+Everything is validated before any work starts, and errors list the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TASKS = ("attributes", "direct")
+LOSSES = {
+    "attributes": ("multilabel_soft_margin", "bce"),
+    "direct": ("cross_entropy", "bce"),
+}
+OPTIMIZERS = ("adam", "adamw")
+SPLITS = ("auto", "official", "identity")
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+STAGE_TWO_MODELS = ("logistic", "lightgbm")
+STAGE_TWO_FIT_ON = ("predicted", "labels")
+TRACKING = ("mlflow", "none")
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names it and the valid choices."""
+
+
+@dataclass
+class RunConfig:
+    # --- data ---
+    data_root: str = ""  # CelebA root; "" makes/uses a synthetic CelebA so a fresh machine runs end to end
+    split: str = "auto"  # official partition when it can serve, else an identity-disjoint split
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test, by images
+    balance: bool = False  # downsample the training set to equal Male/Female (the source study's resampling)
+    image_size: int = 224  # crop size; the source study's 224 (CPU presets use 112-160)
+    max_train_images: int = 0  # 0 = all; a cap keeps CPU runs short
+    max_eval_images: int = 0  # 0 = all; caps val and test alike
+    num_workers: int = 2  # decode processes; 2 matches the 2-core CI machine
+    decode_cache: bool = False  # decode-once uint8 cache (helps when decoding is the bottleneck, i.e. GPU)
+    cache_dir: str = ".cache/attr2gender"  # decode cache and stage-one probability cache
+    # --- model ---
+    task: str = "attributes"  # "attributes": stage one (39 logits); "direct": Male from pixels
+    backbone: str = "resnet18"  # any name from attr2gender.models or timm
+    weights: str = "imagenet"  # "imagenet" | "none" | path to a .pth/.safetensors file
+    dropout: float = 0.0  # before the new head; the source used none
+    loss: str = ""  # "" = the task's default: multilabel_soft_margin (attributes), cross_entropy (direct)
+    threshold: float = 0.5  # probability above which an attribute / Male is predicted (source: 0.5)
+    # --- optimisation ---
+    optimizer: str = "adam"  # the source study used Adam throughout
+    lr: float | str = 1e-3  # source study 1: 0.001; "auto" runs Lightning's learning-rate finder
+    weight_decay: float = 0.0  # source study 3: 1e-3 (VGG-16), 1e-4 (ResNet-50)
+    batch_size: int = 128  # source study 1: 128; study 3: 32
+    epochs: int = 10  # source study: 10
+    max_steps: int = -1  # -1 = no cap; tests and smoke runs cap steps
+    early_stopping_patience: int = 0  # 0 = off; else epochs without val-loss improvement before stopping
+    # --- engine ---
+    accelerator: str = "auto"  # CUDA when present, CPU otherwise; no code change needed
+    devices: int | str = "auto"  # number of GPUs (or "auto")
+    strategy: str = "auto"  # "ddp" for several GPUs / nodes (launch with torchrun or SLURM)
+    precision: str = "auto"  # auto = bf16-mixed on CUDA, 32-true on CPU
+    seed: int = 0  # seeds python, numpy, torch and the data split
+    deterministic: bool = True  # same seed + config give the same metrics on CPU
+    output_dir: str = "runs"  # each run writes runs/<run_name>/ (checkpoints, config, plots)
+    run_name: str = ""  # "" = <task>-<backbone>-<timestamp>
+    resume: bool = False  # continue from <output_dir>/<run_name>/checkpoints/last.ckpt
+    log_every_n_steps: int = 10
+    progress: bool = True  # progress bars with images/s
+    # --- stage two ---
+    stage_two_model: str = "logistic"  # "logistic" | "lightgbm"
+    stage_two_fit_on: str = "predicted"  # stage one's probabilities on held-out images, or true "labels"
+    stage_two_class_weight: str = ""  # "" or "balanced"
+    # --- tracking ---
+    tracking: str = "mlflow"  # "none" disables MLflow logging
+    experiment: str = "attr2gender"  # MLflow experiment name
+    tensorboard: bool = False  # also write TensorBoard logs (the source used TensorBoard)
+
+    def resolved_loss(self) -> str:
+        return self.loss or LOSSES[self.task][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> RunConfig:
+        _choice("task", self.task, TASKS)
+        if self.loss:
+            _choice("loss", self.loss, LOSSES[self.task], f" for task={self.task}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("split", self.split, SPLITS)
+        _choice("accelerator", self.accelerator, ACCELERATORS)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("stage_two_model", self.stage_two_model, STAGE_TWO_MODELS)
+        _choice("stage_two_fit_on", self.stage_two_fit_on, STAGE_TWO_FIT_ON)
+        _choice("stage_two_class_weight", self.stage_two_class_weight, ("", "balanced"))
+        _choice("tracking", self.tracking, TRACKING)
+        if isinstance(self.lr, str):
+            if self.lr != "auto":
+                raise ConfigError(f"lr must be a positive number or 'auto' (learning-rate finder), got {self.lr!r}")
+        elif not self.lr > 0:
+            raise ConfigError(f"lr must be a positive number or 'auto', got {self.lr}")
+        for name in ("batch_size", "epochs", "image_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.image_size < 16:
+            raise ConfigError(f"image_size must be at least 16, got {self.image_size}")
+        for name in ("weight_decay", "dropout", "max_train_images", "max_eval_images", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.threshold < 1:
+            raise ConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
+        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
+            raise ConfigError(f"split_fractions must be three numbers summing to 1, got {self.split_fractions}")
+        from .models import check_backbone_name
+
+        try:
+            check_backbone_name(self.backbone)
+        except ValueError as exc:
+            raise ConfigError(f"backbone: {exc}") from None
+        return self
+
+
+def _choice(name: str, value, choices, extra: str = "") -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not valid{extra}; choose one of: {', '.join(map(repr, choices))}")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Parse a ``key=value`` string (or YAML scalar) into the field's type."""
+    default = FIELDS[key].default if FIELDS[key].default is not dataclasses.MISSING else FIELDS[key].default_factory()
+    if not isinstance(value, str):
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    parsed = yaml.safe_load(value) if value != "" else ""
+    if isinstance(default, bool):
+        if not isinstance(parsed, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return parsed
+    if isinstance(default, int) and not isinstance(default, bool) and key not in ("devices",):
+        if not isinstance(parsed, int) or isinstance(parsed, bool):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return parsed
+    if isinstance(default, float) and key != "lr":
+        if not isinstance(parsed, int | float) or isinstance(parsed, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(parsed)
+    if key == "lr":
+        return parsed if isinstance(parsed, str) else float(parsed)
+    if isinstance(default, list):
+        return list(parsed) if isinstance(parsed, list) else parsed
+    if isinstance(default, str):
+        return value
+    return parsed
+
+
+def check_keys(keys, where: str) -> None:
+    unknown = [k for k in keys if k not in FIELDS]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, FIELDS, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"unknown config key(s) in {where}: {', '.join(hints)}. Valid keys: {', '.join(FIELDS)}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=0.01", "backbone=vgg16"]`` into a dict, validating key names."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. epochs=2)")
+        key, value = item.split("=", 1)
+        check_keys([key.strip()], "the command line")
+        out[key.strip()] = _coerce(key.strip(), value.strip())
+    return out
+
+
+def build_config(values: dict[str, Any], where: str = "config") -> RunConfig:
+    check_keys(values, where)
+    return RunConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
+
+
+def load_preset(path: str | Path | None, overrides: list[str] | None = None) -> list[tuple[str, RunConfig]]:
+    """A preset file plus overrides into one or more named configs (several when it has ``runs:``)."""
+    base: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = []
+    where = "the command line"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; presets live in configs/ (e.g. configs/smoke.yaml)")
+        where = str(path)
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of config keys")
+        runs = loaded.pop("runs", None) or []
+        base = loaded
+        check_keys(base, where)
+    extra = parse_overrides(overrides or [])
+    if not runs:
+        return [(base.get("run_name", "") or "", build_config({**base, **extra}, where))]
+    out = []
+    for i, run in enumerate(runs):
+        run = dict(run)
+        name = run.pop("name", f"run{i}")
+        check_keys(run, f"{where} runs[{i}]")
+        values = {**base, **run, **extra}
+        values.setdefault("run_name", name)
+        out.append((name, build_config(values, f"{where} runs[{i}]")))
+    return out
+
+
+def save_config(config: RunConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path

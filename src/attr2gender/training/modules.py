@@ -1,0 +1,172 @@
+"""Step logic (Lightning ``LightningModule``): the stage-one attribute model and the direct Male model.
+
+Data lives in :mod:`attr2gender.training.datamodule`, the loop in :mod:`attr2gender.training.engine`.
+Both models expose :meth:`predict_proba` so the pipelines and stage two use the same numbers that the
+metrics are computed from.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.attributes import STAGE_ONE_ATTRIBUTES
+from ..models import create_backbone
+from ..tracking.reports import binary_metrics, per_attribute_metrics
+
+
+class ImageModel(L.LightningModule):
+    """Shared by both models: backbone + head, optimiser, per-epoch metrics over the whole split."""
+
+    num_outputs: int = 1
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        weights: str = "imagenet",
+        loss: str = "",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: str = "adam",
+        dropout: float = 0.0,
+        threshold: float = 0.5,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.lr = lr  # the LR finder writes its suggestion here
+        self.net = create_backbone(backbone, self.output_size(loss), weights=weights, dropout=dropout)
+        self.loss_fn = self.build_loss(loss)
+        self._outputs: dict[str, list] = {"train": [], "val": [], "test": []}
+
+    # Subclasses define: output_size(loss), build_loss(loss), target_of(batch), probabilities(logits),
+    # epoch_metrics(prob, target).
+
+    def loss_of(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(logits, target)
+
+    # --- shared ---
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities for a preprocessed batch: (B, 39) for attributes, (B,) P(Male) for direct."""
+        return self.probabilities(self(x)).float()
+
+    def _step(self, batch, stage: str):
+        if len(batch["image"]) == 0:  # every image of this batch was unreadable
+            self.log(f"{stage}_skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+            return None
+        logits = self(batch["image"])
+        target = self.target_of(batch)
+        loss = self.loss_of(logits, target)
+        n = len(batch["image"])
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=n,
+                 sync_dist=True)  # fmt: skip
+        self.log(f"{stage}_skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+        prob = self.probabilities(logits.detach()).float().cpu().numpy()
+        self._outputs[stage].append((prob, batch["male"].cpu().numpy(), batch["attributes"].cpu().numpy()))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def _epoch_end(self, stage: str) -> None:
+        outputs, self._outputs[stage] = self._outputs[stage], []
+        if not outputs or self.trainer.sanity_checking:
+            return
+        prob = np.concatenate([o[0] for o in outputs])
+        male = np.concatenate([o[1] for o in outputs])
+        attributes = np.concatenate([o[2] for o in outputs])
+        target = attributes if self.num_outputs > 1 else male
+        for name, value in self.epoch_metrics(prob, target).items():
+            # Metrics over this process's share of the split; under DDP the mean over ranks.
+            self.log(f"{stage}_{name}", float(value), prog_bar=name in ("acc", "mean_acc"), sync_dist=True)
+
+    def on_train_epoch_end(self):
+        self._epoch_end("train")
+
+    def on_validation_epoch_end(self):
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self):
+        self._epoch_end("test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+        return cls(params, lr=self.lr, weight_decay=hp.weight_decay)
+
+
+class AttributeModel(ImageModel):
+    """Stage one: backbone + 39 logits for the CelebA attributes other than Male."""
+
+    num_outputs = len(STAGE_ONE_ATTRIBUTES)
+    attribute_names = STAGE_ONE_ATTRIBUTES
+
+    def output_size(self, loss: str) -> int:
+        return self.num_outputs
+
+    def build_loss(self, loss: str) -> nn.Module:
+        loss = loss or "multilabel_soft_margin"
+        if loss == "multilabel_soft_margin":
+            return nn.MultiLabelSoftMarginLoss()
+        if loss == "bce":
+            return nn.BCEWithLogitsLoss()
+        raise ValueError(f"loss {loss!r} is not valid for AttributeModel; choose 'multilabel_soft_margin' or 'bce'")
+
+    def target_of(self, batch):
+        return batch["attributes"].float()
+
+    def probabilities(self, logits):
+        return torch.sigmoid(logits.float())
+
+    def epoch_metrics(self, prob, target):
+        table = per_attribute_metrics(target, prob, STAGE_ONE_ATTRIBUTES, threshold=self.hparams.threshold)
+        return {"mean_acc": table["accuracy"].mean(), "mean_auc": table["roc_auc"].mean(skipna=True)}
+
+
+class DirectModel(ImageModel):
+    """The direct route: backbone + Male head. ``cross_entropy``: 2 logits; ``bce``: one logit."""
+
+    num_outputs = 1
+
+    def output_size(self, loss: str) -> int:
+        return 1 if loss == "bce" else 2
+
+    def build_loss(self, loss: str) -> nn.Module:
+        loss = loss or "cross_entropy"
+        if loss == "cross_entropy":
+            return nn.CrossEntropyLoss()
+        if loss == "bce":
+            return nn.BCEWithLogitsLoss()
+        raise ValueError(f"loss {loss!r} is not valid for DirectModel; choose 'cross_entropy' or 'bce'")
+
+    def target_of(self, batch):
+        male = batch["male"]
+        return male.float().unsqueeze(1) if self.hparams.loss == "bce" else male.long()
+
+    def probabilities(self, logits):
+        if logits.shape[1] == 1:
+            return torch.sigmoid(logits.float())[:, 0]
+        return torch.softmax(logits.float(), dim=1)[:, 1]
+
+    def epoch_metrics(self, prob, target):
+        m = binary_metrics(target, prob, threshold=self.hparams.threshold)
+        return {"acc": m["accuracy"], "auc": m["roc_auc"], "f1": m["f1"]}
+
+
+def model_class(task: str) -> type[ImageModel]:
+    return {"attributes": AttributeModel, "direct": DirectModel}[task]

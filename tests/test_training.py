@@ -1,0 +1,180 @@
+"""Training engine on tiny synthetic CelebA: steps, learning, resume, LR finder, config errors, DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from attr2gender.config import ConfigError, RunConfig, load_preset, parse_overrides
+from attr2gender.data import build_transforms, collate_skipping_corrupt, load_celeba
+from attr2gender.data.dataset import CelebADataset
+from attr2gender.data.synth import make_synthetic_celeba
+from attr2gender.training import AttributeModel, DirectModel, load_image_model, train
+
+TINY = "test_efficientnet"  # timm's test-sized EfficientNet: ~0.1M parameters, fast on 2 cores
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    return make_synthetic_celeba(tmp_path_factory.mktemp("synth") / "celeba", n=240, seed=0, image_size=40)
+
+
+def tiny_config(root, out, **kw) -> RunConfig:
+    values = dict(data_root=str(root), output_dir=str(out), backbone=TINY, weights="none", image_size=32,
+                  batch_size=16, epochs=1, max_steps=-1, num_workers=0, progress=False, tracking="none",
+                  max_train_images=64, max_eval_images=32)  # fmt: skip
+    values.update(kw)
+    return RunConfig(**values).validate()
+
+
+@pytest.mark.parametrize(
+    "task,loss", [("attributes", "multilabel_soft_margin"), ("attributes", "bce"), ("direct", "cross_entropy"),
+                  ("direct", "bce")]  # fmt: skip
+)
+def test_one_training_run_per_model_and_loss(synth_root, tmp_path, task, loss):
+    result = train(tiny_config(synth_root, tmp_path, task=task, loss=loss, max_steps=2, run_name="r"))
+    assert result.epochs_run >= 0 and (tmp_path / "r" / "checkpoints" / "last.ckpt").is_file()
+    n_test = len(result.datamodule.splits.test)
+    assert n_test > 10
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["data_root"] == str(Path(synth_root).resolve()) and saved["loss"] == loss  # resolved config
+    if task == "attributes":
+        assert 0 <= result.metrics["attr_mean_accuracy"] <= 1 and "attr_auc_Bald" in result.metrics
+        assert result.test_predictions.prob.shape == (n_test, 39)
+    else:
+        assert {"accuracy", "precision", "recall", "f1", "roc_auc"} <= set(result.metrics)
+        assert result.test_predictions.prob.shape == (n_test,)
+    model, meta = load_image_model(result.model_dir)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(model.predict_proba(x), result.model.predict_proba(x))
+    assert meta["preprocessing"]["crop"] == 32
+
+
+def _fixed_batch(root, n=64):
+    celeba = load_celeba(root)
+    ds = CelebADataset(celeba, celeba.present[:n], build_transforms(32, train=False))
+    return collate_skipping_corrupt([ds[i] for i in range(n)])
+
+
+@pytest.mark.parametrize("cls", [AttributeModel, DirectModel])
+def test_loss_falls_over_a_few_dozen_steps(synth_root, cls):
+    torch.manual_seed(0)
+    batch = _fixed_batch(synth_root)
+    model = cls(backbone=TINY, weights="none", lr=3e-3)
+    optimizer = model.configure_optimizers()
+    losses = []
+    for _ in range(30):
+        loss = model.loss_of(model(batch["image"]), model.target_of(batch))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+
+
+def test_probabilities_shapes_and_ranges():
+    x = torch.randn(3, 3, 32, 32)
+    attr = AttributeModel(backbone=TINY, weights="none").eval().predict_proba(x)
+    ce = DirectModel(backbone=TINY, weights="none", loss="cross_entropy").eval().predict_proba(x)
+    bce = DirectModel(backbone=TINY, weights="none", loss="bce").eval().predict_proba(x)
+    assert attr.shape == (3, 39) and ce.shape == (3,) and bce.shape == (3,)
+    for p in (attr, ce, bce):
+        assert torch.all((p >= 0) & (p <= 1))
+
+
+def test_resume_continues_epoch_count(synth_root, tmp_path):
+    first = train(tiny_config(synth_root, tmp_path, task="direct", epochs=1, run_name="res"))
+    assert first.epochs_run == 1
+    second = train(tiny_config(synth_root, tmp_path, task="direct", epochs=2, run_name="res", resume=True))
+    assert second.epochs_run == 2
+    history = pd.read_csv(tmp_path / "res" / "history.csv")
+    assert sorted(history["epoch"].unique()) == [0, 1]
+    assert {"train_loss", "val_loss", "val_acc"} <= set(history.columns)
+
+
+def test_resume_without_checkpoint_names_the_fix(synth_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="last.ckpt"):
+        train(tiny_config(synth_root, tmp_path, run_name="never", resume=True))
+
+
+def test_same_seed_same_metrics(synth_root, tmp_path):
+    a = train(tiny_config(synth_root, tmp_path / "a", task="direct", max_steps=3, run_name="x"))
+    b = train(tiny_config(synth_root, tmp_path / "b", task="direct", max_steps=3, run_name="x"))
+    np.testing.assert_array_equal(a.test_predictions.prob, b.test_predictions.prob)
+    c = train(tiny_config(synth_root, tmp_path / "c", task="direct", max_steps=3, run_name="x", seed=1))
+    assert not np.array_equal(a.test_predictions.prob, c.test_predictions.prob)
+
+
+def test_lr_finder_returns_finite_suggestion(synth_root, tmp_path):
+    result = train(tiny_config(synth_root, tmp_path, task="direct", lr="auto", max_steps=2, run_name="lr"))
+    assert np.isfinite(result.lr_finder["suggestion"]) and result.lr_finder["suggestion"] > 0
+    assert result.config.lr == result.lr_finder["suggestion"]
+    assert (tmp_path / "lr" / "lr_finder.png").stat().st_size > 2000
+    saved = yaml.safe_load((tmp_path / "lr" / "config.yaml").read_text())
+    assert saved["lr"] == result.lr_finder["suggestion"]
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [("backbone=resnet181", "resnet18"), ("loss=hinge", "multilabel_soft_margin"), ("lr=-0.1", "positive"),
+     ("optimizer=sgd", "adamw"), ("batch_size=0", "at least 1"), ("epochz=3", "did you mean 'epochs'")],
+)  # fmt: skip
+def test_bad_config_fails_before_training_listing_choices(override, needle, tmp_path):
+    with pytest.raises(ConfigError, match=needle):
+        load_preset(REPO / "configs" / "smoke.yaml", [override, f"output_dir={tmp_path}"])
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_presets_resolve_as_the_source_study():
+    study1 = load_preset(REPO / "configs" / "seed_study_1.yaml")
+    assert len(study1) == 6
+    assert {(c.backbone, c.weights) for _, c in study1} == {
+        (b, w) for b in ("vgg16", "resnet18", "googlenet") for w in ("none", "imagenet")
+    }
+    for _, c in study1:
+        assert (c.loss, c.optimizer, c.batch_size, c.lr, c.epochs, c.balance) == ("cross_entropy", "adam", 128,
+                                                                                  0.001, 10, True)  # fmt: skip
+    study3 = dict(load_preset(REPO / "configs" / "seed_study_3.yaml"))
+    assert study3["vgg16_transfer"].weight_decay == 1e-3 and study3["resnet50_transfer"].weight_decay == 1e-4
+    assert all(c.loss == "bce" and c.batch_size == 32 and c.lr == "auto" for c in study3.values())
+    (_, two_stage), = load_preset(REPO / "configs" / "two_stage.yaml")
+    assert (two_stage.task, two_stage.backbone, two_stage.resolved_loss()) == ("attributes", "resnet18",
+                                                                               "multilabel_soft_margin")  # fmt: skip
+    assert parse_overrides(["epochs=3", "lr=auto", "balance=true"]) == {"epochs": 3, "lr": "auto", "balance": True}
+
+
+def test_decode_cache_gives_same_eval_batches(synth_root, tmp_path):
+    from attr2gender.data import CachedCelebADataset, DecodedImageCache
+
+    celeba = load_celeba(synth_root)
+    ids = list(celeba.present[:8])
+    tf = build_transforms(32)
+    cache = DecodedImageCache(celeba, ids, 32, tmp_path, progress=False)
+    plain = CelebADataset(celeba, ids, tf)
+    cached = CachedCelebADataset(celeba, ids, tf, cache)
+    # Synthetic images are square, so the cached square crop equals the eval resize + crop.
+    diff = (plain[3]["image"] - cached[3]["image"]).abs().max().item()
+    assert diff < 0.1
+    assert DecodedImageCache(celeba, ids, 32, tmp_path, progress=False).path == cache.path  # reused
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test runs on Linux")
+def test_ddp_two_processes_on_cpu(synth_root, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "attr2gender.cli", "train", f"data_root={synth_root}", f"output_dir={tmp_path}",
+           f"backbone={TINY}", "weights=none", "image_size=32", "batch_size=8", "max_steps=3", "epochs=1",
+           "num_workers=0", "progress=false", "tracking=none", "accelerator=cpu", "devices=2", "strategy=ddp",
+           "max_train_images=64", "max_eval_images=16", "run_name=ddp", "task=direct"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr + proc.stdout
+    assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
