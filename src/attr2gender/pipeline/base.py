@@ -1,0 +1,165 @@
+"""What both pipelines share: streaming ``predict``, ``predict_proba``, devices, bundle save/load."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.images import ImageLoadError
+from ..data.transforms import eval_transform_from_spec, preprocessing_spec
+from ..training.evaluate import resolve_device
+from ..training.export import save_image_model
+from ..training.modules import ImageModel
+from .bundle import read_manifest, write_manifest
+from .inputs import expand_images, stream_batches
+
+LABELS = ("Female", "Male")
+PROGRESS_MIN_IMAGES = 512  # show a progress bar on calls at least this long (or with progress=True)
+
+
+class GenderPredictor:
+    """Base of :class:`Attr2GenderPipeline` and :class:`DirectGenderClassifier`.
+
+    Subclasses implement ``_predict_batch(x) -> dict[str, np.ndarray]`` with at least
+    ``male_probability`` (B,), and ``kind``.
+    """
+
+    kind = ""
+    extra_columns: tuple[str, ...] = ()
+
+    def __init__(self, image_model: ImageModel, preprocessing: dict | int = 224, threshold: float = 0.5,
+                 batch_size: int = 64, device: str = "auto", num_workers: int = 2):  # fmt: skip
+        self.image_model = image_model.eval()
+        self.preprocessing = preprocessing_spec(preprocessing) if isinstance(preprocessing, int) else dict(preprocessing)
+        self.threshold = float(threshold)
+        self.batch_size = int(batch_size)  # images per forward pass
+        self.num_workers = int(num_workers)  # decode processes for folders / path lists
+        self.device = device  # "auto": CUDA when present, else CPU
+        self.metrics: dict[str, float] = {}  # test metrics, filled by fit()
+        self.config: dict = {}  # resolved run config, filled by fit()
+        self._transform = eval_transform_from_spec(self.preprocessing)
+        self._model_hash: str | None = None
+
+    # --- prediction ---
+    @property
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+    @torch.no_grad()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        device = self.torch_device
+        model = self.image_model.to(device)
+        x = x.to(device, non_blocking=True)
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return model.predict_proba(x.contiguous(memory_format=torch.channels_last)).float().cpu()
+        return model.predict_proba(x).float().cpu()
+
+    def _run(self, images, errors: str, progress: bool | None, batch_size: int | None, batch_fn=None):
+        """Stream ``images`` through ``batch_fn`` (default ``_predict_batch``); returns names, per-row
+        errors and the stacked outputs (NaN rows where an image could not be read)."""
+        batch_fn = batch_fn or self._predict_batch
+        if errors not in ("coerce", "raise"):
+            raise ValueError(f"errors must be 'coerce' (error rows) or 'raise', got {errors!r}")
+        items = expand_images(images)
+        names = [name for name, _ in items]
+        sources = [source for _, source in items]
+        n = len(items)
+        row_errors = [""] * n
+        outputs: dict[str, np.ndarray] = {}
+        show = progress if progress is not None else n >= PROGRESS_MIN_IMAGES
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n, desc=f"{self.kind} predict", unit="img", disable=not show) as bar:
+            for batch in stream_batches(sources, self._transform, batch_size or self.batch_size, self.num_workers):
+                for position, message in batch.errors:
+                    if errors == "raise":
+                        raise ImageLoadError(str(names[position]), message.split(": ", 1)[-1])
+                    row_errors[position] = message
+                if batch.positions:
+                    result = batch_fn(batch.images)
+                    for key, values in result.items():
+                        if key not in outputs:
+                            outputs[key] = np.full((n, *values.shape[1:]), np.nan, dtype=np.float64)
+                        outputs[key][batch.positions] = values
+                bar.update(len(batch.positions) + len(batch.errors))
+        if "male_probability" not in outputs:
+            outputs["male_probability"] = np.full(n, np.nan)
+        return names, row_errors, outputs
+
+    def predict(self, images, errors: str = "coerce", progress: bool | None = None,
+                batch_size: int | None = None) -> pd.DataFrame:  # fmt: skip
+        """One row per input image, in input order: ``image``, ``male_probability``, ``label``, ``error``
+        (and, for the two-stage pipeline, the 39 attribute probabilities). An unreadable image gets an
+        ``error`` and no prediction; ``errors="raise"`` raises instead."""
+        names, row_errors, outputs = self._run(images, errors, progress, batch_size)
+        prob = outputs["male_probability"]
+        frame = pd.DataFrame({"image": names, "male_probability": prob})
+        frame["label"] = np.where(np.isnan(prob), None, np.where(prob >= self.threshold, LABELS[1], LABELS[0]))
+        for key in self.extra_columns:
+            if key in outputs:
+                columns = self.extra_column_names(key)
+                frame = pd.concat([frame, pd.DataFrame(outputs[key], columns=columns)], axis=1)
+        frame["error"] = row_errors
+        return frame
+
+    def extra_column_names(self, key: str) -> list[str]:
+        return [key]
+
+    def predict_proba(self, images, batch_size: int | None = None, progress: bool | None = None) -> np.ndarray:
+        """(n, 2) array of P(Female), P(Male) in input order; raises on an unreadable image."""
+        _, _, outputs = self._run(images, "raise", progress, batch_size)
+        male = outputs["male_probability"]
+        return np.column_stack([1.0 - male, male])
+
+    # --- identity and persistence ---
+    @property
+    def model_hash(self) -> str:
+        """SHA-256 of the image model's weights: the key of cached stage-one outputs."""
+        if self._model_hash is None:
+            digest = hashlib.sha256()
+            for key, tensor in sorted(self.image_model.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._model_hash = digest.hexdigest()
+        return self._model_hash
+
+    def _manifest(self) -> dict:
+        return {"kind": self.kind, "threshold": self.threshold, "preprocessing": self.preprocessing,
+                "metrics": self.metrics, "config": self.config, "model_hash": self.model_hash}  # fmt: skip
+
+    def _save_parts(self, directory: Path) -> None:
+        """Subclasses write their extra files here."""
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a bundle: safetensors weights, JSON everything else, hashes in ``pipeline.json``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_image_model(self.image_model, directory, self.image_model_task, self.preprocessing["crop"])
+        self._save_parts(directory)
+        write_manifest(directory, self._manifest())
+        return directory
+
+    image_model_task = ""
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "auto", batch_size: int = 64):
+        from .loading import load_pipeline
+
+        pipeline = load_pipeline(directory, device=device, batch_size=batch_size)
+        if not isinstance(pipeline, cls):
+            raise TypeError(f"{directory} holds a {pipeline.kind} pipeline, not {cls.__name__}; "
+                            "use attr2gender.pipeline.load_pipeline to load any kind")  # fmt: skip
+        return pipeline
+
+    def _restore_common(self, manifest: dict) -> None:
+        self.metrics = manifest.get("metrics", {})
+        self.config = manifest.get("config", {})
+
+
+def manifest_of(directory: str | Path) -> dict:
+    return read_manifest(directory)

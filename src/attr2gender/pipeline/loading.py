@@ -1,0 +1,28 @@
+"""``load_pipeline(dir)``: any saved bundle back, after its hashes are verified; no pickle anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..tabular import load_stage_two
+from ..training.export import load_image_model
+from .bundle import BundleError, read_manifest
+from .direct import DirectGenderClassifier
+from .two_stage import Attr2GenderPipeline
+
+
+def load_pipeline(directory: str | Path, device: str = "auto", batch_size: int = 64, num_workers: int = 2):
+    """Load a bundle written by ``save()``: safetensors weights, JSON config, LightGBM text or JSON
+    coefficients. Fails clearly on a missing or modified file, or a bundle from another format."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    model, _ = load_image_model(directory)
+    kw = dict(threshold=manifest["threshold"], batch_size=batch_size, device=device, num_workers=num_workers)
+    if manifest["kind"] == "two_stage":
+        pipeline = Attr2GenderPipeline(model, load_stage_two(directory), manifest["preprocessing"], **kw)
+    elif manifest["kind"] == "direct":
+        pipeline = DirectGenderClassifier(model, manifest["preprocessing"], **kw)
+    else:
+        raise BundleError(f"{directory}: unknown pipeline kind {manifest['kind']!r}")
+    pipeline._restore_common(manifest)
+    return pipeline

@@ -1,0 +1,167 @@
+"""The two-stage route: image -> 39 attribute probabilities (stage one) -> P(Male) (stage two).
+
+One image pass: stage two reads stage one's probabilities from the same forward pass, so the route
+costs the tabular model on top (microseconds), not a second CNN.
+Its selling point is :meth:`Attr2GenderPipeline.explain`: every decision decomposes into named
+attributes (logistic: coefficient x value; LightGBM: SHAP-style ``pred_contrib``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.attributes import STAGE_ONE_ATTRIBUTES
+from ..tabular import StageTwoClassifier, load_stage_two, save_stage_two
+from ..training.modules import AttributeModel
+from .base import GenderPredictor
+from .inputs import expand_images
+
+
+@dataclass
+class Explanation:
+    """Why the two-stage pipeline decided what it did."""
+
+    predictions: pd.DataFrame  # predict() rows
+    contributions: pd.DataFrame  # per image: each attribute's push on the Male log-odds, plus "bias"
+    global_importance: pd.Series  # coefficients (signed) or LightGBM gain, sorted by |value|
+
+    def top(self, row: int, k: int = 5) -> pd.Series:
+        """The ``k`` attributes that pushed image ``row`` hardest, signed (+ toward Male)."""
+        values = self.contributions.iloc[row].drop("bias")
+        return values.reindex(values.abs().sort_values(ascending=False).index)[:k]
+
+
+class Attr2GenderPipeline(GenderPredictor):
+    """Stage one (CNN, 39 attributes) + stage two (tabular, attributes -> Male)."""
+
+    kind = "two_stage"
+    image_model_task = "attributes"
+    extra_columns = ("attributes",)
+
+    def __init__(self, attribute_model: AttributeModel, stage_two: StageTwoClassifier, preprocessing=224,
+                 threshold: float = 0.5, cache_dir: str | Path | None = None, **kw):  # fmt: skip
+        if not isinstance(attribute_model, AttributeModel):
+            raise TypeError(f"stage one must be an AttributeModel, got {type(attribute_model).__name__}")
+        # stage_two=None only while fit() computes stage one's outputs to fit stage two on.
+        if stage_two is not None and not hasattr(stage_two, "classes_"):
+            raise ValueError("stage_two must be a fitted StageTwoClassifier (call fit first)")
+        if stage_two is not None and stage_two.n_features_in_ != len(STAGE_ONE_ATTRIBUTES):
+            raise ValueError(f"stage two was fitted on {stage_two.n_features_in_} features, expected 39 attributes")
+        super().__init__(attribute_model, preprocessing, threshold, **kw)
+        self.stage_two = stage_two
+        self.cache_dir = cache_dir  # joblib cache of stage-one probabilities for path inputs; None = off
+
+    @property
+    def attribute_model(self) -> AttributeModel:
+        return self.image_model
+
+    def extra_column_names(self, key: str) -> list[str]:
+        return list(STAGE_ONE_ATTRIBUTES)
+
+    def stage_two_probability(self, attributes: np.ndarray) -> np.ndarray:
+        if self.stage_two is None:
+            raise RuntimeError("this pipeline has no stage two yet; fit one or use with_stage_two(...)")
+        frame = pd.DataFrame(attributes, columns=list(STAGE_ONE_ATTRIBUTES))
+        if getattr(self.stage_two, "feature_names_in_", None) is None:
+            frame = frame.to_numpy()
+        male_col = list(self.stage_two.classes_).index(1)
+        return self.stage_two.predict_proba(frame)[:, male_col]
+
+    def _predict_batch(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        attributes = self._forward(x).numpy().astype(np.float64)
+        return {"male_probability": self.stage_two_probability(attributes), "attributes": attributes}
+
+    # --- stage one alone, cached ---
+    def attribute_probabilities(self, images, progress: bool | None = None) -> tuple[np.ndarray, list[str]]:
+        """Stage one's (n, 39) probabilities and per-row errors. For file paths with ``cache_dir`` set,
+        cached on disk by (model hash, image list), so refitting or swapping stage two never re-runs the CNN."""
+        items = expand_images(images)
+        if self.cache_dir and items and all(isinstance(source, Path) for _, source in items):
+            from joblib import Memory
+
+            memory = Memory(Path(self.cache_dir) / "stage_one", verbose=0)
+            keyed = tuple((str(p), *_stat(p)) for _, p in items)
+            compute = memory.cache(_stage_one_for_paths, ignore=["pipeline", "progress"])
+            return compute(self, self.model_hash, keyed, tuple(sorted(self.preprocessing.items(), key=str)),
+                           progress)  # fmt: skip
+        return self._stage_one(images, progress)
+
+    def _stage_one(self, images, progress) -> tuple[np.ndarray, list[str]]:
+        stage_one = lambda x: {"attributes": self._forward(x).numpy().astype(np.float64)}  # noqa: E731
+        _, errors, outputs = self._run(images, "coerce", progress, None, batch_fn=stage_one)
+        n = len(errors)
+        return outputs.get("attributes", np.full((n, len(STAGE_ONE_ATTRIBUTES)), np.nan)), errors
+
+    def with_stage_two(self, stage_two: StageTwoClassifier) -> Attr2GenderPipeline:
+        """The same stage one with another stage two (no retraining of the CNN)."""
+        other = Attr2GenderPipeline(self.attribute_model, stage_two, self.preprocessing, self.threshold,
+                                    cache_dir=self.cache_dir, batch_size=self.batch_size, device=self.device,
+                                    num_workers=self.num_workers)  # fmt: skip
+        other._model_hash = self._model_hash
+        other.config = dict(self.config)
+        return other
+
+    # --- explanation ---
+    def explain(self, images, progress: bool | None = None) -> Explanation:
+        """Per image, each attribute's contribution to the Male log-odds, and the global ranking."""
+        predictions = self.predict(images, progress=progress)
+        attributes = predictions[list(STAGE_ONE_ATTRIBUTES)].to_numpy()
+        ok = ~np.isnan(attributes).any(axis=1)
+        contrib = np.full((len(predictions), len(STAGE_ONE_ATTRIBUTES) + 1), np.nan)
+        if ok.any():
+            frame = pd.DataFrame(attributes[ok], columns=list(STAGE_ONE_ATTRIBUTES))
+            if getattr(self.stage_two, "feature_names_in_", None) is None:
+                frame = frame.to_numpy()
+            contrib[ok] = self.stage_two.contributions(frame)
+        contributions = pd.DataFrame(contrib, columns=[*STAGE_ONE_ATTRIBUTES, "bias"], index=predictions["image"])
+        return Explanation(predictions, contributions, self.global_importance())
+
+    def global_importance(self) -> pd.Series:
+        importance = self.stage_two.feature_importance()
+        importance.index = list(STAGE_ONE_ATTRIBUTES)
+        return importance.reindex(importance.abs().sort_values(ascending=False).index)
+
+    # --- persistence ---
+    def _save_parts(self, directory: Path) -> None:
+        save_stage_two(self.stage_two, directory)
+
+    def _manifest(self) -> dict:
+        return super()._manifest() | {"attribute_names": list(STAGE_ONE_ATTRIBUTES),
+                                      "stage_two": {"model": self.stage_two.model,
+                                                    "input_kind": self.stage_two.input_kind}}  # fmt: skip
+
+    @classmethod
+    def from_parts(cls, attribute_model: AttributeModel, stage_two: StageTwoClassifier, image_size: int = 224,
+                   **kw) -> Attr2GenderPipeline:  # fmt: skip
+        """Build from already-trained parts."""
+        return cls(attribute_model, stage_two, image_size, **kw)
+
+    @classmethod
+    def fit(cls, config=None, **overrides) -> Attr2GenderPipeline:
+        """Train stage one on a CelebA root, then fit stage two (see ``stage_two_fit_on``)."""
+        from .fitting import fit_two_stage
+
+        return fit_two_stage(config, **overrides)
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    """Size and mtime, so an image replaced in place is not served from the cache."""
+    try:
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return -1, -1
+
+
+def _stage_one_for_paths(pipeline, model_hash, keyed_paths, preprocessing, progress):
+    """joblib-cached stage one; the key is (model_hash, keyed_paths, preprocessing)."""
+    return pipeline._stage_one([Path(p[0]) for p in keyed_paths], progress)
+
+
+def load_stage_two_from(directory: Path) -> StageTwoClassifier:
+    return load_stage_two(directory)
