@@ -116,7 +116,7 @@ def _fmt(value, digits: int = 3) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "n/a"
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 10 ** -digits):
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 10**-digits):
             return f"{value:.{digits}g}"
         return f"{value:.{digits}f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
@@ -125,7 +125,9 @@ def _fmt(value, digits: int = 3) -> str:
 def text_table(headers: Sequence[str], rows: Sequence[Sequence], digits: int = 3) -> str:
     """A plain aligned table for the console."""
     cells = [[_fmt(c, digits) for c in row] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
+    widths = [
+        max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)
+    ]
     line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
@@ -152,7 +154,9 @@ def _jsonable(obj):
     return obj
 
 
-def write_results(out_dir: str | Path, name: str, payload: dict, markdown: str | None = None) -> dict[str, Path]:
+def write_results(
+    out_dir: str | Path, name: str, payload: dict, markdown: str | None = None
+) -> dict[str, Path]:
     """``<out_dir>/<name>.json`` (strict JSON: NaN becomes null) and, when given, ``<out_dir>/<name>.md``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

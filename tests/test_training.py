@@ -178,3 +178,18 @@ def test_ddp_two_processes_on_cpu(synth_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr + proc.stdout
     assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
+
+
+def test_freeze_backbone_trains_only_the_head(synth_root):
+    torch.manual_seed(0)
+    batch = _fixed_batch(synth_root, n=16)
+    model = DirectModel(backbone=TINY, weights="none", lr=1e-2, freeze_backbone=True).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = model.configure_optimizers()
+    for _ in range(3):
+        loss = model.loss_of(model(batch["image"]), model.target_of(batch))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"net.classifier.weight", "net.classifier.bias"}  # BN running stats untouched too

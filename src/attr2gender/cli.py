@@ -4,6 +4,7 @@
     attr2gender data synth --out DIR         write a synthetic CelebA in the standard layout
     attr2gender data export-target ROOT      the source study's (id, Male) table as CSV
     attr2gender train --config X.yaml k=v    train a preset (stage one or direct)
+    attr2gender predict BUNDLE IMAGE|DIR ...  predict with a saved pipeline, CSV to stdout or --out
 """
 
 from __future__ import annotations
@@ -54,6 +55,26 @@ def _train(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from .pipeline import load_pipeline
+
+    pipeline = load_pipeline(args.bundle, device=args.device, batch_size=args.batch_size)
+    frame = pipeline.predict([str(p) for p in args.images], progress=False if args.quiet else None)
+    if args.explain:
+        explanation = pipeline.explain([str(p) for p in args.images], progress=False)
+        for i, name in enumerate(explanation.predictions["image"]):
+            if explanation.predictions["error"].iloc[i]:
+                continue
+            top = explanation.top(i, 3)
+            print(f"{name}: " + ", ".join(f"{k} {v:+.2f}" for k, v in top.items()), file=sys.stderr)
+    if args.out:
+        frame.to_csv(args.out, index=False)
+        print(f"wrote {len(frame):,} rows to {args.out} ({int((frame['error'] != '').sum())} unreadable)")
+    else:
+        frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attr2gender", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,17 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="append", help="only the named run(s) of a multi-run preset")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=2 backbone=vgg16")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("predict", help="predict Male with a saved pipeline bundle")
+    p.add_argument("bundle", type=Path, help="folder written by pipeline.save()")
+    p.add_argument("images", nargs="+", type=Path, help="image files and/or folders")
+    p.add_argument("--out", type=Path, help="CSV path (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--explain", action="store_true", help="two-stage: print each image's top 3 attributes")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data import CelebAError, ImageLoadError
+    from .models import UnknownBackboneError, WeightsNotFoundError
+    from .pipeline.bundle import BundleError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CelebAError, ConfigError, ImageLoadError) as exc:
+    except (CelebAError, ConfigError, ImageLoadError, BundleError, WeightsNotFoundError, UnknownBackboneError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

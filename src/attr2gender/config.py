@@ -51,6 +51,7 @@ class RunConfig:
     backbone: str = "resnet18"  # any name from attr2gender.models or timm
     weights: str = "imagenet"  # "imagenet" | "none" | path to a .pth/.safetensors file
     dropout: float = 0.0  # before the new head; the source used none
+    freeze_backbone: bool = False  # linear probing: train only the head (fast on CPU; fine-tuning is better)
     loss: str = ""  # "" = the task's default: multilabel_soft_margin (attributes), cross_entropy (direct)
     threshold: float = 0.5  # probability above which an attribute / Male is predicted (source: 0.5)
     # --- optimisation ---

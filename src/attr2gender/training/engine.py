@@ -106,7 +106,7 @@ def build_model(config: RunConfig, lr: float, channels_last: bool = False) -> Im
     return model_class(config.task)(
         backbone=config.backbone, weights=config.weights, loss=config.resolved_loss(), lr=lr,
         weight_decay=config.weight_decay, optimizer=config.optimizer, dropout=config.dropout,
-        threshold=config.threshold, channels_last=channels_last,
+        threshold=config.threshold, channels_last=channels_last, freeze_backbone=config.freeze_backbone,
     )  # fmt: skip
 
 
@@ -161,6 +161,13 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
 
         all_loggers.append(TensorBoardLogger(save_dir=run_dir, name="", version="tensorboard"))
 
+    # Lightning's banner lines (GPU available, tips) say less than this one line.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+    sizes = dm.splits.sizes()
+    if config.progress:
+        print(f"training {config.task} model {config.backbone} ({config.weights}) on {engine['accelerator']} "
+              f"({engine['precision']}), split {dm.splits.strategy} {sizes}, run {run_dir}", flush=True)
     trainer = L.Trainer(
         accelerator=engine["accelerator"], devices=engine["devices"], strategy=engine["strategy"],
         precision=engine["precision"], max_epochs=config.epochs, max_steps=config.max_steps,
@@ -231,6 +238,13 @@ def find_learning_rate(engine: dict, model: ImageModel, dm: CelebADataModule, ru
 
     dm.setup("fit")
     batches = max(1, len(dm.train_dataloader()))
+    # Lightning's banner lines (GPU available, tips) say less than this one line.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+    sizes = dm.splits.sizes()
+    if config.progress:
+        print(f"training {config.task} model {config.backbone} ({config.weights}) on {engine['accelerator']} "
+              f"({engine['precision']}), split {dm.splits.strategy} {sizes}, run {run_dir}", flush=True)
     trainer = L.Trainer(
         accelerator=engine["accelerator"], devices=1, precision=engine["precision"], logger=False,
         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,

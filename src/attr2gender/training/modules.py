@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
-from ..models import create_backbone
+from ..models import BACKBONES, create_backbone
 from ..tracking.reports import binary_metrics, per_attribute_metrics
 
 
@@ -33,12 +33,15 @@ class ImageModel(L.LightningModule):
         dropout: float = 0.0,
         threshold: float = 0.5,
         channels_last: bool = False,
+        freeze_backbone: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.lr = lr  # the LR finder writes its suggestion here
         self.net = create_backbone(backbone, self.output_size(loss), weights=weights, dropout=dropout)
         self.loss_fn = self.build_loss(loss)
+        if freeze_backbone:
+            self._freeze_all_but_head()
         self._outputs: dict[str, list] = {"train": [], "val": [], "test": []}
 
     # Subclasses define: output_size(loss), build_loss(loss), target_of(batch), probabilities(logits),
@@ -48,6 +51,28 @@ class ImageModel(L.LightningModule):
         return self.loss_fn(logits, target)
 
     # --- shared ---
+    def _head_prefixes(self) -> tuple[str, ...]:
+        spec = BACKBONES.resolve(self.hparams.backbone)
+        return tuple(f"{h}." for h in ((spec.head,) if isinstance(spec.head, str) else spec.head))
+
+    def _freeze_all_but_head(self) -> None:
+        """Linear probing: only the new head learns; the backbone's BatchNorm statistics stay fixed."""
+        heads = self._head_prefixes()
+        for name, param in self.net.named_parameters():
+            param.requires_grad = name.startswith(heads)
+        if not any(p.requires_grad for p in self.net.parameters()):
+            raise ValueError(f"found no head parameters under {heads} to train in {self.hparams.backbone}")
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.hparams.get("freeze_backbone") and mode:
+            self.net.eval()  # frozen BatchNorm: running statistics are part of the pretrained backbone
+            heads = self._head_prefixes()
+            for name, module in self.net.named_modules():
+                if f"{name}.".startswith(heads):
+                    module.train(True)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,55 @@
+"""Smoke tests of the benchmark scripts in ``--quick`` mode: they run and write sane result files.
+
+They prove the scripts work; they never judge speed (no wall-clock assertions).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+
+
+def _run_quick(script: str, out: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_bench_training_quick(tmp_path):
+    proc = _run_quick("bench_training.py", tmp_path)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert "engine/bare images/s ratio:" in proc.stdout.strip().splitlines()[-1]  # key figure printed last
+
+    path = tmp_path / "bench_training_quick.json"
+    assert path.is_file() and (tmp_path / "bench_training_quick.md").is_file()
+    assert not (tmp_path / "bench_training.json").exists()  # quick runs never overwrite real results
+    data = json.loads(path.read_text())
+    for key in ("benchmark", "mode", "config", "machine", "data", "results", "ratios", "cache_build",
+                "stage_two_fit", "verdicts", "key_figure", "same_initial_weights"):  # fmt: skip
+        assert key in data, key
+    assert data["mode"] == "quick"
+    assert data["machine"]["cpu_count"] >= 1 and data["machine"]["torch"]
+
+    for variant in ("engine_attributes", "bare_attributes", "bare_attributes_cached", "engine_direct",
+                    "bare_direct", "loader_plain", "loader_cached"):  # fmt: skip
+        stats = data["results"][variant]
+        assert _positive(stats["images_per_s"]["median"]), (variant, stats)
+        assert _positive(stats["window_seconds"]["median"]), (variant, stats)
+    for name in ("engine_over_bare_images_per_s", "cache_over_plain_loader_images_per_s",
+                 "cache_over_plain_train_images_per_s", "two_stage_over_direct_learning_time"):  # fmt: skip
+        assert _positive(data["ratios"][name]["median"]), (name, data["ratios"][name])
+    assert _positive(data["cache_build"]["seconds"])
+    assert _positive(data["stage_two_fit"]["seconds"]["median"])
+    # The fairness premise of the engine/bare comparison: both start from the same weights.
+    assert data["same_initial_weights"] == {"attributes": True, "direct": True}
