@@ -97,7 +97,7 @@ def two_stage_variants(pipeline: Attr2GenderPipeline, celeba, splits: Splits, se
             ("labels", f"true attributes ({len(label_rows):,} rows)", "raw probabilities (the trap)",
              StageTwoClassifier(model=model, input_kind="probability", random_state=seed), X_labels, y_labels),
         ]  # fmt: skip
-        for fit_on, fit_desc, applied, est, X, y in variants:
+        for fit_on, fit_desc, applied, est, X, y in variants:  # fit_on: "predicted" | "labels"
             start = time.perf_counter()
             est.fit(X, y)
             X_test = pd.DataFrame(test_probs, columns=cols)
@@ -106,7 +106,8 @@ def two_stage_variants(pipeline: Attr2GenderPipeline, celeba, splits: Splits, se
                 prob = est.estimator_.predict_proba(X_test.to_numpy())[:, 1]
             else:
                 prob = est.predict_proba(X_test)[:, 1]
-            rows.append({"route": "two-stage", "stage_two": model, "fit_on": fit_desc, "applied_to": applied,
+            rows.append({"route": "two-stage", "stage_two": model, "fit_on": fit_desc, "fit_on_kind": fit_on,
+                         "applied_to": applied,
                          **accuracy_ci(y_test, prob, seed, threshold), "seconds": time.perf_counter() - start})  # fmt: skip
     rows.append({"route": "note", "stage_two": "", "fit_on": "stage-one cache hit for val", "applied_to": "",
                  "accuracy": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": int(ok.sum()),
@@ -194,16 +195,16 @@ def main(argv=None) -> int:
 
 
 def log_to_mlflow(payload: dict, written: dict, quick: bool) -> None:
+    """Into the default store (./mlflow.db, or MLFLOW_TRACKING_URI), experiment attr2gender-benchmarks."""
     import mlflow
 
-    from attr2gender.tracking.mlflow_tracking import ensure_experiment
+    from attr2gender.tracking.mlflow_tracking import MlflowTracker
 
-    experiment_id = ensure_experiment("attr2gender-benchmarks")
-    with mlflow.start_run(experiment_id=experiment_id, run_name="bench_accuracy" + ("_quick" if quick else "")):
-        mlflow.set_tag("benchmark", "accuracy")
+    tracker = MlflowTracker("attr2gender-benchmarks")
+    with tracker.run("bench_accuracy" + ("_quick" if quick else ""), tags={"benchmark": "accuracy"}):
         mlflow.log_params({k: v for k, v in payload["config"].items() if k in (
             "backbone", "weights", "image_size", "epochs", "batch_size", "lr", "seed", "split")})  # fmt: skip
-        for i, r in enumerate(payload["rows"]):
+        for r in payload["rows"]:
             if np.isfinite(r["accuracy"]):
                 key = f"{r['route']}_{r['stage_two']}_{r['fit_on'].split(' ')[0]}_{r['applied_to'].split(' ')[0]}"
                 mlflow.log_metric("acc_" + "".join(c if c.isalnum() else "_" for c in key)[:200], r["accuracy"])

@@ -104,7 +104,7 @@ def test_modes_are_converted(fitted, images, tmp_path, mode):
     _, direct = fitted
     im = Image.open(images[0])
     if mode == "I;16":
-        im = Image.fromarray((np.asarray(im.convert("L")).astype(np.uint16) * 257))
+        im = Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257)
         path = tmp_path / "x16.png"
     else:
         im = im.convert(mode)

@@ -126,6 +126,16 @@ class RunConfig:
             raise ConfigError(f"backbone: {exc}") from None
         return self
 
+    def check_weights(self) -> RunConfig:
+        """Raise ``WeightsNotFoundError`` (naming the file and where to put it) unless the weights are here.
+
+        Separate from :meth:`validate` so presets can be read on a machine without the files; the
+        training entry points call it before any work starts."""
+        from .models import check_backbone_name, locate_weights
+
+        locate_weights(check_backbone_name(self.backbone), self.weights)
+        return self
+
 
 def _choice(name: str, value, choices, extra: str = "") -> None:
     if value not in choices:

@@ -142,7 +142,8 @@ def plan_run(kind: str, config_path: str | Path | None = None, data_root: str | 
     values = config.to_dict() | _task_keys(kind, config) | {"data_root": data.root}
     if not values.get("run_name"):
         values["run_name"] = f"{kind}-{config.backbone}-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
-    return RunPlan(kind, build_config(values, str(preset)), preset, data)
+    # Missing ImageNet weights fail here, naming the file and where to put it, before any work starts.
+    return RunPlan(kind, build_config(values, str(preset)).check_weights(), preset, data)
 
 
 def materialize(plans: list[RunPlan], announce=_say) -> None:
@@ -392,6 +393,9 @@ def run_comparison(two_stage: RunPlan, direct: RunPlan, tracker=None, measure: M
     out_dir = Path(two_stage.config.output_dir).resolve() / f"compare-{stamp}"
     tags = {"comparison": "two_stage_vs_direct", "data": "synthetic" if two_stage.smoke else "celeba"}
     with tracker.run(f"compare-{stamp}", tags=tags) as parent_id:
+        tracker.log_params({k: getattr(two_stage.config, k) for k in SHARED_KEYS if k not in ("tracking",)}
+                           | {"preset_two_stage": _shown(two_stage.preset), "preset_direct": _shown(direct.preset),
+                              "bootstrap_resamples": n_boot})  # fmt: skip
         children = [run_pipeline(plan, tracker, nested=True, measure=measure,
                                  extra_tags={"comparison_parent": parent_id or ""})
                     for plan in (two_stage, direct)]  # fmt: skip
@@ -405,7 +409,14 @@ def run_comparison(two_stage: RunPlan, direct: RunPlan, tracker=None, measure: M
 
 def approach_from_run(tracker, run_id: str, expected: str, work_dir: Path) -> ApproachResult:
     """A finished pipeline run's logged metrics and test predictions."""
-    metrics, params, tags = tracker.run_data(run_id)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        metrics, params, tags = tracker.run_data(run_id)
+    except MlflowException as exc:
+        raise ConfigError(f"cannot read MLflow run {run_id} from {tracker.uri} ({exc}); pass the run ids printed "
+                          "by run_two_stage.py / run_direct.py, with the same MLFLOW_TRACKING_URI (or working "
+                          "folder) they used") from None  # fmt: skip
     kind = tags.get("pipeline")
     if kind not in KINDS:
         raise ConfigError(f"MLflow run {run_id} has no pipeline tag (two_stage/direct): was it made by "
@@ -558,7 +569,8 @@ def _compare(argv) -> int:
         f"[comparison] report:    {result.files['report']}",
     ]
     if result.run_id:
-        lines.append(f"[comparison] MLflow run {result.run_id} (tag comparison; the two routes are its child runs)")
+        nested = "the two routes are its child runs" if result.children else "it names the two runs in its tags"
+        lines.append(f"[comparison] MLflow run {result.run_id} (tag comparison; {nested})")
     print("\n".join(["", "Results:", *lines, f"To see them: {tracker.ui_line()}"]), flush=True)
     return 0
 

@@ -21,6 +21,7 @@ from attr2gender.models.weights import (
     describe_weights,
     hub_checkpoints_dir,
     load_state_dict_file,
+    locate_weights,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "hub_checkpoints_dir",
     "list_backbones",
     "load_state_dict_file",
+    "locate_weights",
 ]

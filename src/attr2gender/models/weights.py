@@ -332,16 +332,14 @@ def normalize_weights_arg(weights: str | os.PathLike | None) -> str:
     return text
 
 
-def resolve_state_dict(
-    name: str, weights: str | os.PathLike | None
-) -> tuple[dict[str, torch.Tensor] | None, str]:
-    """The state dict to load for backbone ``name`` (``None`` for random init) and a description of it.
+def locate_weights(name: str, weights: str | os.PathLike | None) -> Path | None:
+    """The file ``weights`` resolves to for backbone ``name`` (``None`` for random init), without reading it.
 
-    Raises :class:`WeightsNotFoundError` immediately, before any model is built, if nothing is found.
+    Raises :class:`WeightsNotFoundError` at once, naming the file and where to put it, if nothing is found.
     """
     weights = normalize_weights_arg(weights)
     if weights == RANDOM_INIT:
-        return None, "random init"
+        return None
     if weights != IMAGENET:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -349,19 +347,34 @@ def resolve_state_dict(
                 f"weights={weights!r} is neither {IMAGENET!r}, {RANDOM_INIT!r} nor an existing file.\n"
                 + WEIGHTS_HELP
             )
-        return load_state_dict_file(path), str(path)
+        return path
     if name in TORCHVISION_CHECKPOINTS:
         ckpt = TORCHVISION_CHECKPOINTS[name]
         found = _find_file(ckpt.filenames)
         if found is None:
             raise _torchvision_not_found(name, ckpt)
-        return load_state_dict_file(found), str(found)
+        return found
     if name == OFFLINE_BACKBONE:
-        return efficientnet_lite0_imagenet_state_dict(), str(efficientnet_lite0_checkpoint_path())
+        return efficientnet_lite0_checkpoint_path()
     found = _find_file((f"{name}{SAFETENSORS_SUFFIX}", f"{name}.pth"))
     if found is None:
         raise _timm_not_found(name)
-    return load_state_dict_file(found), str(found)
+    return found
+
+
+def resolve_state_dict(
+    name: str, weights: str | os.PathLike | None
+) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The state dict to load for backbone ``name`` (``None`` for random init) and a description of it.
+
+    Raises :class:`WeightsNotFoundError` immediately, before any model is built, if nothing is found.
+    """
+    path = locate_weights(name, weights)
+    if path is None:
+        return None, "random init"
+    if normalize_weights_arg(weights) == IMAGENET and name == OFFLINE_BACKBONE:
+        return efficientnet_lite0_imagenet_state_dict(), str(path)
+    return load_state_dict_file(path), str(path)
 
 
 @dataclass

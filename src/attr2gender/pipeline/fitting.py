@@ -68,9 +68,11 @@ def stage_two_label_rows(celeba, splits) -> pd.DataFrame:
     return celeba.attributes.loc[ids]
 
 
-def fit_two_stage(config=None, loggers=None, **overrides) -> Attr2GenderPipeline:
+def fit_two_stage(config=None, loggers=None, **overrides) -> Attr2GenderPipeline | None:
     config = resolve_config(config, "attributes", overrides)
     result = train(config, loggers=loggers, evaluate_test=False)
+    if result.model is None:  # a non-zero DDP rank: rank 0 fits stage two and evaluates
+        return None
     config = result.config
     dm = result.datamodule
     celeba, splits = dm.celeba, dm.splits
@@ -119,9 +121,11 @@ def fit_two_stage(config=None, loggers=None, **overrides) -> Attr2GenderPipeline
     return pipeline
 
 
-def fit_direct(config=None, loggers=None, **overrides) -> DirectGenderClassifier:
+def fit_direct(config=None, loggers=None, **overrides) -> DirectGenderClassifier | None:
     config = resolve_config(config, "direct", overrides)
     result = train(config, loggers=loggers, evaluate_test=False)
+    if result.model is None:  # a non-zero DDP rank
+        return None
     config = result.config
     dm = result.datamodule
     celeba, splits = dm.celeba, dm.splits

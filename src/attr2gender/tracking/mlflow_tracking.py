@@ -290,15 +290,16 @@ class MlflowTracker(NullTracker):
 
         from . import pyfunc_model
 
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=str(Path(pyfunc_model.__file__).resolve()),
-            artifacts={pyfunc_model.BUNDLE_ARTIFACT: str(Path(bundle_dir).resolve())},
-            code_paths=[str(Path(attr2gender.__file__).resolve().parent)],
-            signature=pyfunc_signature(),
-            input_example=input_example,
-            pip_requirements=model_requirements(),
-        )
+        with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):  # no bars while MLflow checks the example
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=str(Path(pyfunc_model.__file__).resolve()),
+                artifacts={pyfunc_model.BUNDLE_ARTIFACT: str(Path(bundle_dir).resolve())},
+                code_paths=[str(Path(attr2gender.__file__).resolve().parent)],
+                signature=pyfunc_signature(),
+                input_example=input_example,
+                pip_requirements=model_requirements(),
+            )
         return info.model_uri
 
     # --- reading finished runs (compare --runs) ---
@@ -311,11 +312,25 @@ class MlflowTracker(NullTracker):
         import mlflow
 
         Path(dst).mkdir(parents=True, exist_ok=True)
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst),
-                                                        tracking_uri=self.uri))  # fmt: skip
+        with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
+            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst),
+                                                            tracking_uri=self.uri))  # fmt: skip
 
     def ui_line(self) -> str:
         return ui_command(self.uri)
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable for the block (unless the user set it), then restore it."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def _is_nan(value) -> bool:

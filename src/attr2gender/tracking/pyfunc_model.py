@@ -9,8 +9,9 @@ are not in this file: they are the pipeline bundle (safetensors + JSON, see
 Input: a DataFrame with a string column ``image_base64`` (an encoded JPEG/PNG, optionally with a
 ``data:image/...;base64,`` prefix) and/or a string column ``path`` (a file the server can read). Per
 row the base64 image wins when both are given. Output: one row per input row, in order, with
-``male_probability`` (float, NaN when the row failed), ``label`` ("Male"/"Female", None when failed)
-and ``error`` ("" when fine, else why the row failed). A bad row never fails the others.
+``male_probability`` (float, NaN when the row failed), ``label`` ("Male"/"Female", missing when failed)
+and ``error`` ("" when fine, else why the row failed). A bad row never fails the others. (Over REST a
+failed row's probability and label come back as ``NaN``, which Python's ``json`` reads.)
 
 Serving (REST)::
 
@@ -24,8 +25,6 @@ Spark (the signature is column based, so columns are matched by name)::
                                   result_type="male_probability double, label string, error string")
     scored = images_df.withColumn("pred", udf(struct("path")))  # or struct("image_base64")
 """
-
-from __future__ import annotations
 
 import base64
 import binascii
@@ -119,7 +118,7 @@ class GenderPyfuncModel(mlflow.pyfunc.PythonModel):
         # num_workers=0: a server decodes in its own process; batch size is the bundle loader's default.
         self.pipeline = load_pipeline(context.artifacts[BUNDLE_ARTIFACT], num_workers=0)
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         return predict_frame(self.pipeline, model_input)
 
 

@@ -128,7 +128,7 @@ def read_history(log_dir: Path) -> pd.DataFrame:
 def train(config: RunConfig, loggers: list | None = None, callbacks: list | None = None,
           datamodule: CelebADataModule | None = None, evaluate_test: bool = True) -> TrainResult:  # fmt: skip
     """Fit one image model per ``config``, keep the best checkpoint, evaluate it on the test split."""
-    config = dataclasses.replace(config).validate()
+    config = dataclasses.replace(config).validate().check_weights()
     root = resolve_data_root(config.data_root, announce=lambda m: print(m, flush=True))
     config.data_root = str(root)
     engine = resolve_engine(config)
@@ -238,13 +238,6 @@ def find_learning_rate(engine: dict, model: ImageModel, dm: CelebADataModule, ru
 
     dm.setup("fit")
     batches = max(1, len(dm.train_dataloader()))
-    # Lightning's banner lines (GPU available, tips) say less than this one line.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
-    sizes = dm.splits.sizes()
-    if config.progress:
-        print(f"training {config.task} model {config.backbone} ({config.weights}) on {engine['accelerator']} "
-              f"({engine['precision']}), split {dm.splits.strategy} {sizes}, run {run_dir}", flush=True)
     trainer = L.Trainer(
         accelerator=engine["accelerator"], devices=1, precision=engine["precision"], logger=False,
         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,

@@ -1,0 +1,293 @@
+"""Tracking logic without a tracking server: store resolution, comparison maths, latency, the pyfunc's
+input handling, and the comparison flow against a mocked tracker (MLflow itself: test_pipelines_scripts)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from attr2gender.tracking import comparison as cmp
+from attr2gender.tracking.measure import MeasureSpec, directory_size, measure_latency
+from attr2gender.tracking.mlflow_tracking import (
+    NullTracker,
+    artifact_location_for,
+    default_tracking_uri,
+    is_rank_zero,
+    numeric_metrics,
+    pyfunc_signature,
+    ui_command,
+)
+
+# --- where runs go ---
+
+
+def test_default_store_is_an_absolute_sqlite_file_in_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = default_tracking_uri()
+    assert uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db" and uri.startswith("sqlite:////")
+    assert artifact_location_for(uri) == str(tmp_path.resolve() / "mlartifacts")
+    assert ui_command(uri) == f"mlflow ui --backend-store-uri {uri}"
+    assert not (tmp_path / "mlflow.db").exists()  # resolving creates nothing
+
+
+def test_tracking_uri_from_the_environment_wins(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.team:5000")
+    assert default_tracking_uri() == "http://mlflow.team:5000"
+    assert artifact_location_for("http://mlflow.team:5000") is None  # the server decides
+    assert "http://mlflow.team:5000" in ui_command("http://mlflow.team:5000")
+
+
+@pytest.mark.parametrize("env,zero", [({}, True), ({"RANK": "0"}, True), ({"RANK": "1"}, False),
+                                      ({"LOCAL_RANK": "2"}, False), ({"SLURM_PROCID": "0"}, True)])  # fmt: skip
+def test_only_rank_zero_logs(monkeypatch, env, zero):
+    for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert is_rank_zero() is zero
+
+
+def test_metrics_are_numbers_with_valid_names():
+    out = numeric_metrics({"test_accuracy": np.float64(0.9), "n": 3, "flag": True, "name": "x", "a(b)": 1.0,
+                           "none": None})  # fmt: skip
+    assert out == {"test_accuracy": 0.9, "n": 3.0, "a_b_": 1.0}
+
+
+def test_pyfunc_signature_is_column_based():
+    sig = pyfunc_signature()
+    assert sig.inputs.input_names() == ["image_base64", "path"]
+    assert not any(c.required for c in sig.inputs.inputs)  # either column may be absent
+    assert sig.outputs.input_names() == ["male_probability", "label", "error"]
+
+
+# --- comparison maths (no tracking at all) ---
+
+
+def _approach(name, ids, y, prob, **metrics):
+    return cmp.ApproachResult(name, list(ids), np.asarray(y), np.asarray(prob, float), dict(metrics))
+
+
+def test_accuracy_loss_and_ratios_on_known_predictions():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.integers(0, 2, n)
+    ids = [f"{i:06d}.jpg" for i in range(n)]
+    direct_right = rng.random(n) < 0.95
+    two_right = rng.random(n) < 0.85
+    p_direct = np.where(direct_right, y, 1 - y) * 0.8 + 0.1
+    p_two = np.where(two_right, y, 1 - y) * 0.8 + 0.1
+    order = rng.permutation(n)  # the direct run lists the same images in another order
+    two = _approach("two_stage", ids, y, p_two, inference_ms_per_image_b1=4.0, inference_ms_per_image_b64=1.0,
+                    train_seconds=200.0, bundle_bytes=3e6, param_count=1100)  # fmt: skip
+    direct = _approach("direct", np.array(ids)[order], y[order], p_direct[order], inference_ms_per_image_b1=2.0,
+                       inference_ms_per_image_b64=0.8, train_seconds=100.0, bundle_bytes=2e6, param_count=1000)  # fmt: skip
+    c = cmp.compare_approaches(two, direct, n_boot=500, seed=0)
+    m = c.metrics
+    expected = direct_right.mean() - two_right.mean()
+    assert m["accuracy_loss"] == pytest.approx(expected)
+    assert m["accuracy_direct"] == pytest.approx(direct_right.mean())
+    assert m["accuracy_loss_ci_low"] < expected < m["accuracy_loss_ci_high"]
+    assert m["accuracy_loss_ci_low"] > 0  # a 10-point gap on 400 images is clear
+    assert m["inference_time_ratio_b1"] == 2.0 and m["inference_time_ratio_b64"] == 1.25
+    assert m["inference_time_ratio"] == 2.0  # the headline is the smallest batch (one request)
+    assert m["training_time_ratio"] == 2.0 and m["size_ratio"] == 1.5 and m["param_ratio"] == 1.1
+    assert m["n_test_images"] == n
+    assert "Accuracy drops" in c.report and "**reproduced**" in c.report and "about twice" in c.report
+    ci = c.per_approach["direct"]
+    assert ci["accuracy_ci_low"] < ci["accuracy"] < ci["accuracy_ci_high"]
+
+
+def test_identical_predictions_give_a_zero_loss_and_the_report_says_so():
+    y = np.array([0, 1, 1, 0, 1])
+    p = np.array([0.2, 0.9, 0.4, 0.1, 0.7])
+    ids = list("abcde")
+    c = cmp.compare_approaches(_approach("two_stage", ids, y, p), _approach("direct", ids, y, p), n_boot=100)
+    assert (c.metrics["accuracy_loss"], c.metrics["accuracy_loss_ci_low"], c.metrics["accuracy_loss_ci_high"]) == (0, 0, 0)
+    assert np.isnan(c.metrics["inference_time_ratio"])  # nothing measured: NaN, not a crash
+    assert "**not shown**" in c.report and "not measured" in c.report
+
+
+def test_only_shared_images_are_compared_and_conflicting_truth_is_refused():
+    two = _approach("two_stage", ["a", "b", "c"], [1, 0, 1], [0.9, 0.2, 0.8])
+    direct = _approach("direct", ["c", "a", "z"], [1, 1, 0], [0.7, 0.6, 0.1])
+    ids, y, p_two, p_direct = cmp.align(two, direct)
+    assert ids == ["a", "c"] and y.tolist() == [1, 1] and p_direct.tolist() == [0.6, 0.7]
+    with pytest.raises(ValueError, match="disagree"):
+        cmp.align(two, _approach("direct", ["a"], [0], [0.5]))
+    with pytest.raises(ValueError, match="share no test image"):
+        cmp.align(two, _approach("direct", ["q"], [0], [0.5]))
+
+
+def test_comparison_files(tmp_path):
+    y = np.array([0, 1] * 10)
+    two = _approach("two_stage", range(20), y, np.where(y, 0.7, 0.4), inference_ms_per_image_b1=3, train_seconds=2,
+                    bundle_bytes=10, param_count=5)  # fmt: skip
+    direct = _approach("direct", range(20), y, np.where(y, 0.9, 0.1), inference_ms_per_image_b1=1, train_seconds=1,
+                       bundle_bytes=10, param_count=5)  # fmt: skip
+    files = cmp.write_comparison(cmp.compare_approaches(two, direct, n_boot=50), tmp_path)
+    for key in ("report", "json", "plot", "costs_plot"):
+        assert files[key].is_file() and files[key].stat().st_size > 0
+    assert files["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+# --- the comparison flow, tracking backend mocked ---
+
+
+class RecordingTracker(NullTracker):
+    """Records runs (with their parent) and what was logged into each."""
+
+    enabled = True
+    uri = "memory://"
+
+    def __init__(self):
+        self.runs, self.stack = [], []
+
+    @contextlib.contextmanager
+    def run(self, name, tags=None, nested=False, system_metrics=False, description=None):
+        run = {"id": f"run{len(self.runs)}", "name": name, "tags": dict(tags or {}), "nested": nested,
+               "parent": self.stack[-1]["id"] if self.stack else None, "metrics": {}, "artifacts": []}  # fmt: skip
+        self.runs.append(run)
+        self.stack.append(run)
+        try:
+            yield run["id"]
+        finally:
+            self.stack.pop()
+
+    def log_metrics(self, metrics, step=None):
+        self.stack[-1]["metrics"].update(metrics)
+
+    def set_tags(self, tags):
+        self.stack[-1]["tags"].update(tags)
+
+    def log_artifact(self, path, artifact_path=None):
+        self.stack[-1]["artifacts"].append(Path(path).name)
+
+
+def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
+    from attr2gender import run as runmod
+    from attr2gender.config import RunConfig
+
+    y = np.array([0, 1, 1, 0, 1, 0, 1, 1])
+
+    def fake_run_pipeline(plan, tracker, nested=False, measure=None, extra_tags=None):
+        with tracker.run(plan.config.run_name, tags={"pipeline": plan.kind} | (extra_tags or {}), nested=nested) as rid:
+            prob = np.where(y, 0.8, 0.3) if plan.kind == "direct" else np.where(y, 0.6, 0.45)
+            metrics = {"test_accuracy": 1.0, "inference_ms_per_image_b1": 2.0 if plan.kind == "two_stage" else 1.0}
+            tracker.log_metrics(metrics)
+            approach = cmp.ApproachResult(plan.kind, list("abcdefgh"), y, prob, metrics, run_id=rid)
+            return runmod.PipelineRun(plan.kind, plan.config, None, tmp_path, tmp_path, metrics, approach, rid)
+
+    monkeypatch.setattr(runmod, "run_pipeline", fake_run_pipeline)
+    data = runmod.DataChoice(str(tmp_path), synthetic=False)
+    plans = [runmod.RunPlan(kind, RunConfig(output_dir=str(tmp_path), run_name=kind), None, data)
+             for kind in ("two_stage", "direct")]  # fmt: skip
+    tracker = RecordingTracker()
+    result = runmod.run_comparison(*plans, tracker=tracker, n_boot=100, stamp="t")
+    parent, two, direct = tracker.runs
+    assert parent["tags"]["comparison"] and parent["parent"] is None
+    assert (two["parent"], direct["parent"]) == (parent["id"], parent["id"]) and two["nested"] and direct["nested"]
+    assert (two["tags"]["pipeline"], direct["tags"]["pipeline"]) == ("two_stage", "direct")
+    assert parent["metrics"]["inference_time_ratio"] == 2.0
+    assert parent["metrics"]["accuracy_loss"] == 0.0  # both right on every image
+    assert "Accuracy drops" in parent["tags"]["mlflow.note.content"]
+    assert parent["tags"]["two_stage_run_id"] == two["id"]
+    assert {"report.md", "comparison.png", "costs.png"} <= set(parent["artifacts"])
+    assert (tmp_path / "compare-t" / "report.md").read_text() == result.comparison.report
+
+
+def test_log_comparison_with_a_mock_tracker(tmp_path):
+    from attr2gender.run import log_comparison
+
+    c = cmp.Comparison({"accuracy_loss": 0.01}, {}, {}, report="# r")
+    tracker = mock.MagicMock()
+    log_comparison(tracker, c, {"report": tmp_path / "report.md"}, {"direct_run_id": "x"})
+    tracker.log_metrics.assert_called_once_with({"accuracy_loss": 0.01})
+    tracker.set_tags.assert_called_once_with({"mlflow.note.content": "# r", "direct_run_id": "x"})
+    tracker.log_artifact.assert_called_once_with(tmp_path / "report.md", "comparison")
+
+
+# --- latency and size ---
+
+
+class _FakePipeline:
+    threshold = 0.5
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, images, errors="coerce", progress=None, batch_size=None):
+        self.calls.append((len(images), batch_size))
+        rows = []
+        for img in images:
+            if isinstance(img, Image.Image):
+                rows.append((float(np.asarray(img).mean() > 100), ""))
+            elif Path(img).is_file():
+                rows.append((0.25, ""))
+            else:
+                rows.append((np.nan, f"{img}: file does not exist"))
+        return pd.DataFrame({"male_probability": [r[0] for r in rows], "error": [r[1] for r in rows]})
+
+
+def test_latency_is_timed_per_batch_size_on_full_batches():
+    pipe = _FakePipeline()
+    out = measure_latency(pipe, ["img"] * 3, MeasureSpec({1: 4, 8: 16}, repeats=2))
+    assert set(out) == {"inference_ms_per_image_b1", "inference_images_per_s_b1", "inference_ms_per_image_b8",
+                        "inference_images_per_s_b8"}  # fmt: skip
+    assert pipe.calls == [(4, 1)] * 3 + [(16, 8)] * 3  # warm-up + 2 repeats; images cycled to the count
+    assert all(v > 0 for v in out.values())
+
+
+def test_latency_spec_parsing():
+    assert MeasureSpec.parse("1:16,64:128", repeats=5) == MeasureSpec({1: 16, 64: 128}, repeats=5)
+    with pytest.raises(ValueError, match="batch:images"):
+        MeasureSpec.parse("1x16")
+    with pytest.raises(ValueError, match="at least 1"):
+        MeasureSpec.parse("0:16")
+
+
+def test_directory_size(tmp_path):
+    (tmp_path / "a").write_bytes(b"x" * 10)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_bytes(b"y" * 5)
+    assert directory_size(tmp_path) == 15
+
+
+# --- the pyfunc's input handling (the model itself is loaded in test_pipelines_scripts) ---
+
+
+def _b64(color, fmt="PNG") -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buffer, format=fmt)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def test_pyfunc_rows_base64_paths_and_errors(tmp_path):
+    from attr2gender.tracking.pyfunc_model import predict_frame
+
+    path = tmp_path / "face.jpg"
+    Image.new("RGB", (8, 8), "gray").save(path)
+    frame = pd.DataFrame({
+        "image_base64": [_b64("white"), "data:image/jpeg;base64," + _b64("black", "JPEG"), "not base64!!", None, None,
+                         base64.b64encode(b"plain text").decode()],
+        "path": [None, None, None, str(path), "", None],
+    })  # fmt: skip
+    out = predict_frame(_FakePipeline(), frame)
+    assert list(out.columns) == ["male_probability", "label", "error"] and len(out) == 6
+    assert out["male_probability"][:2].tolist() == [1.0, 0.0] and out["label"][:2].tolist() == ["Male", "Female"]
+    assert out["male_probability"][3] == 0.25 and out["error"][3] == ""
+    assert "not valid base64" in out["error"][2] and "neither image_base64 nor path" in out["error"][4]
+    assert "not a readable image" in out["error"][5]
+    assert pd.isna(out["label"][2]) and np.isnan(out["male_probability"][5])
+    only_paths = predict_frame(_FakePipeline(), pd.DataFrame({"path": [str(path), str(tmp_path / "missing.jpg")]}))
+    assert only_paths["error"][0] == "" and "does not exist" in only_paths["error"][1]
+    with pytest.raises(ValueError, match="image_base64 and/or path"):
+        predict_frame(_FakePipeline(), pd.DataFrame({"x": [1]}))
