@@ -89,6 +89,9 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "load_average_1_5_15": load_average(),
     }
+    for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS"):
+        if os.environ.get(var):
+            info[var] = os.environ[var]
     try:
         info["cpus_available"] = len(os.sched_getaffinity(0))
     except AttributeError:

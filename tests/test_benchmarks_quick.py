@@ -55,3 +55,40 @@ def test_bench_training_quick(tmp_path):
     assert _positive(data["stage_two_fit"]["seconds"]["median"])
     # The fairness premise of the engine/bare comparison: both start from the same weights.
     assert data["same_initial_weights"] == {"attributes": True, "direct": True}
+
+
+def test_bench_inference_quick(tmp_path):
+    proc = _run_quick("bench_inference.py", tmp_path)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.stdout.strip().splitlines()[-1].startswith("two-stage / direct inference time:")
+    data = json.loads((tmp_path / "bench_inference_quick.json").read_text())
+    assert not (tmp_path / "bench_inference.json").exists()
+    for section in ("latency_batch_1", "throughput_batch_64"):
+        assert _positive(data[section]["ratio_two_stage_over_direct"]["median"])
+        assert _positive(data[section]["direct_ms_per_image"]["median"])
+    overhead = data["predict_overhead_batch_64"]
+    for key in ("decode_ms_per_image", "preprocess_ms_per_image", "bare_forward_ms_per_image", "predict_ms_per_image"):
+        assert _positive(overhead[key]["median"]), key
+    assert [m["images"] for m in data["memory"]] == [100, 300]
+    assert all(m["rows"] == m["images"] and _positive(m["peak_rss_mb"]) for m in data["memory"])
+    assert all(_positive(r["seconds"]) for r in data["five_hundred_images"])
+
+
+def test_bench_accuracy_quick(tmp_path):
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_accuracy.py"), "--quick", "--no-mlflow", "--out",
+                           str(tmp_path), "progress=false"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.stdout.strip().splitlines()[-1].startswith("test accuracy: direct")
+    data = json.loads((tmp_path / "bench_accuracy_quick.json").read_text())
+    routes = [(r["route"], r["stage_two"], r["applied_to"]) for r in data["rows"]]
+    assert ("direct", "", "pixels") in routes
+    for model in ("logistic", "lightgbm"):
+        assert ("two-stage", model, "probabilities") in routes
+        assert ("two-stage", model, "thresholded probabilities") in routes
+        assert any(r[:2] == ("ceiling: true attributes", model) for r in routes)
+    for row in data["rows"]:
+        if row["route"] != "note":
+            assert 0 <= row["ci_low"] <= row["accuracy"] <= row["ci_high"] <= 1, row
+    assert 0 < data["stage_one_mean_attribute_accuracy"] < 1
