@@ -71,6 +71,7 @@ def test_bench_inference_quick(tmp_path):
         assert _positive(overhead[key]["median"]), key
     assert [m["images"] for m in data["memory"]] == [100, 300]
     assert all(m["rows"] == m["images"] and _positive(m["peak_rss_mb"]) for m in data["memory"])
+    assert all(m["peak_rss_mb"] >= m["rss_mb_before_predict"] for m in data["memory"])
     assert all(_positive(r["seconds"]) for r in data["five_hundred_images"])
 
 
@@ -91,4 +92,7 @@ def test_bench_accuracy_quick(tmp_path):
     for row in data["rows"]:
         if row["route"] != "note":
             assert 0 <= row["ci_low"] <= row["accuracy"] <= row["ci_high"] <= 1, row
+        if row["route"] == "two-stage":  # paired difference against direct on the same test images
+            low, high = row["direct_minus_this_ci"]
+            assert low <= row["direct_minus_this"] <= high, row
     assert 0 < data["stage_one_mean_attribute_accuracy"] < 1

@@ -662,9 +662,11 @@ def plot_attribute_importance(
                 Patch(color=MALE_COLOR, label=f"{positive_label} (> 0)"),
                 Patch(color=FEMALE_COLOR, label=f"{negative_label} (< 0)"),
             ],
-            loc="lower right",
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.06 if len(s) > 20 else -0.12),  # below the axis: never over a bar
+            ncol=2,
             fontsize=9,
-            framealpha=0.95,
+            frameon=False,
         )
     return save_figure(fig, path)
 
