@@ -419,3 +419,21 @@ def test_tampered_json_fails_clearly(data, tmp_path, model):
     json_path.write_text("{not json")
     with pytest.raises(StageTwoFormatError, match="not valid JSON"):
         load_stage_two(json_path)
+
+
+@pytest.mark.parametrize("model", ["logistic", "lightgbm"])
+def test_positive_probability_fast_path_matches_predict_proba(model):
+    rng = np.random.default_rng(3)
+    X = rng.random((200, 39))
+    y = (X[:, 0] + 0.3 * rng.random(200) > 0.6).astype(int)
+    est = StageTwoClassifier(model=model, n_estimators=20).fit(X, y)
+    np.testing.assert_allclose(est.positive_probability(X), est.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        est.positive_probability(X[:, :5])
+    bad = X.copy()
+    bad[0, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.positive_probability(bad)
+    labels_fit = StageTwoClassifier(model=model, n_estimators=20).fit((X > 0.5).astype(float), y)
+    with pytest.raises(InputKindMismatchError):  # the trap guard holds on the fast path too
+        labels_fit.positive_probability(X)

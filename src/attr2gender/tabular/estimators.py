@@ -294,6 +294,16 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
         p = expit(self._raw(Xt))
         return np.column_stack([1.0 - p, p])
 
+    def positive_probability(self, X: np.ndarray) -> np.ndarray:
+        """P(``classes_[1]``) for a float array already in fitted column order: the per-batch fast path of
+        the pipelines (no DataFrame, no scikit-learn re-validation), with the same NaN, range and
+        input-kind checks as :meth:`predict_proba`."""
+        self._check_is_fitted()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected an array of shape (n, {self.n_features_in_}), got {X.shape}")
+        return expit(self._raw(self._check_X_values(X, reset=False)))
+
     def predict(self, X) -> np.ndarray:
         """Class labels: ``classes_[1]`` where the log-odds are > 0."""
         positive = self.decision_function(X) > 0
