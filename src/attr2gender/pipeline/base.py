@@ -52,7 +52,10 @@ class GenderPredictor:
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         device = self.torch_device
-        model = self.image_model.to(device)
+        if getattr(self, "_model_device", None) != device:  # .to() walks every module: once, not per call
+            self.image_model.to(device)
+            self._model_device = device
+        model = self.image_model
         x = x.to(device, non_blocking=True)
         if device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -98,12 +101,14 @@ class GenderPredictor:
         ``error`` and no prediction; ``errors="raise"`` raises instead."""
         names, row_errors, outputs = self._run(images, errors, progress, batch_size)
         prob = outputs["male_probability"]
-        frame = pd.DataFrame({"image": names, "male_probability": prob})
-        frame["label"] = np.where(np.isnan(prob), None, np.where(prob >= self.threshold, LABELS[1], LABELS[0]))
-        for key in self.extra_columns:
-            if key in outputs:
-                columns = self.extra_column_names(key)
-                frame = pd.concat([frame, pd.DataFrame(outputs[key], columns=columns)], axis=1)
+        label = np.where(np.isnan(prob), None, np.where(prob >= self.threshold, LABELS[1], LABELS[0]))
+        # Numeric columns as one block (cheap to build, even at batch 1), then the three text columns.
+        blocks = [prob[:, None]] + [outputs[k] for k in self.extra_columns if k in outputs]
+        numeric = ["male_probability"] + [c for k in self.extra_columns if k in outputs
+                                          for c in self.extra_column_names(k)]  # fmt: skip
+        frame = pd.DataFrame(np.hstack(blocks), columns=numeric)
+        frame.insert(0, "image", names)
+        frame.insert(2, "label", label)
         frame["error"] = row_errors
         return frame
 

@@ -276,8 +276,8 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
 
     def _raw(self, Xt: np.ndarray) -> np.ndarray:
         """Log-odds of ``classes_[1]`` for already validated/transformed X."""
-        if self.model == "logistic":
-            return self.estimator_.decision_function(Xt)
+        if self.model == "logistic":  # X @ coef + b: what decision_function computes, minus re-validation
+            return Xt @ self.estimator_.coef_.ravel() + float(self.estimator_.intercept_[0])
         return np.asarray(self.booster_.predict(Xt, raw_score=True), dtype=np.float64)
 
     def decision_function(self, X) -> np.ndarray:
