@@ -35,8 +35,6 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
-
 from attr2gender.config import load_preset  # noqa: E402
 from attr2gender.data import STAGE_ONE_ATTRIBUTES, TARGET, load_celeba  # noqa: E402
 from attr2gender.data.splits import Splits  # noqa: E402
@@ -44,6 +42,7 @@ from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # 
 from attr2gender.pipeline.fitting import stage_two_label_rows  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
 from attr2gender.tracking.reports import bootstrap_ci, paired_accuracy_difference_ci  # noqa: E402
+from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "celeba"
 

@@ -32,14 +32,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, markdown_table, paired_ratio, rotate, summarize, text_table, write_results  # noqa: E402
-
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES  # noqa: E402
 from attr2gender.data.images import load_image  # noqa: E402
 from attr2gender.data.synth import make_synthetic_celeba  # noqa: E402
 from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
 from attr2gender.training import AttributeModel, DirectModel  # noqa: E402
+from common import machine_info, markdown_table, paired_ratio, rotate, summarize, text_table, write_results  # noqa: E402
 
 
 def build_pipelines(backbone: str, weights: str, image_size: int, device: str):

@@ -88,6 +88,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import attr2gender  # noqa: E402, F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE for shared machines)
 from common import (  # noqa: E402
     machine_info,
     markdown_table,
@@ -97,8 +98,6 @@ from common import (  # noqa: E402
     text_table,
     write_results,
 )
-
-import attr2gender  # noqa: E402, F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE for shared machines)
 
 CELEBA_TRAIN_ROWS = 162_770  # official CelebA training partition
 

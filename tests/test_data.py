@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_fake_celeba
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -29,6 +28,7 @@ from attr2gender.data import (
     make_splits,
     read_attributes,
 )
+from conftest import write_fake_celeba
 
 # --- reader ---------------------------------------------------------------------------------------
 
