@@ -16,7 +16,13 @@ from .celeba import (
 from .dataset import CachedCelebADataset, CelebADataset, DecodedImageCache, collate_skipping_corrupt
 from .images import ImageLoadError, load_image, to_rgb
 from .splits import Splits, balance_by_target, make_splits
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, eval_transform_from_spec, preprocessing_spec
+from .transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_transforms,
+    eval_transform_from_spec,
+    preprocessing_spec,
+)
 
 __all__ = [
     "ATTRIBUTE_NAMES", "CONDITIONAL_RATES", "MALE_RATE", "STAGE_ONE_ATTRIBUTES", "TARGET", "EXPECTED_LAYOUT",
