@@ -27,7 +27,7 @@ class CelebADataset(Dataset):
     def __init__(self, celeba: CelebA, image_ids, transform=None, strict: bool = False, cache=None):
         self.celeba = celeba
         self.image_ids = list(image_ids)
-        missing = [i for i in self.image_ids[:] if i not in celeba.attributes.index]
+        missing = [i for i in self.image_ids if i not in celeba.attributes.index]
         if missing:
             raise KeyError(f"image ids not in {celeba.root / 'list_attr_celeba.txt'}: {missing[:5]}")
         self.attributes = torch.from_numpy(celeba.stage_one_targets(self.image_ids).copy())

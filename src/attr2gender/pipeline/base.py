@@ -14,7 +14,7 @@ from ..data.transforms import eval_transform_from_spec, preprocessing_spec
 from ..training.evaluate import resolve_device
 from ..training.export import save_image_model
 from ..training.modules import ImageModel
-from .bundle import read_manifest, write_manifest
+from .bundle import write_manifest
 from .inputs import expand_images, stream_batches
 
 LABELS = ("Female", "Male")
@@ -164,7 +164,3 @@ class GenderPredictor:
     def _restore_common(self, manifest: dict) -> None:
         self.metrics = manifest.get("metrics", {})
         self.config = manifest.get("config", {})
-
-
-def manifest_of(directory: str | Path) -> dict:
-    return read_manifest(directory)

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
-from ..tabular import StageTwoClassifier, load_stage_two, save_stage_two
+from ..tabular import StageTwoClassifier, save_stage_two
 from ..training.modules import AttributeModel
 from .base import GenderPredictor
 from .inputs import expand_images
@@ -172,7 +172,3 @@ def _stat(path: Path) -> tuple[int, int]:
 def _stage_one_for_paths(pipeline, model_hash, keyed_paths, preprocessing, progress):
     """joblib-cached stage one; the key is (model_hash, keyed_paths, preprocessing)."""
     return pipeline._stage_one([Path(p[0]) for p in keyed_paths], progress)
-
-
-def load_stage_two_from(directory: Path) -> StageTwoClassifier:
-    return load_stage_two(directory)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import lightning as L
@@ -23,8 +22,6 @@ from ..data import (
     load_celeba,
     make_splits,
 )
-
-log = logging.getLogger(__name__)
 
 
 def _cap(ids: list[str], n: int, seed: int) -> list[str]:

@@ -31,8 +31,6 @@ from .evaluate import SplitPredictions, predict_dataset, split_metrics
 from .export import load_weights_from_checkpoint, save_image_model
 from .modules import ImageModel, model_class
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class TrainResult:

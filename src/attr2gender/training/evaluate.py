@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,7 @@ def predict_dataset(model, dataset, batch_size: int = 64, num_workers: int = 0, 
                         collate_fn=collate_skipping_corrupt, pin_memory=device.type == "cuda")  # fmt: skip
     probs, male, attrs, index, skipped = [], [], [], [], 0
     start = time.perf_counter()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress) as bar:
         for batch in loader:
             skipped += batch["skipped"]
@@ -63,14 +64,6 @@ def predict_dataset(model, dataset, batch_size: int = 64, num_workers: int = 0, 
         raise ValueError(f"no readable image in the dataset ({skipped} unreadable)")
     return SplitPredictions(np.concatenate(probs), np.concatenate(male).astype(np.int64),
                             np.concatenate(attrs).astype(np.int64), np.concatenate(index), skipped, seconds)  # fmt: skip
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def split_metrics(task: str, pred: SplitPredictions, threshold: float = 0.5) -> dict[str, float]:
