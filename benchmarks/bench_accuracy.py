@@ -114,6 +114,28 @@ def two_stage_variants(pipeline: Attr2GenderPipeline, celeba, splits: Splits, se
     return rows
 
 
+def runtime_agreement(pipeline, paths: list[Path], bundle_dir: Path) -> list[dict]:
+    """The same bundle on each runtime, against PyTorch fp32 on the same images: max |delta P(Male)| and
+    the share of predicted labels that agree (the bar: 1e-4 and 99.9 % for a runtime to be a default)."""
+    from attr2gender.pipeline import load_pipeline
+    from attr2gender.pipeline.runtime import onnx_runtime_available
+
+    pipeline.save(bundle_dir)
+    reference = load_pipeline(bundle_dir, device="cpu", runtime="torch", precision="fp32")
+    ref = reference.predict(paths, progress=False)
+    variants = [("torch", "bf16")] + ([("onnx", "auto")] if onnx_runtime_available() else [])
+    rows = []
+    for runtime, precision in variants:
+        other = load_pipeline(bundle_dir, device="cpu", runtime=runtime, precision=precision)
+        frame = other.predict(paths, progress=False)
+        ok = (ref["error"] == "") & (frame["error"] == "")
+        delta = np.abs(frame.loc[ok, "male_probability"].to_numpy() - ref.loc[ok, "male_probability"].to_numpy())
+        rows.append({"pipeline": pipeline.kind, "runtime": other.forward_runtime.describe(), "images": int(ok.sum()),
+                     "max_abs_difference": float(delta.max()), "mean_abs_difference": float(delta.mean()),
+                     "label_agreement": float((frame.loc[ok, "label"] == ref.loc[ok, "label"]).mean())})  # fmt: skip
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=SHARED)
@@ -168,6 +190,11 @@ def main(argv=None) -> int:
             d = paired_accuracy_difference_ci(direct_report.test_male, direct_pred, two_pred, n_boot=2000, seed=seed)
             r["direct_minus_this"] = d["difference"]
             r["direct_minus_this_ci"] = [d["low"], d["high"]]
+    # Runtimes against PyTorch fp32, on the validation and test images (real faces, trained weights).
+    agreement_paths = [celeba.image_path(i) for i in [*splits.val, *splits.test]]
+    agreement = []
+    for pipeline in (two, direct):
+        agreement += runtime_agreement(pipeline, agreement_paths, Path(tmp.name) / f"bundle_{pipeline.kind}")
     has_partition = celeba.partition is not None and set(np.unique(celeba.partition)) >= {0, 2}
     rows += ceiling(celeba, seed) if has_partition else []
     attr_acc = two.metrics["attr_mean_accuracy"]
@@ -188,7 +215,8 @@ def main(argv=None) -> int:
     payload = {"machine": machine_info(), "quick": args.quick, "data_root": str(args.data_root),
                "config": config.to_dict(), "split": splits.sizes() | {"strategy": splits.strategy},
                "rows": rows, "stage_one_mean_attribute_accuracy": attr_acc,
-               "stage_one_per_attribute_accuracy": per_attribute, "timings": timings}  # fmt: skip
+               "stage_one_per_attribute_accuracy": per_attribute, "timings": timings,
+               "runtime_agreement": agreement}  # fmt: skip
     date = payload["machine"]["date"][:10]
     md = "\n\n".join([
         f"Real-face accuracy, `python benchmarks/bench_accuracy.py`, {date}: {len(celeba.present):,} images of "
@@ -196,6 +224,11 @@ def main(argv=None) -> int:
         f"({config.weights}) at {config.image_size} px, {config.epochs} epoch(s), seed {seed}.",
         markdown_table(headers, table, digits=4),
         f"Stage one's mean accuracy over the 39 attributes: {attr_acc:.4f}.",
+        f"Runtimes against PyTorch fp32 on the same {len(agreement_paths):,} validation and test images:",
+        markdown_table(["pipeline", "runtime", "images", "max abs difference", "mean abs difference",
+                        "label agreement"],
+                       [[r["pipeline"], r["runtime"], r["images"], r["max_abs_difference"], r["mean_abs_difference"],
+                         r["label_agreement"]] for r in agreement], digits=6),
     ])  # fmt: skip
     name = "bench_accuracy_quick" if args.quick else "bench_accuracy"
     written = write_results(args.out, name, payload, md)
@@ -204,6 +237,9 @@ def main(argv=None) -> int:
     print(f"results: {written['json']}")
     direct_acc = rows[0]["accuracy"]
     best_two = max(r["accuracy"] for r in rows if r["route"] == "two-stage")
+    for r in agreement:
+        print(f"{r['pipeline']} {r['runtime']}: max |dP| {r['max_abs_difference']:.2e}, labels agree "
+              f"{r['label_agreement']:.4%} of {r['images']:,}")  # fmt: skip
     print(f"stage one mean attribute accuracy {attr_acc:.4f}")
     print(f"test accuracy: direct {direct_acc:.4f}, best two-stage {best_two:.4f} (loss {direct_acc - best_two:+.4f})")
     tmp.cleanup()

@@ -1,6 +1,14 @@
-"""Inference speed and memory: two-stage vs direct, predict() overhead, the source's "500 images" figure.
+"""Inference speed and memory: runtimes, two-stage vs direct, predict() overhead, the source's "500 images".
 
 Method (this machine is noisy, so everything compared is measured in one run, interleaved):
+0. Runtimes of the forward pass (the direct model's :class:`ProbabilityModel`, preprocessed batches) at
+   ``--runtime-sizes`` (128 and 224 px), batch 1 and 64: eager (fp32, contiguous: the path before this
+   benchmark's issue), channels-last, bf16 (channels-last + CPU autocast), ``torch.compile`` (channels-last;
+   reported as failed if it does not work here) and ONNX Runtime. Achieved GFLOP/s (FLOPs counted by
+   ``torch.utils.flop_counter``, one multiply-add = 2) against a peak estimate: cores x clock x FLOPs per
+   cycle (32 for fp32 on AMD Zen 4: two 256-bit FMA pipes, AVX-512 double-pumped; 64 on Zen 5 / Intel
+   with two 512-bit FMA units). Then ``predict()`` of both routes on each runtime (two-stage / direct per
+   runtime) and the CPU default's ``predict()`` throughput against eager's.
 1. Latency (batch 1) and throughput (batch 64) of ``Attr2GenderPipeline.predict`` and
    ``DirectGenderClassifier.predict`` with the same backbone and image size, on pre-decoded PIL images.
    The two alternate within each repeat (order rotated per repeat); medians and paired ratios.
@@ -35,7 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES  # noqa: E402
 from attr2gender.data.images import load_image  # noqa: E402
 from attr2gender.data.synth import make_synthetic_celeba  # noqa: E402
-from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
+from attr2gender.models import TorchRuntime  # noqa: E402
+from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier, load_pipeline  # noqa: E402
+from attr2gender.pipeline.runtime import OnnxRuntime, onnx_export_available, onnx_runtime_available  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
 from attr2gender.training import AttributeModel, DirectModel  # noqa: E402
 from common import machine_info, markdown_table, paired_ratio, rotate, summarize, text_table, write_results  # noqa: E402
@@ -99,9 +109,8 @@ def predict_overhead(pipeline, paths, batch: int, repeats: int, device: str) -> 
     paths = paths[:batch]
     images = [load_image(p) for p in paths]
     x = torch.stack([pipeline._transform(im) for im in images])
-    model = pipeline.image_model.to(device).eval()
-    with torch.no_grad():
-        model.predict_proba(x.to(device))  # warm-up
+    forward = pipeline.forward_runtime  # the runtime predict() uses (ONNX Runtime on CPU by default)
+    forward(x)  # warm-up
     decode, preprocess, bare, predict = [], [], [], []
     for r in range(repeats):
         for step in rotate(["decode", "preprocess", "bare", "predict"], r):
@@ -110,14 +119,14 @@ def predict_overhead(pipeline, paths, batch: int, repeats: int, device: str) -> 
             elif step == "preprocess":
                 preprocess.append(timed(lambda: torch.stack([pipeline._transform(im) for im in images]), device))
             elif step == "bare":
-                with torch.no_grad():
-                    bare.append(timed(lambda: model.predict_proba(x.to(device)), device))
+                bare.append(timed(lambda: forward(x), device))
             else:
                 predict.append(timed(lambda: pipeline.predict(images, progress=False, batch_size=batch), device))
     overhead = [(p - pre - b) / b for p, pre, b in zip(predict, preprocess, bare)]
     n = len(paths)
     return {
         "batch": n,
+        "runtime": forward.describe(),
         "decode_ms_per_image": summarize([t / n * 1e3 for t in decode]),
         "preprocess_ms_per_image": summarize([t / n * 1e3 for t in preprocess]),
         "bare_forward_ms_per_image": summarize([t / n * 1e3 for t in bare]),
@@ -141,6 +150,137 @@ def five_hundred_images(backbones, n: int, image_size: int, batch: int, device: 
                      "params_millions": params / 1e6})  # fmt: skip
         del pipeline
     return rows
+
+
+# ----------------------------------------------------------------------------------------------- runtimes
+
+RUNTIMES = ("eager", "channels_last", "bf16", "compile", "onnx")
+SINGLES = 8  # batch-1 calls per timed repeat
+RUNTIME_LABELS = {"eager": "eager (fp32, contiguous)", "channels_last": "channels-last (fp32)",
+                  "bf16": "bf16 (channels-last, autocast)", "compile": "torch.compile (channels-last)",
+                  "onnx": "ONNX Runtime (fp32)"}  # fmt: skip
+
+
+def peak_gflops() -> dict:
+    """cores x clock x fp32 FLOPs per cycle: an estimate, stated with its parts."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ghz, family = float("nan"), None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz") and not np.isfinite(ghz):
+                ghz = float(line.split(":")[1]) / 1000
+            elif line.startswith("cpu family") and family is None:
+                family = int(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    # AMD family 25 (Zen 3/4) executes AVX-512 on 256-bit pipes: 2 FMA x 8 fp32 lanes x 2 FLOPs = 32.
+    per_cycle = 32 if family == 25 or "avx512f" not in flags else 64
+    return {"cores": cores, "ghz": ghz, "flops_per_cycle": per_cycle, "gflops": cores * ghz * per_cycle}
+
+
+def flops_per_image(module, image_size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(torch.zeros(1, 3, image_size, image_size))
+    return float(counter.get_total_flops())
+
+
+def make_runtimes(pipeline, onnx_path: Path | None, names=RUNTIMES) -> tuple[dict, dict]:
+    """One runtime object per name, each on its own copy of the weights; failures are reported, not raised."""
+    import copy
+
+    made, failed = {}, {}
+    module = pipeline.image_model.inference_module()
+    for name in names:
+        try:
+            if name == "eager":
+                made[name] = TorchRuntime(copy.deepcopy(module), "cpu", "fp32", channels_last=False)
+            elif name == "channels_last":
+                made[name] = TorchRuntime(copy.deepcopy(module), "cpu", "fp32")
+            elif name == "bf16":
+                made[name] = TorchRuntime(copy.deepcopy(module), "cpu", "bf16")
+            elif name == "compile":
+                rt = TorchRuntime(copy.deepcopy(module), "cpu", "fp32")
+                rt.module = torch.compile(rt.module, dynamic=True)
+                rt.name = "compile"
+                made[name] = rt
+            elif name == "onnx":
+                if onnx_path is None or not onnx_runtime_available():
+                    raise RuntimeError("the [onnx] extra is not installed")
+                made[name] = OnnxRuntime(onnx_path)
+        except Exception as exc:  # a runtime that cannot run here is a result, not a crash
+            failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return made, failed
+
+
+def warm(runtimes: dict, x: torch.Tensor, failed: dict) -> None:
+    """First calls (compilation for torch.compile); a runtime that fails here is dropped and reported."""
+    for name in list(runtimes):
+        try:
+            start = time.perf_counter()
+            runtimes[name](x[:1])
+            runtimes[name](x)
+            if name == "compile":
+                failed.setdefault("compile_seconds", f"{time.perf_counter() - start:.1f}")
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            del runtimes[name]
+
+
+def forward_speeds(backbone: str, sizes, repeats: int, tmp: Path) -> dict:
+    """ms/image of each runtime's forward pass at batch 1 and 64, interleaved; GFLOP/s at batch 64."""
+    out = {"peak": peak_gflops(), "by_size": {}}
+    for size in sizes:
+        torch.manual_seed(0)
+        pipe = DirectGenderClassifier(DirectModel(backbone=backbone, weights="none"), size, num_workers=0)
+        onnx_path = pipe.export_onnx(tmp / f"forward_{size}.onnx") if onnx_export_available() else None
+        runtimes, failed = make_runtimes(pipe, onnx_path)
+        x = torch.randn(64, 3, size, size)
+        warm(runtimes, x, failed)
+        flops = flops_per_image(pipe.image_model.inference_module(), size)
+        times = {(name, b): [] for name in runtimes for b in (1, 64)}
+        for r in range(repeats):
+            for name in rotate(list(runtimes), r):
+                rt = runtimes[name]
+                times[(name, 64)].append(timed(lambda rt=rt, x=x: rt(x), "cpu") / 64)
+                times[(name, 1)].append(timed(lambda rt=rt, x=x: [rt(x[i : i + 1]) for i in range(SINGLES)], "cpu")
+                                        / SINGLES)  # fmt: skip
+        rows = {}
+        eager64 = times.get(("eager", 64))
+        for name in runtimes:
+            ms64 = summarize([t * 1e3 for t in times[(name, 64)]])
+            rows[name] = {
+                "label": RUNTIME_LABELS[name],
+                "ms_per_image_b1": summarize([t * 1e3 for t in times[(name, 1)]]),
+                "ms_per_image_b64": ms64,
+                "gflops_b64": flops / 1e9 / (ms64["median"] / 1e3),
+                "speedup_over_eager_b64": paired_ratio(eager64, times[(name, 64)]) if eager64 else None,
+            }
+        out["by_size"][str(size)] = {"flops_per_image": flops, "runtimes": rows, "failed": failed}
+        print(f"forward {size}px: " + ", ".join(f"{n} {v['ms_per_image_b64']['median']:.2f} ms/img"
+                                                 for n, v in rows.items()), flush=True)  # fmt: skip
+    return out
+
+
+def routes_per_runtime(two, direct, images, size: int, repeats: int, names, tmp: Path) -> dict:
+    """predict() of both routes on each runtime: two-stage / direct, and throughput against eager."""
+    two_onnx = two.export_onnx(tmp / "two.onnx") if onnx_export_available() else None
+    direct_onnx = direct.export_onnx(tmp / "direct.onnx") if onnx_export_available() else None
+    two_rt, failed = make_runtimes(two, two_onnx, names)
+    direct_rt, failed_d = make_runtimes(direct, direct_onnx, names)
+    failed |= failed_d
+    out = {"image_size": size, "by_runtime": {}, "failed": failed}
+    for name in [n for n in names if n in two_rt and n in direct_rt]:
+        two.set_runtime(two_rt[name])
+        direct.set_runtime(direct_rt[name])
+        out["by_runtime"][name] = {"label": RUNTIME_LABELS[name],
+                                   "batch_1": route_comparison(two, direct, images, 1, repeats, "cpu"),
+                                   "batch_64": route_comparison(two, direct, images, 64, repeats, "cpu")}  # fmt: skip
+    two.set_runtime("auto")
+    direct.set_runtime("auto")
+    return out
 
 
 MEMORY_CHILD = r"""
@@ -200,6 +340,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size-500", type=int, default=128, help="image size for that figure (source: 224)")
     parser.add_argument("--presets", default="resnet18,resnet50,vgg16,googlenet,efficientnet_lite0")
     parser.add_argument("--memory-counts", default="1000,10000")
+    parser.add_argument("--runtime-sizes", default="128,224", help="image sizes of the runtime section")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--quick", action="store_true", help="tiny and fast, for CI: proves the script runs")
@@ -207,6 +348,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.backbone, args.image_size, args.repeats = "test_efficientnet", 32, 1
         args.n_500, args.size_500, args.presets, args.memory_counts = 64, 32, "test_efficientnet", "100,300"
+        args.runtime_sizes = "32"
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,7 +357,21 @@ def main(argv=None) -> int:
         paths = sorted((root / "img_align_celeba").glob("*.jpg"))
         images = [load_image(p) for p in paths]
         two, direct = build_pipelines(args.backbone, args.weights, args.image_size, device)
-        print(f"device {device}, backbone {args.backbone}, {args.image_size} px", flush=True)
+        # As users get them: saved and loaded, so runtime="auto" picks what a loaded bundle runs on
+        # (ONNX Runtime on CPU when the [onnx] extra is installed).
+        two = load_pipeline(two.save(Path(tmp) / "two"), device=device, num_workers=0)
+        direct = load_pipeline(direct.save(Path(tmp) / "direct"), device=device, num_workers=0)
+        default_runtime = direct.forward_runtime.describe()
+        default_key = "onnx" if direct.forward_runtime.name == "onnx" else (
+            "bf16" if direct.forward_runtime.precision == "bf16" else "channels_last")
+        print(f"device {device}, backbone {args.backbone}, {args.image_size} px, default runtime {default_runtime}",
+              flush=True)  # fmt: skip
+        forward, routes = None, None
+        if device == "cpu":
+            sizes = [int(x) for x in args.runtime_sizes.split(",") if x.strip()]
+            forward = forward_speeds(args.backbone, sizes, args.repeats, Path(tmp))
+            worked = [n for n in RUNTIMES if all(n in v["runtimes"] for v in forward["by_size"].values())]
+            routes = routes_per_runtime(two, direct, images, args.image_size, args.repeats, worked, Path(tmp))
         latency = route_comparison(two, direct, images, 1, args.repeats, device)
         throughput = route_comparison(two, direct, images, 64, args.repeats, device)
         overhead = predict_overhead(two, paths, 64, args.repeats, device)
@@ -246,15 +402,36 @@ def main(argv=None) -> int:
                      [[m["images"], m["rss_mb_before_predict"], m["peak_rss_mb"], m["growth_mb"],
                        m["peak_worker_rss_mb"]] for m in memory]))  # fmt: skip
     growth = memory[-1]["peak_rss_mb"] / memory[0]["peak_rss_mb"]
+    forward_rows, route_rows, default_speedup = runtime_tables(forward, routes, default_key)
+    forward_headers = ["size", "runtime", "ms/image b1", "ms/image b64", "speedup vs eager b64", "GFLOP/s b64",
+                       "share of peak"]  # fmt: skip
+    route_headers = ["runtime", "two-stage ms/image b64", "direct ms/image b64", "two-stage / direct b1",
+                     "two-stage / direct b64", "direct predict() vs eager b64"]  # fmt: skip
+    if forward:
+        print(text_table(forward_headers, forward_rows))
+        print(text_table(route_headers, route_rows))
     payload = {
+        "default_runtime": default_runtime, "forward_runtimes": forward, "routes_per_runtime": routes,
+        "default_predict_speedup_over_eager_b64": default_speedup,
         "machine": machine_info(), "quick": args.quick, "device": device, "backbone": args.backbone,
         "image_size": args.image_size, "repeats": args.repeats, "latency_batch_1": latency,
         "throughput_batch_64": throughput, "predict_overhead_batch_64": overhead, "five_hundred_images": presets,
         "five_hundred_images_size": args.size_500, "memory": memory, "memory_growth_ratio": growth,
     }  # fmt: skip
+    peak = forward["peak"] if forward else {}
+    runtime_md = [
+        f"Forward pass by runtime (direct model, preprocessed batches), ms/image; GFLOP/s against a peak estimate "
+        f"of {peak.get('gflops', float('nan')):.0f} GFLOP/s ({peak.get('cores')} cores x {peak.get('ghz', 0):.2f} GHz "
+        f"x {peak.get('flops_per_cycle')} fp32 FLOPs/cycle):",
+        markdown_table(forward_headers, forward_rows),
+        f"`predict()` of both routes per runtime at {args.image_size} px (pre-decoded images):",
+        markdown_table(route_headers, route_rows),
+    ] if forward else []
     md = "\n\n".join([
         f"Inference, {device}, `{args.backbone}` at {args.image_size} px, {args.repeats} interleaved repeats "
-        f"(medians), {payload['machine']['date']}.",
+        f"(medians), {payload['machine']['date']}. Default runtime of a loaded bundle: {default_runtime}.",
+        *runtime_md,
+        "Default runtime, both routes:",
         markdown_table(["measure", "two-stage", "direct", "two-stage / direct"], rows),
         markdown_table(["batch 64, ms/image", "median"], [
             ["JPEG decode", o["decode_ms_per_image"]["median"]],
@@ -279,7 +456,38 @@ def main(argv=None) -> int:
     print(f"peak RSS during predict, {memory[0]['images']:,} -> {memory[-1]['images']:,} images: x{growth:.2f} "
           f"(growth {memory[0]['growth_mb']:.0f} MB -> {memory[-1]['growth_mb']:.0f} MB)")
     print(f"two-stage / direct inference time: batch 1 x{ratio_b1:.3f}, batch 64 x{ratio_b64:.3f}")
+    if default_speedup is not None:
+        print(f"CPU default ({default_runtime}) predict() throughput at batch 64: x{default_speedup:.2f} eager's")
     return 0
+
+
+def runtime_tables(forward: dict | None, routes: dict | None, default_name: str):
+    """Rows of the two runtime tables, and the default runtime's predict() speed-up over eager at batch 64."""
+    if not forward:
+        return [], [], None
+    forward_rows = []
+    for size, data in forward["by_size"].items():
+        for r in data["runtimes"].values():
+            speedup = r["speedup_over_eager_b64"]["median"] if r["speedup_over_eager_b64"] else float("nan")
+            forward_rows.append([f"{size} px", r["label"], r["ms_per_image_b1"]["median"],
+                                 r["ms_per_image_b64"]["median"], speedup, r["gflops_b64"],
+                                 r["gflops_b64"] / forward["peak"]["gflops"]])  # fmt: skip
+        for name, why in data["failed"].items():
+            if name in RUNTIME_LABELS:
+                forward_rows.append([f"{size} px", RUNTIME_LABELS[name], "failed", why, "", "", ""])
+    route_rows, default_speedup = [], None
+    eager = routes["by_runtime"].get("eager") if routes else None
+    for name, r in (routes or {}).get("by_runtime", {}).items():
+        b1, b64 = r["batch_1"], r["batch_64"]
+        direct_ms = b64["direct_ms_per_image"]["median"]
+        vs_eager = eager["batch_64"]["direct_ms_per_image"]["median"] / direct_ms if eager else float("nan")
+        if name == default_name:
+            default_speedup = vs_eager
+        route_rows.append([r["label"] + (" (default)" if name == default_name else ""),
+                           b64["two_stage_ms_per_image"]["median"], direct_ms,
+                           b1["ratio_two_stage_over_direct"]["median"], b64["ratio_two_stage_over_direct"]["median"],
+                           vs_eager])  # fmt: skip
+    return forward_rows, route_rows, default_speedup
 
 
 if __name__ == "__main__":

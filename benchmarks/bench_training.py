@@ -56,6 +56,13 @@ repeat from such adjacent pairs ("paired") and summarized by their median, min a
    rows (stage two is fitted on stage one's *predicted* probabilities, so the pipeline pays for that pass),
    and the JSON records stage two's fit time at full CelebA-train scale (162,770 rows) for context.
 
+4. **CPU precision and memory format** (``--format-sizes``, default 64 and 128 px, batch ``--format-batch``).
+   ``engine_direct`` (the project's ``train()``) with ``precision`` x ``memory_format``: fp32-contiguous
+   (the engine before channels-last), fp32-channels-last, bf16-contiguous and bf16-channels-last
+   (``bf16-mixed``: Lightning's CPU autocast), interleaved and rotated per repeat; ratios are paired
+   img/s against fp32-contiguous. The data loader's share of a step at the new default is the loader-only
+   time per batch (decode + train transforms, in-process) over the median step time.
+
 Noise. On a small shared machine, OpenMP threads that spin-wait for each other stall badly when another job
 takes a core: before ``attr2gender`` set ``OMP_WAIT_POLICY=PASSIVE`` on import (this script imports it
 before torch), steps ran 10-30x slower in bursts with 2 threads on 2 busy cores. With passive waiting the
@@ -93,6 +100,7 @@ from common import (  # noqa: E402
     machine_info,
     markdown_table,
     paired_ratio,
+    rotate,
     stopwatch,
     summarize,
     text_table,
@@ -135,6 +143,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="torch intra-op threads (0 = torch's default); 1 resists other jobs on a small box")  # fmt: skip
     p.add_argument("--synthetic-image-size", type=int, default=128,
                    help="side of the synthetic JPEGs (CelebA's are 178x218)")  # fmt: skip
+    p.add_argument("--format-sizes", default="64,128",
+                   help="image sizes for the precision x memory-format section ('' skips it)")  # fmt: skip
+    p.add_argument("--format-batch", type=int, default=64, help="batch size of that section")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--quick", action="store_true",
@@ -144,6 +155,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.backbone, args.weights, args.image_size = "test_efficientnet", "none", 32
         args.batch_size, args.steps, args.warmup, args.repeats = 16, 3, 1, 1
         args.synthetic_image_size = 48
+        args.format_sizes, args.format_batch = "32", 16
     if args.warmup < 1 or args.steps < 1 or args.repeats < 1 or args.batch_size < 1 or args.threads < 0:
         p.error("--warmup, --steps, --repeats and --batch-size must be >= 1, --threads >= 0")
     return args
@@ -310,6 +322,78 @@ def stage_two_fit_seconds(celeba, ids: list[str], rows: int, seed: int) -> dict:
     return {"seconds": t.seconds, "rows": int(rows)}
 
 
+# (precision, memory_format) of the engine; the first is the engine before channels-last, the baseline.
+FORMATS = (("32-true", "contiguous"), ("32-true", "channels_last"), ("bf16-mixed", "contiguous"),
+           ("bf16-mixed", "channels_last"))  # fmt: skip
+FORMAT_LABELS = {"32-true|contiguous": "fp32-contiguous", "32-true|channels_last": "fp32-channels-last",
+                 "bf16-mixed|contiguous": "bf16", "bf16-mixed|channels_last": "bf16-channels-last"}  # fmt: skip
+
+
+def run_formats(args, config, celeba, tmp: Path) -> dict:
+    """Section 4: the engine's direct model under each (precision, memory format), interleaved per size."""
+    from attr2gender.training.datamodule import CelebADataModule
+    from attr2gender.training.engine import resolve_engine
+
+    sizes = [int(x) for x in str(args.format_sizes).split(",") if x.strip()]
+    needed = (args.warmup + args.steps) * args.format_batch
+    default = resolve_engine(dataclasses.replace(config, accelerator="cpu", precision="auto", memory_format="auto"))
+    default_key = f"{default['precision']}|{default['memory_format']}"
+    out = {"batch_size": args.format_batch, "sizes": sizes, "cpu_default": FORMAT_LABELS[default_key], "by_size": {}}
+    for size in sizes:
+        cfg = dataclasses.replace(config, image_size=size, batch_size=args.format_batch, max_train_images=needed,
+                                  max_eval_images=args.format_batch, accelerator="cpu")  # fmt: skip
+        dm = CelebADataModule(cfg, celeba=celeba)
+        dm.setup("fit")
+        raw = {f"{p}|{m}": [] for p, m in FORMATS}
+        loader = []
+        for r in range(args.repeats):
+            for precision, memory_format in rotate(FORMATS, r):
+                variant = dataclasses.replace(cfg, precision=precision, memory_format=memory_format)
+                res = run_engine(variant, "direct", celeba, args.warmup, args.steps, tmp / "runs")
+                raw[f"{precision}|{memory_format}"].append(res)
+                print(f"  formats {size}px repeat {r + 1}/{args.repeats}  {FORMAT_LABELS[f'{precision}|{memory_format}']:<20}"
+                      f" {res['images_per_s_median_step']:8.1f} images/s median step", flush=True)  # fmt: skip
+            loader.append(run_loader(dm, args.warmup, args.steps))
+        base = [x["images_per_s_median_step"] for x in raw["32-true|contiguous"]]
+        rows = {}
+        for key, results in raw.items():
+            ips = [x["images_per_s_median_step"] for x in results]
+            rows[FORMAT_LABELS[key]] = {
+                "images_per_s_median_step": summarize(ips),
+                "images_per_s": summarize([x["images_per_s"] for x in results]),
+                "median_step_seconds": summarize([x["median_step_seconds"] for x in results]),
+                "ratio_over_fp32_contiguous": paired_ratio(ips, base),
+            }
+        step = rows[FORMAT_LABELS[default_key]]["median_step_seconds"]["median"]
+        loader_step = summarize([x["median_step_seconds"] for x in loader])
+        out["by_size"][str(size)] = {
+            "variants": rows,
+            "loader_seconds_per_batch": loader_step,
+            "loader_share_of_default_step": loader_step["median"] / step if step else float("nan"),
+        }
+    return out
+
+
+def formats_rows(formats: dict) -> list[list]:
+    rows = []
+    for size, data in formats["by_size"].items():
+        for label, r in data["variants"].items():
+            mark = " (CPU default)" if label == formats["cpu_default"] else ""
+            rows.append([f"{size} px", label + mark, r["images_per_s_median_step"]["median"],
+                         r["ratio_over_fp32_contiguous"]["median"], r["ratio_over_fp32_contiguous"]["min"],
+                         r["ratio_over_fp32_contiguous"]["max"]])  # fmt: skip
+    return rows
+
+
+def formats_key_figure(formats: dict) -> str:
+    parts = []
+    for size, data in formats["by_size"].items():
+        ratio = data["variants"][formats["cpu_default"]]["ratio_over_fp32_contiguous"]
+        parts.append(f"{size} px {ratio['median']:.2f}x (range {ratio['min']:.2f}-{ratio['max']:.2f}; data loader "
+                     f"{data['loader_share_of_default_step']:.0%} of a step)")  # fmt: skip
+    return f"CPU default ({formats['cpu_default']}) / fp32-contiguous training images/s: " + ", ".join(parts)
+
+
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -320,7 +404,7 @@ def prepare_data(args, tmp: Path) -> tuple[Path, dict]:
     from attr2gender.data.synth import make_synthetic_celeba
 
     # Identities (5 images each), not images, are split 0.8/0.1/0.1: leave a margin over what is needed.
-    needed = (args.warmup + args.steps) * args.batch_size
+    needed = (args.warmup + args.steps) * max(args.batch_size, args.format_batch if args.format_sizes else 0)
     n = int(math.ceil(needed / 0.8 * 1.3)) + 10 * 5
     root = tmp / "synthetic-celeba"
     with stopwatch() as t:
@@ -417,6 +501,8 @@ def main(argv=None) -> int:
         stage_two_full = stage_two_fit_seconds(celeba, train_ids, CELEBA_TRAIN_ROWS, args.seed)
 
         payload = analyse(args, config, raw, stage_two, stage_two_full, cache_build, data_info)
+        if args.format_sizes:
+            payload["formats"] = run_formats(args, config, celeba, tmp)
         payload["machine"] = machine_before
         payload["machine"]["load_average_after_each_repeat"] = loads
         payload["machine"]["torch_threads"] = torch.get_num_threads()
@@ -642,12 +728,32 @@ def report(args, payload: dict) -> None:
         f"- {payload['verdicts']['learning_time']}",
         f"- **{payload['key_figure']}**",
     ]  # fmt: skip
+    formats = payload.get("formats")
+    format_headers = ["size", "engine variant", "img/s (median step)", "ratio vs fp32-contiguous: median", "min",
+                      "max"]  # fmt: skip
+    if formats:
+        print(text_table(format_headers, formats_rows(formats), digits=2))
+        print()
+        md += [
+            "",
+            f"## CPU precision and memory format (engine, DirectModel, batch {formats['batch_size']})",
+            "",
+            "Interleaved in one run (order rotated per repeat); ratios are paired per repeat against "
+            "fp32-contiguous, the engine's CPU path before channels-last. The data loader's share is the "
+            "loader-only time per batch (decode + train transforms, in-process) over the CPU default's step.",
+            "",
+            markdown_table(format_headers, formats_rows(formats), digits=2),
+            "",
+            f"- **{formats_key_figure(formats)}**",
+        ]
     name = "bench_training_quick" if args.quick else "bench_training"
     paths = write_results(args.out, name, payload, "\n".join(md))
     print(payload["verdicts"]["cache"])
     print(payload["verdicts"]["learning_time"])
     print(f"results: {paths['json']} and {paths['md']}")
     print(payload["key_figure"], flush=True)
+    if formats:
+        print(formats_key_figure(formats), flush=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ def _positive(value) -> bool:
 def test_bench_training_quick(tmp_path):
     proc = _run_quick("bench_training.py", tmp_path)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
-    assert "engine/bare images/s ratio:" in proc.stdout.strip().splitlines()[-1]  # key figure printed last
+    last = proc.stdout.strip().splitlines()[-2:]  # the key figures are printed last
+    assert "engine/bare images/s ratio:" in last[0]
+    assert last[1].startswith("CPU default (fp32-channels-last) / fp32-contiguous training images/s: 32 px")
 
     path = tmp_path / "bench_training_quick.json"
     assert path.is_file() and (tmp_path / "bench_training_quick.md").is_file()
@@ -55,13 +57,28 @@ def test_bench_training_quick(tmp_path):
     assert _positive(data["stage_two_fit"]["seconds"]["median"])
     # The fairness premise of the engine/bare comparison: both start from the same weights.
     assert data["same_initial_weights"] == {"attributes": True, "direct": True}
+    variants = data["formats"]["by_size"]["32"]["variants"]
+    assert set(variants) == {"fp32-contiguous", "fp32-channels-last", "bf16", "bf16-channels-last"}
+    assert variants["fp32-contiguous"]["ratio_over_fp32_contiguous"]["median"] == 1.0
+    assert all(_positive(v["images_per_s_median_step"]["median"]) for v in variants.values())
+    assert 0 < data["formats"]["by_size"]["32"]["loader_share_of_default_step"]
 
 
 def test_bench_inference_quick(tmp_path):
     proc = _run_quick("bench_inference.py", tmp_path)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
-    assert proc.stdout.strip().splitlines()[-1].startswith("two-stage / direct inference time:")
+    last = proc.stdout.strip().splitlines()[-2:]
+    assert last[0].startswith("two-stage / direct inference time:")
+    assert last[1].startswith("CPU default (onnxruntime")  # the [onnx] extra is part of the install
     data = json.loads((tmp_path / "bench_inference_quick.json").read_text())
+    runtimes = data["forward_runtimes"]["by_size"]["32"]["runtimes"]
+    assert {"eager", "channels_last", "bf16", "onnx"} <= set(runtimes)  # torch.compile may fail on a machine
+    for r in runtimes.values():
+        assert _positive(r["ms_per_image_b1"]["median"]) and _positive(r["gflops_b64"])
+    assert _positive(data["forward_runtimes"]["peak"]["gflops"])
+    for r in data["routes_per_runtime"]["by_runtime"].values():
+        assert _positive(r["batch_64"]["ratio_two_stage_over_direct"]["median"])
+    assert _positive(data["default_predict_speedup_over_eager_b64"])
     assert not (tmp_path / "bench_inference.json").exists()
     for section in ("latency_batch_1", "throughput_batch_64"):
         assert _positive(data[section]["ratio_two_stage_over_direct"]["median"])
@@ -96,3 +113,9 @@ def test_bench_accuracy_quick(tmp_path):
             low, high = row["direct_minus_this_ci"]
             assert low <= row["direct_minus_this"] <= high, row
     assert 0 < data["stage_one_mean_attribute_accuracy"] < 1
+    agreement = {(r["pipeline"], r["runtime"].split(" ")[0]) for r in data["runtime_agreement"]}
+    assert agreement == {("two_stage", "torch"), ("two_stage", "onnxruntime"), ("direct", "torch"),
+                         ("direct", "onnxruntime")}  # fmt: skip
+    for r in data["runtime_agreement"]:
+        if r["runtime"].startswith("onnxruntime"):
+            assert r["max_abs_difference"] < 1e-4 and r["label_agreement"] == 1.0, r

@@ -188,7 +188,7 @@ def test_stage_one_cache_means_swapping_stage_two_never_reruns_the_cnn(fitted, i
     two, _ = fitted
     first, errors = two.attribute_probabilities(list(images))
     calls = []
-    monkeypatch.setattr(type(two), "_forward", lambda self, x: calls.append(1) or torch.zeros(len(x), 39))
+    monkeypatch.setattr(type(two), "_forward", lambda self, x: calls.append(1) or np.zeros((len(x), 39)))
     swapped = two.with_stage_two(two.stage_two)
     again, _ = swapped.attribute_probabilities(list(images))
     assert calls == [] and np.array_equal(first, again)

@@ -58,7 +58,8 @@ def _train(args) -> int:
 def _predict(args) -> int:
     from .pipeline import load_pipeline
 
-    pipeline = load_pipeline(args.bundle, device=args.device, batch_size=args.batch_size)
+    pipeline = load_pipeline(args.bundle, device=args.device, batch_size=args.batch_size, runtime=args.runtime,
+                             precision=args.precision)  # fmt: skip
     frame = pipeline.predict([str(p) for p in args.images], progress=False if args.quiet else None)
     if args.explain:
         explanation = pipeline.explain([str(p) for p in args.images], progress=False)
@@ -110,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="CSV path (default: stdout)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"),
+                   help="forward pass: auto (ONNX Runtime on CPU when installed and the bundle has model.onnx, "
+                        "else PyTorch), torch, onnx")  # fmt: skip
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="PyTorch runtime only: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16")  # fmt: skip
     p.add_argument("--explain", action="store_true", help="two-stage: print each image's top 3 attributes")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_predict)
@@ -121,11 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     from .data import CelebAError, ImageLoadError
     from .models import UnknownBackboneError, WeightsNotFoundError
     from .pipeline.bundle import BundleError
+    from .pipeline.runtime import RuntimeUnavailableError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CelebAError, ConfigError, ImageLoadError, BundleError, WeightsNotFoundError, UnknownBackboneError) as exc:
+    except (CelebAError, ConfigError, ImageLoadError, BundleError, WeightsNotFoundError, UnknownBackboneError,
+            RuntimeUnavailableError) as exc:  # fmt: skip
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,5 +1,12 @@
 """Backbone networks by name: ``create_backbone(name, num_outputs, weights, dropout)``."""
 
+from attr2gender.models.inference import (
+    OUTPUTS,
+    ProbabilityModel,
+    TorchRuntime,
+    probabilities,
+    resolve_device,
+)
 from attr2gender.models.registry import (
     BACKBONES,
     DEFAULT_BACKBONE,
@@ -26,6 +33,11 @@ from attr2gender.models.weights import (
 
 __all__ = [
     "BACKBONES",
+    "OUTPUTS",
+    "ProbabilityModel",
+    "TorchRuntime",
+    "probabilities",
+    "resolve_device",
     "DEFAULT_BACKBONE",
     "WEIGHTS_DIR_ENV",
     "WEIGHTS_HELP",

@@ -11,11 +11,12 @@ import torch
 
 from ..data.images import ImageLoadError
 from ..data.transforms import eval_transform_from_spec, preprocessing_spec
-from ..training.evaluate import resolve_device
+from ..models.inference import PRECISIONS, TorchRuntime, resolve_device
 from ..training.export import save_image_model
 from ..training.modules import ImageModel
 from .bundle import write_manifest
 from .inputs import expand_images, stream_batches
+from .runtime import ONNX_FILE, OnnxRuntime, export_onnx, onnx_export_available, resolve_runtime
 
 LABELS = ("Female", "Male")
 PROGRESS_MIN_IMAGES = 512  # show a progress bar on calls at least this long (or with progress=True)
@@ -32,35 +33,68 @@ class GenderPredictor:
     extra_columns: tuple[str, ...] = ()
 
     def __init__(self, image_model: ImageModel, preprocessing: dict | int = 224, threshold: float = 0.5,
-                 batch_size: int = 64, device: str = "auto", num_workers: int = 2):  # fmt: skip
+                 batch_size: int = 64, device: str = "auto", num_workers: int = 2, runtime: str = "auto",
+                 precision: str = "auto", onnx_path: str | Path | None = None):  # fmt: skip
         self.image_model = image_model.eval()
         self.preprocessing = preprocessing_spec(preprocessing) if isinstance(preprocessing, int) else dict(preprocessing)
         self.threshold = float(threshold)
         self.batch_size = int(batch_size)  # images per forward pass
         self.num_workers = int(num_workers)  # decode processes for folders / path lists
-        self.device = device  # "auto": CUDA when present, else CPU
         self.metrics: dict[str, float] = {}  # test metrics, filled by fit()
         self.config: dict = {}  # resolved run config, filled by fit()
         self._transform = eval_transform_from_spec(self.preprocessing)
         self._model_hash: str | None = None
+        self.onnx_path = Path(onnx_path) if onnx_path is not None else None  # model.onnx of a loaded bundle
+        self._device = device  # "auto": CUDA when present, else CPU
+        self.set_runtime(runtime, precision)
 
-    # --- prediction ---
+    # --- where the forward pass runs ---
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self._device = value
+        self._runtime = None  # rebuilt for the new device on the next call
+
     @property
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
 
-    @torch.no_grad()
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        device = self.torch_device
-        if getattr(self, "_model_device", None) != device:  # .to() walks every module: once, not per call
-            self.image_model.to(device)
-            self._model_device = device
-        model = self.image_model
-        x = x.to(device, non_blocking=True)
-        if device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return model.predict_proba(x.contiguous(memory_format=torch.channels_last)).float().cpu()
-        return model.predict_proba(x).float().cpu()
+    def set_runtime(self, runtime="auto", precision: str = "auto") -> GenderPredictor:
+        """Run the forward pass in ``runtime`` (``auto`` | ``torch`` | ``onnx``), with ``precision``
+        (``auto`` | ``fp32`` | ``bf16``, torch only). Checked now: ``onnx`` without the extra or without
+        ``model.onnx`` raises, naming the fix. A runtime object (a callable from a preprocessed batch to
+        probabilities, with ``name`` and ``describe()``, like :class:`TorchRuntime`) is used as it is."""
+        if not isinstance(runtime, str):
+            self.runtime, self.precision, self._runtime = getattr(runtime, "name", "custom"), precision, runtime
+            return self
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} is not valid; choose one of {PRECISIONS}")
+        resolve_runtime(runtime, self.device, self.onnx_path)
+        self.runtime, self.precision, self._runtime = runtime, precision, None
+        return self
+
+    @property
+    def forward_runtime(self):
+        """The runtime object that runs the forward pass (built on first use)."""
+        if self._runtime is None:
+            chosen = resolve_runtime(self.runtime, self.device, self.onnx_path)
+            if chosen == "onnx":
+                self._runtime = OnnxRuntime(self.onnx_path)
+            else:
+                self._runtime = TorchRuntime(self.image_model.inference_module(), self.device, self.precision)
+        return self._runtime
+
+    def _forward(self, x: torch.Tensor) -> np.ndarray:
+        """Probabilities of a preprocessed batch, as float64: (B, 39) for stage one, (B,) for direct."""
+        return self.forward_runtime(x)
+
+    def export_onnx(self, path: str | Path) -> Path:
+        """The image model (exactly what ``predict`` runs, probabilities out) as a standalone ONNX file with
+        a dynamic batch axis. Needs the ``[onnx]`` extra."""
+        return export_onnx(self.image_model.inference_module(), path, int(self.preprocessing["crop"]))
 
     def _run(self, images, errors: str, progress: bool | None, batch_size: int | None, batch_fn=None):
         """Stream ``images`` through ``batch_fn`` (default ``_predict_batch``); returns names, per-row
@@ -140,22 +174,27 @@ class GenderPredictor:
     def _save_parts(self, directory: Path) -> None:
         """Subclasses write their extra files here."""
 
-    def save(self, directory: str | Path) -> Path:
-        """Write a bundle: safetensors weights, JSON everything else, hashes in ``pipeline.json``."""
+    def save(self, directory: str | Path, onnx: bool | None = None) -> Path:
+        """Write a bundle: safetensors weights, JSON everything else, hashes in ``pipeline.json``; and
+        ``model.onnx`` when the ``[onnx]`` extra is installed (``onnx=None``), always (``True``) or never."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_image_model(self.image_model, directory, self.image_model_task, self.preprocessing["crop"])
         self._save_parts(directory)
+        if onnx or (onnx is None and onnx_export_available()):
+            self.export_onnx(directory / ONNX_FILE)
+        else:
+            (directory / ONNX_FILE).unlink(missing_ok=True)  # never ship a stale export of other weights
         write_manifest(directory, self._manifest())
         return directory
 
     image_model_task = ""
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "auto", batch_size: int = 64):
+    def load(cls, directory: str | Path, device: str = "auto", batch_size: int = 64, runtime: str = "auto"):
         from .loading import load_pipeline
 
-        pipeline = load_pipeline(directory, device=device, batch_size=batch_size)
+        pipeline = load_pipeline(directory, device=device, batch_size=batch_size, runtime=runtime)
         if not isinstance(pipeline, cls):
             raise TypeError(f"{directory} holds a {pipeline.kind} pipeline, not {cls.__name__}; "
                             "use attr2gender.pipeline.load_pipeline to load any kind")  # fmt: skip

@@ -21,7 +21,7 @@ class DirectGenderClassifier(GenderPredictor):
         super().__init__(image_model, preprocessing, threshold, **kw)
 
     def _predict_batch(self, x: torch.Tensor) -> dict[str, np.ndarray]:
-        return {"male_probability": self._forward(x).numpy().astype(np.float64)}
+        return {"male_probability": self._forward(x)}
 
     @classmethod
     def fit(cls, config=None, **overrides) -> DirectGenderClassifier:

@@ -8,16 +8,24 @@ from ..tabular import load_stage_two
 from ..training.export import load_image_model
 from .bundle import BundleError, read_manifest
 from .direct import DirectGenderClassifier
+from .runtime import ONNX_FILE
 from .two_stage import Attr2GenderPipeline
 
 
-def load_pipeline(directory: str | Path, device: str = "auto", batch_size: int = 64, num_workers: int = 2):
+def load_pipeline(directory: str | Path, device: str = "auto", batch_size: int = 64, num_workers: int = 2,
+                  runtime: str = "auto", precision: str = "auto"):  # fmt: skip
     """Load a bundle written by ``save()``: safetensors weights, JSON config, LightGBM text or JSON
-    coefficients. Fails clearly on a missing or modified file, or a bundle from another format."""
+    coefficients. Fails clearly on a missing or modified file, or a bundle from another format.
+
+    ``runtime``: ``auto`` (ONNX Runtime on CPU when the ``[onnx]`` extra is installed and the bundle holds
+    ``model.onnx``, else PyTorch channels-last), ``torch`` or ``onnx``; ``precision`` (torch only):
+    ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16``."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     model, _ = load_image_model(directory)
-    kw = dict(threshold=manifest["threshold"], batch_size=batch_size, device=device, num_workers=num_workers)
+    onnx_path = directory / ONNX_FILE if ONNX_FILE in manifest.get("files", {}) else None
+    kw = dict(threshold=manifest["threshold"], batch_size=batch_size, device=device, num_workers=num_workers,
+              runtime=runtime, precision=precision, onnx_path=onnx_path)  # fmt: skip
     if manifest["kind"] == "two_stage":
         pipeline = Attr2GenderPipeline(model, load_stage_two(directory), manifest["preprocessing"], **kw)
     elif manifest["kind"] == "direct":

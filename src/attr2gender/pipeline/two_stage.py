@@ -70,7 +70,7 @@ class Attr2GenderPipeline(GenderPredictor):
         return male if list(self.stage_two.classes_).index(1) == 1 else 1.0 - male
 
     def _predict_batch(self, x: torch.Tensor) -> dict[str, np.ndarray]:
-        attributes = self._forward(x).numpy().astype(np.float64)
+        attributes = self._forward(x)
         return {"male_probability": self.stage_two_probability(attributes), "attributes": attributes}
 
     # --- stage one alone, cached ---
@@ -89,7 +89,7 @@ class Attr2GenderPipeline(GenderPredictor):
         return self._stage_one(images, progress)
 
     def _stage_one(self, images, progress) -> tuple[np.ndarray, list[str]]:
-        stage_one = lambda x: {"attributes": self._forward(x).numpy().astype(np.float64)}  # noqa: E731
+        stage_one = lambda x: {"attributes": self._forward(x)}  # noqa: E731
         _, errors, outputs = self._run(images, "coerce", progress, None, batch_fn=stage_one)
         n = len(errors)
         return outputs.get("attributes", np.full((n, len(STAGE_ONE_ATTRIBUTES)), np.nan)), errors
@@ -99,7 +99,8 @@ class Attr2GenderPipeline(GenderPredictor):
         _check_stage_two_columns(stage_two)
         other = Attr2GenderPipeline(self.attribute_model, stage_two, self.preprocessing, self.threshold,
                                     cache_dir=self.cache_dir, batch_size=self.batch_size, device=self.device,
-                                    num_workers=self.num_workers)  # fmt: skip
+                                    num_workers=self.num_workers, runtime=self.runtime, precision=self.precision,
+                                    onnx_path=self.onnx_path)  # fmt: skip
         other._model_hash = self._model_hash
         other.config = dict(self.config)
         return other

@@ -1,6 +1,8 @@
 """The loop (Lightning ``Trainer``): ``train(config)`` fits one image model and evaluates it on test.
 
-CUDA when present (bf16 mixed precision, channels-last), CPU fp32 otherwise; the user changes nothing.
+CUDA when present (bf16 mixed precision, channels-last), the CPU otherwise (channels-last, and the precision
+:data:`CPU_PRECISION` that ``benchmarks/bench_training.py`` measured faster); the user changes nothing, and
+``precision=32-true memory_format=contiguous`` turns both off.
 For several GPUs set ``devices`` and ``strategy=ddp``; launch with ``torchrun`` or SLURM ``srun``
 (Lightning reads their environment), e.g.::
 
@@ -75,8 +77,14 @@ class ThroughputMonitor(Callback):
         pl_module.log("train_images_per_s", self._images / seconds, on_epoch=True)
 
 
+# CPU training precision under precision=auto. Measured in one interleaved run on a 2-core AVX-512 (bf16)
+# EPYC (benchmarks/results/bench_training.md): channels-last fp32 trained faster than bf16-mixed, which
+# pays for casting every weight each step; so fp32 stays the CPU default.
+CPU_PRECISION = "32-true"
+
+
 def resolve_engine(config: RunConfig) -> dict:
-    """Accelerator, precision and devices for this machine."""
+    """Accelerator, precision, memory format and devices for this machine."""
     cuda = torch.cuda.is_available()
     accelerator = config.accelerator
     if accelerator == "auto":
@@ -87,12 +95,13 @@ def resolve_engine(config: RunConfig) -> dict:
         accelerator = "gpu"
     precision = config.precision
     if precision == "auto":
-        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+        precision = "bf16-mixed" if accelerator == "gpu" else CPU_PRECISION
+    memory_format = "channels_last" if config.memory_format == "auto" else config.memory_format
     devices = config.devices
     if devices == "auto":
         devices = 1
-    return {"accelerator": accelerator, "precision": precision, "devices": devices,
-            "strategy": config.strategy, "channels_last": accelerator == "gpu"}  # fmt: skip
+    return {"accelerator": accelerator, "precision": precision, "devices": devices, "strategy": config.strategy,
+            "memory_format": memory_format, "channels_last": memory_format == "channels_last"}  # fmt: skip
 
 
 def run_directory(config: RunConfig) -> tuple[Path, str]:
@@ -130,6 +139,8 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
     root = resolve_data_root(config.data_root, announce=lambda m: print(m, flush=True))
     config.data_root = str(root)
     engine = resolve_engine(config)
+    # The resolved config records what actually ran on this machine, not "auto".
+    config.precision, config.memory_format = engine["precision"], engine["memory_format"]
     run_dir, run_name = run_directory(config)
     config.run_name = run_name
     if config.resume and not (run_dir / "checkpoints" / "last.ckpt").is_file():
@@ -165,7 +176,7 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
     sizes = dm.splits.sizes()
     if config.progress:
         print(f"training {config.task} model {config.backbone} ({config.weights}) on {engine['accelerator']} "
-              f"({engine['precision']}), split {dm.splits.strategy} {sizes}, run {run_dir}", flush=True)
+              f"({engine['precision']}, {engine['memory_format']}), split {dm.splits.strategy} {sizes}, run {run_dir}", flush=True)
     trainer = L.Trainer(
         accelerator=engine["accelerator"], devices=engine["devices"], strategy=engine["strategy"],
         precision=engine["precision"], max_epochs=config.epochs, max_steps=config.max_steps,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from ..data import collate_skipping_corrupt
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
+from ..models.inference import TorchRuntime
 from ..tracking.reports import binary_metrics, per_attribute_metrics
 
 
@@ -26,36 +26,26 @@ class SplitPredictions:
     seconds: float  # wall time of the pass
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 @torch.no_grad()
 def predict_dataset(model, dataset, batch_size: int = 64, num_workers: int = 0, device="auto",
                     progress: bool = False, desc: str = "predict") -> SplitPredictions:  # fmt: skip
-    """Run ``model.predict_proba`` over every readable item of ``dataset``."""
+    """Run the model's probability forward (channels-last; bf16 on CUDA) over every readable item."""
     import time
 
     from tqdm.auto import tqdm
 
-    device = resolve_device(device)
-    model = model.to(device).eval()
+    forward = TorchRuntime(model.inference_module(), device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_skipping_corrupt, pin_memory=device.type == "cuda")  # fmt: skip
+                        collate_fn=collate_skipping_corrupt, pin_memory=forward.device.type == "cuda")  # fmt: skip
     probs, male, attrs, index, skipped = [], [], [], [], 0
     start = time.perf_counter()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress) as bar:
         for batch in loader:
             skipped += batch["skipped"]
             bar.update(len(batch["image"]) + batch["skipped"])
             if len(batch["image"]) == 0:
                 continue
-            with autocast:
-                probs.append(model.predict_proba(batch["image"].to(device, non_blocking=True)).float().cpu().numpy())
+            probs.append(forward(batch["image"]).astype(np.float32))
             male.append(batch["male"].numpy())
             attrs.append(batch["attributes"].numpy())
             index.append(batch["index"].numpy())

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
-from ..models import BACKBONES, create_backbone
+from ..models import BACKBONES, ProbabilityModel, create_backbone, probabilities
 from ..tracking.reports import binary_metrics, per_attribute_metrics
 
 
@@ -44,8 +44,8 @@ class ImageModel(L.LightningModule):
             self._freeze_all_but_head()
         self._outputs: dict[str, list] = {"train": [], "val": [], "test": []}
 
-    # Subclasses define: output_size(loss), build_loss(loss), target_of(batch), probabilities(logits),
-    # epoch_metrics(prob, target).
+    # Subclasses define: output_size(loss), build_loss(loss), target_of(batch), output_kind (see
+    # attr2gender.models.heads.OUTPUTS), epoch_metrics(prob, target).
 
     def loss_of(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(logits, target)
@@ -82,6 +82,13 @@ class ImageModel(L.LightningModule):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities for a preprocessed batch: (B, 39) for attributes, (B,) P(Male) for direct."""
         return self.probabilities(self(x)).float()
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return probabilities(logits, self.output_kind)
+
+    def inference_module(self) -> ProbabilityModel:
+        """The plain ``nn.Module`` (backbone + probability function) that predict and ONNX export run."""
+        return ProbabilityModel(self.net, self.output_kind).eval()
 
     def _step(self, batch, stage: str):
         if len(batch["image"]) == 0:  # every image of this batch was unreadable
@@ -155,8 +162,7 @@ class AttributeModel(ImageModel):
     def target_of(self, batch):
         return batch["attributes"].float()
 
-    def probabilities(self, logits):
-        return torch.sigmoid(logits.float())
+    output_kind = "multilabel"
 
     def epoch_metrics(self, prob, target):
         table = per_attribute_metrics(target, prob, STAGE_ONE_ATTRIBUTES, threshold=self.hparams.threshold)
@@ -183,10 +189,9 @@ class DirectModel(ImageModel):
         male = batch["male"]
         return male.float().unsqueeze(1) if self.hparams.loss == "bce" else male.long()
 
-    def probabilities(self, logits):
-        if logits.shape[1] == 1:
-            return torch.sigmoid(logits.float())[:, 0]
-        return torch.softmax(logits.float(), dim=1)[:, 1]
+    @property
+    def output_kind(self) -> str:
+        return "sigmoid" if self.hparams.loss == "bce" else "softmax"
 
     def epoch_metrics(self, prob, target):
         m = binary_metrics(target, prob, threshold=self.hparams.threshold)
