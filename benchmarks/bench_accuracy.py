@@ -37,20 +37,36 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attr2gender.config import load_preset  # noqa: E402
 from attr2gender.data import STAGE_ONE_ATTRIBUTES, TARGET, load_celeba  # noqa: E402
+from attr2gender.data.corruptions import CORRUPTIONS  # noqa: E402
+from attr2gender.data.groups import group_masks  # noqa: E402
 from attr2gender.data.splits import Splits  # noqa: E402
 from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
 from attr2gender.pipeline.fitting import stage_two_label_rows  # noqa: E402
+from attr2gender.pipeline.robustness import corruption_accuracy  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
-from attr2gender.tracking.reports import bootstrap_ci, paired_accuracy_difference_ci  # noqa: E402
+from attr2gender.tracking.reports import (  # noqa: E402
+    bootstrap_ci,
+    group_accuracy_table,
+    group_metrics,
+    paired_accuracy_difference_ci,
+    worst_group_name,
+)
 from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "celeba"
 
 
-def accuracy_ci(y: np.ndarray, prob: np.ndarray, seed: int, threshold: float = 0.5) -> dict:
+def accuracy_ci(y: np.ndarray, prob: np.ndarray, seed: int, threshold: float = 0.5, truth=None) -> dict:
+    """Accuracy with its 95 % CI and, when the true attributes are given, the worst group's accuracy."""
     correct = ((prob >= threshold).astype(int) == y).astype(float)
     point, low, high = bootstrap_ci(np.mean, correct, n_boot=2000, seed=seed)
-    return {"accuracy": point, "ci_low": low, "ci_high": high, "n": len(y)}
+    out = {"accuracy": point, "ci_low": low, "ci_high": high, "n": len(y)}
+    if truth is not None:
+        table = group_accuracy_table(y, prob, group_masks(truth), threshold=threshold, n_boot=1000, seed=seed)
+        flat = group_metrics(table, point)
+        out |= {"worst_group": worst_group_name(table), "worst_group_accuracy": flat["worst_group_accuracy"],
+                "worst_group_gap": flat["worst_group_gap"]}  # fmt: skip
+    return out
 
 
 def ceiling(celeba, seed: int) -> list[dict]:
@@ -65,7 +81,8 @@ def ceiling(celeba, seed: int) -> list[dict]:
         prob = est.predict_proba(test[list(STAGE_ONE_ATTRIBUTES)].astype(float))[:, 1]
         rows.append({"route": "ceiling: true attributes", "stage_two": model, "fit_on": f"labels ({len(train):,} rows)",
                      "applied_to": f"true attributes ({len(test):,} rows)",
-                     **accuracy_ci(test[TARGET].to_numpy(), prob, seed), "seconds": time.perf_counter() - start})  # fmt: skip
+                     **accuracy_ci(test[TARGET].to_numpy(), prob, seed, truth=test),
+                     "seconds": time.perf_counter() - start})  # fmt: skip
     return rows
 
 
@@ -107,7 +124,8 @@ def two_stage_variants(pipeline: Attr2GenderPipeline, celeba, splits: Splits, se
                 prob = est.predict_proba(X_test)[:, 1]
             rows.append({"route": "two-stage", "stage_two": model, "fit_on": fit_desc, "fit_on_kind": fit_on,
                          "applied_to": applied, "_prob": prob,
-                         **accuracy_ci(y_test, prob, seed, threshold), "seconds": time.perf_counter() - start})  # fmt: skip
+                         **accuracy_ci(y_test, prob, seed, threshold, truth=report.test_truth),
+                         "seconds": time.perf_counter() - start})  # fmt: skip
     rows.append({"route": "note", "stage_two": "", "fit_on": "stage-one cache hit for val", "applied_to": "",
                  "accuracy": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": int(ok.sum()),
                  "seconds": cached_seconds})  # fmt: skip
@@ -177,7 +195,8 @@ def main(argv=None) -> int:
 
     rows = [{"route": "direct", "stage_two": "", "fit_on": f"{len(splits.train):,} train images",
              "applied_to": "pixels", **accuracy_ci(direct.fit_report_.test_male,
-                                                  direct.fit_report_.test_male_probability, seed, config.threshold),
+                                                  direct.fit_report_.test_male_probability, seed, config.threshold,
+                                                  truth=direct.fit_report_.test_truth),
              "seconds": timings["direct_fit_seconds"]}]  # fmt: skip
     rows += two_stage_variants(two, celeba, splits, seed, config.threshold)
     # Paired: the same test images, so the difference's interval is much tighter than the two CIs suggest.
@@ -195,6 +214,10 @@ def main(argv=None) -> int:
     agreement = []
     for pipeline in (two, direct):
         agreement += runtime_agreement(pipeline, agreement_paths, Path(tmp.name) / f"bundle_{pipeline.kind}")
+    # CelebA-C: both routes (the default two-stage pipeline) on the test images under 6 corruptions.
+    test_paths = [celeba.image_path(i) for i in direct_report.test_ids]
+    celeba_c = {p.kind: corruption_accuracy(p, test_paths, direct_report.test_male, seed=seed)
+                for p in (two, direct)}  # fmt: skip
     has_partition = celeba.partition is not None and set(np.unique(celeba.partition)) >= {0, 2}
     rows += ceiling(celeba, seed) if has_partition else []
     attr_acc = two.metrics["attr_mean_accuracy"]
@@ -207,23 +230,33 @@ def main(argv=None) -> int:
         return f"{r['direct_minus_this']:+.4f} [{low:+.4f}, {high:+.4f}]"
 
     table = [[r["route"], r["stage_two"], r["fit_on"], r["applied_to"], r["accuracy"],
-              f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if np.isfinite(r["ci_low"]) else "", paired(r), r["seconds"]]
+              f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if np.isfinite(r["ci_low"]) else "", paired(r),
+              r.get("worst_group_accuracy", float("nan")), r.get("worst_group", "").replace("_", " "), r["seconds"]]
              for r in rows]  # fmt: skip
     headers = ["route", "stage two", "fitted on", "applied to", "test accuracy", "95% CI",
-               "direct - this (paired 95% CI)", "seconds"]  # fmt: skip
+               "direct - this (paired 95% CI)", "worst-group accuracy", "worst group", "seconds"]  # fmt: skip
+    corruption_headers = ["route", "clean", *CORRUPTIONS, "mean of corruptions"]
+    corruption_rows = [[kind, *[t.loc[c, "accuracy"] for c in ["clean", *CORRUPTIONS, "mean"]]]
+                       for kind, t in celeba_c.items()]  # fmt: skip
     print(text_table(headers, table, digits=4))
     payload = {"machine": machine_info(), "quick": args.quick, "data_root": str(args.data_root),
                "config": config.to_dict(), "split": splits.sizes() | {"strategy": splits.strategy},
                "rows": rows, "stage_one_mean_attribute_accuracy": attr_acc,
                "stage_one_per_attribute_accuracy": per_attribute, "timings": timings,
-               "runtime_agreement": agreement}  # fmt: skip
+               "runtime_agreement": agreement,
+               "celeba_c": {k: t.reset_index().to_dict(orient="records") for k, t in celeba_c.items()}}  # fmt: skip
     date = payload["machine"]["date"][:10]
     md = "\n\n".join([
         f"Real-face accuracy, `python benchmarks/bench_accuracy.py`, {date}: {len(celeba.present):,} images of "
         f"{args.data_root.name}, identity-disjoint split {splits.sizes()}, `{config.backbone}` "
         f"({config.weights}) at {config.image_size} px, {config.epochs} epoch(s), seed {seed}.",
         markdown_table(headers, table, digits=4),
+        "Worst group: the lowest Male accuracy among the Male x makeup and Male x blond groups with 30+ test "
+        "images (true attributes); the 68-person test split has few images in the rare groups, see "
+        "`bench_groups.md` for a larger test side.",
         f"Stage one's mean accuracy over the 39 attributes: {attr_acc:.4f}.",
+        "CelebA-C: Male accuracy on the test images under deterministic corruptions:",
+        markdown_table(corruption_headers, corruption_rows, digits=4),
         f"Runtimes against PyTorch fp32 on the same {len(agreement_paths):,} validation and test images:",
         markdown_table(["pipeline", "runtime", "images", "max abs difference", "mean abs difference",
                         "label agreement"],

@@ -119,3 +119,21 @@ def test_bench_accuracy_quick(tmp_path):
     for r in data["runtime_agreement"]:
         if r["runtime"].startswith("onnxruntime"):
             assert r["max_abs_difference"] < 1e-4 and r["label_agreement"] == 1.0, r
+
+
+def test_bench_groups_quick(tmp_path):
+    proc = _run_quick("bench_groups.py", tmp_path)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    data = json.loads((tmp_path / "bench_groups_quick.json").read_text())
+    variants = [r["variant"] for r in data["rows"]]
+    assert variants == ["two_stage_erm+erm", "two_stage_erm+no_cosmetics", "two_stage_erm+worst_group",
+                        "two_stage_erm+no_cosmetics_worst_group", "direct_erm", "direct_dro"]  # fmt: skip
+    for r in data["rows"]:
+        assert 0 <= r["ci_low"] <= r["accuracy"] <= r["ci_high"] <= 1
+        assert set(r["celeba_c"]) == {"grayscale", "jpeg_q20", "blur_2", "downscale_48", "brightness", "rotate_15"}
+        assert {g["group"] for g in r["groups"]} >= {"female_no_makeup", "male_makeup", "male_blond"}
+        if r["variant"] not in ("two_stage_erm+erm", "direct_erm"):
+            low, high = r["minus_baseline_ci"]
+            assert low <= r["minus_baseline"] <= high
+    md = (tmp_path / "bench_groups_quick.md").read_text()
+    assert "CelebA-C" in md and "worst-group accuracy" in md

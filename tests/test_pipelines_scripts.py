@@ -52,7 +52,7 @@ def compared(synth_root, tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work}/mlflow.db")
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main_compare(["--data-root", str(synth_root), "--bootstrap", "200", *FAST, *TINY])
+            rc = main_compare(["--data-root", str(synth_root), "--bootstrap", "200", "--corruptions", *FAST, *TINY])
         assert rc == 0, err.getvalue()[-3000:]
         import mlflow
 
@@ -92,6 +92,24 @@ def test_compare_records_a_parent_and_two_nested_children(compared):
         client, parent.info.run_id)
     reports = list((compared["work"] / "runs").glob("compare-*/report.md"))
     assert len(reports) == 1 and "twice as slow" in reports[0].read_text()
+
+
+def test_compare_measures_worst_groups_and_celeba_c(compared):
+    runs, client = compared["runs"], compared["client"]
+    m = runs["comparison"].data.metrics
+    for route in ("two_stage", "direct"):
+        assert f"worst_group_gap_{route}" in m and f"worst_group_accuracy_{route}" in m  # NaN when groups are small
+        assert 0 <= m[f"celeba_c_mean_accuracy_{route}"] <= 1 and f"celeba_c_accuracy_rotate_15_{route}" in m
+        child = runs[route].data
+        assert {"test_worst_group_accuracy", "test_worst_group_gap", "test_group_n_female_no_makeup"} <= set(
+            child.metrics)
+        assert "worst_group" in child.tags
+        assert {"reports/groups.md", "reports/groups.csv", "plots/group_accuracy.png"} <= _artifacts(
+            client, runs[route].info.run_id)
+    report = runs["comparison"].data.tags["mlflow.note.content"]
+    assert "The people the average hides" in report and "CelebA-C" in report and "too few" in report
+    assert "comparison/groups.png" in _artifacts(client, runs["comparison"].info.run_id)
+    assert "worst-group accuracy" in compared["stdout"] and "CelebA-C mean accuracy" in compared["stdout"]
 
 
 def test_children_log_the_same_metric_names_and_the_source_studys_artifacts(compared):

@@ -142,7 +142,7 @@ def test_presets_resolve_as_the_source_study():
     }
     for _, c in study1:
         assert (c.loss, c.optimizer, c.batch_size, c.lr, c.epochs, c.balance) == ("cross_entropy", "adam", 128,
-                                                                                  0.001, 10, True)  # fmt: skip
+                                                                                  0.001, 10, "male")  # fmt: skip
     study3 = dict(load_preset(REPO / "configs" / "seed_study_3.yaml"))
     assert study3["vgg16_transfer"].weight_decay == 1e-3 and study3["resnet50_transfer"].weight_decay == 1e-4
     assert all(c.loss == "bce" and c.batch_size == 32 and c.lr == "auto" for c in study3.values())

@@ -25,6 +25,12 @@ SPLITS = ("auto", "official", "identity")
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+BALANCES = ("none", "male", "groups")
+LOSS_REWEIGHTINGS = ("none", "groups")
+ROBUST = ("none", "group_dro")
+AUGMENTS = ("standard", "strong")
+CHECKPOINT_METRICS = ("auto", "val_loss", "val_worst_group_acc")
+STAGE_TWO_OBJECTIVES = ("erm", "worst_group")
 STAGE_TWO_MODELS = ("logistic", "lightgbm")
 STAGE_TWO_FIT_ON = ("predicted", "labels")
 TRACKING = ("mlflow", "none")
@@ -40,7 +46,11 @@ class RunConfig:
     data_root: str = ""  # CelebA root; "" makes/uses a synthetic CelebA so a fresh machine runs end to end
     split: str = "auto"  # official partition when it can serve, else an identity-disjoint split
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test, by images
-    balance: bool = False  # downsample the training set to equal Male/Female (the source study's resampling)
+    # "male" (or true): downsample the training set to equal Male/Female (the source study's resampling);
+    # "groups": sample batches so each Male x makeup group is equally likely (group-robust training)
+    balance: str = "none"
+    group_by: str = "makeup"  # the Male x <attribute> groups that group-robust training and checkpoints use
+    augment: str = "standard"  # the source's crop + flip; "strong" adds colour, grayscale, blur, JPEG, rotation
     image_size: int = 224  # crop size; the source study's 224 (CPU presets use 112-160)
     max_train_images: int = 0  # 0 = all; a cap keeps CPU runs short
     max_eval_images: int = 0  # 0 = all; caps val and test alike
@@ -55,6 +65,10 @@ class RunConfig:
     freeze_backbone: bool = False  # linear probing: train only the head (fast on CPU; fine-tuning is better)
     loss: str = ""  # "" = the task's default: multilabel_soft_margin (attributes), cross_entropy (direct)
     threshold: float = 0.5  # probability above which an attribute / Male is predicted (source: 0.5)
+    loss_reweighting: str = "none"  # "groups": each sample's loss weighted by 1 / its group's frequency
+    robust: str = "none"  # "group_dro": the GroupDRO objective (Sagawa et al., ICLR 2020)
+    group_dro_step: float = 0.01  # GroupDRO's step size for the group weights (Sagawa et al.: 0.01)
+    checkpoint_metric: str = "auto"  # auto: val_worst_group_acc when any group-robust key is on, else val_loss
     # --- optimisation ---
     optimizer: str = "adam"  # the source study used Adam throughout
     lr: float | str = 1e-3  # source study 1: 0.001; "auto" runs Lightning's learning-rate finder
@@ -80,6 +94,8 @@ class RunConfig:
     stage_two_model: str = "logistic"  # "logistic" | "lightgbm"
     stage_two_fit_on: str = "predicted"  # stage one's probabilities on held-out images, or true "labels"
     stage_two_class_weight: str = ""  # "" or "balanced"
+    stage_two_exclude: list[str] = field(default_factory=list)  # concept editing: attributes stage two ignores
+    stage_two_objective: str = "erm"  # "worst_group": fitted for its worst Male x <group_by> group
     # --- tracking ---
     tracking: str = "mlflow"  # "none" disables MLflow logging
     experiment: str = "attr2gender"  # MLflow experiment name
@@ -87,6 +103,16 @@ class RunConfig:
 
     def resolved_loss(self) -> str:
         return self.loss or LOSSES[self.task][0]
+
+    @property
+    def group_robust(self) -> bool:
+        """Whether any group-robust training key is on (then checkpoints follow val worst-group accuracy)."""
+        return self.balance == "groups" or self.loss_reweighting != "none" or self.robust != "none"
+
+    def resolved_checkpoint_metric(self) -> str:
+        if self.checkpoint_metric != "auto":
+            return self.checkpoint_metric
+        return "val_worst_group_acc" if self.group_robust else "val_loss"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,6 +126,29 @@ class RunConfig:
         _choice("accelerator", self.accelerator, ACCELERATORS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("memory_format", self.memory_format, MEMORY_FORMATS)
+        if isinstance(self.balance, bool):  # the source study's `balance: true` keeps working
+            self.balance = "male" if self.balance else "none"
+        _choice("balance", self.balance, BALANCES)
+        from .data.groups import GROUPINGS
+
+        _choice("group_by", self.group_by, tuple(GROUPINGS))
+        _choice("augment", self.augment, AUGMENTS)
+        _choice("loss_reweighting", self.loss_reweighting, LOSS_REWEIGHTINGS)
+        _choice("robust", self.robust, ROBUST)
+        _choice("checkpoint_metric", self.checkpoint_metric, CHECKPOINT_METRICS)
+        _choice("stage_two_objective", self.stage_two_objective, STAGE_TWO_OBJECTIVES)
+        if not self.group_dro_step > 0:
+            raise ConfigError(f"group_dro_step must be a positive number, got {self.group_dro_step}")
+        from .data.attributes import STAGE_ONE_ATTRIBUTES
+
+        for name in self.stage_two_exclude:
+            if name not in STAGE_ONE_ATTRIBUTES:
+                close = difflib.get_close_matches(str(name), STAGE_ONE_ATTRIBUTES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"stage_two_exclude names {name!r}{hint}, which is not one of the 39 attributes: "
+                                  f"{', '.join(STAGE_ONE_ATTRIBUTES)}")  # fmt: skip
+        if len(self.stage_two_exclude) >= len(STAGE_ONE_ATTRIBUTES):
+            raise ConfigError("stage_two_exclude names every attribute; stage two needs at least one to use")
         _choice("stage_two_model", self.stage_two_model, STAGE_TWO_MODELS)
         _choice("stage_two_fit_on", self.stage_two_fit_on, STAGE_TWO_FIT_ON)
         _choice("stage_two_class_weight", self.stage_two_class_weight, ("", "balanced"))
@@ -156,6 +205,10 @@ def _coerce(key: str, value: Any) -> Any:
             return float(value)
         return value
     parsed = yaml.safe_load(value) if value != "" else ""
+    if key == "balance":
+        return parsed if isinstance(parsed, bool) else value
+    if isinstance(default, list) and isinstance(parsed, str) and key != "split_fractions":
+        return [part.strip() for part in parsed.split(",") if part.strip()]  # a,b,c from the command line
     if isinstance(default, bool):
         if not isinstance(parsed, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")

@@ -243,12 +243,16 @@ def run_pipeline(plan: RunPlan, tracker=None, nested: bool = False, measure: Mea
                                    measure)  # fmt: skip
         approach = ApproachResult(plan.kind, list(report.test_ids), np.asarray(report.test_male),
                                   np.asarray(report.test_male_probability), metrics, pipeline.threshold, run_id,
-                                  info=_info(config, plan))  # fmt: skip
+                                  info=_info(config, plan), groups=_group_ids(report.test_truth))  # fmt: skip
         artifacts = write_run_artifacts(plan.kind, pipeline, report, approach, run_dir, test_paths)
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
 
         tracker.log_history(result.history)
         tracker.log_metrics(metrics)
+        if report.group_table is not None:
+            from .tracking.reports import worst_group_name
+
+            tracker.set_tags({"worst_group": worst_group_name(report.group_table) or "none with 30+ images"})
         tracker.log_artifact(run_dir / "config.yaml", "config")
         tracker.log_artifact(run_dir / "engine.json", "config")
         tracker.log_artifact(run_dir / "history.csv", "history")
@@ -259,6 +263,15 @@ def run_pipeline(plan: RunPlan, tracker=None, nested: bool = False, measure: Mea
         model_uri = tracker.log_pyfunc_model(bundle_dir, input_example=_input_example(test_paths))
     return PipelineRun(plan.kind, config, pipeline, run_dir, bundle_dir, metrics, approach, run_id, model_uri,
                        artifacts)  # fmt: skip
+
+
+def _group_ids(truth) -> dict[str, np.ndarray]:
+    """Each test image's group per grouping (Male x makeup, Male x blond), from its true attributes."""
+    if truth is None:
+        return {}
+    from .data.groups import GROUPINGS, group_ids
+
+    return {grouping: group_ids(truth, grouping=grouping) for grouping in GROUPINGS}
 
 
 def _info(config: RunConfig, plan: RunPlan) -> dict[str, str]:
@@ -334,9 +347,21 @@ def write_run_artifacts(kind: str, pipeline, report, approach: ApproachResult, r
         plots.plot_feature_maps(plots.feature_maps_of(net, tensor), image=tensor, path=out["feature_maps"],
                                 title=f"Feature maps of the first convolution layer ({title})")  # fmt: skip
 
+    if report.group_table is not None:
+        report.group_table.to_csv(reports_dir / "groups.csv")
+        (reports_dir / "groups.md").write_text(
+            f"# Male accuracy per group ({title}, test split)\n\n" + reports.group_table_markdown(report.group_table))
+        out["group_accuracy"] = plots_dir / "group_accuracy.png"
+        plots.plot_group_accuracy({title: report.group_table}, path=out["group_accuracy"],
+                                  title=f"Male accuracy per group ({title})")  # fmt: skip
+
     if kind == "two_stage":
         from .data.attributes import STAGE_ONE_ATTRIBUTES
 
+        if pipeline.edited_from is not None or pipeline.stage_two.get_params().get("exclude"):
+            out["importance_change"] = plots_dir / "importance_change.png"
+            plots.plot_importance_change(pipeline.importance_change(), path=out["importance_change"],
+                                         title="Stage two after the concept edit (excluded attributes at 0)")  # fmt: skip
         importance = pipeline.global_importance()
         out["attribute_importance"] = plots_dir / "attribute_importance.png"
         plots.plot_attribute_importance(importance, path=out["attribute_importance"],
@@ -386,8 +411,9 @@ def log_comparison(tracker, comparison: Comparison, files: dict[str, Path], tags
 
 
 def run_comparison(two_stage: RunPlan, direct: RunPlan, tracker=None, measure: MeasureSpec | None = None,
-                   n_boot: int = N_BOOT, stamp: str | None = None) -> ComparisonRun:  # fmt: skip
-    """Both routes as nested child runs of one parent run (tag ``comparison``), then the comparison."""
+                   n_boot: int = N_BOOT, stamp: str | None = None, corruptions: bool = False) -> ComparisonRun:  # fmt: skip
+    """Both routes as nested child runs of one parent run (tag ``comparison``), then the comparison;
+    with ``corruptions``, both routes are also scored on CelebA-C (the test images, corrupted)."""
     tracker = tracker or NullTracker()
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(two_stage.config.output_dir).resolve() / f"compare-{stamp}"
@@ -401,10 +427,26 @@ def run_comparison(two_stage: RunPlan, direct: RunPlan, tracker=None, measure: M
                     for plan in (two_stage, direct)]  # fmt: skip
         comparison = compare_approaches(children[0].approach, children[1].approach, n_boot=n_boot,
                                         seed=two_stage.config.seed)  # fmt: skip
+        if corruptions:
+            comparison.add_corruptions(celeba_c(children, seed=two_stage.config.seed, n_boot=n_boot))
         files = write_comparison(comparison, out_dir)
         log_comparison(tracker, comparison, files, {"two_stage_run_id": children[0].run_id or "",
                                                     "direct_run_id": children[1].run_id or ""})  # fmt: skip
     return ComparisonRun(comparison, out_dir, files, parent_id, children)
+
+
+def celeba_c(children: list[PipelineRun], seed: int, n_boot: int) -> dict:
+    """CelebA-C accuracy of each route on its test images (the same images and corruptions for both)."""
+    from .pipeline.robustness import corruption_accuracy
+
+    out = {}
+    for child in children:
+        report = child.pipeline.fit_report_
+        celeba = report.train_result.datamodule.celeba
+        paths = [celeba.image_path(i) for i in report.test_ids]
+        _say(f"[{child.kind}] CelebA-C: {len(paths):,} test images x 6 corruptions")
+        out[child.kind] = corruption_accuracy(child.pipeline, paths, report.test_male, seed=seed, n_boot=n_boot)
+    return out
 
 
 def approach_from_run(tracker, run_id: str, expected: str, work_dir: Path) -> ApproachResult:
@@ -471,6 +513,8 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
         parser.add_argument("--runs", nargs=2, metavar=("RUN_ID_TWO_STAGE", "RUN_ID_DIRECT"),
                             help="compare two finished runs instead of training")  # fmt: skip
         parser.add_argument("--bootstrap", type=int, default=N_BOOT, help="resamples for the accuracy-loss CI")
+        parser.add_argument("--corruptions", action="store_true",
+                            help="also score both routes on CelebA-C: the test images under 6 corruptions")  # fmt: skip
     else:
         name = "two-stage (image -> 39 attributes -> Male)" if kind == "two_stage" else "direct (image -> Male)"
         parser = argparse.ArgumentParser(prog=f"run_{kind}.py", description=f"Train, evaluate and track the {name} "
@@ -516,8 +560,9 @@ def _run_lines(run: PipelineRun, tracker) -> list[str]:
     acc = run.metrics.get("test_accuracy", float("nan"))
     ms = {k: v for k, v in run.metrics.items() if k.startswith("inference_ms_per_image_b")}
     timing = ", ".join(f"{v:.2f} ms/image at batch {k.rsplit('_b', 1)[1]}" for k, v in ms.items())
-    lines.append(f"[{run.kind}] test accuracy {acc:.4f}, trained in {run.metrics.get('train_seconds', 0):.0f}s, "
-                 f"{timing}")  # fmt: skip
+    worst = run.metrics.get("test_worst_group_accuracy", float("nan"))
+    lines.append(f"[{run.kind}] test accuracy {acc:.4f}, worst-group accuracy {worst:.4f}, trained in "
+                 f"{run.metrics.get('train_seconds', 0):.0f}s, {timing}")  # fmt: skip
     return lines
 
 
@@ -556,7 +601,8 @@ def _compare(argv) -> int:
         direct = align_plans(two, direct)
         materialize([two, direct])
         tracker = make_tracker(two.config)
-        result = run_comparison(two, direct, tracker, measure=measure, n_boot=args.bootstrap, stamp=stamp)
+        result = run_comparison(two, direct, tracker, measure=measure, n_boot=args.bootstrap, stamp=stamp,
+                                corruptions=args.corruptions)  # fmt: skip
         lines = [line for child in result.children for line in _run_lines(child, tracker)]
     if not is_rank_zero():
         return 0
@@ -566,6 +612,11 @@ def _compare(argv) -> int:
         f"(95% CI {100 * m['accuracy_loss_ci_low']:+.2f} to {100 * m['accuracy_loss_ci_high']:+.2f}); "
         f"inference time x{m['inference_time_ratio']:.2f}, training time x{m['training_time_ratio']:.2f}, "
         f"size x{m['size_ratio']:.2f} (two-stage / direct)",
+        *([f"[comparison] worst-group accuracy: two-stage {m['worst_group_accuracy_two_stage']:.4f}, direct "
+           f"{m['worst_group_accuracy_direct']:.4f} (groups: Male x makeup, Male x blond; 30+ test images)"]
+          if "worst_group_accuracy_two_stage" in m else []),
+        *([f"[comparison] CelebA-C mean accuracy: two-stage {m['celeba_c_mean_accuracy_two_stage']:.4f}, direct "
+           f"{m['celeba_c_mean_accuracy_direct']:.4f}"] if "celeba_c_mean_accuracy_two_stage" in m else []),
         f"[comparison] report:    {result.files['report']}",
     ]
     if result.run_id:

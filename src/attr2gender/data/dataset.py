@@ -17,14 +17,17 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from .celeba import CelebA
+from .groups import TRAINING_GROUPING, group_ids
 from .images import ImageLoadError, load_image
 from .transforms import resize_size
 
 
 class CelebADataset(Dataset):
-    """Items are dicts: ``image`` (3xHxW float), ``attributes`` (39 float), ``male`` (float), ``index``."""
+    """Items are dicts: ``image`` (3xHxW float), ``attributes`` (39 float), ``male`` (float), ``group``
+    (0..3, the Male x ``grouping`` group of :mod:`attr2gender.data.groups`) and ``index``."""
 
-    def __init__(self, celeba: CelebA, image_ids, transform=None, strict: bool = False, cache=None):
+    def __init__(self, celeba: CelebA, image_ids, transform=None, strict: bool = False, cache=None,
+                 grouping: str = TRAINING_GROUPING):  # fmt: skip
         self.celeba = celeba
         self.image_ids = list(image_ids)
         missing = [i for i in self.image_ids if i not in celeba.attributes.index]
@@ -32,6 +35,7 @@ class CelebADataset(Dataset):
             raise KeyError(f"image ids not in {celeba.root / 'list_attr_celeba.txt'}: {missing[:5]}")
         self.attributes = torch.from_numpy(celeba.stage_one_targets(self.image_ids).copy())
         self.male = torch.from_numpy(celeba.male(self.image_ids).astype(np.float32))
+        self.groups = torch.from_numpy(group_ids(celeba.attributes.loc[self.image_ids], grouping=grouping))
         self.transform = transform
         self.strict = strict
         self.cache = cache
@@ -53,7 +57,8 @@ class CelebADataset(Dataset):
             warnings.warn(f"skipping unreadable image {exc}", stacklevel=2)
             return None
         tensor = self.transform(image) if self.transform is not None else image
-        return {"image": tensor, "attributes": self.attributes[index], "male": self.male[index], "index": index}
+        return {"image": tensor, "attributes": self.attributes[index], "male": self.male[index],
+                "group": self.groups[index], "index": index}  # fmt: skip
 
 
 def collate_skipping_corrupt(batch: list) -> dict:
@@ -62,7 +67,8 @@ def collate_skipping_corrupt(batch: list) -> dict:
     skipped = len(batch) - len(good)
     if not good:
         return {"image": torch.empty(0), "attributes": torch.empty(0), "male": torch.empty(0),
-                "index": torch.empty(0, dtype=torch.long), "skipped": skipped}  # fmt: skip
+                "group": torch.empty(0, dtype=torch.long), "index": torch.empty(0, dtype=torch.long),
+                "skipped": skipped}  # fmt: skip
     out = default_collate(good)
     out["skipped"] = skipped
     return out
@@ -116,8 +122,9 @@ class DecodedImageCache:
 class CachedCelebADataset(CelebADataset):
     """:class:`CelebADataset` reading from a :class:`DecodedImageCache`; unreadable images stay skipped."""
 
-    def __init__(self, celeba: CelebA, image_ids, transform, cache: DecodedImageCache, strict: bool = False):
-        super().__init__(celeba, image_ids, transform, strict=strict, cache=cache)
+    def __init__(self, celeba: CelebA, image_ids, transform, cache: DecodedImageCache, strict: bool = False,
+                 grouping: str = TRAINING_GROUPING):  # fmt: skip
+        super().__init__(celeba, image_ids, transform, strict=strict, cache=cache, grouping=grouping)
         self._bad = set(cache.bad)
 
     def load(self, index: int) -> Image.Image:

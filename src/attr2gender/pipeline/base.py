@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from ..data.images import ImageLoadError
-from ..data.transforms import eval_transform_from_spec, preprocessing_spec
+from ..data.transforms import EvalPreprocessing, preprocessing_spec
 from ..models.inference import PRECISIONS, TorchRuntime, resolve_device
 from ..training.export import save_image_model
 from ..training.modules import ImageModel
@@ -42,7 +42,7 @@ class GenderPredictor:
         self.num_workers = int(num_workers)  # decode processes for folders / path lists
         self.metrics: dict[str, float] = {}  # test metrics, filled by fit()
         self.config: dict = {}  # resolved run config, filled by fit()
-        self._transform = eval_transform_from_spec(self.preprocessing)
+        self._transform = EvalPreprocessing(self.preprocessing)
         self._model_hash: str | None = None
         self.onnx_path = Path(onnx_path) if onnx_path is not None else None  # model.onnx of a loaded bundle
         self._device = device  # "auto": CUDA when present, else CPU

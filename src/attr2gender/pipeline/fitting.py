@@ -11,8 +11,10 @@ import pandas as pd
 
 from ..config import RunConfig, build_config, load_preset
 from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
+from ..data.groups import group_ids, group_masks
 from ..tabular import StageTwoClassifier
-from ..tracking.reports import binary_metrics
+from ..tabular.robust import fit_worst_group
+from ..tracking.reports import binary_metrics, group_accuracy_table, group_metrics
 from ..training import TrainResult, train
 from ..training.evaluate import SplitPredictions, split_metrics
 from .direct import DirectGenderClassifier
@@ -32,6 +34,50 @@ class FitReport:
     test_attributes: np.ndarray | None = None  # two-stage: the (n, 39) truth
     stage_two_rows: int = 0  # rows stage two was fitted on
     timings: dict[str, float] = field(default_factory=dict)  # seconds: stage_one_train, stage_two_fit, ...
+    test_truth: pd.DataFrame | None = None  # the 40 true attributes of the test images (groups, slices)
+    group_table: pd.DataFrame | None = None  # Male accuracy per group with CIs (see tracking.reports)
+
+
+@dataclass
+class StageTwoData:
+    """What stage two is fitted on, kept in memory so it can be refitted (concept editing, another
+    objective) without running stage one again."""
+
+    X: pd.DataFrame  # (n, 39): stage one's probabilities (predicted) or the true 0/1 attributes (labels)
+    y: np.ndarray  # (n,) Male
+    truth: pd.DataFrame  # (n, 40) true attributes of those rows: where the groups come from
+    identities: np.ndarray | None  # person per row (cross-validation folds never split a person)
+    input_kind: str  # "probability" | "binary"
+
+
+def test_metrics(male: np.ndarray, prob: np.ndarray, truth: pd.DataFrame, threshold: float,
+                 seed: int = 0) -> tuple[dict[str, float], pd.DataFrame]:  # fmt: skip
+    """Binary metrics, plus the worst group and every group's accuracy (Male x makeup, Male x blond)."""
+    metrics = {k: float(v) for k, v in binary_metrics(male, prob, threshold=threshold).items()}
+    table = group_accuracy_table(male, prob, group_masks(truth), threshold=threshold, seed=seed)
+    return metrics | group_metrics(table, metrics["accuracy"]), table
+
+
+def fit_stage_two(data: StageTwoData, model: str = "logistic", objective: str = "erm", exclude=(),
+                  group_by: str = "makeup", threshold: float = 0.5, class_weight: str | None = None,
+                  seed: int = 0) -> tuple[StageTwoClassifier, dict[str, float]]:  # fmt: skip
+    """Stage two on ``data``: ``model``, ``exclude`` (concept editing: attributes it must not use) and
+    ``objective`` (``erm``; or ``worst_group``: group-reweighted vs group DRO on the Male x ``group_by``
+    groups, whichever has the better cross-validated worst-group accuracy). Returns the estimator and
+    what the fit measured."""
+    params = dict(model=model, input_kind=data.input_kind, threshold=threshold, class_weight=class_weight or None,
+                  random_state=seed, exclude=tuple(exclude))  # fmt: skip
+    if objective == "erm":
+        return StageTwoClassifier(**params).fit(data.X, data.y), {}
+    if objective != "worst_group":
+        raise ValueError(f"objective={objective!r} is not valid; choose 'erm' or 'worst_group'")
+    groups = group_ids(data.truth, grouping=group_by)
+    chosen = fit_worst_group(data.X, data.y, groups, identities=data.identities, seed=seed, **params)
+    info = {"stage_two_method_group_dro": float(chosen.method == "group_dro")}
+    for method, value in chosen.cv_worst_group_accuracy.items():
+        info[f"stage_two_cv_worst_group_accuracy_{method}"] = value
+        info[f"stage_two_cv_accuracy_{method}"] = chosen.cv_accuracy[method]
+    return chosen.estimator, info
 
 
 def resolve_config(config, task: str, overrides: dict) -> RunConfig:
@@ -82,25 +128,16 @@ def fit_two_stage(config=None, loggers=None, **overrides) -> Attr2GenderPipeline
     timings = {"stage_one_train": result.train_seconds}
 
     start = time.perf_counter()
-    if config.stage_two_fit_on == "predicted":
-        # Stage one's probabilities on images it did not train on, so stage two learns its real errors.
-        probs, errors = pipeline.attribute_probabilities(_paths(celeba, splits.val), progress=config.progress)
-        ok = _readable(splits.val, errors)
-        X = pd.DataFrame(probs[ok], columns=list(STAGE_ONE_ATTRIBUTES))
-        y = celeba.male(np.asarray(splits.val)[ok])
-        input_kind = "probability"
-    else:
-        rows = stage_two_label_rows(celeba, splits)
-        X = rows[list(STAGE_ONE_ATTRIBUTES)].astype(np.float64)
-        y = rows[TARGET].to_numpy()
-        input_kind = "binary"  # fitted on 0/1, so stage one's probabilities are thresholded too
-    timings["stage_one_on_stage_two_rows"] = time.perf_counter() - start if input_kind == "probability" else 0.0
+    data = stage_two_training_data(pipeline, config, celeba, splits)
+    timings["stage_one_on_stage_two_rows"] = time.perf_counter() - start if data.input_kind == "probability" else 0.0
     start = time.perf_counter()
-    stage_two = StageTwoClassifier(model=config.stage_two_model, input_kind=input_kind, threshold=config.threshold,
-                                   class_weight=config.stage_two_class_weight or None,
-                                   random_state=config.seed).fit(X, y)  # fmt: skip
+    stage_two, stage_two_info = fit_stage_two(
+        data, model=config.stage_two_model, objective=config.stage_two_objective, exclude=config.stage_two_exclude,
+        group_by=config.group_by, threshold=config.threshold, class_weight=config.stage_two_class_weight,
+        seed=config.seed)  # fmt: skip
     timings["stage_two_fit"] = time.perf_counter() - start
     pipeline.stage_two = stage_two
+    pipeline.stage_two_data = data
 
     start = time.perf_counter()
     probs, errors = pipeline.attribute_probabilities(_paths(celeba, splits.test), progress=config.progress)
@@ -112,13 +149,37 @@ def fit_two_stage(config=None, loggers=None, **overrides) -> Attr2GenderPipeline
     male_prob = pipeline.stage_two_probability(probs[ok])
     stage_one = SplitPredictions(probs[ok], male, truth, np.flatnonzero(ok), int((~ok).sum()), timings["test_inference"])
     metrics = split_metrics("attributes", stage_one, config.threshold)
-    metrics |= {k: float(v) for k, v in binary_metrics(male, male_prob, threshold=config.threshold).items()}
+    test_truth = celeba.attributes.loc[test_ids]
+    male_metrics, table = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
+    metrics |= male_metrics | stage_two_info
     metrics["train_seconds"] = result.train_seconds + timings["stage_two_fit"] + timings["stage_one_on_stage_two_rows"]
-    metrics["stage_two_rows"] = float(len(X))
+    metrics["stage_two_rows"] = float(len(data.y))
     pipeline.metrics = metrics
     pipeline.config = config.to_dict()
-    pipeline.fit_report_ = FitReport(result, test_ids, male, male_prob, metrics, probs[ok], truth, len(X), timings)
+    pipeline.fit_report_ = FitReport(result, test_ids, male, male_prob, metrics, probs[ok], truth, len(data.y), timings,
+                                     test_truth, table)  # fmt: skip
     return pipeline
+
+
+def stage_two_training_data(pipeline, config: RunConfig, celeba, splits) -> StageTwoData:
+    """Stage two's rows per ``stage_two_fit_on``: stage one's probabilities on the validation images
+    (``predicted``, the *sequential* model of the concept-bottleneck literature) or the true attributes of
+    every training-partition row (``labels``, *independent*)."""
+    if config.stage_two_fit_on == "predicted":
+        # Stage one's probabilities on images it did not train on, so stage two learns its real errors.
+        probs, errors = pipeline.attribute_probabilities(_paths(celeba, splits.val), progress=config.progress)
+        ok = _readable(splits.val, errors)
+        ids = list(np.asarray(splits.val)[ok])
+        X = pd.DataFrame(probs[ok], columns=list(STAGE_ONE_ATTRIBUTES))
+        input_kind = "probability"
+    else:
+        rows = stage_two_label_rows(celeba, splits)
+        ids = list(rows.index)
+        X = rows[list(STAGE_ONE_ATTRIBUTES)].astype(np.float64).reset_index(drop=True)
+        input_kind = "binary"  # fitted on 0/1, so stage one's probabilities are thresholded too
+    truth = celeba.attributes.loc[ids]
+    identities = celeba.identity.reindex(ids).to_numpy() if celeba.identity is not None else None
+    return StageTwoData(X, truth[TARGET].to_numpy(), truth, identities, input_kind)
 
 
 def fit_direct(config=None, loggers=None, **overrides) -> DirectGenderClassifier | None:
@@ -138,10 +199,12 @@ def fit_direct(config=None, loggers=None, **overrides) -> DirectGenderClassifier
     test_ids = list(np.asarray(splits.test)[ok])
     male = celeba.male(test_ids)
     male_prob = frame.loc[ok, "male_probability"].to_numpy()
-    metrics = {k: float(v) for k, v in binary_metrics(male, male_prob, threshold=config.threshold).items()}
+    test_truth = celeba.attributes.loc[test_ids]
+    metrics, table = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
     metrics |= {"n_images": float(ok.sum()), "skipped_images": float((~ok).sum()), "train_seconds": result.train_seconds}
     pipeline.metrics = metrics
     pipeline.config = config.to_dict()
     pipeline.fit_report_ = FitReport(result, test_ids, male, male_prob, metrics,
-                                     timings={"train": result.train_seconds, "test_inference": seconds})  # fmt: skip
+                                     timings={"train": result.train_seconds, "test_inference": seconds},
+                                     test_truth=test_truth, group_table=table)  # fmt: skip
     return pipeline

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.celeba import IMAGE_SUFFIXES
 from ..data.images import ImageLoadError, load_image
+from ..data.transforms import EvalPreprocessing
 
 
 def folder_images(folder: Path) -> list[Path]:
@@ -55,17 +56,17 @@ def expand_images(images) -> list[tuple[object, object]]:
 
 
 class _SourceDataset(Dataset):
-    """Decodes and preprocesses one source; failures become an error string, never an exception."""
+    """Decodes one source and resizes/crops it to uint8; failures become an error string, never an exception."""
 
-    def __init__(self, sources: list, transform):
-        self.sources, self.transform = sources, transform
+    def __init__(self, sources: list, preprocessing: EvalPreprocessing):
+        self.sources, self.preprocessing = sources, preprocessing
 
     def __len__(self):
         return len(self.sources)
 
     def __getitem__(self, i):
         try:
-            return i, self.transform(load_image(self.sources[i])), ""
+            return i, self.preprocessing.image(load_image(self.sources[i])), ""
         except ImageLoadError as exc:
             return i, None, str(exc)
         except Exception as exc:  # a broken decoder must not lose the other images
@@ -73,10 +74,10 @@ class _SourceDataset(Dataset):
 
 
 def _collate(items):
-    good = [(i, t) for i, t, _ in items if t is not None]
+    good = [(i, a) for i, a, _ in items if a is not None]
     bad = [(i, e) for i, _, e in items if e]
-    tensor = torch.stack([t for _, t in good]) if good else None
-    return [i for i, _ in good], tensor, bad
+    arrays = torch.from_numpy(np.stack([a for _, a in good])) if good else None  # uint8 (B, H, W, 3)
+    return [i for i, _ in good], arrays, bad
 
 
 @dataclass
@@ -86,13 +87,14 @@ class Batch:
     errors: list[tuple[int, str]]  # rows that could not be read, with why
 
 
-def stream_batches(sources: list, transform, batch_size: int, num_workers: int) -> Iterator[Batch]:
+def stream_batches(sources: list, preprocessing: EvalPreprocessing, batch_size: int,
+                   num_workers: int) -> Iterator[Batch]:  # fmt: skip
     """Decode in worker processes with prefetch when every source is a file path, so memory stays
-    flat however many images there are; in-memory images are preprocessed in this process."""
+    flat however many images there are; in-memory images are preprocessed in this process. Workers
+    send uint8 crops; the batch is normalised here in one vectorised step."""
     all_paths = all(isinstance(s, Path) for s in sources)
     workers = num_workers if all_paths and len(sources) > batch_size else 0
-    loader = DataLoader(_SourceDataset(sources, transform), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
-                        pin_memory=torch.cuda.is_available())  # fmt: skip
-    for positions, tensor, errors in loader:
-        yield Batch(positions, tensor, errors)
+    loader = DataLoader(_SourceDataset(sources, preprocessing), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None)  # fmt: skip
+    for positions, arrays, errors in loader:
+        yield Batch(positions, preprocessing.batch(arrays.numpy()) if arrays is not None else None, errors)

@@ -29,6 +29,7 @@ class Explanation:
     predictions: pd.DataFrame  # predict() rows
     contributions: pd.DataFrame  # per image: each attribute's push on the Male log-odds, plus "bias"
     global_importance: pd.Series  # coefficients (signed) or LightGBM gain, sorted by |value|
+    importance_change: pd.DataFrame | None = None  # after a concept edit: importance before and after
 
     def top(self, row: int, k: int = 5) -> pd.Series:
         """The ``k`` attributes that pushed image ``row`` hardest, signed (+ toward Male)."""
@@ -53,6 +54,8 @@ class Attr2GenderPipeline(GenderPredictor):
         super().__init__(attribute_model, preprocessing, threshold, **kw)
         self.stage_two = stage_two
         self.cache_dir = cache_dir  # joblib cache of stage-one probabilities for path inputs; None = off
+        self.stage_two_data = None  # what stage two was fitted on (set by fit; kept in memory, not saved)
+        self.edited_from: StageTwoClassifier | None = None  # stage two before a concept edit
 
     @property
     def attribute_model(self) -> AttributeModel:
@@ -105,6 +108,58 @@ class Attr2GenderPipeline(GenderPredictor):
         other.config = dict(self.config)
         return other
 
+    # --- concept editing ---
+    def without_attributes(self, names, images=None, truth: pd.DataFrame | None = None,
+                           objective: str = "erm") -> Attr2GenderPipeline:  # fmt: skip
+        """A new pipeline whose stage two is refitted without the attributes ``names`` (for logistic
+        regression their coefficient is fixed at 0; LightGBM never sees them). Stage one is not retrained.
+
+        Refits on the rows stage two was fitted on (kept in memory after ``fit``), or on ``images`` whose
+        true attributes are ``truth`` (a DataFrame with the 40 CelebA columns, one row per image; stage
+        one's outputs come from its cache when the images are paths). ``objective="worst_group"`` refits
+        for the worst Male x makeup group instead of the average."""
+        from .fitting import StageTwoData, fit_stage_two
+
+        names = list(dict.fromkeys([names] if isinstance(names, str) else list(names)))
+        unknown = [n for n in names if n not in STAGE_ONE_ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"unknown attribute(s) {unknown}; choose among the 39: {', '.join(STAGE_ONE_ATTRIBUTES)}")
+        if images is not None:
+            if truth is None or len(truth) != len(expand_images(images)):
+                raise ValueError("pass truth=, a DataFrame of the 40 true attributes with one row per image")
+            probs, errors = self.attribute_probabilities(images)
+            ok = np.array([not e for e in errors])
+            kind = self.stage_two.input_kind
+            data = StageTwoData(pd.DataFrame(probs[ok], columns=list(STAGE_ONE_ATTRIBUTES)),
+                                truth["Male"].to_numpy()[ok], truth.iloc[np.flatnonzero(ok)], None, kind)  # fmt: skip
+        elif self.stage_two_data is not None:
+            data = self.stage_two_data
+        else:
+            raise ValueError("this pipeline does not hold the rows its stage two was fitted on (it was loaded or "
+                             "built from parts): pass images= and truth= to refit on")  # fmt: skip
+        params = self.stage_two.get_params()
+        exclude = list(dict.fromkeys([*params.get("exclude", ()), *names]))
+        stage_two, _ = fit_stage_two(data, model=params["model"], objective=objective, exclude=exclude,
+                                     threshold=params["threshold"], class_weight=params["class_weight"],
+                                     seed=params["random_state"])  # fmt: skip
+        edited = self.with_stage_two(stage_two)
+        edited.stage_two_data = data
+        edited.edited_from = self.edited_from or self.stage_two
+        edited.config = dict(self.config) | {"stage_two_exclude": exclude}
+        return edited
+
+    def importance_change(self) -> pd.DataFrame:
+        """Stage two's attribute importance before and after the concept edit (``before`` is NaN for a
+        pipeline that was not edited), sorted by the larger of the two."""
+        after = self.global_importance().rename("after")
+        if self.edited_from is None:
+            before = pd.Series(np.nan, index=after.index, name="before")
+        else:
+            before = self.edited_from.feature_importance().set_axis(list(STAGE_ONE_ATTRIBUTES)).rename("before")
+        frame = pd.concat([before, after], axis=1)
+        order = frame.abs().max(axis=1).sort_values(ascending=False).index
+        return frame.loc[order]
+
     # --- explanation ---
     def explain(self, images, progress: bool | None = None) -> Explanation:
         """Per image, each attribute's contribution to the Male log-odds, and the global ranking."""
@@ -118,7 +173,8 @@ class Attr2GenderPipeline(GenderPredictor):
                 frame = frame.to_numpy()
             contrib[ok] = self.stage_two.contributions(frame)
         contributions = pd.DataFrame(contrib, columns=[*STAGE_ONE_ATTRIBUTES, "bias"], index=predictions["image"])
-        return Explanation(predictions, contributions, self.global_importance())
+        return Explanation(predictions, contributions, self.global_importance(),
+                           self.importance_change() if self.edited_from is not None else None)
 
     def global_importance(self) -> pd.Series:
         importance = self.stage_two.feature_importance()

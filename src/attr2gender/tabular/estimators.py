@@ -27,7 +27,7 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 MODELS: tuple[str, ...] = ("logistic", "lightgbm")
 INPUT_KINDS: tuple[str, ...] = ("probability", "binary")
@@ -64,6 +64,10 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
     n_estimators, learning_rate, num_leaves : LightGBM's boosting parameters.
     random_state : int
         Seed (LightGBM; lbfgs is deterministic anyway).
+    exclude : tuple of str
+        Concept editing: feature names the model must not use (their coefficient is fixed at 0 for
+        logistic regression; LightGBM never sees them). The model still takes every column, so it stays
+        a drop-in replacement and its explanations show the excluded attributes at 0.
 
     Attributes
     ----------
@@ -94,6 +98,7 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
         learning_rate=0.05,
         num_leaves=31,
         random_state=0,
+        exclude=(),
     ):
         self.model = model
         self.input_kind = input_kind
@@ -105,6 +110,7 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.random_state = random_state
+        self.exclude = exclude
 
     # ------------------------------------------------------------------ tags and params
 
@@ -139,6 +145,19 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
             if not (isinstance(self.num_leaves, int | np.integer) and self.num_leaves >= 2):
                 raise ValueError(f"num_leaves must be an integer >= 2, got {self.num_leaves!r}")
+
+    def _kept_indices(self) -> np.ndarray:
+        """Columns the model uses: all but ``exclude`` (validated against the feature names)."""
+        names = self._feature_names()
+        excluded = [str(e) for e in (self.exclude or ())]
+        unknown = [e for e in excluded if e not in names]
+        if unknown:
+            raise ValueError(f"exclude names unknown feature(s) {_quote_list(unknown)}; valid names: "
+                             f"{_quote_list(names)}")  # fmt: skip
+        kept = np.array([i for i, n in enumerate(names) if n not in excluded], dtype=np.intp)
+        if kept.size == 0:
+            raise ValueError("exclude names every feature; stage two needs at least one attribute to use")
+        return kept
 
     def _feature_names(self) -> list[str]:
         names = getattr(self, "feature_names_in_", None)
@@ -222,8 +241,9 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y):
-        """Fit on attribute values ``X`` (n, n_features) in ``[0, 1]`` and binary target ``y``."""
+    def fit(self, X, y, sample_weight=None):
+        """Fit on attribute values ``X`` (n, n_features) in ``[0, 1]`` and binary target ``y``
+        (``sample_weight``: optional per-row weights, e.g. inverse group frequencies)."""
         self._check_params()
         X, y = self._check_X_structure(X, reset=True, y=y)
         y = column_or_1d(y, warn=True)
@@ -235,6 +255,9 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
         if classes.shape[0] != 2:
             raise ValueError(f"stage two needs both classes in y; got one class only: {classes.tolist()!r}")
         Xt = self._check_X_values(X, reset=True)
+        self.kept_ = self._kept_indices()
+        if sample_weight is not None:  # one finite, non-negative weight per row (scikit-learn's own checks)
+            sample_weight = _check_sample_weight(sample_weight, Xt, dtype=np.float64, ensure_non_negative=True)
         self.classes_ = classes
         if hasattr(self, "booster_"):  # refit after a LightGBM fit: drop the stale booster
             del self.booster_
@@ -243,12 +266,16 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
             est = LogisticRegression(
                 C=self.C, solver="lbfgs", max_iter=self.max_iter, class_weight=self.class_weight
             )
-            est.fit(Xt, y_enc)
+            est.fit(Xt[:, self.kept_], y_enc, sample_weight=sample_weight)
+            if len(self.kept_) < self.n_features_in_:  # excluded attributes: coefficient fixed at 0
+                coef = np.zeros((1, self.n_features_in_))
+                coef[0, self.kept_] = est.coef_.ravel()
+                est.coef_, est.n_features_in_ = coef, self.n_features_in_
             self.estimator_ = est
             self.n_iter_ = np.asarray(est.n_iter_, dtype=np.int32).copy()
         else:
             # Name the booster's features after the attributes when X had (LightGBM-safe) names.
-            names = self._feature_names()
+            names = [self._feature_names()[i] for i in self.kept_]
             has_names = getattr(self, "feature_names_in_", None) is not None
             safe = has_names and all(_SAFE_LGBM_NAME.match(n) for n in names)
             feature_name = names if safe else "auto"
@@ -263,7 +290,7 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
                 force_row_wise=True,
                 verbose=-1,
             )
-            est.fit(Xt, y_enc, feature_name=feature_name)
+            est.fit(Xt[:, self.kept_], y_enc, sample_weight=sample_weight, feature_name=feature_name)
             self.estimator_ = est
             self.booster_ = est.booster_
             self.n_iter_ = np.array([self.booster_.current_iteration()], dtype=np.int32)
@@ -272,13 +299,13 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ predict
 
     def _check_is_fitted(self) -> None:
-        check_is_fitted(self, ("classes_", "n_features_in_", "fit_input_is_binary_"))
+        check_is_fitted(self, ("classes_", "n_features_in_", "fit_input_is_binary_", "kept_"))
 
     def _raw(self, Xt: np.ndarray) -> np.ndarray:
         """Log-odds of ``classes_[1]`` for already validated/transformed X."""
         if self.model == "logistic":  # X @ coef + b: what decision_function computes, minus re-validation
             return Xt @ self.estimator_.coef_.ravel() + float(self.estimator_.intercept_[0])
-        return np.asarray(self.booster_.predict(Xt, raw_score=True), dtype=np.float64)
+        return np.asarray(self.booster_.predict(Xt[:, self.kept_], raw_score=True), dtype=np.float64)
 
     def decision_function(self, X) -> np.ndarray:
         """Log-odds of the positive class ``classes_[1]`` (LightGBM: its raw score), shape (n,)."""
@@ -324,7 +351,10 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
             coef = self.estimator_.coef_.ravel()
             bias = np.full((Xt.shape[0], 1), float(self.estimator_.intercept_[0]))
             return np.hstack([Xt * coef, bias])
-        return np.asarray(self.booster_.predict(Xt, pred_contrib=True), dtype=np.float64)
+        kept = np.asarray(self.booster_.predict(Xt[:, self.kept_], pred_contrib=True), dtype=np.float64)
+        out = np.zeros((Xt.shape[0], self.n_features_in_ + 1))
+        out[:, self.kept_], out[:, -1] = kept[:, :-1], kept[:, -1]
+        return out
 
     def feature_importance(self) -> pd.Series:
         """Per-attribute importance: signed coefficients (logistic) or total split gain (LightGBM)."""
@@ -332,10 +362,11 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
         index = pd.Index(self._feature_names(), name="feature")
         if self.model == "logistic":
             return pd.Series(self.estimator_.coef_.ravel().copy(), index=index, name="coefficient")
-        gain = self.booster_.feature_importance(importance_type="gain")
-        return pd.Series(np.asarray(gain, dtype=np.float64), index=index, name="gain")
+        gain = np.zeros(self.n_features_in_)
+        gain[self.kept_] = self.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=index, name="gain")
 
 
-def fit_stage_two(X, y, **params) -> StageTwoClassifier:
-    """``StageTwoClassifier(**params).fit(X, y)``."""
-    return StageTwoClassifier(**params).fit(X, y)
+def fit_stage_two(X, y, sample_weight=None, **params) -> StageTwoClassifier:
+    """``StageTwoClassifier(**params).fit(X, y, sample_weight)``."""
+    return StageTwoClassifier(**params).fit(X, y, sample_weight=sample_weight)

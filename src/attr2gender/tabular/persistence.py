@@ -42,6 +42,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _json_param(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return _plain(value)
+
+
 def to_json_dict(est: StageTwoClassifier) -> dict[str, Any]:
     """A JSON-serialisable description of a fitted estimator (LightGBM model inline as text)."""
     if not isinstance(est, StageTwoClassifier):
@@ -51,7 +57,7 @@ def to_json_dict(est: StageTwoClassifier) -> dict[str, Any]:
     d: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "params": {k: _plain(v) for k, v in est.get_params(deep=False).items()},
+        "params": {k: _json_param(v) for k, v in est.get_params(deep=False).items()},
         "classes": est.classes_.tolist(),
         "classes_dtype": est.classes_.dtype.str,
         "n_features_in": int(est.n_features_in_),
@@ -101,6 +107,8 @@ def from_json_dict(d: dict[str, Any]) -> StageTwoClassifier:
     valid_params = set(StageTwoClassifier().get_params(deep=False))
     if not isinstance(params, dict) or set(params) - valid_params:
         raise _fail(f"params must be a dict with keys among {sorted(valid_params)}")
+    if isinstance(params.get("exclude"), list):  # JSON has no tuples
+        params = {**params, "exclude": tuple(params["exclude"])}
     est = StageTwoClassifier(**params)
     try:
         est._check_params()
@@ -154,8 +162,10 @@ def from_json_dict(d: dict[str, Any]) -> StageTwoClassifier:
             booster = lightgbm.Booster(model_str=model_str)
         except lightgbm.basic.LightGBMError as e:
             raise _fail(f"LightGBM could not parse the text model: {e}") from e
-        if booster.num_feature() != n:
-            raise _fail(f"the LightGBM model has {booster.num_feature()} features but n_features_in={n}")
+        used = n - len(params.get("exclude") or ())
+        if booster.num_feature() != used:
+            raise _fail(f"the LightGBM model has {booster.num_feature()} features but {n} features minus "
+                        f"{n - used} excluded leave {used}")  # fmt: skip
         if booster.num_model_per_iteration() != 1 or "\nobjective=binary" not in model_str:
             raise _fail("the LightGBM model is not a binary classifier")
         est.booster_ = booster
@@ -169,6 +179,12 @@ def from_json_dict(d: dict[str, Any]) -> StageTwoClassifier:
         est.feature_names_in_ = np.asarray(names, dtype=object)
     est.fit_input_is_binary_ = d["fit_input_is_binary"]
     est.n_iter_ = np.asarray(n_iter, dtype=np.int32)
+    try:
+        est.kept_ = est._kept_indices()
+    except ValueError as e:
+        raise _fail(f"params.exclude: {e}") from e
+    if est.model == "logistic" and np.any(est.estimator_.coef_[0, np.setdiff1d(np.arange(n), est.kept_)] != 0):
+        raise _fail("an excluded attribute has a non-zero coefficient")
     return est
 
 

@@ -20,8 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .plots import plot_comparison
-from .reports import binary_metrics, bootstrap_ci, markdown_table, paired_accuracy_difference_ci
+from .plots import plot_comparison, plot_group_accuracy
+from .reports import (
+    binary_metrics,
+    bootstrap_ci,
+    group_accuracy_table,
+    group_metrics,
+    markdown_table,
+    paired_accuracy_difference_ci,
+    worst_group_name,
+)
 
 PREDICTIONS_ARTIFACT = "predictions/test_predictions.csv"  # logged by every pipeline run
 SOURCE_CLAIMS = {
@@ -44,19 +52,37 @@ class ApproachResult:
     threshold: float = 0.5
     run_id: str | None = None
     info: dict[str, str] = field(default_factory=dict)  # backbone, image_size, epochs, data ... for the report
+    # Per grouping ("makeup", "blond"): each test image's group id (attr2gender.data.groups), from its true
+    # attributes; empty when unknown.
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     def predictions_frame(self) -> pd.DataFrame:
         prob = np.asarray(self.male_probability, dtype=float)
-        return pd.DataFrame({"image_id": list(self.test_ids), "male": np.asarray(self.male, dtype=int),
-                             "male_probability": prob, "predicted_male": (prob >= self.threshold).astype(int)})  # fmt: skip
+        frame = pd.DataFrame({"image_id": list(self.test_ids), "male": np.asarray(self.male, dtype=int),
+                              "male_probability": prob, "predicted_male": (prob >= self.threshold).astype(int)})  # fmt: skip
+        for grouping, ids in self.groups.items():
+            frame[f"group_{grouping}"] = np.asarray(ids, dtype=int)
+        return frame
 
     @classmethod
     def from_predictions_frame(cls, name: str, frame: pd.DataFrame, **kw) -> ApproachResult:
         missing = {"image_id", "male", "male_probability"} - set(frame.columns)
         if missing:
             raise ValueError(f"{name}: predictions table lacks column(s) {sorted(missing)}")
+        groups = {c[len("group_"):]: frame[c].to_numpy(dtype=int) for c in frame.columns if c.startswith("group_")}
         return cls(name, frame["image_id"].astype(str).tolist(), frame["male"].to_numpy(dtype=int),
-                   frame["male_probability"].to_numpy(dtype=float), **kw)  # fmt: skip
+                   frame["male_probability"].to_numpy(dtype=float), groups=groups, **kw)  # fmt: skip
+
+    def group_masks(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``{group name: mask}`` over this route's test images (or the ``rows`` of them)."""
+        from ..data.groups import group_names
+
+        out = {}
+        for grouping, ids in self.groups.items():
+            ids = np.asarray(ids) if rows is None else np.asarray(ids)[rows]
+            for k, name in enumerate(group_names(grouping)):
+                out[name] = ids == k
+        return out
 
 
 def align(a: ApproachResult, b: ApproachResult) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -77,6 +103,12 @@ def align(a: ApproachResult, b: ApproachResult) -> tuple[list[str], np.ndarray, 
                          "they were not run on the same annotations")  # fmt: skip
     ids = [a.test_ids[i] for i in rows_a]
     return ids, truth_a.astype(int), np.asarray(a.male_probability, float)[rows_a], np.asarray(b.male_probability, float)[rows_b]
+
+
+def _json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return float(value) if hasattr(value, "__float__") else str(value)
 
 
 def ratio(numerator, denominator) -> float:
@@ -104,10 +136,23 @@ class Comparison:
     per_approach: dict[str, dict[str, float]]  # {"two_stage": {...}, "direct": {...}} on the shared images
     costs: dict[str, dict[str, float]]  # per route: ms/image, train seconds, bundle bytes, parameters
     report: str = ""
+    group_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # per route: accuracy per group
+    corruption_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # per route: CelebA-C
 
     def to_json(self) -> str:
-        return json.dumps({"metrics": self.metrics, "per_approach": self.per_approach, "costs": self.costs},
-                          indent=2, sort_keys=True, default=float)  # fmt: skip
+        tables = {kind: {k: v.reset_index().to_dict(orient="records") for k, v in getattr(self, kind).items()}
+                  for kind in ("group_tables", "corruption_tables")}  # fmt: skip
+        return json.dumps({"metrics": self.metrics, "per_approach": self.per_approach, "costs": self.costs, **tables},
+                          indent=2, sort_keys=True, default=_json_value)  # fmt: skip
+
+    def add_corruptions(self, tables: dict[str, pd.DataFrame]) -> None:
+        """CelebA-C per route (see :func:`attr2gender.pipeline.robustness.corruption_accuracy`)."""
+        self.corruption_tables = dict(tables)
+        self.report += "\n## CelebA-C: corrupted test images\n\n" + corruption_comparison_text(tables) + "\n"
+        for name, table in tables.items():
+            self.metrics[f"celeba_c_mean_accuracy_{name}"] = float(table.loc["mean", "accuracy"])
+            for corruption, row in table.drop(index=["clean", "mean"]).iterrows():
+                self.metrics[f"celeba_c_accuracy_{corruption}_{name}"] = float(row["accuracy"])
 
 
 def compare_approaches(two_stage: ApproachResult, direct: ApproachResult, n_boot: int = 2000, seed: int = 0,
@@ -128,6 +173,17 @@ def compare_approaches(two_stage: ApproachResult, direct: ApproachResult, n_boot
         values["accuracy_ci_low"], values["accuracy_ci_high"] = low, high
         per_approach[name] = values
 
+    index_two = {image_id: i for i, image_id in enumerate(two_stage.test_ids)}
+    masks = two_stage.group_masks(np.array([index_two[i] for i in ids], dtype=int))
+    group_tables = {}
+    for name, prob, threshold in (("two_stage", p_two, two_stage.threshold), ("direct", p_direct, direct.threshold)):
+        if masks:
+            table = group_accuracy_table(y, prob, masks, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha)
+            group_tables[name] = table
+            g = group_metrics(table, per_approach[name]["accuracy"])
+            per_approach[name]["worst_group_accuracy"] = g["worst_group_accuracy"]
+            per_approach[name]["worst_group_gap"] = g["worst_group_gap"]
+
     metrics = {
         "n_test_images": float(len(ids)),
         "n_test_images_two_stage": float(len(two_stage.test_ids)),
@@ -142,6 +198,9 @@ def compare_approaches(two_stage: ApproachResult, direct: ApproachResult, n_boot
         "roc_auc_direct": per_approach["direct"].get("roc_auc", float("nan")),
         "bootstrap_resamples": float(n_boot),
     }
+    for name in group_tables:
+        metrics[f"worst_group_accuracy_{name}"] = per_approach[name]["worst_group_accuracy"]
+        metrics[f"worst_group_gap_{name}"] = per_approach[name]["worst_group_gap"]
     m2, md = two_stage.metrics, direct.metrics
     batches = [b for b in latency_batches(m2) if b in latency_batches(md)]
     for b in batches:
@@ -153,7 +212,7 @@ def compare_approaches(two_stage: ApproachResult, direct: ApproachResult, n_boot
 
     cost_keys = [f"inference_ms_per_image_b{b}" for b in batches] + ["train_seconds", "bundle_bytes", "param_count"]
     costs = {r.name: {k: float(r.metrics[k]) for k in cost_keys if k in r.metrics} for r in (two_stage, direct)}
-    comparison = Comparison(metrics, per_approach, costs)
+    comparison = Comparison(metrics, per_approach, costs, group_tables=group_tables)
     comparison.report = comparison_report(comparison, two_stage, direct, alpha=alpha)
     return comparison
 
@@ -259,6 +318,8 @@ def comparison_report(c: Comparison, two_stage: ApproachResult, direct: Approach
         "parameters).",
         "",
     ]
+    if c.group_tables:
+        lines += ["## The people the average hides", "", group_comparison_text(c), ""]
     info = _setup_lines(two_stage, direct)
     if info:
         lines += ["## Setup", "", *info, ""]
@@ -266,6 +327,43 @@ def comparison_report(c: Comparison, two_stage: ApproachResult, direct: Approach
         lines += ["*Synthetic data (smoke run): the numbers show that the pipeline runs end to end, not what "
                   "holds on CelebA.*", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def group_comparison_text(c: Comparison) -> str:
+    """Both routes' accuracy per Male x makeup and Male x blond group, side by side, and the worst group."""
+    tables = c.group_tables
+    rows = []
+    for group in next(iter(tables.values())).index:
+        row = {"group (true attributes)": group.replace("_", " "), "images": int(next(iter(tables.values())).loc[group, "n"])}
+        for name, table in tables.items():
+            r = table.loc[group]
+            row[name.replace("_", "-")] = (f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["enough"]
+                                          else r["note"])  # fmt: skip
+        rows.append(row)
+    words = []
+    for name, table in tables.items():
+        worst = worst_group_name(table)
+        if worst:
+            words.append(f"{name.replace('_', '-')}: worst group {worst.replace('_', ' ')} at "
+                         f"{table.loc[worst, 'accuracy']:.4f}, {c.per_approach[name]['worst_group_gap'] * 100:.1f} "
+                         f"points below its average")  # fmt: skip
+    note = ("Accuracy of Male per group of true attributes (95 % bootstrap CI); a group with fewer than 30 test "
+            "images shows \"too few\" instead of a number. " + "; ".join(words) + ".")
+    return note + "\n\n" + markdown_table(rows)
+
+
+def corruption_comparison_text(tables: dict[str, pd.DataFrame]) -> str:
+    rows = []
+    for corruption in next(iter(tables.values())).index:
+        row = {"CelebA-C": corruption}
+        for name, table in tables.items():
+            r = table.loc[corruption]
+            row[name.replace("_", "-")] = (f"{r['accuracy']:.4f}" if corruption == "mean" else
+                                          f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")  # fmt: skip
+        rows.append(row)
+    return ("Male accuracy on the test images under deterministic corruptions (`attr2gender.data.corruptions`), "
+            "a stand-in for photos that are not studio shots; `mean` averages the corruptions.\n\n"
+            + markdown_table(rows))
 
 
 def _mb(value) -> float:
@@ -301,6 +399,10 @@ def write_comparison(c: Comparison, out_dir: str | Path) -> dict[str, Path]:
     plot_comparison({k.replace("_", "-"): v for k, v in c.per_approach.items()}, path=paths["plot"],
                     title="Two-stage (attributes → Male) vs direct (pixels → Male), same test images")  # fmt: skip
     plot_cost_ratios(c.metrics, path=paths["costs_plot"])
+    if c.group_tables:
+        paths["groups_plot"] = out_dir / "groups.png"
+        plot_group_accuracy({k.replace("_", "-"): v for k, v in c.group_tables.items()}, path=paths["groups_plot"],
+                            title="Male accuracy per group: the people the average hides")  # fmt: skip
     return paths
 
 

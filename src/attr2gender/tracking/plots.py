@@ -671,6 +671,82 @@ def plot_attribute_importance(
     return save_figure(fig, path)
 
 
+ROUTE_COLORS = ("#2b6cb0", "#dd6b20", "#2f855a", "#805ad5")
+
+
+def plot_group_accuracy(tables: Mapping[str, pd.DataFrame], path: str | Path | None = None,
+                        title: str = "Male accuracy per group") -> Figure:
+    """Accuracy per group with 95 % CI bars, one bar per route side by side.
+
+    ``tables``: ``{route: group table}`` with columns ``n``, ``accuracy``, ``ci_low``, ``ci_high``,
+    ``enough`` (see :func:`attr2gender.tracking.reports.group_accuracy_table`); groups too small for a
+    number are labelled "too few" instead of drawn."""
+    tables = {k: v for k, v in tables.items() if v is not None and len(v)}
+    if not tables:
+        return _message_figure(title, "no groups", path)
+    groups = list(next(iter(tables.values())).index)
+    k = len(tables)
+    height = 0.8 / k
+    lows = [v for t in tables.values() for v in t.loc[t["enough"].astype(bool), "ci_low"].to_numpy(dtype=float)]
+    left = max(0.0, min(0.5, min([v for v in lows if np.isfinite(v)] or [0.5]) - 0.08))
+    fig = _new_figure(8.5, 0.55 * len(groups) * max(1, k / 2) + 1.8)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(groups))[::-1]
+    for j, (route, table) in enumerate(tables.items()):
+        t = table.reindex(groups)
+        offset = (j - (k - 1) / 2) * height
+        acc = t["accuracy"].to_numpy(dtype=float)
+        ok = t["enough"].fillna(False).to_numpy(dtype=bool)
+        err = np.vstack([acc - t["ci_low"].to_numpy(dtype=float), t["ci_high"].to_numpy(dtype=float) - acc])
+        color = ROUTE_COLORS[j % len(ROUTE_COLORS)]
+        ax.barh(y[ok] - offset, acc[ok] - left, left=left, height=height * 0.9, color=color, xerr=err[:, ok],
+                capsize=2.5, error_kw={"elinewidth": 1, "ecolor": "#333333"}, label=route)  # fmt: skip
+        for yi, a, good, n in zip(y - offset, acc, ok, t["n"].to_numpy()):
+            text = f" {a:.1%}" if good else f" {route}: too few ({int(n)} images)"
+            ax.text(left, yi, text, va="center", ha="left", fontsize=7.5, color="white" if good else "#555555",
+                    fontweight="bold" if good else "normal")  # fmt: skip
+    counts = next(iter(tables.values())).reindex(groups)["n"].to_numpy()
+    ax.set_yticks(y, labels=[f"{g.replace('_', ' ')}  (n={int(n):,})" for g, n in zip(groups, counts)], fontsize=9)
+    ax.set_xlim(left, 1.0)
+    ax.set_xlabel("Male accuracy (95 % bootstrap CI)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(title, fontsize=12)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=k, fontsize=9, frameon=False)
+    return save_figure(fig, path)
+
+
+def plot_importance_change(change: pd.DataFrame, path: str | Path | None = None,
+                           title: str = "What the concept edit changed", top: int = 39) -> Figure:
+    """Paired horizontal bars: stage two's importance of each attribute before (grey) and after (coloured
+    by direction) a concept edit. ``change``: columns ``before`` and ``after``, one row per attribute."""
+    frame = change[["before", "after"]].astype(float)
+    if frame.dropna(how="all").empty:
+        return _message_figure(title, "no attribute importances", path)
+    frame = frame.loc[frame.abs().max(axis=1).sort_values(ascending=False).index][:top].iloc[::-1]
+    fig = _new_figure(8.5, 0.32 * len(frame) + 1.8)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(frame))
+    after = frame["after"].fillna(0).to_numpy()
+    ax.barh(y + 0.19, frame["before"].fillna(0).to_numpy(), height=0.36, color="#b0b0b0", label="before the edit")
+    ax.barh(y - 0.19, after, height=0.36, color=[MALE_COLOR if v >= 0 else FEMALE_COLOR for v in after],
+            label="after")  # fmt: skip
+    for yi, (b, a) in zip(y, frame.to_numpy()):
+        if np.isfinite(b) and np.isfinite(a) and b != 0 and a == 0:
+            ax.text(0, yi - 0.19, " excluded (0)", va="center", ha="left", fontsize=7.5, color="#333333")
+    ax.set_yticks(y, labels=[str(i) for i in frame.index], fontsize=9)
+    ax.set_ylim(-0.6, len(frame) - 0.4)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("stage-two coefficient (> 0 pushes toward Male)" if (frame < 0).any().any() else "importance")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(title, fontsize=12)
+    ax.legend(handles=[Patch(color="#b0b0b0", label="before the edit"),
+                       Patch(color=MALE_COLOR, label="after: toward Male"),
+                       Patch(color=FEMALE_COLOR, label="after: toward Female")],
+              loc="upper center", bbox_to_anchor=(0.5, -0.05 if len(frame) > 20 else -0.1), ncol=3, fontsize=9,
+              frameon=False)  # fmt: skip
+    return save_figure(fig, path)
+
+
 def plot_attribute_accuracy(
     accuracy: pd.Series,
     auc: pd.Series | None = None,

@@ -17,6 +17,8 @@ __all__ = [
     "binary_metrics",
     "bootstrap_ci",
     "classification_report_text",
+    "group_accuracy_table",
+    "group_metrics",
     "markdown_table",
     "mean_attribute_accuracy",
     "paired_accuracy_difference_ci",
@@ -343,6 +345,73 @@ def paired_accuracy_difference_ci(
         share_resamples_a_better=float((diffs > 0).mean()),
     )
     return result
+
+
+# --------------------------------------------------------------------------------------------------
+# groups: where the average hides the people a shortcut fails
+# --------------------------------------------------------------------------------------------------
+
+MIN_GROUP_SIZE = 30  # below this a group's accuracy is reported as "too few", never as a number
+
+
+def group_accuracy_table(y_true: Any, prob_male: Any, masks: Mapping[str, Any], threshold: float = 0.5,
+                         n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                         min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:  # fmt: skip
+    """Male accuracy per group with a percentile bootstrap CI.
+
+    ``masks``: ``{group name: boolean mask over the rows}`` (groups may overlap). Returns one row per group
+    (index ``group``): ``n``, ``accuracy``, ``ci_low``, ``ci_high``, ``enough`` (n >= ``min_size``) and
+    ``note`` ("", "too few (n < 30)" or "empty"). Accuracy and CI are NaN for groups that are not enough.
+    """
+    y = _as_binary(y_true).reshape(-1)
+    pred = (_prob_of_positive(prob_male) >= threshold).astype(np.int64)
+    if y.shape != pred.shape:
+        raise ValueError(f"y_true and prob_male differ in length: {y.shape} vs {pred.shape}")
+    rows = []
+    for name, mask in masks.items():
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        if mask.shape != y.shape:
+            raise ValueError(f"group {name!r}: mask has {mask.size} rows, the predictions {y.size}")
+        n = int(mask.sum())
+        correct = (pred[mask] == y[mask]).astype(float)
+        if n >= min_size:
+            acc, low, high = bootstrap_ci(lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, alpha=alpha,
+                                          vectorized=True)  # fmt: skip
+            note = ""
+        else:
+            acc = low = high = float("nan")
+            note = "empty" if n == 0 else f"too few ({n} < {min_size})"
+        rows.append({"group": name, "n": n, "accuracy": acc, "ci_low": low, "ci_high": high,
+                     "enough": n >= min_size, "note": note})  # fmt: skip
+    return pd.DataFrame(rows, columns=["group", "n", "accuracy", "ci_low", "ci_high", "enough", "note"]).set_index("group")
+
+
+def group_metrics(table: pd.DataFrame, overall_accuracy: float) -> dict[str, float]:
+    """Flat metrics from :func:`group_accuracy_table`: ``worst_group_accuracy`` (NaN when no group is big
+    enough), ``worst_group_gap`` (overall accuracy minus it), and ``group_accuracy_<name>`` /
+    ``group_n_<name>`` per group (accuracy only where the group is big enough)."""
+    eligible = table[table["enough"]]
+    worst = float(eligible["accuracy"].min()) if len(eligible) else float("nan")
+    out = {"worst_group_accuracy": worst, "worst_group_gap": float(overall_accuracy) - worst}
+    for name, row in table.iterrows():
+        out[f"group_n_{name}"] = float(row["n"])
+        if row["enough"]:
+            out[f"group_accuracy_{name}"] = float(row["accuracy"])
+    return out
+
+
+def worst_group_name(table: pd.DataFrame) -> str:
+    eligible = table[table["enough"]]
+    return str(eligible["accuracy"].idxmin()) if len(eligible) else ""
+
+
+def group_table_markdown(table: pd.DataFrame) -> str:
+    """The table for a report: "too few" instead of a number where a group is small."""
+    rows = []
+    for name, r in table.iterrows():
+        shown = f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["enough"] else r["note"]
+        rows.append({"group": name, "images": int(r["n"]), "accuracy [95% CI]": shown})
+    return markdown_table(rows)
 
 
 # --------------------------------------------------------------------------------------------------

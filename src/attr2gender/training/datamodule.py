@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from ..config import RunConfig
 from ..data import (
@@ -22,6 +22,7 @@ from ..data import (
     load_celeba,
     make_splits,
 )
+from ..data.groups import group_ids, inverse_frequency_weights
 
 
 def _cap(ids: list[str], n: int, seed: int) -> list[str]:
@@ -51,7 +52,7 @@ class CelebADataModule(L.LightningDataModule):
             self.celeba = load_celeba(c.data_root)
         splits = make_splits(self.celeba, c.split, tuple(c.split_fractions), seed=c.seed)
         train = splits.train
-        if c.balance:
+        if c.balance == "male":
             train = balance_by_target(train, self.celeba.male(train), seed=c.seed)
         self.splits = Splits(
             _cap(train, c.max_train_images, c.seed),
@@ -72,20 +73,35 @@ class CelebADataModule(L.LightningDataModule):
         for name, ids in self.splits.as_dict().items():
             if name in self.datasets:
                 continue
-            transform = build_transforms(c.image_size, train=name == "train")
+            transform = build_transforms(c.image_size, train=name == "train", augment=c.augment)
             if c.decode_cache:
                 cache = DecodedImageCache(self.celeba, ids, c.image_size, Path(c.cache_dir) / "decoded", c.progress)
-                self.datasets[name] = CachedCelebADataset(self.celeba, ids, transform, cache)
+                self.datasets[name] = CachedCelebADataset(self.celeba, ids, transform, cache, grouping=c.group_by)
             else:
-                self.datasets[name] = CelebADataset(self.celeba, ids, transform)
+                self.datasets[name] = CelebADataset(self.celeba, ids, transform, grouping=c.group_by)
+
+    def group_counts(self) -> list[int]:
+        """Training images per Male x ``group_by`` group (inverse-frequency loss weights come from these)."""
+        self.prepare()
+        ids = group_ids(self.celeba.attributes.loc[self.splits.train], grouping=self.config.group_by)
+        return np.bincount(ids, minlength=4).tolist()
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         c = self.config
         generator = torch.Generator().manual_seed(c.seed)
+        sampler = None
+        if shuffle and c.balance == "groups":
+            # Every Male x group_by group equally likely per draw (with replacement): the rare groups, e.g.
+            # women without makeup, are seen as often as the common ones.
+            weights = inverse_frequency_weights(self.datasets[name].groups.numpy())
+            sampler = WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(weights), replacement=True,
+                                            generator=generator)  # fmt: skip
+            shuffle = False
         return DataLoader(
             self.datasets[name],
             batch_size=c.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=c.num_workers,
             collate_fn=collate_skipping_corrupt,
             persistent_workers=c.num_workers > 0,

@@ -109,11 +109,14 @@ def run_directory(config: RunConfig) -> tuple[Path, str]:
     return Path(config.output_dir).resolve() / name, name
 
 
-def build_model(config: RunConfig, lr: float, channels_last: bool = False) -> ImageModel:
+def build_model(config: RunConfig, lr: float, channels_last: bool = False,
+                group_counts: list[int] | None = None) -> ImageModel:  # fmt: skip
     return model_class(config.task)(
         backbone=config.backbone, weights=config.weights, loss=config.resolved_loss(), lr=lr,
         weight_decay=config.weight_decay, optimizer=config.optimizer, dropout=config.dropout,
         threshold=config.threshold, channels_last=channels_last, freeze_backbone=config.freeze_backbone,
+        loss_reweighting=config.loss_reweighting, robust=config.robust, group_dro_step=config.group_dro_step,
+        group_counts=group_counts if config.loss_reweighting == "groups" else None,
     )  # fmt: skip
 
 
@@ -152,17 +155,20 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
     dm.config = config
     dm.prepare()  # bad roots and empty splits fail here, before any model is built
     lr = 1e-3 if config.lr == "auto" else float(config.lr)  # the finder's start; replaced by its suggestion
-    model = build_model(config, lr, channels_last=engine["channels_last"])
+    model = build_model(config, lr, channels_last=engine["channels_last"], group_counts=dm.group_counts())
     if engine["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
 
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_loss",
-                                 mode="min", save_last=True)  # fmt: skip
+    # Group-robust runs keep the checkpoint whose worst group does best on validation, not the lowest loss.
+    monitor = config.resolved_checkpoint_metric()
+    mode = "min" if monitor == "val_loss" else "max"
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                                 save_last=True)  # fmt: skip
     cbs: list[Callback] = [checkpoint, ThroughputMonitor()]
     if config.progress:
         cbs.append(TQDMProgressBar(refresh_rate=1))
     if config.early_stopping_patience:
-        cbs.append(EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience, mode="min"))
+        cbs.append(EarlyStopping(monitor=monitor, patience=config.early_stopping_patience, mode=mode))
     csv_logger = CSVLogger(save_dir=run_dir, name="logs")  # a new version per attempt keeps resumed history
     all_loggers = [csv_logger, *(loggers or [])]
     if config.tensorboard:

@@ -15,6 +15,10 @@ from torch import nn
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..models import BACKBONES, ProbabilityModel, create_backbone, probabilities
 from ..tracking.reports import binary_metrics, per_attribute_metrics
+from .robust import GroupDRO, GroupReweightedLoss
+
+N_GROUPS = 4  # Male x one attribute (attr2gender.data.groups)
+MIN_VAL_GROUP = 10  # validation images a group needs to count for the worst-group checkpoint criterion
 
 
 class ImageModel(L.LightningModule):
@@ -34,21 +38,45 @@ class ImageModel(L.LightningModule):
         threshold: float = 0.5,
         channels_last: bool = False,
         freeze_backbone: bool = False,
+        loss_reweighting: str = "none",
+        robust: str = "none",
+        group_dro_step: float = 0.01,
+        group_counts: list[int] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.lr = lr  # the LR finder writes its suggestion here
         self.net = create_backbone(backbone, self.output_size(loss), weights=weights, dropout=dropout)
         self.loss_fn = self.build_loss(loss)
+        self.per_sample_loss_fn = self.build_loss(loss, reduction="none")
+        # Group-robust training (train steps only; validation and test report the plain loss).
+        if robust == "group_dro":
+            self.group_objective: nn.Module | None = GroupDRO(N_GROUPS, group_dro_step)
+        elif loss_reweighting == "groups":
+            self.group_objective = GroupReweightedLoss(group_counts or [1] * N_GROUPS)
+        else:
+            self.group_objective = None
         if freeze_backbone:
             self._freeze_all_but_head()
         self._outputs: dict[str, list] = {"train": [], "val": [], "test": []}
 
-    # Subclasses define: output_size(loss), build_loss(loss), target_of(batch), output_kind (see
-    # attr2gender.models.heads.OUTPUTS), epoch_metrics(prob, target).
+    # Subclasses define: output_size(loss), build_loss(loss, reduction), target_of(batch), output_kind (see
+    # attr2gender.models.inference.OUTPUTS), epoch_metrics(prob, target), group_scores(prob, target, groups).
 
     def loss_of(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(logits, target)
+
+    def per_sample_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B,) losses: what the group-robust objectives weight."""
+        loss = self.per_sample_loss_fn(logits, target)
+        return loss.mean(dim=1) if loss.ndim == 2 else loss
+
+    def worst_group_accuracy(self, prob: np.ndarray, target: np.ndarray, groups: np.ndarray) -> float:
+        """Lowest per-group score among groups with enough images in the split (the checkpoint criterion
+        of group-robust training); the overall score when no group has enough."""
+        scores = self.group_scores(prob, target)
+        eligible = [scores[groups == g].mean() for g in range(N_GROUPS) if (groups == g).sum() >= MIN_VAL_GROUP]
+        return float(min(eligible)) if eligible else float(scores.mean())
 
     # --- shared ---
     def _head_prefixes(self) -> tuple[str, ...]:
@@ -96,13 +124,17 @@ class ImageModel(L.LightningModule):
             return None
         logits = self(batch["image"])
         target = self.target_of(batch)
-        loss = self.loss_of(logits, target)
+        if stage == "train" and self.group_objective is not None:
+            loss = self.group_objective(self.per_sample_loss(logits, target), batch["group"])
+        else:
+            loss = self.loss_of(logits, target)
         n = len(batch["image"])
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=n,
                  sync_dist=True)  # fmt: skip
         self.log(f"{stage}_skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
         prob = self.probabilities(logits.detach()).float().cpu().numpy()
-        self._outputs[stage].append((prob, batch["male"].cpu().numpy(), batch["attributes"].cpu().numpy()))
+        self._outputs[stage].append((prob, batch["male"].cpu().numpy(), batch["attributes"].cpu().numpy(),
+                                     batch["group"].cpu().numpy()))  # fmt: skip
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -121,8 +153,12 @@ class ImageModel(L.LightningModule):
         prob = np.concatenate([o[0] for o in outputs])
         male = np.concatenate([o[1] for o in outputs])
         attributes = np.concatenate([o[2] for o in outputs])
+        groups = np.concatenate([o[3] for o in outputs])
         target = attributes if self.num_outputs > 1 else male
-        for name, value in self.epoch_metrics(prob, target).items():
+        metrics = self.epoch_metrics(prob, target)
+        if stage == "val":
+            metrics["worst_group_acc"] = self.worst_group_accuracy(prob, target, groups)
+        for name, value in metrics.items():
             # Metrics over this process's share of the split; under DDP the mean over ranks.
             self.log(f"{stage}_{name}", float(value), prog_bar=name in ("acc", "mean_acc"), sync_dist=True)
 
@@ -151,13 +187,17 @@ class AttributeModel(ImageModel):
     def output_size(self, loss: str) -> int:
         return self.num_outputs
 
-    def build_loss(self, loss: str) -> nn.Module:
+    def build_loss(self, loss: str, reduction: str = "mean") -> nn.Module:
         loss = loss or "multilabel_soft_margin"
         if loss == "multilabel_soft_margin":
-            return nn.MultiLabelSoftMarginLoss()
+            return nn.MultiLabelSoftMarginLoss(reduction=reduction)
         if loss == "bce":
-            return nn.BCEWithLogitsLoss()
+            return nn.BCEWithLogitsLoss(reduction=reduction)
         raise ValueError(f"loss {loss!r} is not valid for AttributeModel; choose 'multilabel_soft_margin' or 'bce'")
+
+    def group_scores(self, prob, target):
+        """Per image: the share of its 39 attributes predicted right."""
+        return ((prob >= self.hparams.threshold) == (target >= 0.5)).mean(axis=1)
 
     def target_of(self, batch):
         return batch["attributes"].float()
@@ -177,13 +217,17 @@ class DirectModel(ImageModel):
     def output_size(self, loss: str) -> int:
         return 1 if loss == "bce" else 2
 
-    def build_loss(self, loss: str) -> nn.Module:
+    def build_loss(self, loss: str, reduction: str = "mean") -> nn.Module:
         loss = loss or "cross_entropy"
         if loss == "cross_entropy":
-            return nn.CrossEntropyLoss()
+            return nn.CrossEntropyLoss(reduction=reduction)
         if loss == "bce":
-            return nn.BCEWithLogitsLoss()
+            return nn.BCEWithLogitsLoss(reduction=reduction)
         raise ValueError(f"loss {loss!r} is not valid for DirectModel; choose 'cross_entropy' or 'bce'")
+
+    def group_scores(self, prob, target):
+        """Per image: 1 when Male is predicted right."""
+        return ((prob >= self.hparams.threshold) == (target >= 0.5)).astype(np.float64)
 
     def target_of(self, batch):
         male = batch["male"]
