@@ -108,7 +108,8 @@ def predict_overhead(pipeline, paths, batch: int, repeats: int, device: str) -> 
     """predict(PIL batch) against decode, preprocessing and a bare forward of the same batch."""
     paths = paths[:batch]
     images = [load_image(p) for p in paths]
-    x = torch.stack([pipeline._transform(im) for im in images])
+    preprocessing = pipeline._transform  # predict's own path: per-image crop to uint8, one batched normalise
+    x = preprocessing.batch([preprocessing.image(im) for im in images])
     forward = pipeline.forward_runtime  # the runtime predict() uses (ONNX Runtime on CPU by default)
     forward(x)  # warm-up
     decode, preprocess, bare, predict = [], [], [], []
@@ -117,7 +118,7 @@ def predict_overhead(pipeline, paths, batch: int, repeats: int, device: str) -> 
             if step == "decode":
                 decode.append(timed(lambda: [load_image(p) for p in paths], device))
             elif step == "preprocess":
-                preprocess.append(timed(lambda: torch.stack([pipeline._transform(im) for im in images]), device))
+                preprocess.append(timed(lambda: preprocessing.batch([preprocessing.image(im) for im in images]), device))
             elif step == "bare":
                 bare.append(timed(lambda: forward(x), device))
             else:

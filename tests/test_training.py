@@ -102,7 +102,7 @@ def test_resume_continues_epoch_count(synth_root, tmp_path):
 
 
 def test_resume_without_checkpoint_names_the_fix(synth_root, tmp_path):
-    with pytest.raises(FileNotFoundError, match="last.ckpt"):
+    with pytest.raises(ConfigError, match="last.ckpt does not exist"):
         train(tiny_config(synth_root, tmp_path, run_name="never", resume=True))
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,32 +49,85 @@ def _train(args) -> int:
     if args.run:
         runs = [(n, c) for n, c in runs if n in args.run]
         if not runs:
-            raise SystemExit(f"no run named {args.run} in {args.config}")
+            names = ", ".join(n for n, _ in load_preset(args.config, args.overrides))
+            raise UsageError(f"--run {', '.join(args.run)}: no such run in {args.config}; choose among {names}")
     for name, config in runs:
         result = train(config)
         print(f"[{name or config.run_name}] {result.summary_line()}")
     return 0
 
 
+class UsageError(ValueError):
+    """A command-line value that cannot work; printed as one ``error:`` line, exit status 2."""
+
+
+def _check_output_path(out: Path) -> None:
+    """Before any work: the folder of ``--out`` exists and is writable."""
+    import os
+
+    folder = out.expanduser().resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"--out {out}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--out {out}: the folder {folder} is not writable; choose another path")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file path such as {out / 'predictions.csv'}")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is visible here; use --device auto or cpu")
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise UsageError(f"--device {device!r} is not valid; choose auto, cpu or cuda (cuda:N)")
+
+
 def _predict(args) -> int:
     from .pipeline import load_pipeline
 
+    if args.out is not None:
+        _check_output_path(args.out)
+    _check_device(args.device)
     pipeline = load_pipeline(args.bundle, device=args.device, batch_size=args.batch_size, runtime=args.runtime,
                              precision=args.precision)  # fmt: skip
-    frame = pipeline.predict([str(p) for p in args.images], progress=False if args.quiet else None)
+    if args.explain and not hasattr(pipeline, "explain"):
+        raise UsageError(f"--explain needs a two-stage bundle; {args.bundle} holds a {pipeline.kind} pipeline")
+    images = [os.fspath(p) for p in args.images]
+    progress = False if args.quiet else None
     if args.explain:
-        explanation = pipeline.explain([str(p) for p in args.images], progress=False)
-        for i, name in enumerate(explanation.predictions["image"]):
-            if explanation.predictions["error"].iloc[i]:
-                continue
-            top = explanation.top(i, 3)
-            print(f"{name}: " + ", ".join(f"{k} {v:+.2f}" for k, v in top.items()), file=sys.stderr)
-    if args.out:
-        frame.to_csv(args.out, index=False)
-        print(f"wrote {len(frame):,} rows to {args.out} ({int((frame['error'] != '').sum())} unreadable)")
+        explanation = pipeline.explain(images, progress=progress)
+        frame = explanation.predictions
+        for i, name in enumerate(frame["image"]):
+            if not frame["error"].iloc[i]:
+                top = explanation.top(i, 3)
+                print(f"{name}: " + ", ".join(f"{k} {v:+.2f}" for k, v in top.items()), file=sys.stderr)
     else:
-        frame.to_csv(sys.stdout, index=False)
+        frame = pipeline.predict(images, progress=progress)
+    failed = int((frame["error"] != "").sum())
+    # File names that are not UTF-8 keep their original bytes (surrogateescape) instead of failing the write.
+    if args.out:
+        frame.to_csv(args.out, index=False, errors="surrogateescape")
+        print(f"wrote {len(frame):,} rows to {args.out} ({failed} unreadable)")
+    else:
+        text = frame.to_csv(index=False)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8", errors="surrogateescape"))
+        sys.stdout.buffer.flush()
+    if len(frame) and failed == len(frame):
+        print(f"error: none of the {len(frame):,} inputs could be read (see the error column)", file=sys.stderr)
+        return 3
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,11 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=2 backbone=vgg16")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("predict", help="predict Male with a saved pipeline bundle")
+    p = sub.add_parser("predict", help="predict Male with a saved pipeline bundle",
+                       description="Predict Male for image files and folders with a saved pipeline bundle. One CSV "
+                       "row per image; an unreadable image gets an error row and the others are still predicted.",
+                       epilog="exit status: 0 when at least one image was predicted; 2 on a usage error (a bad "
+                       "option, bundle or output path; nothing is predicted); 3 when every input failed.")  # fmt: skip
     p.add_argument("bundle", type=Path, help="folder written by pipeline.save()")
     p.add_argument("images", nargs="+", type=Path, help="image files and/or folders")
     p.add_argument("--out", type=Path, help="CSV path (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"),
                    help="forward pass: auto (ONNX Runtime on CPU when installed and the bundle has model.onnx, "
@@ -133,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (CelebAError, ConfigError, ImageLoadError, BundleError, WeightsNotFoundError, UnknownBackboneError,
-            RuntimeUnavailableError) as exc:  # fmt: skip
+            RuntimeUnavailableError, UsageError) as exc:  # fmt: skip
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

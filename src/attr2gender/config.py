@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,19 @@ class RunConfig:
         if isinstance(self.lr, str):
             if self.lr != "auto":
                 raise ConfigError(f"lr must be a positive number or 'auto' (learning-rate finder), got {self.lr!r}")
-        elif not self.lr > 0:
-            raise ConfigError(f"lr must be a positive number or 'auto', got {self.lr}")
+        elif not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive finite number or 'auto', got {self.lr}")
+        for name in ("threshold", "weight_decay", "dropout", "group_dro_step"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout is a probability in [0, 1), got {self.dropout}")
+        if self.max_steps != -1 and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be -1 (no cap) or at least 1, got {self.max_steps}")
+        if self.devices != "auto" and not (isinstance(self.devices, int) and self.devices >= 1):
+            raise ConfigError(f"devices must be a positive integer or 'auto', got {self.devices!r}")
+        if self.run_name and (self.run_name in (".", "..") or any(c in self.run_name for c in "/\\") or ".." in self.run_name):
+            raise ConfigError(f"run_name {self.run_name!r} must be a plain folder name: no '/', '\\' or '..'")
         for name in ("batch_size", "epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -168,8 +180,11 @@ class RunConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.threshold < 1:
             raise ConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
-        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
-            raise ConfigError(f"split_fractions must be three numbers summing to 1, got {self.split_fractions}")
+        fractions = self.split_fractions
+        if (len(fractions) != 3 or any(not math.isfinite(f) or f < 0 for f in fractions)
+                or abs(sum(fractions) - 1) > 1e-6):  # fmt: skip
+            raise ConfigError(f"split_fractions must be three non-negative numbers summing to 1 (train, val, test), "
+                              f"got {fractions}")  # fmt: skip
         from .models import check_backbone_name
 
         try:
@@ -198,35 +213,60 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
 def _coerce(key: str, value: Any) -> Any:
-    """Parse a ``key=value`` string (or YAML scalar) into the field's type."""
+    """A ``key=value`` string (parsed as YAML) or a YAML value, checked against the field's type.
+
+    Strings from the command line are parsed (``epochs=2`` is an int); YAML values are taken as typed, so
+    ``epochs: 2.5``, ``batch_size: true`` or ``backbone: 123`` fail here, naming the key."""
     default = FIELDS[key].default if FIELDS[key].default is not dataclasses.MISSING else FIELDS[key].default_factory()
-    if not isinstance(value, str):
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        return value
-    parsed = yaml.safe_load(value) if value != "" else ""
-    if key == "balance":
-        return parsed if isinstance(parsed, bool) else value
-    if isinstance(default, list) and isinstance(parsed, str) and key != "split_fractions":
-        return [part.strip() for part in parsed.split(",") if part.strip()]  # a,b,c from the command line
+    from_text = isinstance(value, str)
+    parsed = (yaml.safe_load(value) if value != "" else "") if from_text else value
+    shown = repr(value)
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    if key == "balance":  # true/false (the source study's) or a mode name
+        if isinstance(parsed, bool):
+            return parsed
+        if isinstance(parsed, str):
+            return parsed
+        raise ConfigError(f"balance must be true, false or one of {BALANCES}, got {shown}")
+    if key == "devices":  # a count, or "auto"
+        if parsed == "auto" or (isinstance(parsed, int) and not isinstance(parsed, bool) and parsed >= 1):
+            return parsed
+        raise ConfigError(f"devices must be a positive integer or 'auto', got {shown}")
+    if key == "lr":
+        if parsed == "auto" or number(parsed):
+            return parsed if parsed == "auto" else float(parsed)
+        raise ConfigError(f"lr must be a positive number or 'auto' (learning-rate finder), got {shown}")
+    if isinstance(default, list):
+        if from_text and isinstance(parsed, str) and key != "split_fractions":
+            return [part.strip() for part in parsed.split(",") if part.strip()]  # a,b,c from the command line
+        if not isinstance(parsed, list):
+            raise ConfigError(f"{key} must be a list, got {shown}")
+        if key == "split_fractions" and not all(number(v) for v in parsed):
+            raise ConfigError(f"split_fractions must be three numbers, got {shown}")
+        if key != "split_fractions" and not all(isinstance(v, str) for v in parsed):
+            raise ConfigError(f"{key} must be a list of names, got {shown}")
+        return [float(v) for v in parsed] if key == "split_fractions" else list(parsed)
     if isinstance(default, bool):
         if not isinstance(parsed, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
+            raise ConfigError(f"{key} must be true or false, got {shown}")
         return parsed
-    if isinstance(default, int) and not isinstance(default, bool) and key not in ("devices",):
+    if isinstance(default, int):
         if not isinstance(parsed, int) or isinstance(parsed, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {shown}")
         return parsed
-    if isinstance(default, float) and key != "lr":
-        if not isinstance(parsed, int | float) or isinstance(parsed, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+    if isinstance(default, float):
+        if not number(parsed):
+            raise ConfigError(f"{key} must be a number, got {shown}")
         return float(parsed)
-    if key == "lr":
-        return parsed if isinstance(parsed, str) else float(parsed)
-    if isinstance(default, list):
-        return list(parsed) if isinstance(parsed, list) else parsed
     if isinstance(default, str):
-        return value
+        if from_text:
+            return value  # the command line's text as typed: backbone=123 is the name "123"
+        if not isinstance(parsed, str):
+            raise ConfigError(f"{key} must be a string, got {shown}")
+        return parsed
     return parsed
 
 
@@ -267,10 +307,21 @@ def load_preset(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; presets live in configs/ (e.g. configs/smoke.yaml)")
         where = str(path)
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:  # includes !!python/... tags, which safe_load never constructs
+            mark = getattr(exc, "problem_mark", None)
+            at = f" (line {mark.line + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{path}{at} is not a plain YAML preset: {problem}. Presets hold keys and plain "
+                              "values (numbers, strings, lists), no tags") from None  # fmt: skip
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not UTF-8 text; presets are YAML files") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of config keys")
         runs = loaded.pop("runs", None) or []
+        if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+            raise ConfigError(f"{path}: runs must be a list of mappings (name: ..., key: value ...)")
         base = loaded
         check_keys(base, where)
     extra = parse_overrides(overrides or [])

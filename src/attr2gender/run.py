@@ -27,6 +27,7 @@ import argparse
 import base64
 import dataclasses
 import json
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -141,7 +142,8 @@ def plan_run(kind: str, config_path: str | Path | None = None, data_root: str | 
         data = choose_data(config.data_root)
     values = config.to_dict() | _task_keys(kind, config) | {"data_root": data.root}
     if not values.get("run_name"):
-        values["run_name"] = f"{kind}-{config.backbone}-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
+        # A random suffix: two runs started in the same second in one folder never share a run folder.
+        values["run_name"] = f"{kind}-{config.backbone}-{stamp or time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     # Missing ImageNet weights fail here, naming the file and where to put it, before any work starts.
     return RunPlan(kind, build_config(values, str(preset)).check_weights(), preset, data)
 
@@ -415,7 +417,7 @@ def run_comparison(two_stage: RunPlan, direct: RunPlan, tracker=None, measure: M
     """Both routes as nested child runs of one parent run (tag ``comparison``), then the comparison;
     with ``corruptions``, both routes are also scored on CelebA-C (the test images, corrupted)."""
     tracker = tracker or NullTracker()
-    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    stamp = stamp or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     out_dir = Path(two_stage.config.output_dir).resolve() / f"compare-{stamp}"
     tags = {"comparison": "two_stage_vs_direct", "data": "synthetic" if two_stage.smoke else "celeba"}
     with tracker.run(f"compare-{stamp}", tags=tags) as parent_id:
@@ -477,7 +479,7 @@ def approach_from_run(tracker, run_id: str, expected: str, work_dir: Path) -> Ap
 def compare_logged_runs(tracker, run_two_stage: str, run_direct: str, output_dir: str | Path = "runs",
                         n_boot: int = N_BOOT, stamp: str | None = None) -> ComparisonRun:  # fmt: skip
     """Compare two finished runs by id; the comparison becomes a new parent run tagged ``comparison``."""
-    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    stamp = stamp or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     out_dir = Path(output_dir).resolve() / f"compare-{stamp}"
     tracker.use_experiment_of(run_two_stage)
     two = approach_from_run(tracker, run_two_stage, "two_stage", out_dir / "downloads")
@@ -591,7 +593,7 @@ def _compare(argv) -> int:
         lines = []
     else:
         measure = _measure_spec(args)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         overrides = list(args.overrides)
         two = plan_run("two_stage", args.config_two_stage, args.data_root, overrides, stamp=stamp)
         direct = plan_run("direct", args.config_direct, args.data_root, overrides, stamp=stamp)

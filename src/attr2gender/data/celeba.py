@@ -139,6 +139,11 @@ def read_attributes(path: str | os.PathLike) -> pd.DataFrame:
     names = head[1].split()
     if len(names) != len(ATTRIBUTE_NAMES):
         raise CelebAFormatError(path, 2, f"header must name {len(ATTRIBUTE_NAMES)} attributes, found {len(names)}")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        missing = sorted(set(ATTRIBUTE_NAMES) - set(names))
+        raise CelebAFormatError(path, 2, f"duplicate attribute name {', '.join(duplicated)}"
+                                + (f" (and {', '.join(missing)} missing)" if missing else ""))  # fmt: skip
     if set(names) != set(ATTRIBUTE_NAMES):
         unknown = sorted(set(names) - set(ATTRIBUTE_NAMES))
         raise CelebAFormatError(path, 2, f"unknown attribute name(s) {unknown}; expected CelebA's 40 names")

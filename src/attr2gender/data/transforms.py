@@ -113,8 +113,10 @@ class EvalPreprocessing:
     def __init__(self, spec: dict):
         self.spec = dict(spec)
         self.geometry = T.Compose([T.Resize(int(spec["resize"])), T.CenterCrop(int(spec["crop"]))])
-        self.offset = torch.tensor(spec["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        self.scale = 1.0 / (torch.tensor(spec["std"], dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+        # Normalised = (uint8 - 255 mean) / (255 std), per channel, computed on the last (channel) axis in numpy:
+        # an order of magnitude cheaper than torch's kernels on a single small image.
+        self.offset = np.asarray(spec["mean"], dtype=np.float32) * 255.0
+        self.scale = 1.0 / (np.asarray(spec["std"], dtype=np.float32) * 255.0)
 
     def image(self, image: Image.Image) -> np.ndarray:
         """Resize and centre-crop an RGB image to a uint8 (crop, crop, 3) array."""
@@ -122,8 +124,9 @@ class EvalPreprocessing:
 
     def batch(self, arrays) -> torch.Tensor:
         """uint8 (H, W, 3) arrays (or one (B, H, W, 3) array) to a normalised float (B, 3, H, W) batch."""
-        stacked = torch.from_numpy(np.stack(arrays) if isinstance(arrays, list | tuple) else np.asarray(arrays))
-        return (stacked.permute(0, 3, 1, 2).float() - self.offset) * self.scale
+        stacked = np.stack(arrays) if isinstance(arrays, list | tuple) else np.asarray(arrays)
+        normalised = (stacked.astype(np.float32) - self.offset) * self.scale  # (B, H, W, 3)
+        return torch.from_numpy(normalised).permute(0, 3, 1, 2)  # (B, 3, H, W), channels-last in memory
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.batch([self.image(image)])[0]

@@ -137,11 +137,13 @@ class GenderPredictor:
         prob = outputs["male_probability"]
         label = np.where(np.isnan(prob), None, np.where(prob >= self.threshold, LABELS[1], LABELS[0]))
         # Numeric columns as one block (cheap to build, even at batch 1), then the three text columns.
-        blocks = [prob[:, None]] + [outputs[k] for k in self.extra_columns if k in outputs]
-        numeric = ["male_probability"] + [c for k in self.extra_columns if k in outputs
-                                          for c in self.extra_column_names(k)]  # fmt: skip
+        # The same columns whatever was readable: a call where every image failed still has them all (NaN).
+        blocks = [prob[:, None]] + [outputs.get(k, np.full((len(names), len(self.extra_column_names(k))), np.nan))
+                                    for k in self.extra_columns]  # fmt: skip
+        numeric = ["male_probability"] + [c for k in self.extra_columns for c in self.extra_column_names(k)]
         frame = pd.DataFrame(np.hstack(blocks), columns=numeric)
-        frame.insert(0, "image", names)
+        # object dtype: file names that are not UTF-8 (surrogate-escaped) cannot live in an Arrow string column
+        frame.insert(0, "image", pd.Series(names, dtype=object))
         frame.insert(2, "label", label)
         frame["error"] = row_errors
         return frame
@@ -201,5 +203,6 @@ class GenderPredictor:
         return pipeline
 
     def _restore_common(self, manifest: dict) -> None:
-        self.metrics = manifest.get("metrics", {})
+        # Strict JSON stores NaN metrics (e.g. an AUC with one class) as null: they come back as NaN.
+        self.metrics = {k: float("nan") if v is None else v for k, v in manifest.get("metrics", {}).items()}
         self.config = manifest.get("config", {})

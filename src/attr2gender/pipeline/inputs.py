@@ -7,6 +7,7 @@ CHW tensors, NxHxWx3 arrays and NCHW tensors (one row per image), or any mix in 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,20 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.celeba import IMAGE_SUFFIXES
-from ..data.images import ImageLoadError, load_image
+from ..data.images import IMAGE_EXTENSIONS, ImageLoadError, clean_message, describe, load_image
 from ..data.transforms import EvalPreprocessing
 
 
 def folder_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+    """The folder's files that Pillow can open (by extension), sorted; says in one line what it skipped."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    others = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    if others:
+        kinds = sorted({p.suffix.lower() or "(no extension)" for p in others})
+        warnings.warn(f"{os.fsdecode(folder)}: {len(others)} file(s) are not images and were skipped "
+                      f"({', '.join(kinds[:5])}{', ...' if len(kinds) > 5 else ''})", stacklevel=3)  # fmt: skip
+    return images
 
 
 def expand_images(images) -> list[tuple[object, object]]:
@@ -34,9 +42,9 @@ def expand_images(images) -> list[tuple[object, object]]:
         if isinstance(item, str | os.PathLike):
             path = Path(item)
             if path.is_dir():
-                out.extend((str(p), p) for p in folder_images(path))
+                out.extend((os.fsdecode(p), p) for p in folder_images(path))
             else:
-                out.append((str(path), path))  # a missing file becomes an error row, not an exception
+                out.append((os.fsdecode(path), path))  # a missing file becomes an error row, not an exception
         elif isinstance(item, Image.Image):
             out.append((len(out), item))
         elif isinstance(item, torch.Tensor) and item.ndim == 4:
@@ -70,7 +78,7 @@ class _SourceDataset(Dataset):
         except ImageLoadError as exc:
             return i, None, str(exc)
         except Exception as exc:  # a broken decoder must not lose the other images
-            return i, None, f"{self.sources[i]}: {type(exc).__name__}: {exc}"
+            return i, None, f"{describe(self.sources[i])}: {type(exc).__name__}: {clean_message(exc)}"
 
 
 def _collate(items):
@@ -94,7 +102,12 @@ def stream_batches(sources: list, preprocessing: EvalPreprocessing, batch_size: 
     send uint8 crops; the batch is normalised here in one vectorised step."""
     all_paths = all(isinstance(s, Path) for s in sources)
     workers = num_workers if all_paths and len(sources) > batch_size else 0
-    loader = DataLoader(_SourceDataset(sources, preprocessing), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None)  # fmt: skip
+    dataset = _SourceDataset(sources, preprocessing)
+    if workers:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+                            prefetch_factor=4)  # fmt: skip
+    else:  # in this process: no DataLoader machinery, which costs milliseconds per call at batch 1
+        loader = (_collate([dataset[i] for i in range(start, min(start + batch_size, len(sources)))])
+                  for start in range(0, len(sources), batch_size))  # fmt: skip
     for positions, arrays, errors in loader:
         yield Batch(positions, preprocessing.batch(arrays.numpy()) if arrays is not None else None, errors)

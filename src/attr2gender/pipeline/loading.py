@@ -21,16 +21,22 @@ def load_pipeline(directory: str | Path, device: str = "auto", batch_size: int =
     ``model.onnx``, else PyTorch channels-last), ``torch`` or ``onnx``; ``precision`` (torch only):
     ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16``."""
     directory = Path(directory)
-    manifest = read_manifest(directory)
-    model, _ = load_image_model(directory)
-    onnx_path = directory / ONNX_FILE if ONNX_FILE in manifest.get("files", {}) else None
+    manifest = read_manifest(directory)  # every file hashed, every value checked, before anything is read
+    try:
+        model, meta = load_image_model(directory)
+        if meta.get("task") != ("attributes" if manifest["kind"] == "two_stage" else "direct"):
+            raise ValueError(f"model.json holds a {meta.get('task')!r} model, not the {manifest['kind']} pipeline's")
+        stage_two = load_stage_two(directory) if manifest["kind"] == "two_stage" else None
+    except BundleError:
+        raise
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError) as exc:  # consistent hashes, broken content
+        raise BundleError(f"{directory}: {type(exc).__name__}: {exc}; the bundle is damaged, save it again") from None
+    onnx_path = directory / ONNX_FILE if ONNX_FILE in manifest["files"] else None
     kw = dict(threshold=manifest["threshold"], batch_size=batch_size, device=device, num_workers=num_workers,
               runtime=runtime, precision=precision, onnx_path=onnx_path)  # fmt: skip
     if manifest["kind"] == "two_stage":
-        pipeline = Attr2GenderPipeline(model, load_stage_two(directory), manifest["preprocessing"], **kw)
-    elif manifest["kind"] == "direct":
-        pipeline = DirectGenderClassifier(model, manifest["preprocessing"], **kw)
+        pipeline = Attr2GenderPipeline(model, stage_two, manifest["preprocessing"], **kw)
     else:
-        raise BundleError(f"{directory}: unknown pipeline kind {manifest['kind']!r}")
+        pipeline = DirectGenderClassifier(model, manifest["preprocessing"], **kw)
     pipeline._restore_common(manifest)
     return pipeline

@@ -19,6 +19,7 @@ from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..tabular import StageTwoClassifier, save_stage_two
 from ..training.modules import AttributeModel
 from .base import GenderPredictor
+from .cache import StageOneCache
 from .inputs import expand_images
 
 
@@ -53,7 +54,8 @@ class Attr2GenderPipeline(GenderPredictor):
             _check_stage_two_columns(stage_two)
         super().__init__(attribute_model, preprocessing, threshold, **kw)
         self.stage_two = stage_two
-        self.cache_dir = cache_dir  # joblib cache of stage-one probabilities for path inputs; None = off
+        self.cache_dir = cache_dir  # on-disk cache of stage one's outputs for file paths (no pickle); None = off
+        self.last_cache_hit = False  # whether the last attribute_probabilities call was served from the cache
         self.stage_two_data = None  # what stage two was fitted on (set by fit; kept in memory, not saved)
         self.edited_from: StageTwoClassifier | None = None  # stage two before a concept edit
 
@@ -81,15 +83,19 @@ class Attr2GenderPipeline(GenderPredictor):
         """Stage one's (n, 39) probabilities and per-row errors. For file paths with ``cache_dir`` set,
         cached on disk by (model hash, image list), so refitting or swapping stage two never re-runs the CNN."""
         items = expand_images(images)
-        if self.cache_dir and items and all(isinstance(source, Path) for _, source in items):
-            from joblib import Memory
-
-            memory = Memory(Path(self.cache_dir) / "stage_one", verbose=0)
-            keyed = tuple((str(p), *_stat(p)) for _, p in items)
-            compute = memory.cache(_stage_one_for_paths, ignore=["pipeline", "progress"])
-            return compute(self, self.model_hash, keyed, tuple(sorted(self.preprocessing.items(), key=str)),
-                           progress)  # fmt: skip
-        return self._stage_one(images, progress)
+        self.last_cache_hit = False
+        if not (self.cache_dir and items and all(isinstance(source, Path) for _, source in items)):
+            return self._stage_one(images, progress)
+        paths = [source for _, source in items]
+        cache = StageOneCache(self.cache_dir)
+        key, described = cache.key(self.model_hash, self.preprocessing, paths)
+        hit = cache.load(key, len(paths), len(STAGE_ONE_ATTRIBUTES))
+        if hit is not None:
+            self.last_cache_hit = True
+            return hit
+        probs, errors = self._stage_one(paths, progress)
+        cache.store(key, described, probs, errors)
+        return probs, errors
 
     def _stage_one(self, images, progress) -> tuple[np.ndarray, list[str]]:
         stage_one = lambda x: {"attributes": self._forward(x)}  # noqa: E731
@@ -216,16 +222,3 @@ def _check_stage_two_columns(stage_two: StageTwoClassifier) -> None:
     if set(np.asarray(stage_two.classes_).tolist()) != {0, 1}:
         raise ValueError(f"stage two's classes must be 0/1 (Female/Male), got {list(stage_two.classes_)}")
 
-
-def _stat(path: Path) -> tuple[int, int]:
-    """Size and mtime, so an image replaced in place is not served from the cache."""
-    try:
-        st = path.stat()
-        return st.st_size, st.st_mtime_ns
-    except OSError:
-        return -1, -1
-
-
-def _stage_one_for_paths(pipeline, model_hash, keyed_paths, preprocessing, progress):
-    """joblib-cached stage one; the key is (model_hash, keyed_paths, preprocessing)."""
-    return pipeline._stage_one([Path(p[0]) for p in keyed_paths], progress)

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shlex
+import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,18 @@ ARTIFACT_DIR = "mlartifacts"
 MODEL_NAME = "model"  # artifact name of the logged pyfunc model: runs:/<run_id>/model
 SYSTEM_METRICS_NOTE = "system metrics skipped: psutil is not installed (pip install psutil to log CPU/RAM/GPU use)"
 MODEL_REQUIREMENTS = ("torch", "torchvision", "timm", "lightning", "scikit-learn", "lightgbm", "pandas", "numpy",
-                      "pillow", "safetensors", "pyyaml", "joblib", "tqdm", "matplotlib", "mlflow")  # fmt: skip
+                      "pillow", "safetensors", "pyyaml", "tqdm", "matplotlib", "mlflow")  # fmt: skip
+
+
+TAG_PID, TAG_PID_STARTED, TAG_HOST = "attr2gender.pid", "attr2gender.pid_started", "attr2gender.host"
+
+
+def process_tags() -> dict[str, str]:
+    """Which process on which machine runs this run (its start time guards against reused pids)."""
+    import psutil
+
+    me = psutil.Process()
+    return {TAG_PID: str(me.pid), TAG_PID_STARTED: repr(me.create_time()), TAG_HOST: socket.gethostname()}
 
 
 def default_tracking_uri(cwd: str | os.PathLike | None = None) -> str:
@@ -189,6 +201,34 @@ class MlflowTracker(NullTracker):
         self.experiment_id = self._ensure_experiment(experiment)
         self.announce = announce
         self._noted_system_metrics = False
+        self.ended_stale = self._end_stale_runs()
+
+    def _end_stale_runs(self) -> list[str]:
+        """Mark this machine's runs that still say RUNNING but whose process is gone as KILLED (a run killed
+        mid-training never ends itself), and say so in one line."""
+        import psutil
+
+        try:
+            running = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=500)
+        except Exception:  # a store that cannot be searched must not stop a run from starting
+            return []
+        ended = []
+        for run in running:
+            tags = run.data.tags
+            if tags.get(TAG_HOST) != socket.gethostname() or TAG_PID not in tags:
+                continue
+            try:
+                pid, started = int(tags[TAG_PID]), float(tags.get(TAG_PID_STARTED, "nan"))
+                alive = psutil.pid_exists(pid) and abs(psutil.Process(pid).create_time() - started) < 1.0
+            except (ValueError, psutil.Error):
+                alive = False
+            if not alive:
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                ended.append(run.info.run_id)
+        if ended:
+            self.announce(f"note: marked {len(ended)} run(s) KILLED whose process is gone (started here, never "
+                          f"finished): {', '.join(ended)}")  # fmt: skip
+        return ended
 
     def _ensure_experiment(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
@@ -228,6 +268,7 @@ class MlflowTracker(NullTracker):
                 if not self._noted_system_metrics:
                     self.announce(f"note: {SYSTEM_METRICS_NOTE}")
                     self._noted_system_metrics = True
+        tags |= process_tags()  # lets a later start tell a killed run from a live one
         active = mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=nested,
                                   tags={k: str(v) for k, v in tags.items()}, description=description,
                                   log_system_metrics=log_system)  # fmt: skip

@@ -10,8 +10,8 @@ Input: a DataFrame with a string column ``image_base64`` (an encoded JPEG/PNG, o
 ``data:image/...;base64,`` prefix) and/or a string column ``path`` (a file the server can read). Per
 row the base64 image wins when both are given. Output: one row per input row, in order, with
 ``male_probability`` (float, NaN when the row failed), ``label`` ("Male"/"Female", missing when failed)
-and ``error`` ("" when fine, else why the row failed). A bad row never fails the others. (Over REST a
-failed row's probability and label come back as ``NaN``, which Python's ``json`` reads.)
+and ``error`` ("" when fine, else why the row failed). A bad row (unreadable, a folder, a decompression
+bomb, not base64) never fails or shifts the others: one input row gives exactly one output row.
 
 Serving (REST)::
 
@@ -28,7 +28,6 @@ Spark (the signature is column based, so columns are matched by name)::
 
 import base64
 import binascii
-import io
 import math
 
 import mlflow
@@ -48,63 +47,79 @@ def _blank(value) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def decode_base64_image(text: str):
-    """An RGB PIL image from base64 text; ``ValueError`` naming the problem otherwise."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not isinstance(text, str | bytes):
-        raise ValueError(f"image_base64 must be a string, got {type(text).__name__}")
-    if isinstance(text, bytes):
-        text = text.decode("ascii", errors="replace")
+def decode_base64(text) -> bytes:
+    """Image bytes from base64 text: tolerates a ``data:image/...;base64,`` prefix and line-wrapped input
+    (what ``base64 file`` prints); ``ValueError`` naming the problem otherwise."""
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("ascii", errors="replace")
+    if not isinstance(text, str):
+        raise ValueError(f"image_base64 must be a base64 string, got {type(text).__name__}")
     text = text.strip()
     if text.startswith("data:") and "," in text:
         text = text.split(",", 1)[1]
+    text = "".join(text.split())  # line breaks and spaces of wrapped base64
     try:
-        raw = base64.b64decode(text, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"image_base64 is not valid base64 ({exc})") from None
-    try:
-        with Image.open(io.BytesIO(raw)) as im:
-            im.load()
-            return im.convert("RGB") if im.mode != "RGB" else im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"image_base64 decodes to {len(raw)} bytes that are not a readable image ({exc})") from None
+
+
+def _row_source(i: int, encoded, path):
+    """What row ``i`` names as its one image (bytes or a file path), or raise ValueError saying why not."""
+    from pathlib import Path
+
+    if not _blank(encoded):
+        raw = decode_base64(encoded)
+        return raw
+    if not _blank(path):
+        if not isinstance(path, str):
+            raise ValueError(f"path must be a string (a file the server can read), got {type(path).__name__}")
+        if Path(path).is_dir():
+            raise ValueError(f"path {path!r} is a folder; the served model takes one image file per row")
+        return Path(path)
+    raise ValueError("neither image_base64 nor path given")
 
 
 def predict_frame(pipeline, model_input) -> pd.DataFrame:
-    """Score ``model_input`` (DataFrame with ``image_base64`` and/or ``path``) with a loaded pipeline."""
+    """Score ``model_input`` (DataFrame with ``image_base64`` and/or ``path``) with a loaded pipeline.
+
+    One output row per input row, in the same order; a row that fails gets an ``error`` and no prediction,
+    and never shifts or fails the others."""
+    from attr2gender.data.images import ImageLoadError, load_image
+
     if isinstance(model_input, dict):
         model_input = pd.DataFrame(model_input)
     if not isinstance(model_input, pd.DataFrame):
         model_input = pd.DataFrame(model_input)
-    if not any(c in model_input.columns for c in INPUT_COLUMNS):
-        raise ValueError(f"input needs a column image_base64 and/or path; got columns {list(model_input.columns)}")
+    received = [str(c) for c in model_input.columns]
+    unknown = [c for c in received if c not in INPUT_COLUMNS]
+    if unknown or not any(c in received for c in INPUT_COLUMNS):
+        raise ValueError(f"input columns must be image_base64 and/or path; received {received}"
+                         + (f" ({unknown} not accepted)" if unknown else ""))  # fmt: skip
     n = len(model_input)
     b64 = model_input["image_base64"].tolist() if "image_base64" in model_input else [None] * n
     paths = model_input["path"].tolist() if "path" in model_input else [None] * n
     errors = [""] * n
     sources, rows = [], []
     for i, (encoded, path) in enumerate(zip(b64, paths)):
-        if not _blank(encoded):
-            try:
-                sources.append(decode_base64_image(encoded))
-                rows.append(i)
-            except ValueError as exc:
-                errors[i] = f"row {i}: {exc}"
-        elif not _blank(path):
-            from pathlib import Path
-
-            sources.append(Path(str(path)))
+        try:
+            source = _row_source(i, encoded, path)
+            # Encoded bytes are decoded here, with the same size limits and colour conversion as files.
+            sources.append(load_image(source, name=f"row {i}") if isinstance(source, bytes) else source)
             rows.append(i)
-        else:
-            errors[i] = f"row {i}: neither image_base64 nor path given"
+        except ImageLoadError as exc:
+            errors[i] = str(exc)
+        except ValueError as exc:
+            errors[i] = f"row {i}: {exc}"
     probability = np.full(n, np.nan)
     if sources:
         frame = pipeline.predict(sources, errors="coerce", progress=False)
+        if len(frame) != len(sources):  # one source, one row: a mismatch would pair scores with wrong rows
+            raise RuntimeError(f"{len(sources)} images gave {len(frame)} predictions; refusing to misalign rows")
         probability[rows] = frame["male_probability"].to_numpy(dtype=float)
         for row, message in zip(rows, frame["error"].tolist()):
             if message:
-                errors[row] = f"row {row}: {message}"
+                errors[row] = f"row {row}: {message}" if not message.startswith(f"row {row}") else message
     labels = [None if np.isnan(p) else ("Male" if p >= pipeline.threshold else "Female") for p in probability]
     return pd.DataFrame({"male_probability": probability, "label": labels, "error": errors})
 

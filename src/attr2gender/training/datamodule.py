@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..data import (
     CachedCelebADataset,
     CelebA,
@@ -62,10 +62,14 @@ class CelebADataModule(L.LightningDataModule):
         )
         for name, ids in self.splits.as_dict().items():
             if not ids:
-                raise ValueError(
-                    f"the {name} split of {self.celeba.root} is empty ({self.splits.sizes()}); "
-                    "use more images or other split_fractions"
-                )
+                raise ConfigError(f"the {name} split of {self.celeba.root} is empty ({self.splits.sizes()}); "
+                                  "use more images or other split_fractions")  # fmt: skip
+        male = self.celeba.male(self.splits.train)
+        if len(np.unique(male)) < 2:
+            only = "Male" if male[0] else "Female"
+            raise ConfigError(f"the training split of {self.celeba.root} holds only {only} images ({len(male):,}); "
+                              "a classifier needs both classes: use more images, other split_fractions or another "
+                              "seed")  # fmt: skip
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()

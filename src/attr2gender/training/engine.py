@@ -11,9 +11,12 @@ For several GPUs set ``devices`` and ``strategy=ddp``; launch with ``torchrun`` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
+import secrets
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from ..config import RunConfig, save_config
+from ..config import ConfigError, RunConfig, save_config
 from ..data.roots import resolve_data_root
 from .datamodule import CelebADataModule
 from .evaluate import SplitPredictions, predict_dataset, split_metrics
@@ -104,9 +107,62 @@ def resolve_engine(config: RunConfig) -> dict:
             "memory_format": memory_format, "channels_last": memory_format == "channels_last"}  # fmt: skip
 
 
+def default_run_name(prefix: str) -> str:
+    """``<prefix>-<timestamp>-<6 random hex digits>``: two runs started in the same second never share a folder."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+RUN_NAME_ENV = "ATTR2GENDER_RUN_NAME"  # the run name rank 0 chose, for the DDP processes Lightning starts
+
+
+def _distributed_rank() -> int | None:
+    """This process's rank under a distributed launch (torchrun, SLURM, Lightning's DDP), else None."""
+    for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
 def run_directory(config: RunConfig) -> tuple[Path, str]:
-    name = config.run_name or f"{config.task}-{config.backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """The run folder. Without a ``run_name``, a new unique one; under DDP every rank uses rank 0's."""
+    name = config.run_name or os.environ.get(RUN_NAME_ENV, "")
+    if not name:
+        job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID", "")
+        if _distributed_rank() is not None and job and job != "none":  # ranks started independently agree
+            name = f"{config.task}-{config.backbone}-job{job}"
+        else:
+            name = default_run_name(f"{config.task}-{config.backbone}")
     return Path(config.output_dir).resolve() / name, name
+
+
+@contextlib.contextmanager
+def _restore_env(name: str, owned: bool):
+    """Remove the environment variable ``name`` after the block when this call set it."""
+    try:
+        yield
+    finally:
+        if owned:
+            os.environ.pop(name, None)
+
+
+class UnsafeCheckpointError(ConfigError):
+    """A checkpoint holds pickled objects beyond tensors and plain containers; it is never unpickled."""
+
+
+def check_checkpoint(path: Path) -> None:
+    """Load ``path`` the safe way (``weights_only=True``: tensors, containers, numbers, strings) before
+    Lightning does; a checkpoint that needs anything more is refused and nothing in it runs."""
+    import pickle
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeCheckpointError(
+            f"{path} cannot be loaded as plain tensors and containers ({first[:200]}); attr2gender never unpickles "
+            "other objects, so it refuses to resume from it. Delete it and start the run again without resume=true"
+        ) from None
 
 
 def build_model(config: RunConfig, lr: float, channels_last: bool = False,
@@ -146,9 +202,15 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
     config.precision, config.memory_format = engine["precision"], engine["memory_format"]
     run_dir, run_name = run_directory(config)
     config.run_name = run_name
-    if config.resume and not (run_dir / "checkpoints" / "last.ckpt").is_file():
-        raise FileNotFoundError(f"resume=true but {run_dir / 'checkpoints' / 'last.ckpt'} does not exist; "
-                                "pass the run_name of an earlier run (and the same output_dir)")  # fmt: skip
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if config.resume:
+        if not last.is_file():
+            raise ConfigError(f"resume=true but {last} does not exist; pass the run_name of an earlier run (and the "
+                              "same output_dir)")  # fmt: skip
+        check_checkpoint(last)
+    elif run_dir.exists() and not _distributed_rank():  # rank > 0 finds the folder rank 0 just made
+        raise ConfigError(f"run folder {run_dir} exists already; pass resume=true to continue that run, or another "
+                          "run_name (leave it empty for a new unique one)")  # fmt: skip
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     dm = datamodule or CelebADataModule(config)
@@ -205,12 +267,14 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
         (run_dir / "engine.json").write_text(json.dumps(engine | {"torch": torch.__version__}, indent=2))
 
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    spawned = os.environ.get(RUN_NAME_ENV) is None  # processes Lightning starts for DDP inherit the run name
+    if spawned:
+        os.environ[RUN_NAME_ENV] = run_name
+    with warnings.catch_warnings(), _restore_env(RUN_NAME_ENV, spawned):
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         trainer.fit(model, datamodule=dm,
-                    ckpt_path=str(run_dir / "checkpoints" / "last.ckpt") if config.resume else None,
-                    weights_only=False if config.resume else None)  # fmt: skip
+                    ckpt_path=str(last) if config.resume else None, weights_only=True)  # fmt: skip
     train_seconds = time.perf_counter() - start
     result = TrainResult(config, run_dir, None, None, datamodule=dm, train_seconds=train_seconds,
                          epochs_run=trainer.current_epoch, lr_finder=lr_finder)  # fmt: skip
