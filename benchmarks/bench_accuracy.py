@@ -1,7 +1,7 @@
 """Accuracy on real faces: direct vs two-stage on the CelebA sample, and the attribute route's ceiling.
 
 On ``../shared/celeba`` (12,072 real crops from CelebA's test partition, 695 people) with a seeded
-identity-disjoint train/val/test split and the CPU preset (``configs/cpu.yaml``: pretrained
+identity-disjoint train/val/test split and the CPU preset (the ``cpu`` preset: pretrained
 EfficientNet-Lite0, 128 px):
 
 - direct accuracy (``DirectGenderClassifier``);
@@ -40,17 +40,17 @@ from attr2gender.data import STAGE_ONE_ATTRIBUTES, TARGET, load_celeba  # noqa: 
 from attr2gender.data.corruptions import CORRUPTIONS  # noqa: E402
 from attr2gender.data.groups import group_masks  # noqa: E402
 from attr2gender.data.splits import Splits  # noqa: E402
-from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
-from attr2gender.pipeline.fitting import stage_two_label_rows  # noqa: E402
-from attr2gender.pipeline.robustness import corruption_accuracy  # noqa: E402
-from attr2gender.tabular import StageTwoClassifier  # noqa: E402
-from attr2gender.tracking.reports import (  # noqa: E402
+from attr2gender.metrics import (  # noqa: E402
     bootstrap_ci,
     group_accuracy_table,
     group_metrics,
     paired_accuracy_difference_ci,
     worst_group_name,
 )
+from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
+from attr2gender.pipeline.robustness import corruption_accuracy  # noqa: E402
+from attr2gender.pipeline.trainers import stage_two_label_rows  # noqa: E402
+from attr2gender.tabular import StageTwoClassifier  # noqa: E402
 from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "celeba"
@@ -64,8 +64,11 @@ def accuracy_ci(y: np.ndarray, prob: np.ndarray, seed: int, threshold: float = 0
     if truth is not None:
         table = group_accuracy_table(y, prob, group_masks(truth), threshold=threshold, n_boot=1000, seed=seed)
         flat = group_metrics(table, point)
-        out |= {"worst_group": worst_group_name(table), "worst_group_accuracy": flat["worst_group_accuracy"],
-                "worst_group_gap": flat["worst_group_gap"]}  # fmt: skip
+        out |= {
+            "worst_group": worst_group_name(table),
+            "worst_group_accuracy": flat["worst_group_accuracy"],
+            "worst_group_gap": flat["worst_group_gap"],
+        }
     return out
 
 
@@ -79,14 +82,22 @@ def ceiling(celeba, seed: int) -> list[dict]:
         est = StageTwoClassifier(model=model, input_kind="binary", random_state=seed)
         est.fit(train[list(STAGE_ONE_ATTRIBUTES)].astype(float), train[TARGET].to_numpy())
         prob = est.predict_proba(test[list(STAGE_ONE_ATTRIBUTES)].astype(float))[:, 1]
-        rows.append({"route": "ceiling: true attributes", "stage_two": model, "fit_on": f"labels ({len(train):,} rows)",
-                     "applied_to": f"true attributes ({len(test):,} rows)",
-                     **accuracy_ci(test[TARGET].to_numpy(), prob, seed, truth=test),
-                     "seconds": time.perf_counter() - start})  # fmt: skip
+        rows.append(
+            {
+                "route": "ceiling: true attributes",
+                "stage_two": model,
+                "fit_on": f"labels ({len(train):,} rows)",
+                "applied_to": f"true attributes ({len(test):,} rows)",
+                **accuracy_ci(test[TARGET].to_numpy(), prob, seed, truth=test),
+                "seconds": time.perf_counter() - start,
+            }
+        )
     return rows
 
 
-def two_stage_variants(pipeline: Attr2GenderPipeline, celeba, splits: Splits, seed: int, threshold: float) -> list[dict]:
+def two_stage_variants(
+    pipeline: Attr2GenderPipeline, celeba, splits: Splits, seed: int, threshold: float
+) -> list[dict]:
     """Every stage-two variant on the same stage-one outputs (one CNN pass over val and test, cached)."""
     report = pipeline.fit_report_
     y_test = report.test_male
@@ -104,15 +115,31 @@ def two_stage_variants(pipeline: Attr2GenderPipeline, celeba, splits: Splits, se
     rows = []
     for model in ("logistic", "lightgbm"):
         variants = [
-            ("predicted", f"stage-one probabilities, val ({ok.sum():,} images)", "probabilities",
-             StageTwoClassifier(model=model, input_kind="probability", random_state=seed),
-             pd.DataFrame(val_probs[ok], columns=cols), y_val),
-            ("labels", f"true attributes ({len(label_rows):,} rows)", "thresholded probabilities",
-             StageTwoClassifier(model=model, input_kind="binary", threshold=threshold, random_state=seed),
-             X_labels, y_labels),
-            ("labels", f"true attributes ({len(label_rows):,} rows)", "raw probabilities (the trap)",
-             StageTwoClassifier(model=model, input_kind="probability", random_state=seed), X_labels, y_labels),
-        ]  # fmt: skip
+            (
+                "predicted",
+                f"stage-one probabilities, val ({ok.sum():,} images)",
+                "probabilities",
+                StageTwoClassifier(model=model, input_kind="probability", random_state=seed),
+                pd.DataFrame(val_probs[ok], columns=cols),
+                y_val,
+            ),
+            (
+                "labels",
+                f"true attributes ({len(label_rows):,} rows)",
+                "thresholded probabilities",
+                StageTwoClassifier(model=model, input_kind="binary", threshold=threshold, random_state=seed),
+                X_labels,
+                y_labels,
+            ),
+            (
+                "labels",
+                f"true attributes ({len(label_rows):,} rows)",
+                "raw probabilities (the trap)",
+                StageTwoClassifier(model=model, input_kind="probability", random_state=seed),
+                X_labels,
+                y_labels,
+            ),
+        ]
         for fit_on, fit_desc, applied, est, X, y in variants:  # fit_on: "predicted" | "labels"
             start = time.perf_counter()
             est.fit(X, y)
@@ -122,13 +149,31 @@ def two_stage_variants(pipeline: Attr2GenderPipeline, celeba, splits: Splits, se
                 prob = est.estimator_.predict_proba(X_test)[:, 1]
             else:
                 prob = est.predict_proba(X_test)[:, 1]
-            rows.append({"route": "two-stage", "stage_two": model, "fit_on": fit_desc, "fit_on_kind": fit_on,
-                         "applied_to": applied, "_prob": prob,
-                         **accuracy_ci(y_test, prob, seed, threshold, truth=report.test_truth),
-                         "seconds": time.perf_counter() - start})  # fmt: skip
-    rows.append({"route": "note", "stage_two": "", "fit_on": "stage-one cache hit for val", "applied_to": "",
-                 "accuracy": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": int(ok.sum()),
-                 "seconds": cached_seconds})  # fmt: skip
+            rows.append(
+                {
+                    "route": "two-stage",
+                    "stage_two": model,
+                    "fit_on": fit_desc,
+                    "fit_on_kind": fit_on,
+                    "applied_to": applied,
+                    "_prob": prob,
+                    **accuracy_ci(y_test, prob, seed, threshold, truth=report.test_truth),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+    rows.append(
+        {
+            "route": "note",
+            "stage_two": "",
+            "fit_on": "stage-one cache hit for val",
+            "applied_to": "",
+            "accuracy": float("nan"),
+            "ci_low": float("nan"),
+            "ci_high": float("nan"),
+            "n": int(ok.sum()),
+            "seconds": cached_seconds,
+        }
+    )
     return rows
 
 
@@ -147,21 +192,34 @@ def runtime_agreement(pipeline, paths: list[Path], bundle_dir: Path) -> list[dic
         other = load_pipeline(bundle_dir, device="cpu", runtime=runtime, precision=precision)
         frame = other.predict(paths, progress=False)
         ok = (ref["error"] == "") & (frame["error"] == "")
-        delta = np.abs(frame.loc[ok, "male_probability"].to_numpy() - ref.loc[ok, "male_probability"].to_numpy())
-        rows.append({"pipeline": pipeline.kind, "runtime": other.forward_runtime.describe(), "images": int(ok.sum()),
-                     "max_abs_difference": float(delta.max()), "mean_abs_difference": float(delta.mean()),
-                     "label_agreement": float((frame.loc[ok, "label"] == ref.loc[ok, "label"]).mean())})  # fmt: skip
+        delta = np.abs(
+            frame.loc[ok, "male_probability"].to_numpy() - ref.loc[ok, "male_probability"].to_numpy()
+        )
+        rows.append(
+            {
+                "pipeline": pipeline.kind,
+                "runtime": other.forward_runtime.describe(),
+                "images": int(ok.sum()),
+                "max_abs_difference": float(delta.max()),
+                "mean_abs_difference": float(delta.mean()),
+                "label_agreement": float((frame.loc[ok, "label"] == ref.loc[ok, "label"]).mean()),
+            }
+        )
     return rows
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=SHARED)
-    parser.add_argument("--config", type=Path, default=REPO_ROOT / "configs" / "cpu.yaml")
+    parser.add_argument("--config", default="cpu", help="preset name or YAML file (default: cpu)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--no-mlflow", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="synthetic data, tiny model: proves the script runs")
-    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=2 image_size=112")
+    parser.add_argument(
+        "--quick", action="store_true", help="synthetic data, tiny model: proves the script runs"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value config overrides, e.g. epochs=2 image_size=112"
+    )
     args = parser.parse_args(argv)
     tmp = tempfile.TemporaryDirectory()
     overrides = list(args.overrides)
@@ -169,19 +227,37 @@ def main(argv=None) -> int:
         from attr2gender.data.synth import make_synthetic_celeba
 
         args.data_root = make_synthetic_celeba(Path(tmp.name) / "celeba", n=240, seed=0, image_size=40)
-        overrides = ["backbone=test_efficientnet", "weights=none", "image_size=32", "epochs=1", "batch_size=32",
-                     "num_workers=0", *overrides]  # fmt: skip
+        overrides = [
+            "backbone=test_efficientnet",
+            "weights=none",
+            "image_size=32",
+            "epochs=1",
+            "batch_size=32",
+            "num_workers=0",
+            *overrides,
+        ]
     if not (Path(args.data_root) / "list_attr_celeba.txt").is_file():
         print(f"no CelebA at {args.data_root}; pass --data-root or use --quick", file=sys.stderr)
         return 2
     out_runs = Path(tmp.name) / "runs"
-    (_, config), = load_preset(args.config, [f"data_root={args.data_root}", "split=identity", "tracking=none",
-                                             f"output_dir={out_runs}", f"cache_dir={Path(tmp.name) / 'cache'}",
-                                             *overrides])  # fmt: skip
+    ((_, config),) = load_preset(
+        args.config,
+        [
+            f"data_root={args.data_root}",
+            "split=identity",
+            "tracking=none",
+            f"output_dir={out_runs}",
+            f"cache_dir={Path(tmp.name) / 'cache'}",
+            *overrides,
+        ],
+    )
     seed = config.seed
     celeba = load_celeba(args.data_root, warn_missing=False)
-    print(f"data: {args.data_root} ({len(celeba.present):,} images); backbone {config.backbone}, "
-          f"{config.image_size} px, {config.epochs} epoch(s)", flush=True)  # fmt: skip
+    print(
+        f"data: {args.data_root} ({len(celeba.present):,} images); backbone {config.backbone}, "
+        f"{config.image_size} px, {config.epochs} epoch(s)",
+        flush=True,
+    )
 
     timings = {}
     start = time.perf_counter()
@@ -193,20 +269,35 @@ def main(argv=None) -> int:
     timings["direct_fit_seconds"] = time.perf_counter() - start
     assert direct.fit_report_.train_result.datamodule.splits == splits, "both routes must share one split"
 
-    rows = [{"route": "direct", "stage_two": "", "fit_on": f"{len(splits.train):,} train images",
-             "applied_to": "pixels", **accuracy_ci(direct.fit_report_.test_male,
-                                                  direct.fit_report_.test_male_probability, seed, config.threshold,
-                                                  truth=direct.fit_report_.test_truth),
-             "seconds": timings["direct_fit_seconds"]}]  # fmt: skip
+    rows = [
+        {
+            "route": "direct",
+            "stage_two": "",
+            "fit_on": f"{len(splits.train):,} train images",
+            "applied_to": "pixels",
+            **accuracy_ci(
+                direct.fit_report_.test_male,
+                direct.fit_report_.test_male_probability,
+                seed,
+                config.threshold,
+                truth=direct.fit_report_.test_truth,
+            ),
+            "seconds": timings["direct_fit_seconds"],
+        }
+    ]
     rows += two_stage_variants(two, celeba, splits, seed, config.threshold)
     # Paired: the same test images, so the difference's interval is much tighter than the two CIs suggest.
     direct_report = direct.fit_report_
-    assert list(direct_report.test_ids) == list(two.fit_report_.test_ids), "routes scored different test images"
+    assert list(direct_report.test_ids) == list(two.fit_report_.test_ids), (
+        "routes scored different test images"
+    )
     direct_pred = (direct_report.test_male_probability >= config.threshold).astype(int)
     for r in rows[1:]:
         if "_prob" in r:
             two_pred = (r.pop("_prob") >= config.threshold).astype(int)
-            d = paired_accuracy_difference_ci(direct_report.test_male, direct_pred, two_pred, n_boot=2000, seed=seed)
+            d = paired_accuracy_difference_ci(
+                direct_report.test_male, direct_pred, two_pred, n_boot=2000, seed=seed
+            )
             r["direct_minus_this"] = d["difference"]
             r["direct_minus_this_ci"] = [d["low"], d["high"]]
     # Runtimes against PyTorch fp32, on the validation and test images (real faces, trained weights).
@@ -216,8 +307,9 @@ def main(argv=None) -> int:
         agreement += runtime_agreement(pipeline, agreement_paths, Path(tmp.name) / f"bundle_{pipeline.kind}")
     # CelebA-C: both routes (the default two-stage pipeline) on the test images under 6 corruptions.
     test_paths = [celeba.image_path(i) for i in direct_report.test_ids]
-    celeba_c = {p.kind: corruption_accuracy(p, test_paths, direct_report.test_male, seed=seed)
-                for p in (two, direct)}  # fmt: skip
+    celeba_c = {
+        p.kind: corruption_accuracy(p, test_paths, direct_report.test_male, seed=seed) for p in (two, direct)
+    }
     has_partition = celeba.partition is not None and set(np.unique(celeba.partition)) >= {0, 2}
     rows += ceiling(celeba, seed) if has_partition else []
     attr_acc = two.metrics["attr_mean_accuracy"]
@@ -229,40 +321,90 @@ def main(argv=None) -> int:
         low, high = r["direct_minus_this_ci"]
         return f"{r['direct_minus_this']:+.4f} [{low:+.4f}, {high:+.4f}]"
 
-    table = [[r["route"], r["stage_two"], r["fit_on"], r["applied_to"], r["accuracy"],
-              f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if np.isfinite(r["ci_low"]) else "", paired(r),
-              r.get("worst_group_accuracy", float("nan")), r.get("worst_group", "").replace("_", " "), r["seconds"]]
-             for r in rows]  # fmt: skip
-    headers = ["route", "stage two", "fitted on", "applied to", "test accuracy", "95% CI",
-               "direct - this (paired 95% CI)", "worst-group accuracy", "worst group", "seconds"]  # fmt: skip
+    table = [
+        [
+            r["route"],
+            r["stage_two"],
+            r["fit_on"],
+            r["applied_to"],
+            r["accuracy"],
+            f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if np.isfinite(r["ci_low"]) else "",
+            paired(r),
+            r.get("worst_group_accuracy", float("nan")),
+            r.get("worst_group", "").replace("_", " "),
+            r["seconds"],
+        ]
+        for r in rows
+    ]
+    headers = [
+        "route",
+        "stage two",
+        "fitted on",
+        "applied to",
+        "test accuracy",
+        "95% CI",
+        "direct - this (paired 95% CI)",
+        "worst-group accuracy",
+        "worst group",
+        "seconds",
+    ]
     corruption_headers = ["route", "clean", *CORRUPTIONS, "mean of corruptions"]
-    corruption_rows = [[kind, *[t.loc[c, "accuracy"] for c in ["clean", *CORRUPTIONS, "mean"]]]
-                       for kind, t in celeba_c.items()]  # fmt: skip
+    corruption_rows = [
+        [kind, *[t.loc[c, "accuracy"] for c in ["clean", *CORRUPTIONS, "mean"]]]
+        for kind, t in celeba_c.items()
+    ]
     print(text_table(headers, table, digits=4))
-    payload = {"machine": machine_info(), "quick": args.quick, "data_root": str(args.data_root),
-               "config": config.to_dict(), "split": splits.sizes() | {"strategy": splits.strategy},
-               "rows": rows, "stage_one_mean_attribute_accuracy": attr_acc,
-               "stage_one_per_attribute_accuracy": per_attribute, "timings": timings,
-               "runtime_agreement": agreement,
-               "celeba_c": {k: t.reset_index().to_dict(orient="records") for k, t in celeba_c.items()}}  # fmt: skip
+    payload = {
+        "machine": machine_info(),
+        "quick": args.quick,
+        "data_root": str(args.data_root),
+        "config": config.to_dict(),
+        "split": splits.sizes() | {"strategy": splits.strategy},
+        "rows": rows,
+        "stage_one_mean_attribute_accuracy": attr_acc,
+        "stage_one_per_attribute_accuracy": per_attribute,
+        "timings": timings,
+        "runtime_agreement": agreement,
+        "celeba_c": {k: t.reset_index().to_dict(orient="records") for k, t in celeba_c.items()},
+    }
     date = payload["machine"]["date"][:10]
-    md = "\n\n".join([
-        f"Real-face accuracy, `python benchmarks/bench_accuracy.py`, {date}: {len(celeba.present):,} images of "
-        f"{args.data_root.name}, identity-disjoint split {splits.sizes()}, `{config.backbone}` "
-        f"({config.weights}) at {config.image_size} px, {config.epochs} epoch(s), seed {seed}.",
-        markdown_table(headers, table, digits=4),
-        "Worst group: the lowest Male accuracy among the Male x makeup and Male x blond groups with 30+ test "
-        "images (true attributes); the 68-person test split has few images in the rare groups, see "
-        "`bench_groups.md` for a larger test side.",
-        f"Stage one's mean accuracy over the 39 attributes: {attr_acc:.4f}.",
-        "CelebA-C: Male accuracy on the test images under deterministic corruptions:",
-        markdown_table(corruption_headers, corruption_rows, digits=4),
-        f"Runtimes against PyTorch fp32 on the same {len(agreement_paths):,} validation and test images:",
-        markdown_table(["pipeline", "runtime", "images", "max abs difference", "mean abs difference",
-                        "label agreement"],
-                       [[r["pipeline"], r["runtime"], r["images"], r["max_abs_difference"], r["mean_abs_difference"],
-                         r["label_agreement"]] for r in agreement], digits=6),
-    ])  # fmt: skip
+    md = "\n\n".join(
+        [
+            f"Real-face accuracy, `python benchmarks/bench_accuracy.py`, {date}: {len(celeba.present):,} images of "
+            f"{args.data_root.name}, identity-disjoint split {splits.sizes()}, `{config.backbone}` "
+            f"({config.weights}) at {config.image_size} px, {config.epochs} epoch(s), seed {seed}.",
+            markdown_table(headers, table, digits=4),
+            "Worst group: the lowest Male accuracy among the Male x makeup and Male x blond groups with 30+ test "
+            "images (true attributes); the 68-person test split has few images in the rare groups, see "
+            "`bench_groups.md` for a larger test side.",
+            f"Stage one's mean accuracy over the 39 attributes: {attr_acc:.4f}.",
+            "CelebA-C: Male accuracy on the test images under deterministic corruptions:",
+            markdown_table(corruption_headers, corruption_rows, digits=4),
+            f"Runtimes against PyTorch fp32 on the same {len(agreement_paths):,} validation and test images:",
+            markdown_table(
+                [
+                    "pipeline",
+                    "runtime",
+                    "images",
+                    "max abs difference",
+                    "mean abs difference",
+                    "label agreement",
+                ],
+                [
+                    [
+                        r["pipeline"],
+                        r["runtime"],
+                        r["images"],
+                        r["max_abs_difference"],
+                        r["mean_abs_difference"],
+                        r["label_agreement"],
+                    ]
+                    for r in agreement
+                ],
+                digits=6,
+            ),
+        ]
+    )
     name = "bench_accuracy_quick" if args.quick else "bench_accuracy"
     written = write_results(args.out, name, payload, md)
     if not args.no_mlflow:
@@ -271,10 +413,14 @@ def main(argv=None) -> int:
     direct_acc = rows[0]["accuracy"]
     best_two = max(r["accuracy"] for r in rows if r["route"] == "two-stage")
     for r in agreement:
-        print(f"{r['pipeline']} {r['runtime']}: max |dP| {r['max_abs_difference']:.2e}, labels agree "
-              f"{r['label_agreement']:.4%} of {r['images']:,}")  # fmt: skip
+        print(
+            f"{r['pipeline']} {r['runtime']}: max |dP| {r['max_abs_difference']:.2e}, labels agree "
+            f"{r['label_agreement']:.4%} of {r['images']:,}"
+        )
     print(f"stage one mean attribute accuracy {attr_acc:.4f}")
-    print(f"test accuracy: direct {direct_acc:.4f}, best two-stage {best_two:.4f} (loss {direct_acc - best_two:+.4f})")
+    print(
+        f"test accuracy: direct {direct_acc:.4f}, best two-stage {best_two:.4f} (loss {direct_acc - best_two:+.4f})"
+    )
     tmp.cleanup()
     return 0
 
@@ -287,12 +433,19 @@ def log_to_mlflow(payload: dict, written: dict, quick: bool) -> None:
 
     tracker = MlflowTracker("attr2gender-benchmarks")
     with tracker.run("bench_accuracy" + ("_quick" if quick else ""), tags={"benchmark": "accuracy"}):
-        mlflow.log_params({k: v for k, v in payload["config"].items() if k in (
-            "backbone", "weights", "image_size", "epochs", "batch_size", "lr", "seed", "split")})  # fmt: skip
+        mlflow.log_params(
+            {
+                k: v
+                for k, v in payload["config"].items()
+                if k in ("backbone", "weights", "image_size", "epochs", "batch_size", "lr", "seed", "split")
+            }
+        )
         for r in payload["rows"]:
             if np.isfinite(r["accuracy"]):
                 key = f"{r['route']}_{r['stage_two']}_{r['fit_on'].split(' ')[0]}_{r['applied_to'].split(' ')[0]}"
-                mlflow.log_metric("acc_" + "".join(c if c.isalnum() else "_" for c in key)[:200], r["accuracy"])
+                mlflow.log_metric(
+                    "acc_" + "".join(c if c.isalnum() else "_" for c in key)[:200], r["accuracy"]
+                )
         mlflow.log_metric("stage_one_mean_attribute_accuracy", payload["stage_one_mean_attribute_accuracy"])
         for path in written.values():
             mlflow.log_artifact(str(path))

@@ -61,10 +61,16 @@ def build_pipelines(backbone: str, weights: str, image_size: int, device: str):
     X = (rng.random((2000, 39)) < np.where(male[:, None], rates[:, 1], rates[:, 0])).astype(float)
     stage_two = StageTwoClassifier(input_kind="binary").fit(X, male.astype(int))
     torch.manual_seed(0)
-    two = Attr2GenderPipeline(AttributeModel(backbone=backbone, weights=weights), stage_two, image_size,
-                              device=device, num_workers=0)  # fmt: skip
-    direct = DirectGenderClassifier(DirectModel(backbone=backbone, weights=weights), image_size, device=device,
-                                    num_workers=0)  # fmt: skip
+    two = Attr2GenderPipeline(
+        AttributeModel(backbone=backbone, weights=weights),
+        stage_two,
+        image_size,
+        device=device,
+        num_workers=0,
+    )
+    direct = DirectGenderClassifier(
+        DirectModel(backbone=backbone, weights=weights), image_size, device=device, num_workers=0
+    )
     return two, direct
 
 
@@ -92,7 +98,10 @@ def route_comparison(two, direct, images, batch: int, repeats: int, device: str)
             p = two if name == "two_stage" else direct
             if batch == 1:  # latency: one image per call, several calls
                 calls = images[: max(4, min(16, len(images)))]
-                t = timed(lambda p=p, calls=calls: [p.predict(im, progress=False, batch_size=1) for im in calls], device)
+                t = timed(
+                    lambda p=p, calls=calls: [p.predict(im, progress=False, batch_size=1) for im in calls],
+                    device,
+                )
                 times[name].append(t / len(calls))
             else:
                 t = timed(lambda p=p: p.predict(chunk, progress=False, batch_size=batch), device)
@@ -118,11 +127,15 @@ def predict_overhead(pipeline, paths, batch: int, repeats: int, device: str) -> 
             if step == "decode":
                 decode.append(timed(lambda: [load_image(p) for p in paths], device))
             elif step == "preprocess":
-                preprocess.append(timed(lambda: preprocessing.batch([preprocessing.image(im) for im in images]), device))
+                preprocess.append(
+                    timed(lambda: preprocessing.batch([preprocessing.image(im) for im in images]), device)
+                )
             elif step == "bare":
                 bare.append(timed(lambda: forward(x), device))
             else:
-                predict.append(timed(lambda: pipeline.predict(images, progress=False, batch_size=batch), device))
+                predict.append(
+                    timed(lambda: pipeline.predict(images, progress=False, batch_size=batch), device)
+                )
     overhead = [(p - pre - b) / b for p, pre, b in zip(predict, preprocess, bare)]
     n = len(paths)
     return {
@@ -142,13 +155,21 @@ def five_hundred_images(backbones, n: int, image_size: int, batch: int, device: 
     rows = []
     for name in backbones:
         torch.manual_seed(0)
-        pipeline = DirectGenderClassifier(DirectModel(backbone=name, weights="none"), image_size, device=device,
-                                          num_workers=0)  # fmt: skip
+        pipeline = DirectGenderClassifier(
+            DirectModel(backbone=name, weights="none"), image_size, device=device, num_workers=0
+        )
         pipeline.predict(pool[:batch], progress=False, batch_size=batch)  # warm-up
         seconds = timed(lambda p=pipeline: p.predict(pool, progress=False, batch_size=batch), device)
         params = sum(p.numel() for p in pipeline.image_model.parameters())
-        rows.append({"backbone": name, "images": n, "seconds": seconds, "images_per_s": n / seconds,
-                     "params_millions": params / 1e6})  # fmt: skip
+        rows.append(
+            {
+                "backbone": name,
+                "images": n,
+                "seconds": seconds,
+                "images_per_s": n / seconds,
+                "params_millions": params / 1e6,
+            }
+        )
         del pipeline
     return rows
 
@@ -157,9 +178,13 @@ def five_hundred_images(backbones, n: int, image_size: int, batch: int, device: 
 
 RUNTIMES = ("eager", "channels_last", "bf16", "compile", "onnx")
 SINGLES = 8  # batch-1 calls per timed repeat
-RUNTIME_LABELS = {"eager": "eager (fp32, contiguous)", "channels_last": "channels-last (fp32)",
-                  "bf16": "bf16 (channels-last, autocast)", "compile": "torch.compile (channels-last)",
-                  "onnx": "ONNX Runtime (fp32)"}  # fmt: skip
+RUNTIME_LABELS = {
+    "eager": "eager (fp32, contiguous)",
+    "channels_last": "channels-last (fp32)",
+    "bf16": "bf16 (channels-last, autocast)",
+    "compile": "torch.compile (channels-last)",
+    "onnx": "ONNX Runtime (fp32)",
+}
 
 
 def peak_gflops() -> dict:
@@ -193,7 +218,7 @@ def make_runtimes(pipeline, onnx_path: Path | None, names=RUNTIMES) -> tuple[dic
     import copy
 
     made, failed = {}, {}
-    module = pipeline.image_model.inference_module()
+    module = pipeline.image_model
     for name in names:
         try:
             if name == "eager":
@@ -240,14 +265,15 @@ def forward_speeds(backbone: str, sizes, repeats: int, tmp: Path) -> dict:
         runtimes, failed = make_runtimes(pipe, onnx_path)
         x = torch.randn(64, 3, size, size)
         warm(runtimes, x, failed)
-        flops = flops_per_image(pipe.image_model.inference_module(), size)
+        flops = flops_per_image(pipe.image_model, size)
         times = {(name, b): [] for name in runtimes for b in (1, 64)}
         for r in range(repeats):
             for name in rotate(list(runtimes), r):
                 rt = runtimes[name]
                 times[(name, 64)].append(timed(lambda rt=rt, x=x: rt(x), "cpu") / 64)
-                times[(name, 1)].append(timed(lambda rt=rt, x=x: [rt(x[i : i + 1]) for i in range(SINGLES)], "cpu")
-                                        / SINGLES)  # fmt: skip
+                times[(name, 1)].append(
+                    timed(lambda rt=rt, x=x: [rt(x[i : i + 1]) for i in range(SINGLES)], "cpu") / SINGLES
+                )
         rows = {}
         eager64 = times.get(("eager", 64))
         for name in runtimes:
@@ -260,8 +286,11 @@ def forward_speeds(backbone: str, sizes, repeats: int, tmp: Path) -> dict:
                 "speedup_over_eager_b64": paired_ratio(eager64, times[(name, 64)]) if eager64 else None,
             }
         out["by_size"][str(size)] = {"flops_per_image": flops, "runtimes": rows, "failed": failed}
-        print(f"forward {size}px: " + ", ".join(f"{n} {v['ms_per_image_b64']['median']:.2f} ms/img"
-                                                 for n, v in rows.items()), flush=True)  # fmt: skip
+        print(
+            f"forward {size}px: "
+            + ", ".join(f"{n} {v['ms_per_image_b64']['median']:.2f} ms/img" for n, v in rows.items()),
+            flush=True,
+        )
     return out
 
 
@@ -276,9 +305,11 @@ def routes_per_runtime(two, direct, images, size: int, repeats: int, names, tmp:
     for name in [n for n in names if n in two_rt and n in direct_rt]:
         two.set_runtime(two_rt[name])
         direct.set_runtime(direct_rt[name])
-        out["by_runtime"][name] = {"label": RUNTIME_LABELS[name],
-                                   "batch_1": route_comparison(two, direct, images, 1, repeats, "cpu"),
-                                   "batch_64": route_comparison(two, direct, images, 64, repeats, "cpu")}  # fmt: skip
+        out["by_runtime"][name] = {
+            "label": RUNTIME_LABELS[name],
+            "batch_1": route_comparison(two, direct, images, 1, repeats, "cpu"),
+            "batch_64": route_comparison(two, direct, images, 64, repeats, "cpu"),
+        }
     two.set_runtime("auto")
     direct.set_runtime("auto")
     return out
@@ -322,9 +353,22 @@ print(json.dumps({"images": n, "rows": len(frame), "rss_mb_before_predict": base
 def memory_growth(backbone: str, image_size: int, folder: Path, counts, device: str) -> list[dict]:
     rows = []
     for n in counts:
-        proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(Path(__file__).parent), backbone,
-                               str(image_size), str(folder), str(n), device],
-                              capture_output=True, text=True, check=False)  # fmt: skip
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                MEMORY_CHILD,
+                str(Path(__file__).parent),
+                backbone,
+                str(image_size),
+                str(folder),
+                str(n),
+                device,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"memory child failed for {n} images:\n{proc.stderr[-2000:]}")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -350,11 +394,16 @@ def main(argv=None) -> int:
         args.backbone, args.image_size, args.repeats = "test_efficientnet", 32, 1
         args.n_500, args.size_500, args.presets, args.memory_counts = 64, 32, "test_efficientnet", "100,300"
         args.runtime_sizes = "32"
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    device = (
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_synthetic_celeba(Path(tmp) / "celeba", n=64 if args.quick else 256, seed=0,
-                                     image_size=max(64, args.image_size))  # fmt: skip
+        root = make_synthetic_celeba(
+            Path(tmp) / "celeba", n=64 if args.quick else 256, seed=0, image_size=max(64, args.image_size)
+        )
         paths = sorted((root / "img_align_celeba").glob("*.jpg"))
         images = [load_image(p) for p in paths]
         two, direct = build_pipelines(args.backbone, args.weights, args.image_size, device)
@@ -363,10 +412,15 @@ def main(argv=None) -> int:
         two = load_pipeline(two.save(Path(tmp) / "two"), device=device, num_workers=0)
         direct = load_pipeline(direct.save(Path(tmp) / "direct"), device=device, num_workers=0)
         default_runtime = direct.forward_runtime.describe()
-        default_key = "onnx" if direct.forward_runtime.name == "onnx" else (
-            "bf16" if direct.forward_runtime.precision == "bf16" else "channels_last")
-        print(f"device {device}, backbone {args.backbone}, {args.image_size} px, default runtime {default_runtime}",
-              flush=True)  # fmt: skip
+        default_key = (
+            "onnx"
+            if direct.forward_runtime.name == "onnx"
+            else ("bf16" if direct.forward_runtime.precision == "bf16" else "channels_last")
+        )
+        print(
+            f"device {device}, backbone {args.backbone}, {args.image_size} px, default runtime {default_runtime}",
+            flush=True,
+        )
         forward, routes = None, None
         if device == "cpu":
             sizes = [int(x) for x in args.runtime_sizes.split(",") if x.strip()]
@@ -377,88 +431,189 @@ def main(argv=None) -> int:
         throughput = route_comparison(two, direct, images, 64, args.repeats, device)
         overhead = predict_overhead(two, paths, 64, args.repeats, device)
         presets = five_hundred_images(args.presets.split(","), args.n_500, args.size_500, 64, device, images)
-        memory = memory_growth("test_efficientnet" if args.quick else args.backbone, args.image_size,
-                               root / "img_align_celeba", [int(c) for c in args.memory_counts.split(",")], device)  # fmt: skip
+        memory = memory_growth(
+            "test_efficientnet" if args.quick else args.backbone,
+            args.image_size,
+            root / "img_align_celeba",
+            [int(c) for c in args.memory_counts.split(",")],
+            device,
+        )
 
     ratio_b1 = latency["ratio_two_stage_over_direct"]["median"]
     ratio_b64 = throughput["ratio_two_stage_over_direct"]["median"]
     rows = [
-        ["latency, batch 1 (ms/image)", latency["two_stage_ms_per_image"]["median"],
-         latency["direct_ms_per_image"]["median"], ratio_b1],
-        ["throughput, batch 64 (ms/image)", throughput["two_stage_ms_per_image"]["median"],
-         throughput["direct_ms_per_image"]["median"], ratio_b64],
-    ]  # fmt: skip
+        [
+            "latency, batch 1 (ms/image)",
+            latency["two_stage_ms_per_image"]["median"],
+            latency["direct_ms_per_image"]["median"],
+            ratio_b1,
+        ],
+        [
+            "throughput, batch 64 (ms/image)",
+            throughput["two_stage_ms_per_image"]["median"],
+            throughput["direct_ms_per_image"]["median"],
+            ratio_b64,
+        ],
+    ]
     print(text_table(["measure", "two-stage", "direct", "two-stage / direct"], rows))
     o = overhead
-    print(text_table(["batch 64, ms/image", "median"], [
-        ["JPEG decode", o["decode_ms_per_image"]["median"]],
-        ["preprocess (resize, crop, normalise)", o["preprocess_ms_per_image"]["median"]],
-        ["bare model(x)", o["bare_forward_ms_per_image"]["median"]],
-        ["predict(PIL images)", o["predict_ms_per_image"]["median"]],
-    ]))  # fmt: skip
-    print(text_table(["backbone", "images", "seconds", "images/s", "params (M)"],
-                     [[r["backbone"], r["images"], r["seconds"], r["images_per_s"], r["params_millions"]]
-                      for r in presets]))  # fmt: skip
-    print(text_table(["images", "RSS before (MB)", "peak RSS during predict (MB)", "growth (MB)", "peak worker RSS (MB)"],
-                     [[m["images"], m["rss_mb_before_predict"], m["peak_rss_mb"], m["growth_mb"],
-                       m["peak_worker_rss_mb"]] for m in memory]))  # fmt: skip
+    print(
+        text_table(
+            ["batch 64, ms/image", "median"],
+            [
+                ["JPEG decode", o["decode_ms_per_image"]["median"]],
+                ["preprocess (resize, crop, normalise)", o["preprocess_ms_per_image"]["median"]],
+                ["bare model(x)", o["bare_forward_ms_per_image"]["median"]],
+                ["predict(PIL images)", o["predict_ms_per_image"]["median"]],
+            ],
+        )
+    )
+    print(
+        text_table(
+            ["backbone", "images", "seconds", "images/s", "params (M)"],
+            [
+                [r["backbone"], r["images"], r["seconds"], r["images_per_s"], r["params_millions"]]
+                for r in presets
+            ],
+        )
+    )
+    print(
+        text_table(
+            [
+                "images",
+                "RSS before (MB)",
+                "peak RSS during predict (MB)",
+                "growth (MB)",
+                "peak worker RSS (MB)",
+            ],
+            [
+                [
+                    m["images"],
+                    m["rss_mb_before_predict"],
+                    m["peak_rss_mb"],
+                    m["growth_mb"],
+                    m["peak_worker_rss_mb"],
+                ]
+                for m in memory
+            ],
+        )
+    )
     growth = memory[-1]["peak_rss_mb"] / memory[0]["peak_rss_mb"]
     forward_rows, route_rows, default_speedup = runtime_tables(forward, routes, default_key)
-    forward_headers = ["size", "runtime", "ms/image b1", "ms/image b64", "speedup vs eager b64", "GFLOP/s b64",
-                       "share of peak"]  # fmt: skip
-    route_headers = ["runtime", "two-stage ms/image b64", "direct ms/image b64", "two-stage / direct b1",
-                     "two-stage / direct b64", "direct predict() vs eager b64"]  # fmt: skip
+    forward_headers = [
+        "size",
+        "runtime",
+        "ms/image b1",
+        "ms/image b64",
+        "speedup vs eager b64",
+        "GFLOP/s b64",
+        "share of peak",
+    ]
+    route_headers = [
+        "runtime",
+        "two-stage ms/image b64",
+        "direct ms/image b64",
+        "two-stage / direct b1",
+        "two-stage / direct b64",
+        "direct predict() vs eager b64",
+    ]
     if forward:
         print(text_table(forward_headers, forward_rows))
         print(text_table(route_headers, route_rows))
     payload = {
-        "default_runtime": default_runtime, "forward_runtimes": forward, "routes_per_runtime": routes,
+        "default_runtime": default_runtime,
+        "forward_runtimes": forward,
+        "routes_per_runtime": routes,
         "default_predict_speedup_over_eager_b64": default_speedup,
-        "machine": machine_info(), "quick": args.quick, "device": device, "backbone": args.backbone,
-        "image_size": args.image_size, "repeats": args.repeats, "latency_batch_1": latency,
-        "throughput_batch_64": throughput, "predict_overhead_batch_64": overhead, "five_hundred_images": presets,
-        "five_hundred_images_size": args.size_500, "memory": memory, "memory_growth_ratio": growth,
-    }  # fmt: skip
+        "machine": machine_info(),
+        "quick": args.quick,
+        "device": device,
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "repeats": args.repeats,
+        "latency_batch_1": latency,
+        "throughput_batch_64": throughput,
+        "predict_overhead_batch_64": overhead,
+        "five_hundred_images": presets,
+        "five_hundred_images_size": args.size_500,
+        "memory": memory,
+        "memory_growth_ratio": growth,
+    }
     peak = forward["peak"] if forward else {}
-    runtime_md = [
-        f"Forward pass by runtime (direct model, preprocessed batches), ms/image; GFLOP/s against a peak estimate "
-        f"of {peak.get('gflops', float('nan')):.0f} GFLOP/s ({peak.get('cores')} cores x {peak.get('ghz', 0):.2f} GHz "
-        f"x {peak.get('flops_per_cycle')} fp32 FLOPs/cycle):",
-        markdown_table(forward_headers, forward_rows),
-        f"`predict()` of both routes per runtime at {args.image_size} px (pre-decoded images):",
-        markdown_table(route_headers, route_rows),
-    ] if forward else []
-    md = "\n\n".join([
-        f"Inference, {device}, `{args.backbone}` at {args.image_size} px, {args.repeats} interleaved repeats "
-        f"(medians), {payload['machine']['date']}. Default runtime of a loaded bundle: {default_runtime}.",
-        *runtime_md,
-        "Default runtime, both routes:",
-        markdown_table(["measure", "two-stage", "direct", "two-stage / direct"], rows),
-        markdown_table(["batch 64, ms/image", "median"], [
-            ["JPEG decode", o["decode_ms_per_image"]["median"]],
-            ["preprocess", o["preprocess_ms_per_image"]["median"]],
-            ["bare model(x)", o["bare_forward_ms_per_image"]["median"]],
-            ["predict()", o["predict_ms_per_image"]["median"]],
-            ["predict() overhead over bare forward", o["predict_overhead_over_bare_forward"]["median"]],
-        ]),
-        f"Inference time for {args.n_500} images at {args.size_500} px, batch 64 (the source's figure):",
-        markdown_table(["backbone", "seconds", "images/s", "params (M)"],
-                       [[r["backbone"], r["seconds"], r["images_per_s"], r["params_millions"]] for r in presets]),
-        "Memory of `predict` over a folder at batch 64 (main process RSS sampled every 20 ms; workers' peak):",
-        markdown_table(["images predicted", "RSS before (MB)", "peak RSS during predict (MB)", "growth (MB)",
-                        "peak worker RSS (MB)"],
-                       [[m["images"], m["rss_mb_before_predict"], m["peak_rss_mb"], m["growth_mb"],
-                         m["peak_worker_rss_mb"]] for m in memory]),
-    ])  # fmt: skip
+    runtime_md = (
+        [
+            f"Forward pass by runtime (direct model, preprocessed batches), ms/image; GFLOP/s against a peak estimate "
+            f"of {peak.get('gflops', float('nan')):.0f} GFLOP/s ({peak.get('cores')} cores x {peak.get('ghz', 0):.2f} GHz "
+            f"x {peak.get('flops_per_cycle')} fp32 FLOPs/cycle):",
+            markdown_table(forward_headers, forward_rows),
+            f"`predict()` of both routes per runtime at {args.image_size} px (pre-decoded images):",
+            markdown_table(route_headers, route_rows),
+        ]
+        if forward
+        else []
+    )
+    md = "\n\n".join(
+        [
+            f"Inference, {device}, `{args.backbone}` at {args.image_size} px, {args.repeats} interleaved repeats "
+            f"(medians), {payload['machine']['date']}. Default runtime of a loaded bundle: {default_runtime}.",
+            *runtime_md,
+            "Default runtime, both routes:",
+            markdown_table(["measure", "two-stage", "direct", "two-stage / direct"], rows),
+            markdown_table(
+                ["batch 64, ms/image", "median"],
+                [
+                    ["JPEG decode", o["decode_ms_per_image"]["median"]],
+                    ["preprocess", o["preprocess_ms_per_image"]["median"]],
+                    ["bare model(x)", o["bare_forward_ms_per_image"]["median"]],
+                    ["predict()", o["predict_ms_per_image"]["median"]],
+                    [
+                        "predict() overhead over bare forward",
+                        o["predict_overhead_over_bare_forward"]["median"],
+                    ],
+                ],
+            ),
+            f"Inference time for {args.n_500} images at {args.size_500} px, batch 64 (the source's figure):",
+            markdown_table(
+                ["backbone", "seconds", "images/s", "params (M)"],
+                [[r["backbone"], r["seconds"], r["images_per_s"], r["params_millions"]] for r in presets],
+            ),
+            "Memory of `predict` over a folder at batch 64 (main process RSS sampled every 20 ms; workers' peak):",
+            markdown_table(
+                [
+                    "images predicted",
+                    "RSS before (MB)",
+                    "peak RSS during predict (MB)",
+                    "growth (MB)",
+                    "peak worker RSS (MB)",
+                ],
+                [
+                    [
+                        m["images"],
+                        m["rss_mb_before_predict"],
+                        m["peak_rss_mb"],
+                        m["growth_mb"],
+                        m["peak_worker_rss_mb"],
+                    ]
+                    for m in memory
+                ],
+            ),
+        ]
+    )
     name = "bench_inference_quick" if args.quick else "bench_inference"
     paths_written = write_results(args.out, name, payload, md)
     print(f"results: {paths_written['json']}")
-    print(f"predict() overhead over bare forward at batch 64: {o['predict_overhead_over_bare_forward']['median']:+.1%}")
-    print(f"peak RSS during predict, {memory[0]['images']:,} -> {memory[-1]['images']:,} images: x{growth:.2f} "
-          f"(growth {memory[0]['growth_mb']:.0f} MB -> {memory[-1]['growth_mb']:.0f} MB)")
+    print(
+        f"predict() overhead over bare forward at batch 64: {o['predict_overhead_over_bare_forward']['median']:+.1%}"
+    )
+    print(
+        f"peak RSS during predict, {memory[0]['images']:,} -> {memory[-1]['images']:,} images: x{growth:.2f} "
+        f"(growth {memory[0]['growth_mb']:.0f} MB -> {memory[-1]['growth_mb']:.0f} MB)"
+    )
     print(f"two-stage / direct inference time: batch 1 x{ratio_b1:.3f}, batch 64 x{ratio_b64:.3f}")
     if default_speedup is not None:
-        print(f"CPU default ({default_runtime}) predict() throughput at batch 64: x{default_speedup:.2f} eager's")
+        print(
+            f"CPU default ({default_runtime}) predict() throughput at batch 64: x{default_speedup:.2f} eager's"
+        )
     return 0
 
 
@@ -470,9 +625,17 @@ def runtime_tables(forward: dict | None, routes: dict | None, default_name: str)
     for size, data in forward["by_size"].items():
         for r in data["runtimes"].values():
             speedup = r["speedup_over_eager_b64"]["median"] if r["speedup_over_eager_b64"] else float("nan")
-            forward_rows.append([f"{size} px", r["label"], r["ms_per_image_b1"]["median"],
-                                 r["ms_per_image_b64"]["median"], speedup, r["gflops_b64"],
-                                 r["gflops_b64"] / forward["peak"]["gflops"]])  # fmt: skip
+            forward_rows.append(
+                [
+                    f"{size} px",
+                    r["label"],
+                    r["ms_per_image_b1"]["median"],
+                    r["ms_per_image_b64"]["median"],
+                    speedup,
+                    r["gflops_b64"],
+                    r["gflops_b64"] / forward["peak"]["gflops"],
+                ]
+            )
         for name, why in data["failed"].items():
             if name in RUNTIME_LABELS:
                 forward_rows.append([f"{size} px", RUNTIME_LABELS[name], "failed", why, "", "", ""])
@@ -484,10 +647,16 @@ def runtime_tables(forward: dict | None, routes: dict | None, default_name: str)
         vs_eager = eager["batch_64"]["direct_ms_per_image"]["median"] / direct_ms if eager else float("nan")
         if name == default_name:
             default_speedup = vs_eager
-        route_rows.append([r["label"] + (" (default)" if name == default_name else ""),
-                           b64["two_stage_ms_per_image"]["median"], direct_ms,
-                           b1["ratio_two_stage_over_direct"]["median"], b64["ratio_two_stage_over_direct"]["median"],
-                           vs_eager])  # fmt: skip
+        route_rows.append(
+            [
+                r["label"] + (" (default)" if name == default_name else ""),
+                b64["two_stage_ms_per_image"]["median"],
+                direct_ms,
+                b1["ratio_two_stage_over_direct"]["median"],
+                b64["ratio_two_stage_over_direct"]["median"],
+                vs_eager,
+            ]
+        )
     return forward_rows, route_rows, default_speedup
 
 

@@ -110,8 +110,15 @@ from common import (  # noqa: E402
 CELEBA_TRAIN_ROWS = 162_770  # official CelebA training partition
 
 # Adjacent entries are the pairs that get compared (see the module docstring).
-ORDER = ("bare_attributes_cached", "bare_attributes", "engine_attributes", "engine_direct", "bare_direct",
-         "loader_plain", "loader_cached")  # fmt: skip
+ORDER = (
+    "bare_attributes_cached",
+    "bare_attributes",
+    "engine_attributes",
+    "engine_direct",
+    "bare_direct",
+    "loader_plain",
+    "loader_cached",
+)
 
 DESCRIPTIONS = {
     "engine_attributes": "engine train(): stage-one AttributeModel (39 outputs)",
@@ -122,34 +129,59 @@ DESCRIPTIONS = {
     "loader_plain": "DataLoader only (decode JPEG + train transforms)",
     "loader_cached": "DataLoader only, decode-once cache",
 }
-TABLE_ORDER = ("engine_attributes", "bare_attributes", "engine_direct", "bare_direct", "bare_attributes_cached",
-               "loader_plain", "loader_cached")  # fmt: skip
+TABLE_ORDER = (
+    "engine_attributes",
+    "bare_attributes",
+    "engine_direct",
+    "bare_direct",
+    "bare_attributes_cached",
+    "loader_plain",
+    "loader_cached",
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-root", default="", help="CelebA root; default: a synthetic CelebA in a temp dir")
     p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--weights", default="imagenet",
-                   help="none | imagenet | path (imagenet works offline for efficientnet_lite0)")  # fmt: skip
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        help="none | imagenet | path (imagenet works offline for efficientnet_lite0)",
+    )
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=20, help="timed optimizer steps per variant and repeat")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before the window (>= 1)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch intra-op threads (0 = torch's default); 1 resists other jobs on a small box")  # fmt: skip
-    p.add_argument("--synthetic-image-size", type=int, default=128,
-                   help="side of the synthetic JPEGs (CelebA's are 178x218)")  # fmt: skip
-    p.add_argument("--format-sizes", default="64,128",
-                   help="image sizes for the precision x memory-format section ('' skips it)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (0 = torch's default); 1 resists other jobs on a small box",
+    )
+    p.add_argument(
+        "--synthetic-image-size",
+        type=int,
+        default=128,
+        help="side of the synthetic JPEGs (CelebA's are 178x218)",
+    )
+    p.add_argument(
+        "--format-sizes",
+        default="64,128",
+        help="image sizes for the precision x memory-format section ('' skips it)",
+    )
     p.add_argument("--format-batch", type=int, default=64, help="batch size of that section")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    p.add_argument("--quick", action="store_true",
-                   help="CI smoke run: test_efficientnet (weights none), 32 px, batch 16, 1+3 steps, 1 repeat")  # fmt: skip
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI smoke run: test_efficientnet (weights none), 32 px, batch 16, 1+3 steps, 1 repeat",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.backbone, args.weights, args.image_size = "test_efficientnet", "none", 32
@@ -184,8 +216,10 @@ class Window:
 
     def result(self) -> dict:
         if len(self.sizes) < self.steps:
-            raise RuntimeError(f"the timed window did not complete ({len(self.sizes)} of {self.steps} steps); is "
-                               "the training split smaller than (warmup + steps) * batch_size?")  # fmt: skip
+            raise RuntimeError(
+                f"the timed window did not complete ({len(self.sizes)} of {self.steps} steps); is "
+                "the training split smaller than (warmup + steps) * batch_size?"
+            )
         seconds = self.stamps[-1] - self.stamps[0]
         step_seconds = [b - a for a, b in zip(self.stamps, self.stamps[1:])]
         median_step = statistics.median(step_seconds)
@@ -235,8 +269,9 @@ def run_engine(config, task: str, celeba, warmup: int, steps: int, run_dir: Path
     callback = _window_callback(warmup, steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = train(cfg, callbacks=[callback], datamodule=CelebADataModule(cfg, celeba=celeba),
-                       evaluate_test=False)  # fmt: skip
+        result = train(
+            cfg, callbacks=[callback], datamodule=CelebADataModule(cfg, celeba=celeba), evaluate_test=False
+        )
     out = callback.window.result()
     out["fit_seconds"] = result.train_seconds  # the whole trainer.fit call: window + warmup + validation
     out["init_checksum"] = callback.init_checksum
@@ -323,10 +358,18 @@ def stage_two_fit_seconds(celeba, ids: list[str], rows: int, seed: int) -> dict:
 
 
 # (precision, memory_format) of the engine; the first is the engine before channels-last, the baseline.
-FORMATS = (("32-true", "contiguous"), ("32-true", "channels_last"), ("bf16-mixed", "contiguous"),
-           ("bf16-mixed", "channels_last"))  # fmt: skip
-FORMAT_LABELS = {"32-true|contiguous": "fp32-contiguous", "32-true|channels_last": "fp32-channels-last",
-                 "bf16-mixed|contiguous": "bf16", "bf16-mixed|channels_last": "bf16-channels-last"}  # fmt: skip
+FORMATS = (
+    ("32-true", "contiguous"),
+    ("32-true", "channels_last"),
+    ("bf16-mixed", "contiguous"),
+    ("bf16-mixed", "channels_last"),
+)
+FORMAT_LABELS = {
+    "32-true|contiguous": "fp32-contiguous",
+    "32-true|channels_last": "fp32-channels-last",
+    "bf16-mixed|contiguous": "bf16",
+    "bf16-mixed|channels_last": "bf16-channels-last",
+}
 
 
 def run_formats(args, config, celeba, tmp: Path) -> dict:
@@ -336,12 +379,25 @@ def run_formats(args, config, celeba, tmp: Path) -> dict:
 
     sizes = [int(x) for x in str(args.format_sizes).split(",") if x.strip()]
     needed = (args.warmup + args.steps) * args.format_batch
-    default = resolve_engine(dataclasses.replace(config, accelerator="cpu", precision="auto", memory_format="auto"))
+    default = resolve_engine(
+        dataclasses.replace(config, accelerator="cpu", precision="auto", memory_format="auto")
+    )
     default_key = f"{default['precision']}|{default['memory_format']}"
-    out = {"batch_size": args.format_batch, "sizes": sizes, "cpu_default": FORMAT_LABELS[default_key], "by_size": {}}
+    out = {
+        "batch_size": args.format_batch,
+        "sizes": sizes,
+        "cpu_default": FORMAT_LABELS[default_key],
+        "by_size": {},
+    }
     for size in sizes:
-        cfg = dataclasses.replace(config, image_size=size, batch_size=args.format_batch, max_train_images=needed,
-                                  max_eval_images=args.format_batch, accelerator="cpu")  # fmt: skip
+        cfg = dataclasses.replace(
+            config,
+            image_size=size,
+            batch_size=args.format_batch,
+            max_train_images=needed,
+            max_eval_images=args.format_batch,
+            accelerator="cpu",
+        )
         dm = CelebADataModule(cfg, celeba=celeba)
         dm.setup("fit")
         raw = {f"{p}|{m}": [] for p, m in FORMATS}
@@ -351,8 +407,11 @@ def run_formats(args, config, celeba, tmp: Path) -> dict:
                 variant = dataclasses.replace(cfg, precision=precision, memory_format=memory_format)
                 res = run_engine(variant, "direct", celeba, args.warmup, args.steps, tmp / "runs")
                 raw[f"{precision}|{memory_format}"].append(res)
-                print(f"  formats {size}px repeat {r + 1}/{args.repeats}  {FORMAT_LABELS[f'{precision}|{memory_format}']:<20}"
-                      f" {res['images_per_s_median_step']:8.1f} images/s median step", flush=True)  # fmt: skip
+                print(
+                    f"  formats {size}px repeat {r + 1}/{args.repeats}  {FORMAT_LABELS[f'{precision}|{memory_format}']:<20}"
+                    f" {res['images_per_s_median_step']:8.1f} images/s median step",
+                    flush=True,
+                )
             loader.append(run_loader(dm, args.warmup, args.steps))
         base = [x["images_per_s_median_step"] for x in raw["32-true|contiguous"]]
         rows = {}
@@ -379,9 +438,16 @@ def formats_rows(formats: dict) -> list[list]:
     for size, data in formats["by_size"].items():
         for label, r in data["variants"].items():
             mark = " (CPU default)" if label == formats["cpu_default"] else ""
-            rows.append([f"{size} px", label + mark, r["images_per_s_median_step"]["median"],
-                         r["ratio_over_fp32_contiguous"]["median"], r["ratio_over_fp32_contiguous"]["min"],
-                         r["ratio_over_fp32_contiguous"]["max"]])  # fmt: skip
+            rows.append(
+                [
+                    f"{size} px",
+                    label + mark,
+                    r["images_per_s_median_step"]["median"],
+                    r["ratio_over_fp32_contiguous"]["median"],
+                    r["ratio_over_fp32_contiguous"]["min"],
+                    r["ratio_over_fp32_contiguous"]["max"],
+                ]
+            )
     return rows
 
 
@@ -389,8 +455,10 @@ def formats_key_figure(formats: dict) -> str:
     parts = []
     for size, data in formats["by_size"].items():
         ratio = data["variants"][formats["cpu_default"]]["ratio_over_fp32_contiguous"]
-        parts.append(f"{size} px {ratio['median']:.2f}x (range {ratio['min']:.2f}-{ratio['max']:.2f}; data loader "
-                     f"{data['loader_share_of_default_step']:.0%} of a step)")  # fmt: skip
+        parts.append(
+            f"{size} px {ratio['median']:.2f}x (range {ratio['min']:.2f}-{ratio['max']:.2f}; data loader "
+            f"{data['loader_share_of_default_step']:.0%} of a step)"
+        )
     return f"CPU default ({formats['cpu_default']}) / fp32-contiguous training images/s: " + ", ".join(parts)
 
 
@@ -437,54 +505,82 @@ def main(argv=None) -> int:
         root, data_info = prepare_data(args, tmp)
         needed = (args.warmup + args.steps) * args.batch_size
         config = RunConfig(
-            data_root=str(root), backbone=args.backbone, weights=args.weights, image_size=args.image_size,
-            batch_size=args.batch_size, num_workers=args.num_workers, max_train_images=needed,
-            max_eval_images=args.batch_size, epochs=1, max_steps=args.warmup + args.steps, lr=1e-3,
-            progress=False, tracking="none", seed=args.seed,
+            data_root=str(root),
+            backbone=args.backbone,
+            weights=args.weights,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            max_train_images=needed,
+            max_eval_images=args.batch_size,
+            epochs=1,
+            max_steps=args.warmup + args.steps,
+            lr=1e-3,
+            progress=False,
+            tracking="none",
+            seed=args.seed,
             accelerator="auto" if torch.cuda.is_available() else "cpu",
-            cache_dir=str(tmp / "cache"), output_dir=str(tmp / "runs"),
-        ).validate()  # fmt: skip
+            cache_dir=str(tmp / "cache"),
+            output_dir=str(tmp / "runs"),
+        ).validate()
         celeba = load_celeba(root)
 
         plain_dm = CelebADataModule(config, celeba=celeba)
         plain_dm.setup("fit")
         train_ids = plain_dm.splits.train
         if len(train_ids) < needed:
-            raise SystemExit(f"the training split of {root} has {len(train_ids)} images; the timed window needs "
-                             f"(warmup + steps) * batch_size = {needed}. Use fewer --steps or a smaller --batch-size.")  # fmt: skip
+            raise SystemExit(
+                f"the training split of {root} has {len(train_ids)} images; the timed window needs "
+                f"(warmup + steps) * batch_size = {needed}. Use fewer --steps or a smaller --batch-size."
+            )
         data_info["train_images"] = len(train_ids)
         data_info["split"] = plain_dm.splits.strategy
 
         # Decode-once cache for the training split, timed on its own; val/test caches are built untimed.
         cached_config = dataclasses.replace(config, decode_cache=True)
         with stopwatch() as t:
-            cache = DecodedImageCache(celeba, train_ids, config.image_size, Path(config.cache_dir) / "decoded",
-                                      progress=False)  # fmt: skip
-        cache_build = {"seconds": t.seconds, "images": len(train_ids), "images_per_s": len(train_ids) / t.seconds,
-                       "bytes": int(cache.path.stat().st_size)}  # fmt: skip
+            cache = DecodedImageCache(
+                celeba, train_ids, config.image_size, Path(config.cache_dir) / "decoded", progress=False
+            )
+        cache_build = {
+            "seconds": t.seconds,
+            "images": len(train_ids),
+            "images_per_s": len(train_ids) / t.seconds,
+            "bytes": int(cache.path.stat().st_size),
+        }
         del cache
         cached_dm = CelebADataModule(cached_config, celeba=celeba)
         cached_dm.setup("fit")
 
         load, cpus = machine_before.get("load_average_1_5_15"), machine_before.get("cpus_available") or 1
         if load and torch.get_num_threads() > 1 and load[0] + torch.get_num_threads() > cpus + 0.5:
-            print(f"note: the machine is busy (load {load[0]} on {cpus} CPUs); {torch.get_num_threads()} torch "
-                  "threads may stall behind other jobs (OpenMP oversubscription); --threads 1 gives steadier numbers",
-                  flush=True)  # fmt: skip
-        print(f"bench_training: {args.backbone} (weights {args.weights}), {args.image_size}px, batch {args.batch_size}, "
-              f"{args.warmup}+{args.steps} steps, {args.repeats} repeat(s), num_workers {args.num_workers}, "
-              f"{torch.get_num_threads()} torch threads; data: {data_info['source']} ({len(train_ids)} train images)",
-              flush=True)  # fmt: skip
+            print(
+                f"note: the machine is busy (load {load[0]} on {cpus} CPUs); {torch.get_num_threads()} torch "
+                "threads may stall behind other jobs (OpenMP oversubscription); --threads 1 gives steadier numbers",
+                flush=True,
+            )
+        print(
+            f"bench_training: {args.backbone} (weights {args.weights}), {args.image_size}px, batch {args.batch_size}, "
+            f"{args.warmup}+{args.steps} steps, {args.repeats} repeat(s), num_workers {args.num_workers}, "
+            f"{torch.get_num_threads()} torch threads; data: {data_info['source']} ({len(train_ids)} train images)",
+            flush=True,
+        )
 
         runners = {
-            "engine_attributes": lambda: run_engine(config, "attributes", celeba, args.warmup, args.steps, tmp / "runs"),
-            "engine_direct": lambda: run_engine(config, "direct", celeba, args.warmup, args.steps, tmp / "runs"),
+            "engine_attributes": lambda: run_engine(
+                config, "attributes", celeba, args.warmup, args.steps, tmp / "runs"
+            ),
+            "engine_direct": lambda: run_engine(
+                config, "direct", celeba, args.warmup, args.steps, tmp / "runs"
+            ),
             "bare_attributes": lambda: run_bare(config, "attributes", plain_dm, args.warmup, args.steps),
-            "bare_attributes_cached": lambda: run_bare(cached_config, "attributes", cached_dm, args.warmup, args.steps),
+            "bare_attributes_cached": lambda: run_bare(
+                cached_config, "attributes", cached_dm, args.warmup, args.steps
+            ),
             "bare_direct": lambda: run_bare(config, "direct", plain_dm, args.warmup, args.steps),
             "loader_plain": lambda: run_loader(plain_dm, args.warmup, args.steps),
             "loader_cached": lambda: run_loader(cached_dm, args.warmup, args.steps),
-        }  # fmt: skip
+        }
         raw: dict[str, list[dict]] = {v: [] for v in ORDER}
         stage_two: list[dict] = []
         loads: list = []
@@ -492,9 +588,11 @@ def main(argv=None) -> int:
             for variant in ORDER if r % 2 == 0 else reversed(ORDER):
                 res = runners[variant]()
                 raw[variant].append(res)
-                print(f"  repeat {r + 1}/{args.repeats}  {variant:<24} {res['images_per_s_median_step']:8.1f} images/s "
-                      f"median step, {res['images_per_s']:8.1f} window ({res['seconds']:.2f}s, {res['images']} images)",
-                      flush=True)  # fmt: skip
+                print(
+                    f"  repeat {r + 1}/{args.repeats}  {variant:<24} {res['images_per_s_median_step']:8.1f} images/s "
+                    f"median step, {res['images_per_s']:8.1f} window ({res['seconds']:.2f}s, {res['images']} images)",
+                    flush=True,
+                )
             rows = raw["engine_attributes"][-1]["images"]
             stage_two.append(stage_two_fit_seconds(celeba, train_ids, rows, args.seed + r))
             loads.append(machine_info()["load_average_1_5_15"])
@@ -571,16 +669,24 @@ def analyse(args, config, raw, stage_two, stage_two_full, cache_build, data_info
         "cache_over_plain_loader_images_per_s": pair("loader_cached", "loader_plain"),
         "cache_over_plain_train_images_per_s": pair("bare_attributes_cached", "bare_attributes"),
         "two_stage_over_direct_learning_time": {k: learn[k]["ratio"] for k in learn},
-        "two_stage_incl_inference_over_direct_learning_time": {k: learn[k]["ratio_incl_inference"] for k in learn},
-        "attributes_over_direct_whole_fit_seconds": {"window": paired_ratio(
-            [x["fit_seconds"] for x in raw["engine_attributes"]], [x["fit_seconds"] for x in raw["engine_direct"]])},
-    }  # fmt: skip
+        "two_stage_incl_inference_over_direct_learning_time": {
+            k: learn[k]["ratio_incl_inference"] for k in learn
+        },
+        "attributes_over_direct_whole_fit_seconds": {
+            "window": paired_ratio(
+                [x["fit_seconds"] for x in raw["engine_attributes"]],
+                [x["fit_seconds"] for x in raw["engine_direct"]],
+            )
+        },
+    }
 
     same_init = {
-        task: all(math.isclose(a["init_checksum"], b["init_checksum"], rel_tol=0, abs_tol=1e-9)
-                  for a, b in zip(raw[f"engine_{task}"], raw[f"bare_{task}"]))
+        task: all(
+            math.isclose(a["init_checksum"], b["init_checksum"], rel_tol=0, abs_tol=1e-9)
+            for a, b in zip(raw[f"engine_{task}"], raw[f"bare_{task}"])
+        )
         for task in ("attributes", "direct")
-    }  # fmt: skip
+    }
 
     # Plain verdict on the cache, from the paired median-step training ratio (noise band +-5%).
     train_ratio = ratios["cache_over_plain_train_images_per_s"]["median_step"]
@@ -598,8 +704,10 @@ def analyse(args, config, raw, stage_two, stage_two_full, cache_build, data_info
     breakeven = cache_build["seconds"] / saved if saved > 0 else float("inf")
     # Expected training gain from the loader-only timings: the decode time saved per batch off a plain step.
     plain_step = results["bare_attributes"]["median_step_seconds"]["median"]
-    saved_per_batch = (results["loader_plain"]["median_step_seconds"]["median"]
-                       - results["loader_cached"]["median_step_seconds"]["median"])  # fmt: skip
+    saved_per_batch = (
+        results["loader_plain"]["median_step_seconds"]["median"]
+        - results["loader_cached"]["median_step_seconds"]["median"]
+    )
     expected = plain_step / max(plain_step - saved_per_batch, 1e-9)
     cache_verdict = (
         f"decode-once cache on CPU {word} training: {train_ratio['median']:.2f}x images/s "
@@ -609,7 +717,7 @@ def analyse(args, config, raw, stage_two, stage_two_full, cache_build, data_info
             f", repaid after ~{breakeven:.2g} epoch(s) at the median gain"
             if math.isfinite(breakeven)
             else ", never repaid"
-        )  # fmt: skip
+        )
     )
 
     lr = learn["median_step"]["ratio"]
@@ -619,29 +727,45 @@ def analyse(args, config, raw, stage_two, stage_two_full, cache_build, data_info
         f"with stage-one inference for stage two's rows {learn['median_step']['ratio_incl_inference']['median']:.2f}x; "
         f"stage two's logistic fit takes {summarize(s2)['median'] * 1000:.0f} ms on {stage_two[0]['rows']} rows, "
         f"{stage_two_full['seconds']:.1f}s at CelebA-train scale ({stage_two_full['rows']:,} rows)"
-    )  # fmt: skip
+    )
 
     eng = ratios["engine_over_bare_images_per_s"]
-    key = (f"engine/bare images/s ratio: {eng['median_step']['median']:.2f} (median of {eng['median_step']['n']} "
-           f"paired repeat(s) of median-step images/s, range {eng['median_step']['min']:.2f}-"
-           f"{eng['median_step']['max']:.2f}; window-mean estimator {eng['window']['median']:.2f})")  # fmt: skip
+    key = (
+        f"engine/bare images/s ratio: {eng['median_step']['median']:.2f} (median of {eng['median_step']['n']} "
+        f"paired repeat(s) of median-step images/s, range {eng['median_step']['min']:.2f}-"
+        f"{eng['median_step']['max']:.2f}; window-mean estimator {eng['window']['median']:.2f})"
+    )
 
     return {
         "benchmark": "bench_training",
         "mode": "quick" if args.quick else "full",
         "command": " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]) if sys.argv else "",
         "config": {
-            "backbone": args.backbone, "weights": args.weights, "image_size": args.image_size,
-            "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
-            "num_workers": args.num_workers, "threads": args.threads or "torch default", "seed": args.seed,
-            "optimizer": config.optimizer, "lr": config.lr, "deterministic": config.deterministic,
+            "backbone": args.backbone,
+            "weights": args.weights,
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "num_workers": args.num_workers,
+            "threads": args.threads or "torch default",
+            "seed": args.seed,
+            "optimizer": config.optimizer,
+            "lr": config.lr,
+            "deterministic": config.deterministic,
             "precision": "auto" if config.accelerator == "auto" else "32-true (CPU)",
-            "log_every_n_steps": config.log_every_n_steps, "variant_order": "ABBA: " + " | ".join(ORDER),
-        },  # fmt: skip
+            "log_every_n_steps": config.log_every_n_steps,
+            "variant_order": "ABBA: " + " | ".join(ORDER),
+        },
         "data": data_info,
         "results": results,
         "stage_one_inference_images_per_s": summarize([x["images_per_s_median_step"] for x in inference]),
-        "stage_two_fit": {"seconds": summarize(s2), "rows": stage_two[0]["rows"], "celeba_train_scale": stage_two_full},
+        "stage_two_fit": {
+            "seconds": summarize(s2),
+            "rows": stage_two[0]["rows"],
+            "celeba_train_scale": stage_two_full,
+        },
         "learning_time": learn,
         "cache_build": cache_build,
         "cache_expected_train_gain": expected,
@@ -650,7 +774,7 @@ def analyse(args, config, raw, stage_two, stage_two_full, cache_build, data_info
         "verdicts": {"cache": cache_verdict, "learning_time": learning_verdict},
         "key_figure": key,
         "raw": raw,
-    }  # fmt: skip
+    }
 
 
 RATIO_LABELS = {
@@ -671,23 +795,49 @@ def _n(summary: dict | None, key: str = "median") -> float:
 def report(args, payload: dict) -> None:
     results, ratios = payload["results"], payload["ratios"]
     headers = ["variant", "img/s (median step)", "min", "max", "img/s (window)", "step ms", "what"]
-    rows = [[v, r["images_per_s_median_step"]["median"], r["images_per_s_median_step"]["min"],
-             r["images_per_s_median_step"]["max"], r["images_per_s"]["median"],
-             r["median_step_seconds"]["median"] * 1000, r["description"]] for v, r in results.items()]  # fmt: skip
+    rows = [
+        [
+            v,
+            r["images_per_s_median_step"]["median"],
+            r["images_per_s_median_step"]["min"],
+            r["images_per_s_median_step"]["max"],
+            r["images_per_s"]["median"],
+            r["median_step_seconds"]["median"] * 1000,
+            r["description"],
+        ]
+        for v, r in results.items()
+    ]
     ratio_headers = ["ratio (paired per repeat)", "median-step: median", "min", "max", "window-mean: median"]
-    ratio_rows = [[RATIO_LABELS[k], _n(v.get("median_step")), _n(v.get("median_step"), "min"),
-                   _n(v.get("median_step"), "max"), _n(v.get("window"))] for k, v in ratios.items()]  # fmt: skip
+    ratio_rows = [
+        [
+            RATIO_LABELS[k],
+            _n(v.get("median_step")),
+            _n(v.get("median_step"), "min"),
+            _n(v.get("median_step"), "max"),
+            _n(v.get("window")),
+        ]
+        for k, v in ratios.items()
+    ]
     cb, s2 = payload["cache_build"], payload["stage_two_fit"]
     extra_rows = [
-        ["decode cache build (train split)", f"{cb['seconds']:.2f} s", f"{cb['images_per_s']:.0f} images/s, "
-         f"{cb['bytes'] / 2**20:.1f} MiB"],
+        [
+            "decode cache build (train split)",
+            f"{cb['seconds']:.2f} s",
+            f"{cb['images_per_s']:.0f} images/s, {cb['bytes'] / 2**20:.1f} MiB",
+        ],
         ["stage-two logistic fit", f"{s2['seconds']['median'] * 1000:.1f} ms", f"{s2['rows']} rows x 39"],
-        ["stage-two logistic fit, CelebA scale", f"{s2['celeba_train_scale']['seconds']:.2f} s",
-         f"{s2['celeba_train_scale']['rows']:,} rows x 39"],
-        ["stage-one inference", f"{payload['stage_one_inference_images_per_s']['median']:.1f} images/s",
-         "eval, no grad, median step"],
+        [
+            "stage-two logistic fit, CelebA scale",
+            f"{s2['celeba_train_scale']['seconds']:.2f} s",
+            f"{s2['celeba_train_scale']['rows']:,} rows x 39",
+        ],
+        [
+            "stage-one inference",
+            f"{payload['stage_one_inference_images_per_s']['median']:.1f} images/s",
+            "eval, no grad, median step",
+        ],
         ["same initial weights, engine vs bare", str(payload["same_initial_weights"]), "parameter checksums"],
-    ]  # fmt: skip
+    ]
     print()
     print(text_table(headers, rows, digits=2))
     print()
@@ -697,7 +847,8 @@ def report(args, payload: dict) -> None:
     print()
     cfg, m = payload["config"], payload["machine"]
     md = [
-        "# bench_training" + (" (quick smoke run: proves the script works, judges nothing)" if args.quick else ""),
+        "# bench_training"
+        + (" (quick smoke run: proves the script works, judges nothing)" if args.quick else ""),
         "",
         f"`{payload['command']}` on {m['cpu_count']} CPU(s) ({m['cpu_model']}), {m.get('torch_threads')} torch "
         f"threads, torch {m.get('torch')}, lightning {m.get('lightning')}, {m['date']}; load average at start "
@@ -727,10 +878,16 @@ def report(args, payload: dict) -> None:
         f"- {payload['verdicts']['cache']}",
         f"- {payload['verdicts']['learning_time']}",
         f"- **{payload['key_figure']}**",
-    ]  # fmt: skip
+    ]
     formats = payload.get("formats")
-    format_headers = ["size", "engine variant", "img/s (median step)", "ratio vs fp32-contiguous: median", "min",
-                      "max"]  # fmt: skip
+    format_headers = [
+        "size",
+        "engine variant",
+        "img/s (median step)",
+        "ratio vs fp32-contiguous: median",
+        "min",
+        "max",
+    ]
     if formats:
         print(text_table(format_headers, formats_rows(formats), digits=2))
         print()

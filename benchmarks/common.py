@@ -51,8 +51,13 @@ def summarize(values: Iterable[float]) -> dict:
     finite = [v for v in vals if math.isfinite(v)]
     if not finite:
         return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0, "values": vals}
-    return {"median": statistics.median(finite), "min": min(finite), "max": max(finite), "n": len(finite),
-            "values": vals}  # fmt: skip
+    return {
+        "median": statistics.median(finite),
+        "min": min(finite),
+        "max": max(finite),
+        "n": len(finite),
+        "values": vals,
+    }
 
 
 def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict:

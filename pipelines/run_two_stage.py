@@ -1,20 +1,14 @@
-#!/usr/bin/env python
-"""Train, evaluate and track the two-stage pipeline (image -> 39 attributes -> Male).
+"""The two-stage route (image -> 39 attributes -> Male): train, evaluate, track in MLflow.
 
-    python pipelines/run_two_stage.py [--config configs/two_stage.yaml] [--data-root DIR] [key=value ...]
+    python pipelines/run_two_stage.py [--config two_stage] [--data-root DIR] [key=value ...]
 
-Without --data-root and without data/celeba it makes a synthetic CelebA and runs configs/smoke.yaml.
-Ends by printing the run folder, the bundle, the MLflow run and the `mlflow ui` line. Logic: attr2gender.run.
+Without --data-root and without data/celeba it makes a synthetic CelebA and runs the smoke preset.
+The same as ``attr2gender run two-stage``; ``--help`` lists the options.
 """
 
 import sys
-from pathlib import Path
 
-try:
-    from attr2gender.run import main_two_stage
-except ModuleNotFoundError:  # not installed: use the checkout's src/
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from attr2gender.run import main_two_stage
+from attr2gender.cli import main_two_stage
 
 if __name__ == "__main__":
     sys.exit(main_two_stage())

@@ -16,7 +16,6 @@ from attr2gender.models import (
     UnknownBackboneError,
     UnsafeWeightsFileError,
     WeightsNotFoundError,
-    backbone_first_conv,
     create_backbone,
     describe_weights,
     list_backbones,
@@ -27,6 +26,7 @@ from attr2gender.models.weights import (
     efficientnet_lite0_imagenet_state_dict,
     load_state_dict_file,
 )
+from attr2gender.plots import first_conv
 
 EXTRA_TIMM = "mobilenetv3_small_050"
 
@@ -82,7 +82,7 @@ def test_smoke_forward_backward(name, num_outputs):
     out.sum().backward()
     assert head.weight.grad is not None and torch.isfinite(head.weight.grad).all()
     assert head.weight.grad.abs().sum() > 0
-    conv = backbone_first_conv(model)
+    conv = first_conv(model)
     assert isinstance(conv, nn.Conv2d) and conv.in_channels == 3 and conv.weight.grad is not None
 
 

@@ -18,8 +18,14 @@ BENCHMARKS = REPO / "benchmarks"
 
 def _run_quick(script: str, out: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _positive(value) -> bool:
@@ -37,20 +43,43 @@ def test_bench_training_quick(tmp_path):
     assert path.is_file() and (tmp_path / "bench_training_quick.md").is_file()
     assert not (tmp_path / "bench_training.json").exists()  # quick runs never overwrite real results
     data = json.loads(path.read_text())
-    for key in ("benchmark", "mode", "config", "machine", "data", "results", "ratios", "cache_build",
-                "stage_two_fit", "verdicts", "key_figure", "same_initial_weights"):  # fmt: skip
+    for key in (
+        "benchmark",
+        "mode",
+        "config",
+        "machine",
+        "data",
+        "results",
+        "ratios",
+        "cache_build",
+        "stage_two_fit",
+        "verdicts",
+        "key_figure",
+        "same_initial_weights",
+    ):
         assert key in data, key
     assert data["mode"] == "quick"
     assert data["machine"]["cpu_count"] >= 1 and data["machine"]["torch"]
 
-    for variant in ("engine_attributes", "bare_attributes", "bare_attributes_cached", "engine_direct",
-                    "bare_direct", "loader_plain", "loader_cached"):  # fmt: skip
+    for variant in (
+        "engine_attributes",
+        "bare_attributes",
+        "bare_attributes_cached",
+        "engine_direct",
+        "bare_direct",
+        "loader_plain",
+        "loader_cached",
+    ):
         stats = data["results"][variant]
         assert _positive(stats["images_per_s"]["median"]), (variant, stats)
         assert _positive(stats["images_per_s_median_step"]["median"]), (variant, stats)
         assert _positive(stats["window_seconds"]["median"]), (variant, stats)
-    for name in ("engine_over_bare_images_per_s", "cache_over_plain_loader_images_per_s",
-                 "cache_over_plain_train_images_per_s", "two_stage_over_direct_learning_time"):  # fmt: skip
+    for name in (
+        "engine_over_bare_images_per_s",
+        "cache_over_plain_loader_images_per_s",
+        "cache_over_plain_train_images_per_s",
+        "two_stage_over_direct_learning_time",
+    ):
         for estimator in ("median_step", "window"):
             assert _positive(data["ratios"][name][estimator]["median"]), (name, data["ratios"][name])
     assert _positive(data["cache_build"]["seconds"])
@@ -84,7 +113,12 @@ def test_bench_inference_quick(tmp_path):
         assert _positive(data[section]["ratio_two_stage_over_direct"]["median"])
         assert _positive(data[section]["direct_ms_per_image"]["median"])
     overhead = data["predict_overhead_batch_64"]
-    for key in ("decode_ms_per_image", "preprocess_ms_per_image", "bare_forward_ms_per_image", "predict_ms_per_image"):
+    for key in (
+        "decode_ms_per_image",
+        "preprocess_ms_per_image",
+        "bare_forward_ms_per_image",
+        "predict_ms_per_image",
+    ):
         assert _positive(overhead[key]["median"]), key
     assert [m["images"] for m in data["memory"]] == [100, 300]
     assert all(m["rows"] == m["images"] and _positive(m["peak_rss_mb"]) for m in data["memory"])
@@ -94,9 +128,22 @@ def test_bench_inference_quick(tmp_path):
 
 def test_bench_accuracy_quick(tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_accuracy.py"), "--quick", "--no-mlflow", "--out",
-                           str(tmp_path), "progress=false"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_accuracy.py"),
+            "--quick",
+            "--no-mlflow",
+            "--out",
+            str(tmp_path),
+            "progress=false",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip().splitlines()[-1].startswith("test accuracy: direct")
     data = json.loads((tmp_path / "bench_accuracy_quick.json").read_text())
@@ -114,8 +161,12 @@ def test_bench_accuracy_quick(tmp_path):
             assert low <= row["direct_minus_this"] <= high, row
     assert 0 < data["stage_one_mean_attribute_accuracy"] < 1
     agreement = {(r["pipeline"], r["runtime"].split(" ")[0]) for r in data["runtime_agreement"]}
-    assert agreement == {("two_stage", "torch"), ("two_stage", "onnxruntime"), ("direct", "torch"),
-                         ("direct", "onnxruntime")}  # fmt: skip
+    assert agreement == {
+        ("two_stage", "torch"),
+        ("two_stage", "onnxruntime"),
+        ("direct", "torch"),
+        ("direct", "onnxruntime"),
+    }
     for r in data["runtime_agreement"]:
         if r["runtime"].startswith("onnxruntime"):
             assert r["max_abs_difference"] < 1e-4 and r["label_agreement"] == 1.0, r
@@ -126,11 +177,24 @@ def test_bench_groups_quick(tmp_path):
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     data = json.loads((tmp_path / "bench_groups_quick.json").read_text())
     variants = [r["variant"] for r in data["rows"]]
-    assert variants == ["two_stage_erm+erm", "two_stage_erm+no_cosmetics", "two_stage_erm+worst_group",
-                        "two_stage_erm+no_cosmetics_worst_group", "direct_erm", "direct_dro"]  # fmt: skip
+    assert variants == [
+        "two_stage_erm+erm",
+        "two_stage_erm+no_cosmetics",
+        "two_stage_erm+worst_group",
+        "two_stage_erm+no_cosmetics_worst_group",
+        "direct_erm",
+        "direct_dro",
+    ]
     for r in data["rows"]:
         assert 0 <= r["ci_low"] <= r["accuracy"] <= r["ci_high"] <= 1
-        assert set(r["celeba_c"]) == {"grayscale", "jpeg_q20", "blur_2", "downscale_48", "brightness", "rotate_15"}
+        assert set(r["celeba_c"]) == {
+            "grayscale",
+            "jpeg_q20",
+            "blur_2",
+            "downscale_48",
+            "brightness",
+            "rotate_15",
+        }
         assert {g["group"] for g in r["groups"]} >= {"female_no_makeup", "male_makeup", "male_blond"}
         if r["variant"] not in ("two_stage_erm+erm", "direct_erm"):
             low, high = r["minus_baseline_ci"]

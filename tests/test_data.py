@@ -191,8 +191,9 @@ def test_official_partition_when_usable(fake_celeba):
 
 def test_identity_split_when_one_partition(tmp_path):
     n = 120
-    root, _ = write_fake_celeba(tmp_path / "c", n=n, partitions=[2] * n, identities=[i // 3 + 1 for i in range(n)],
-                                size=(8, 8))  # fmt: skip
+    root, _ = write_fake_celeba(
+        tmp_path / "c", n=n, partitions=[2] * n, identities=[i // 3 + 1 for i in range(n)], size=(8, 8)
+    )
     celeba = load_celeba(root)
     splits = make_splits(celeba, fractions=(0.8, 0.1, 0.1), seed=3)
     assert splits.strategy == "identity"
@@ -226,9 +227,7 @@ def test_balance_equal_counts_seeded():
 # --- images and dataset ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "mode", ["L", "RGBA", "CMYK", "P", "I;16", "LA", "1"]
-)
+@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "P", "I;16", "LA", "1"])
 def test_any_image_mode_becomes_rgb(mode, tmp_path):
     base = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
     if mode == "I;16":
@@ -259,8 +258,9 @@ def test_dataset_items_and_transforms(fake_celeba):
     assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32
     assert item["attributes"].shape == (39,)
     assert item["male"].item() == float(celeba.attributes.loc["000002.jpg", "Male"])
-    np.testing.assert_array_equal(item["attributes"].numpy(),
-                                  celeba.attributes.loc["000002.jpg", list(STAGE_ONE_ATTRIBUTES)].to_numpy())  # fmt: skip
+    np.testing.assert_array_equal(
+        item["attributes"].numpy(), celeba.attributes.loc["000002.jpg", list(STAGE_ONE_ATTRIBUTES)].to_numpy()
+    )
 
 
 def test_eval_transform_keeps_source_ratio():

@@ -15,10 +15,10 @@ from attr2gender.data.corruptions import CORRUPTIONS, corrupt
 from attr2gender.data.groups import group_ids, group_masks, group_names, inverse_frequency_weights
 from attr2gender.data.synth import make_synthetic_celeba
 from attr2gender.data.transforms import build_transforms
+from attr2gender.metrics import group_accuracy_table, group_metrics
 from attr2gender.pipeline import Attr2GenderPipeline, load_pipeline
 from attr2gender.tabular import StageTwoClassifier, load_stage_two, save_stage_two
 from attr2gender.tabular.robust import fit_group_dro, fit_worst_group, group_dro_weights, worst_group_accuracy
-from attr2gender.tracking.reports import group_accuracy_table, group_metrics
 from attr2gender.training import train
 from attr2gender.training.datamodule import CelebADataModule
 from attr2gender.training.robust import GroupDRO, GroupReweightedLoss
@@ -38,7 +38,9 @@ def test_group_table_reports_too_few_and_empty_groups_without_a_number():
     assert not table.loc["small", "enough"] and np.isnan(table.loc["small", "accuracy"])
     assert table.loc["small", "note"] == "too few (20 < 30)" and table.loc["empty", "note"] == "empty"
     flat = group_metrics(table, overall_accuracy=0.9)
-    assert flat["worst_group_accuracy"] == pytest.approx(0.9) and flat["worst_group_gap"] == pytest.approx(0.0)
+    assert flat["worst_group_accuracy"] == pytest.approx(0.9) and flat["worst_group_gap"] == pytest.approx(
+        0.0
+    )
     assert "group_accuracy_small" not in flat and flat["group_n_small"] == 20 and flat["group_n_empty"] == 0
 
 
@@ -48,7 +50,9 @@ def test_worst_group_is_the_lowest_eligible_group_and_nan_when_none_is():
     prob[:20] = 0  # 20 of the first 50 wrong: 60 % there, 100 % in the rest
     masks = {"a": np.arange(100) < 50, "b": np.arange(100) >= 50}
     flat = group_metrics(group_accuracy_table(y, prob, masks, n_boot=200), overall_accuracy=0.8)
-    assert flat["worst_group_accuracy"] == pytest.approx(0.6) and flat["worst_group_gap"] == pytest.approx(0.2)
+    assert flat["worst_group_accuracy"] == pytest.approx(0.6) and flat["worst_group_gap"] == pytest.approx(
+        0.2
+    )
     tiny = group_metrics(group_accuracy_table(y[:10], prob[:10], {"a": np.ones(10, bool)}), 0.0)
     assert np.isnan(tiny["worst_group_accuracy"])
 
@@ -66,7 +70,9 @@ def test_group_ids_from_frames_and_arrays():
     with pytest.raises(ValueError, match="male="):
         group_ids(stage_one)
     masks = group_masks(frame)
-    assert set(masks) == {*group_names("makeup"), *group_names("blond")} and masks["female_no_blond"].sum() == 2
+    assert (
+        set(masks) == {*group_names("makeup"), *group_names("blond")} and masks["female_no_blond"].sum() == 2
+    )
 
 
 def test_inverse_frequency_weights_give_every_group_the_same_mass():
@@ -112,8 +118,9 @@ def shortcut_data(n: int, correlated: bool, seed: int) -> tuple[pd.DataFrame, np
     y = rng.integers(0, 2, n)
     real = np.clip(np.where(rng.random(n) < 0.8, y, 1 - y) * 0.6 + rng.random(n) * 0.4, 0, 1)
     makeup = np.where(rng.random(n) < 0.97, 1 - y, y) if correlated else rng.integers(0, 2, n)
-    X = pd.DataFrame({"real": real, "makeup": np.clip(makeup * 0.8 + rng.random(n) * 0.2, 0, 1),
-                      "noise": rng.random(n)})  # fmt: skip
+    X = pd.DataFrame(
+        {"real": real, "makeup": np.clip(makeup * 0.8 + rng.random(n) * 0.2, 0, 1), "noise": rng.random(n)}
+    )
     return X, y
 
 
@@ -163,7 +170,10 @@ def test_worst_group_fit_beats_erm_on_the_worst_group():
     X_test, y_test, g_test = minority_data(1)
     erm = StageTwoClassifier().fit(X, y)
     chosen = fit_worst_group(X, y, groups, folds=3)
-    assert set(chosen.cv_worst_group_accuracy) == {"reweighted", "group_dro"} and chosen.method in chosen.cv_accuracy
+    assert (
+        set(chosen.cv_worst_group_accuracy) == {"reweighted", "group_dro"}
+        and chosen.method in chosen.cv_accuracy
+    )
     wga = worst_group_accuracy(y_test, chosen.estimator.predict(X_test), g_test)
     assert wga > worst_group_accuracy(y_test, erm.predict(X_test), g_test) + 0.05
 
@@ -174,7 +184,9 @@ def test_group_dro_moves_weight_to_the_worst_group():
     X, y, groups = minority_data(2)
     dro = fit_group_dro(X, y, groups, step=2.0, rounds=10)
     erm = StageTwoClassifier().fit(X, y)
-    assert (dro.predict(X)[groups == 1] == y[groups == 1]).mean() > (erm.predict(X)[groups == 1] == y[groups == 1]).mean()
+    assert (dro.predict(X)[groups == 1] == y[groups == 1]).mean() > (
+        erm.predict(X)[groups == 1] == y[groups == 1]
+    ).mean()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,7 +213,9 @@ def test_reweighted_loss_weights_by_inverse_group_frequency():
     loss = GroupReweightedLoss([90, 10, 0, 0])
     per_sample = torch.ones(4)
     assert loss.weights[1] == pytest.approx(9 * loss.weights[0]) and loss.weights[2] == 0
-    assert loss(per_sample, torch.tensor([0, 0, 1, 1])).item() == pytest.approx((2 * 50 / 90 + 2 * 50 / 10) / 4)
+    assert loss(per_sample, torch.tensor([0, 0, 1, 1])).item() == pytest.approx(
+        (2 * 50 / 90 + 2 * 50 / 10) / 4
+    )
 
 
 @pytest.fixture(scope="module")
@@ -210,9 +224,20 @@ def synth_root(tmp_path_factory):
 
 
 def _config(root, out, **kw) -> RunConfig:
-    values = dict(data_root=str(root), output_dir=str(out), backbone="test_efficientnet", weights="none",
-                  image_size=32, batch_size=32, epochs=1, num_workers=0, progress=False, tracking="none",
-                  max_eval_images=64, run_name="g")  # fmt: skip
+    values = dict(
+        data_root=str(root),
+        output_dir=str(out),
+        backbone="test_efficientnet",
+        weights="none",
+        image_size=32,
+        batch_size=32,
+        epochs=1,
+        num_workers=0,
+        progress=False,
+        tracking="none",
+        max_eval_images=64,
+        run_name="g",
+    )
     return RunConfig(**(values | kw)).validate()
 
 
@@ -240,8 +265,14 @@ def test_balanced_groups_sampling_equalises_batch_composition(synth_root, tmp_pa
     assert abs(_group_shares(natural, 2)[counts.argmin()] - counts.min() / counts.sum()) < 0.02
 
 
-@pytest.mark.parametrize("keys", [{"balance": "groups", "augment": "strong"}, {"robust": "group_dro"},
-                                  {"loss_reweighting": "groups", "task": "attributes"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"balance": "groups", "augment": "strong"},
+        {"robust": "group_dro"},
+        {"loss_reweighting": "groups", "task": "attributes"},
+    ],
+)
 def test_group_robust_training_checkpoints_on_worst_group_accuracy(synth_root, tmp_path, keys):
     config = _config(synth_root, tmp_path, **({"task": "direct"} | keys))
     assert config.resolved_checkpoint_metric() == "val_worst_group_acc"
@@ -272,7 +303,8 @@ def test_strong_augmentation_is_seeded_and_stronger():
 def test_config_keys_for_shortcut_work():
     assert RunConfig(balance=True).validate().balance == "male"  # the source study's key keeps working
     assert parse_overrides(["stage_two_exclude=Heavy_Makeup,Wearing_Lipstick"]) == {
-        "stage_two_exclude": ["Heavy_Makeup", "Wearing_Lipstick"]}
+        "stage_two_exclude": ["Heavy_Makeup", "Wearing_Lipstick"]
+    }
     with pytest.raises(ConfigError, match="did you mean 'Heavy_Makeup'"):
         RunConfig(stage_two_exclude=["Heavy_Makeupp"]).validate()
     with pytest.raises(ConfigError, match="group_dro"):

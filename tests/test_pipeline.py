@@ -18,8 +18,16 @@ from attr2gender.pipeline import Attr2GenderPipeline, BundleError, DirectGenderC
 from attr2gender.tabular import InputKindMismatchError, StageTwoClassifier
 from attr2gender.training import AttributeModel
 
-TINY = dict(backbone="test_efficientnet", weights="none", image_size=32, epochs=1, num_workers=0, progress=False,
-            batch_size=32, tracking="none")  # fmt: skip
+TINY = dict(
+    backbone="test_efficientnet",
+    weights="none",
+    image_size=32,
+    epochs=1,
+    num_workers=0,
+    progress=False,
+    batch_size=32,
+    tracking="none",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +38,9 @@ def root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fitted(root, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    two = Attr2GenderPipeline.fit(data_root=str(root), output_dir=str(out), cache_dir=str(out / "cache"), **TINY)
+    two = Attr2GenderPipeline.fit(
+        data_root=str(root), output_dir=str(out), cache_dir=str(out / "cache"), **TINY
+    )
     direct = DirectGenderClassifier.fit(data_root=str(root), output_dir=str(out), **TINY)
     return two, direct
 
@@ -43,7 +53,9 @@ def images(root):
 def test_fit_reports_metrics_with_shared_names(fitted):
     two, direct = fitted
     for p in fitted:
-        assert {"accuracy", "precision_male", "recall_female", "f1", "roc_auc", "train_seconds"} <= set(p.metrics)
+        assert {"accuracy", "precision_male", "recall_female", "f1", "roc_auc", "train_seconds"} <= set(
+            p.metrics
+        )
         assert 0 <= p.metrics["accuracy"] <= 1
     assert 0 <= two.metrics["attr_mean_accuracy"] <= 1 and "attr_auc_Eyeglasses" in two.metrics
     assert two.metrics["stage_two_rows"] == len(two.fit_report_.train_result.datamodule.splits.val)
@@ -138,8 +150,10 @@ def test_save_load_round_trip_is_exact(fitted, images, tmp_path):
         assert type(loaded) is type(pipeline)
         before, after = pipeline.predict(images), loaded.predict(images)
         pd.testing.assert_frame_equal(before, after)
-        pd.testing.assert_series_equal(pd.Series(loaded.metrics, dtype=float).sort_index(),
-                                       pd.Series(pipeline.metrics, dtype=float).sort_index())
+        pd.testing.assert_series_equal(
+            pd.Series(loaded.metrics, dtype=float).sort_index(),
+            pd.Series(pipeline.metrics, dtype=float).sort_index(),
+        )
         assert loaded.preprocessing == pipeline.preprocessing
         names = {p.name for p in bundle.iterdir()}
         assert not any(n.endswith((".pkl", ".pickle", ".ckpt", ".pt", ".pth")) for n in names)
@@ -171,8 +185,14 @@ def test_tampered_missing_or_foreign_bundle_fails_clearly(fitted, tmp_path):
 
 def test_labels_stage_two_is_applied_to_binarized_probabilities(root, tmp_path, images):
     """The trap: a model fitted on 0/1 labels must not read raw probabilities."""
-    two = Attr2GenderPipeline.fit(data_root=str(root), output_dir=str(tmp_path), stage_two_fit_on="labels",
-                                  stage_two_model="lightgbm", cache_dir=str(tmp_path / "cache"), **TINY)  # fmt: skip
+    two = Attr2GenderPipeline.fit(
+        data_root=str(root),
+        output_dir=str(tmp_path),
+        stage_two_fit_on="labels",
+        stage_two_model="lightgbm",
+        cache_dir=str(tmp_path / "cache"),
+        **TINY,
+    )
     assert two.stage_two.input_kind == "binary" and two.stage_two.fit_input_is_binary_
     splits = two.fit_report_.train_result.datamodule.splits
     assert two.metrics["stage_two_rows"] == len(splits.train)  # official train partition rows
@@ -216,6 +236,7 @@ def test_from_parts_validates(fitted):
         Attr2GenderPipeline.from_parts(torch.nn.Linear(1, 1), two.stage_two)
     with pytest.raises(ValueError, match="fitted"):
         Attr2GenderPipeline.from_parts(two.attribute_model, StageTwoClassifier())
-    rebuilt = Attr2GenderPipeline.from_parts(AttributeModel(backbone="test_efficientnet", weights="none"),
-                                             two.stage_two, image_size=32)  # fmt: skip
+    rebuilt = Attr2GenderPipeline.from_parts(
+        AttributeModel(backbone="test_efficientnet", weights="none"), two.stage_two, image_size=32
+    )
     assert rebuilt.preprocessing["crop"] == 32

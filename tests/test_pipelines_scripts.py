@@ -14,17 +14,37 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from attr2gender.cli import main_compare, main_direct, main_two_stage
 from attr2gender.data.synth import make_synthetic_celeba
+from attr2gender.experiments.plan import plan_run
 from attr2gender.models import WeightsNotFoundError
-from attr2gender.run import main_compare, main_direct, main_two_stage, plan_run
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["backbone=test_efficientnet", "weights=none", "image_size=32", "epochs=1", "num_workers=0", "progress=false",
-        "batch_size=16"]  # fmt: skip
+TINY = [
+    "backbone=test_efficientnet",
+    "weights=none",
+    "image_size=32",
+    "epochs=1",
+    "num_workers=0",
+    "progress=false",
+    "batch_size=16",
+]
 FAST = ["--latency", "1:2,64:4", "--latency-repeats", "1"]
-SHARED_METRICS = {"test_accuracy", "test_roc_auc", "test_precision_male", "test_recall_female", "test_f1_male",
-                  "test_tp", "train_seconds", "inference_ms_per_image_b1", "inference_images_per_s_b64",
-                  "param_count", "bundle_bytes", "val_loss", "train_loss"}  # fmt: skip
+SHARED_METRICS = {
+    "test_accuracy",
+    "test_roc_auc",
+    "test_precision_male",
+    "test_recall_female",
+    "test_f1_male",
+    "test_tp",
+    "train_seconds",
+    "inference_ms_per_image_b1",
+    "inference_images_per_s_b64",
+    "param_count",
+    "bundle_bytes",
+    "val_loss",
+    "train_loss",
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,16 +72,25 @@ def compared(synth_root, tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work}/mlflow.db")
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main_compare(["--data-root", str(synth_root), "--bootstrap", "200", "--corruptions", *FAST, *TINY])
+            rc = main_compare(
+                ["--data-root", str(synth_root), "--bootstrap", "200", "--corruptions", *FAST, *TINY]
+            )
         assert rc == 0, err.getvalue()[-3000:]
         import mlflow
 
         client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")
         experiment = client.get_experiment_by_name("attr2gender")
         runs = client.search_runs([experiment.experiment_id])
-        yield {"work": work, "stdout": out.getvalue(), "client": client, "experiment": experiment,
-               "runs": {r.data.tags.get("pipeline", "comparison" if "comparison" in r.data.tags else "?"): r
-                        for r in runs}}  # fmt: skip
+        yield {
+            "work": work,
+            "stdout": out.getvalue(),
+            "client": client,
+            "experiment": experiment,
+            "runs": {
+                r.data.tags.get("pipeline", "comparison" if "comparison" in r.data.tags else "?"): r
+                for r in runs
+            },
+        }
 
 
 def _artifacts(client, run_id, path=None) -> set[str]:
@@ -82,14 +111,22 @@ def test_compare_records_a_parent_and_two_nested_children(compared):
         assert child.data.params["seed"] == runs["two_stage"].data.params["seed"]  # same split and seed
     assert "mlflow.parentRunId" not in parent.data.tags
     m = parent.data.metrics
-    for key in ("accuracy_loss", "accuracy_loss_ci_low", "accuracy_loss_ci_high", "inference_time_ratio",
-                "inference_time_ratio_b64", "training_time_ratio", "size_ratio"):  # fmt: skip
+    for key in (
+        "accuracy_loss",
+        "accuracy_loss_ci_low",
+        "accuracy_loss_ci_high",
+        "inference_time_ratio",
+        "inference_time_ratio_b64",
+        "training_time_ratio",
+        "size_ratio",
+    ):
         assert key in m, key
     assert m["accuracy_loss_ci_low"] <= m["accuracy_loss"] <= m["accuracy_loss_ci_high"]
     assert m["accuracy_loss"] == pytest.approx(m["accuracy_direct"] - m["accuracy_two_stage"])
     assert "Accuracy drops" in parent.data.tags["mlflow.note.content"]
     assert {"comparison/report.md", "comparison/comparison.png", "comparison/costs.png"} <= _artifacts(
-        client, parent.info.run_id)
+        client, parent.info.run_id
+    )
     reports = list((compared["work"] / "runs").glob("compare-*/report.md"))
     assert len(reports) == 1 and "twice as slow" in reports[0].read_text()
 
@@ -98,14 +135,18 @@ def test_compare_measures_worst_groups_and_celeba_c(compared):
     runs, client = compared["runs"], compared["client"]
     m = runs["comparison"].data.metrics
     for route in ("two_stage", "direct"):
-        assert f"worst_group_gap_{route}" in m and f"worst_group_accuracy_{route}" in m  # NaN when groups are small
+        assert (
+            f"worst_group_gap_{route}" in m and f"worst_group_accuracy_{route}" in m
+        )  # NaN when groups are small
         assert 0 <= m[f"celeba_c_mean_accuracy_{route}"] <= 1 and f"celeba_c_accuracy_rotate_15_{route}" in m
         child = runs[route].data
         assert {"test_worst_group_accuracy", "test_worst_group_gap", "test_group_n_female_no_makeup"} <= set(
-            child.metrics)
+            child.metrics
+        )
         assert "worst_group" in child.tags
         assert {"reports/groups.md", "reports/groups.csv", "plots/group_accuracy.png"} <= _artifacts(
-            client, runs[route].info.run_id)
+            client, runs[route].info.run_id
+        )
     report = runs["comparison"].data.tags["mlflow.note.content"]
     assert "The people the average hides" in report and "CelebA-C" in report and "too few" in report
     assert "comparison/groups.png" in _artifacts(client, runs["comparison"].info.run_id)
@@ -116,17 +157,29 @@ def test_children_log_the_same_metric_names_and_the_source_studys_artifacts(comp
     runs, client = compared["runs"], compared["client"]
     two, direct = runs["two_stage"], runs["direct"]
     assert SHARED_METRICS <= set(two.data.metrics) and SHARED_METRICS <= set(direct.data.metrics)
-    assert {"test_attr_mean_accuracy", "test_attr_accuracy_Bald", "test_attr_auc_Eyeglasses"} <= set(two.data.metrics)
+    assert {"test_attr_mean_accuracy", "test_attr_accuracy_Bald", "test_attr_auc_Eyeglasses"} <= set(
+        two.data.metrics
+    )
     history = client.get_metric_history(two.info.run_id, "val_loss")
     assert [h.step for h in history] == [0]  # one point per epoch
     assert two.data.params["backbone"] == "test_efficientnet" and two.data.params["task"] == "attributes"
     assert direct.data.params["task"] == "direct" and direct.data.params["loss"] == "cross_entropy"
-    common = {"config/config.yaml", "history/history.csv", "plots/learning_curves.png", "plots/confusion_matrix.png",
-              "plots/predictions_correct.png", "plots/predictions_incorrect.png", "plots/conv_filters.png",
-              "plots/feature_maps.png", "reports/classification_report.txt", "predictions/test_predictions.csv"}  # fmt: skip
+    common = {
+        "config/config.yaml",
+        "history/history.csv",
+        "plots/learning_curves.png",
+        "plots/confusion_matrix.png",
+        "plots/predictions_correct.png",
+        "plots/predictions_incorrect.png",
+        "plots/conv_filters.png",
+        "plots/feature_maps.png",
+        "reports/classification_report.txt",
+        "predictions/test_predictions.csv",
+    }
     assert common <= _artifacts(client, direct.info.run_id)
     assert common | {"plots/attribute_importance.png", "plots/attribute_accuracy.png"} <= _artifacts(
-        client, two.info.run_id)
+        client, two.info.run_id
+    )
     report = client.download_artifacts(direct.info.run_id, "reports/classification_report.txt")
     assert "precision" in Path(report).read_text() and "Female" in Path(report).read_text()
 
@@ -148,12 +201,18 @@ def test_output_names_the_results_and_the_ui_line(compared):
 def test_logged_pyfunc_predicts_base64_images_and_paths(compared, synth_root, monkeypatch):
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{compared['work']}/mlflow.db")  # restored afterwards
+    monkeypatch.setenv(
+        "MLFLOW_TRACKING_URI", f"sqlite:///{compared['work']}/mlflow.db"
+    )  # restored afterwards
     mlflow.set_tracking_uri(f"sqlite:///{compared['work']}/mlflow.db")
     images = sorted((Path(synth_root) / "img_align_celeba").glob("*.jpg"))[:3]
     encoded = [base64.b64encode(p.read_bytes()).decode("ascii") for p in images[:2]]
-    frame = pd.DataFrame({"image_base64": [encoded[0], "Y29ycnVwdA==", encoded[1], None],
-                          "path": [None, None, None, str(images[2])]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "image_base64": [encoded[0], "Y29ycnVwdA==", encoded[1], None],
+            "path": [None, None, None, str(images[2])],
+        }
+    )
     for kind in ("two_stage", "direct"):
         model = mlflow.pyfunc.load_model(f"runs:/{compared['runs'][kind].info.run_id}/model")
         out = model.predict(frame)
@@ -163,7 +222,9 @@ def test_logged_pyfunc_predicts_base64_images_and_paths(compared, synth_root, mo
         assert out["male_probability"][ok].between(0, 1).all() and set(out["label"][ok]) <= {"Male", "Female"}
         assert "not a readable image" in out["error"][1] and pd.isna(out["male_probability"][1])
         assert model.metadata.signature.inputs.input_names() == ["image_base64", "path"]
-        model_dir = Path(mlflow.artifacts.download_artifacts(f"runs:/{compared['runs'][kind].info.run_id}/model"))
+        model_dir = Path(
+            mlflow.artifacts.download_artifacts(f"runs:/{compared['runs'][kind].info.run_id}/model")
+        )
         assert (model_dir / "pyfunc_model.py").is_file()  # models from code ...
         assert not list(model_dir.rglob("*.pkl"))  # ... no pickled Python object
         assert (model_dir / "artifacts" / "bundle" / "pipeline.json").is_file()
@@ -176,8 +237,11 @@ def test_compare_two_finished_runs_by_id(compared, monkeypatch, capsys):
     assert main_compare(["--runs", two, direct, "--bootstrap", "200"]) == 0
     assert "accuracy loss" in capsys.readouterr().out
     client = compared["client"]
-    latest = client.search_runs([compared["experiment"].experiment_id], f"tags.two_stage_run_id = '{two}'",
-                                order_by=["attributes.start_time DESC"])[0]  # fmt: skip
+    latest = client.search_runs(
+        [compared["experiment"].experiment_id],
+        f"tags.two_stage_run_id = '{two}'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
     assert latest.data.tags["direct_run_id"] == direct and "comparison" in latest.data.tags
     parent = compared["runs"]["comparison"].data.metrics
     assert latest.data.metrics["accuracy_loss"] == pytest.approx(parent["accuracy_loss"])  # same predictions
@@ -193,14 +257,20 @@ def test_a_single_pipeline_command(synth_root, tmp_path, monkeypatch, capsys):
     assert rc == 0 and "MLflow tracking is off" in out
     assert not (tmp_path / "mlflow.db").exists()
     run_dir = next((tmp_path / "out").glob("direct-*"))
-    assert (run_dir / "bundle" / "pipeline.json").is_file() and (run_dir / "plots" / "confusion_matrix.png").is_file()
+    assert (run_dir / "bundle" / "pipeline.json").is_file() and (
+        run_dir / "plots" / "confusion_matrix.png"
+    ).is_file()
 
 
 # --- failing before any work ---
 
 
 def _nothing_made(folder: Path) -> bool:
-    return not (folder / "mlflow.db").exists() and not (folder / "runs").exists() and not (folder / "data").exists()
+    return (
+        not (folder / "mlflow.db").exists()
+        and not (folder / "runs").exists()
+        and not (folder / "data").exists()
+    )
 
 
 @pytest.mark.parametrize("main", [main_two_stage, main_direct, main_compare])
@@ -226,8 +296,14 @@ def test_an_unknown_config_key_fails_before_any_work(main, tmp_path, monkeypatch
 
 def test_the_script_itself_exits_2_with_the_fix_on_stderr(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run([sys.executable, str(REPO / "pipelines" / "run_direct.py"), "--data-root", "missing"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "run_direct.py"), "--data-root", "missing"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "error: --data-root missing is not a CelebA root" in proc.stderr
     assert proc.stdout == "" and _nothing_made(tmp_path)
 
@@ -236,7 +312,7 @@ def test_fresh_machine_plans_the_smoke_preset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/celeba here, no --data-root
     two = plan_run("two_stage")
     direct = plan_run("direct", overrides=["epochs=1"])
-    assert two.smoke and direct.smoke and two.preset.name == direct.preset.name == "smoke.yaml"
+    assert two.smoke and direct.smoke and two.preset == direct.preset == "smoke"
     assert two.config.task == "attributes"
     assert (direct.config.task, direct.config.loss, direct.config.epochs) == ("direct", "cross_entropy", 1)
     assert not (tmp_path / "data").exists()  # planning makes nothing; the data is made after all checks pass
@@ -251,7 +327,7 @@ def test_a_real_root_plans_the_named_presets(synth_root, tmp_path, monkeypatch):
         plan_run("two_stage", data_root=str(synth_root))
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
     (weights / "resnet18-f37072fd.pth").write_bytes(b"")  # planning only checks that the file is there
-    assert plan_run("two_stage", data_root=str(synth_root)).preset.name == "two_stage.yaml"
+    assert plan_run("two_stage", data_root=str(synth_root)).preset == "two_stage"
     plan = plan_run("direct", data_root=str(synth_root))
-    assert plan.preset.name == "direct.yaml" and not plan.smoke
+    assert plan.preset == "direct" and not plan.smoke
     assert plan.config.data_root == str(Path(synth_root).resolve())

@@ -18,8 +18,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from attr2gender.tracking import plots as P
-from attr2gender.tracking import reports as R
+from attr2gender import metrics as R
+from attr2gender import plots as P
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ATTRS = [f"Attr_{i}" for i in range(39)]

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from attr2gender.cli import main as cli_main
+from attr2gender.cli import main_compare, main_direct
 from attr2gender.config import ConfigError, RunConfig, load_preset
 from attr2gender.data import load_celeba
 from attr2gender.data.attributes import ATTRIBUTE_NAMES, STAGE_ONE_ATTRIBUTES
@@ -29,7 +30,6 @@ from attr2gender.data.celeba import CelebAFormatError
 from attr2gender.data.images import ImageLoadError, load_image
 from attr2gender.data.synth import make_synthetic_celeba
 from attr2gender.pipeline import Attr2GenderPipeline
-from attr2gender.run import main_compare, main_direct
 from attr2gender.tabular import StageTwoClassifier
 from attr2gender.tracking.pyfunc_model import predict_frame
 from attr2gender.training import AttributeModel, train
@@ -43,8 +43,9 @@ def two_stage():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     stage_two = StageTwoClassifier().fit(rng.random((40, 39)), rng.integers(0, 2, 40))
-    return Attr2GenderPipeline(AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32,
-                               num_workers=0)  # fmt: skip
+    return Attr2GenderPipeline(
+        AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32, num_workers=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,9 @@ def test_served_rows_stay_aligned_with_folders_and_bad_rows(two_stage, faces, tm
     out = predict_frame(two_stage, frame)
     assert len(out) == 5
     assert out["error"][0] == "" and out["error"][3] == ""
-    assert "is a folder" in out["error"][1] and "is a folder" in out["error"][2] and "neither" in out["error"][4]
+    assert (
+        "is a folder" in out["error"][1] and "is a folder" in out["error"][2] and "neither" in out["error"][4]
+    )
     assert out["male_probability"][[1, 2, 4]].isna().all()
     alone = predict_frame(two_stage, pd.DataFrame({"path": [str(good[1])]}))
     assert out["male_probability"][3] == pytest.approx(alone["male_probability"][0])  # not shifted
@@ -91,8 +94,18 @@ def test_served_model_survives_a_decompression_bomb_and_accepts_wrapped_base64(t
     Image.new("1", (12_000, 12_000)).save(huge)  # 144 M px: over Pillow's bomb limit
     face = sorted(faces.glob("*.jpg"))[0]
     wrapped = "\n".join(textwrap.wrap(_b64(face), 76)) + "\n"  # what `base64 face.jpg` prints
-    frame = pd.DataFrame({"image_base64": [_b64(bomb), _b64(huge), wrapped, "data:image/jpeg;base64," + _b64(face),
-                                           "not base64!", "Y29ycnVwdA=="]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "image_base64": [
+                _b64(bomb),
+                _b64(huge),
+                wrapped,
+                "data:image/jpeg;base64," + _b64(face),
+                "not base64!",
+                "Y29ycnVwdA==",
+            ]
+        }
+    )
     out = predict_frame(two_stage, frame)
     assert len(out) == 6
     assert "100000x1 px" in out["error"][0] and "refused" in out["error"][0] and "pixels" in out["error"][1]
@@ -154,7 +167,11 @@ def test_non_finite_pixels_are_an_error_row(two_stage):
     nan = torch.full((3, 32, 32), float("nan"))
     inf = np.full((20, 20, 3), np.inf, dtype=np.float32)
     out = two_stage.predict([nan, inf, torch.rand(3, 32, 32)])
-    assert "NaN or infinite" in out["error"][0] and "NaN or infinite" in out["error"][1] and out["error"][2] == ""
+    assert (
+        "NaN or infinite" in out["error"][0]
+        and "NaN or infinite" in out["error"][1]
+        and out["error"][2] == ""
+    )
     assert out["male_probability"][:2].isna().all()
 
 
@@ -173,8 +190,11 @@ def test_non_utf8_file_names_are_kept_and_written(bundle, faces, tmp_path):
     out_csv = tmp_path / "out.csv"
     assert cli_main(["predict", str(bundle), str(folder), "--out", str(out_csv), "--quiet"]) == 0
     assert b"caf\xe9.jpg" in out_csv.read_bytes()  # the file's own bytes, not a crash
-    proc = subprocess.run([sys.executable, "-m", "attr2gender.cli", "predict", str(bundle), str(folder), "--quiet"],
-                          capture_output=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "attr2gender.cli", "predict", str(bundle), str(folder), "--quiet"],
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and b"caf\xe9.jpg" in proc.stdout, proc.stderr[-1000:]
 
 
@@ -211,20 +231,51 @@ def synth_root(tmp_path_factory):
     return make_synthetic_celeba(tmp_path_factory.mktemp("rob") / "celeba", n=160, seed=0, image_size=40)
 
 
-TINY = ["backbone=test_efficientnet", "weights=none", "image_size=32", "epochs=1", "max_steps=2", "num_workers=0",
-        "progress=false", "batch_size=16", "max_train_images=48", "max_eval_images=16"]  # fmt: skip
+TINY = [
+    "backbone=test_efficientnet",
+    "weights=none",
+    "image_size=32",
+    "epochs=1",
+    "max_steps=2",
+    "num_workers=0",
+    "progress=false",
+    "batch_size=16",
+    "max_train_images=48",
+    "max_eval_images=16",
+]
 
 
 def test_two_concurrent_runs_get_their_own_folders_and_runs(synth_root, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "MPLBACKEND": "Agg"}
     env.pop("PYTHONWARNINGS", None)
     # The store exists before the two start, as after any first run in a folder.
-    subprocess.run([sys.executable, "-c", "from attr2gender.tracking.mlflow_tracking import MlflowTracker; "
-                    "MlflowTracker()"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
-    cmd = [sys.executable, str(REPO / "pipelines" / "run_direct.py"), "--data-root", str(synth_root),
-           "--latency", "1:1", "--latency-repeats", "1", *TINY]  # fmt: skip
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for _ in range(2)]  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from attr2gender.tracking.mlflow_tracking import MlflowTracker; MlflowTracker()",
+        ],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    cmd = [
+        sys.executable,
+        str(REPO / "pipelines" / "run_direct.py"),
+        "--data-root",
+        str(synth_root),
+        "--latency",
+        "1:1",
+        "--latency-repeats",
+        "1",
+        *TINY,
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     folders = sorted((tmp_path / "runs").iterdir())
@@ -237,8 +288,17 @@ def test_two_concurrent_runs_get_their_own_folders_and_runs(synth_root, tmp_path
 
 
 def test_an_existing_run_folder_is_not_reused_without_resume(synth_root, tmp_path):
-    config = load_preset(None, [f"data_root={synth_root}", f"output_dir={tmp_path}", "run_name=same", "task=direct",
-                                "tracking=none", *TINY])[0][1]  # fmt: skip
+    config = load_preset(
+        None,
+        [
+            f"data_root={synth_root}",
+            f"output_dir={tmp_path}",
+            "run_name=same",
+            "task=direct",
+            "tracking=none",
+            *TINY,
+        ],
+    )[0][1]
     train(config)
     with pytest.raises(ConfigError, match="exists already; pass resume=true"):
         train(config)
@@ -256,8 +316,10 @@ def test_a_killed_run_is_marked_killed_on_the_next_start(tmp_path, monkeypatch):
     dead.wait()
     import socket
 
-    run = tracker.client.create_run(tracker.experiment_id, tags={TAG_PID: str(dead.pid), TAG_PID_STARTED: "1.0",
-                                                                 TAG_HOST: socket.gethostname()})  # fmt: skip
+    run = tracker.client.create_run(
+        tracker.experiment_id,
+        tags={TAG_PID: str(dead.pid), TAG_PID_STARTED: "1.0", TAG_HOST: socket.gethostname()},
+    )
     alive = tracker.client.create_run(tracker.experiment_id, tags={TAG_HOST: "another-machine", TAG_PID: "1"})
     said = []
     again = MlflowTracker(announce=said.append)
@@ -285,32 +347,42 @@ def _nothing_made(folder: Path) -> bool:
     return not any((folder / name).exists() for name in ("mlflow.db", "runs", "data"))
 
 
-@pytest.mark.parametrize("yaml_text,needle", [
-    ("epochs: 2.5", "epochs must be an integer"),
-    ("batch_size: true", "batch_size must be an integer"),
-    ("epochs: [1]", "epochs must be an integer"),
-    ("backbone: 123", "backbone must be a string"),
-    ("lr: .inf", "lr must be a positive finite number"),
-    ("dropout: 5", "dropout is a probability"),
-    ("split_fractions: [-0.1, 0.6, 0.5]", "split_fractions must be three non-negative"),
-    ("max_steps: -7", "max_steps must be -1"),
-    ("devices: abc", "devices must be a positive integer"),
-    ("run_name: ../../escape", "run_name '../../escape' must be a plain folder name"),
-    ("seed: !!python/object/apply:os.system ['touch pwned']", "is not a plain YAML preset"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "yaml_text,needle",
+    [
+        ("epochs: 2.5", "epochs must be an integer"),
+        ("batch_size: true", "batch_size must be an integer"),
+        ("epochs: [1]", "epochs must be an integer"),
+        ("backbone: 123", "backbone must be a string"),
+        ("lr: .inf", "lr must be a positive finite number"),
+        ("dropout: 5", "dropout is a probability"),
+        ("split_fractions: [-0.1, 0.6, 0.5]", "split_fractions must be three non-negative"),
+        ("max_steps: -7", "max_steps must be -1"),
+        ("devices: abc", "devices must be a positive integer"),
+        ("run_name: ../../escape", "run_name '../../escape' must be a plain folder name"),
+        ("seed: !!python/object/apply:os.system ['touch pwned']", "is not a plain YAML preset"),
+    ],
+)
 def test_bad_preset_values_exit_2_before_any_work(yaml_text, needle, synth_root, tmp_path, monkeypatch):
     preset = tmp_path / "bad.yaml"
     preset.write_text("task: direct\n" + yaml_text + "\n")
-    rc, err = _run(main_direct, ["--config", str(preset), "--data-root", str(synth_root)], tmp_path, monkeypatch)
+    rc, err = _run(
+        main_direct, ["--config", str(preset), "--data-root", str(synth_root)], tmp_path, monkeypatch
+    )
     lines = [line for line in err.splitlines() if line.strip()]
     assert rc == 2 and lines[0].startswith("error:") and needle in lines[0], err
     assert len([line for line in lines if line.startswith("error:")]) == 1
     assert _nothing_made(tmp_path) and not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("override,needle", [("lr=.inf", "lr must be a positive finite number"),
-                                             ("run_name=../../escape", "must be a plain folder name"),
-                                             ("devices=abc", "devices must be")])  # fmt: skip
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("lr=.inf", "lr must be a positive finite number"),
+        ("run_name=../../escape", "must be a plain folder name"),
+        ("devices=abc", "devices must be"),
+    ],
+)
 def test_bad_overrides_exit_2(override, needle, synth_root, tmp_path, monkeypatch):
     for main in (main_direct, main_compare):
         rc, err = _run(main, ["--data-root", str(synth_root), override], tmp_path, monkeypatch)
@@ -322,16 +394,26 @@ def test_a_training_split_with_one_class_exits_2(tmp_path, monkeypatch):
     root, _ = write_fake_celeba(tmp_path / "one", n=12)
     lines = (root / "list_attr_celeba.txt").read_text().splitlines()
     male = ATTRIBUTE_NAMES.index("Male") + 1
-    fixed = lines[:2] + [" ".join(p if i != male else " 1" for i, p in enumerate(line.split())) for line in lines[2:]]
+    fixed = lines[:2] + [
+        " ".join(p if i != male else " 1" for i, p in enumerate(line.split())) for line in lines[2:]
+    ]
     (root / "list_attr_celeba.txt").write_text("\n".join(fixed) + "\n")
-    rc, err = _run(main_direct, ["--data-root", str(root), "split=official", "tracking=none", *TINY], tmp_path,
-                   monkeypatch)  # fmt: skip
+    rc, err = _run(
+        main_direct,
+        ["--data-root", str(root), "split=official", "tracking=none", *TINY],
+        tmp_path,
+        monkeypatch,
+    )
     assert rc == 2 and "holds only Male images" in err and "both classes" in err
 
 
 def test_resume_without_a_checkpoint_exits_2(synth_root, tmp_path, monkeypatch):
-    rc, err = _run(main_direct, ["--data-root", str(synth_root), "resume=true", "run_name=nothing", "tracking=none",
-                                 *TINY], tmp_path, monkeypatch)  # fmt: skip
+    rc, err = _run(
+        main_direct,
+        ["--data-root", str(synth_root), "resume=true", "run_name=nothing", "tracking=none", *TINY],
+        tmp_path,
+        monkeypatch,
+    )
     assert rc == 2 and err.startswith("error: resume=true but") and "last.ckpt does not exist" in err
 
 
@@ -340,8 +422,12 @@ def test_predict_options_fail_before_loading(bundle, faces, tmp_path, monkeypatc
 
     monkeypatch.setattr(pipeline_module, "load_pipeline", lambda *a, **k: pytest.fail("loaded the bundle"))
     image = str(sorted(faces.glob("*.jpg"))[0])
-    rc, err = _run(cli_main, ["predict", str(bundle), image, "--out", str(tmp_path / "no" / "x.csv")], tmp_path,
-                   monkeypatch)  # fmt: skip
+    rc, err = _run(
+        cli_main,
+        ["predict", str(bundle), image, "--out", str(tmp_path / "no" / "x.csv")],
+        tmp_path,
+        monkeypatch,
+    )
     assert rc == 2 and "does not exist; create it first" in err
     if not torch.cuda.is_available():
         rc, err = _run(cli_main, ["predict", str(bundle), image, "--device", "cuda"], tmp_path, monkeypatch)
@@ -356,8 +442,9 @@ def test_predict_refuses_a_read_only_output_folder(bundle, faces, tmp_path, monk
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
-    rc, err = _run(cli_main, ["predict", str(bundle), str(faces), "--out", str(locked / "x.csv")], tmp_path,
-                   monkeypatch)  # fmt: skip
+    rc, err = _run(
+        cli_main, ["predict", str(bundle), str(faces), "--out", str(locked / "x.csv")], tmp_path, monkeypatch
+    )
     assert rc == 2 and "not writable" in err
 
 

@@ -41,21 +41,27 @@ def two_stage():
     torch.manual_seed(0)
     rng = np.random.default_rng(1)
     stage_two = StageTwoClassifier().fit(rng.random((60, 39)), rng.integers(0, 2, 60))
-    return Attr2GenderPipeline(AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32,
-                               num_workers=0)  # fmt: skip
+    return Attr2GenderPipeline(
+        AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32, num_workers=0
+    )
 
 
 @pytest.fixture(scope="module")
 def direct():
     torch.manual_seed(0)
-    return DirectGenderClassifier(DirectModel(backbone="test_efficientnet", weights="none"), 32, num_workers=0)
+    return DirectGenderClassifier(
+        DirectModel(backbone="test_efficientnet", weights="none"), 32, num_workers=0
+    )
 
 
 @pytest.fixture(scope="module")
 def bundles(two_stage, direct, tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
-    return {"two_stage": two_stage.save(root / "two"), "direct": direct.save(root / "direct"),
-            "no_onnx": direct.save(root / "no_onnx", onnx=False)}  # fmt: skip
+    return {
+        "two_stage": two_stage.save(root / "two"),
+        "direct": direct.save(root / "direct"),
+        "no_onnx": direct.save(root / "no_onnx", onnx=False),
+    }
 
 
 @pytest.mark.parametrize("kind", ["two_stage", "direct"])
@@ -66,14 +72,16 @@ def test_exported_onnx_computes_what_predict_computes(kind, two_stage, direct, i
     x = torch.stack([pipe._transform(Image.fromarray(im)) for im in images[:5]])
     for batch in (x[:1], x):  # the batch axis is dynamic
         out = session.run(None, {"image": batch.numpy()})[0]
-        expected = pipe.image_model.inference_module()(batch).detach().numpy()
+        expected = pipe.image_model(batch).detach().numpy()
         assert out.shape == expected.shape == ((len(batch), 39) if kind == "two_stage" else (len(batch),))
         np.testing.assert_allclose(out, expected, atol=1e-5)
         assert ((out >= 0) & (out <= 1)).all()  # probabilities, not logits
 
 
 @pytest.mark.parametrize("kind", ["two_stage", "direct"])
-def test_bundle_runs_on_onnx_runtime_by_default_with_the_same_answers(kind, bundles, two_stage, direct, images):
+def test_bundle_runs_on_onnx_runtime_by_default_with_the_same_answers(
+    kind, bundles, two_stage, direct, images
+):
     manifest = json.loads((bundles[kind] / "pipeline.json").read_text())
     assert "model.onnx" in manifest["files"]  # listed and hashed like every other file
     auto = load_pipeline(bundles[kind], device="cpu")
@@ -155,9 +163,23 @@ def synth_root(tmp_path_factory):
 
 
 def _config(root, out, **kw) -> RunConfig:
-    values = dict(data_root=str(root), output_dir=str(out), backbone="test_efficientnet", weights="none",
-                  image_size=32, batch_size=16, epochs=1, max_steps=3, num_workers=0, progress=False,
-                  tracking="none", max_train_images=48, max_eval_images=16, task="direct", run_name="r")  # fmt: skip
+    values = dict(
+        data_root=str(root),
+        output_dir=str(out),
+        backbone="test_efficientnet",
+        weights="none",
+        image_size=32,
+        batch_size=16,
+        epochs=1,
+        max_steps=3,
+        num_workers=0,
+        progress=False,
+        tracking="none",
+        max_train_images=48,
+        max_eval_images=16,
+        task="direct",
+        run_name="r",
+    )
     values.update(kw)
     return RunConfig(**values).validate()
 
@@ -171,7 +193,9 @@ def test_cpu_default_is_recorded_in_the_run_config(synth_root, tmp_path):
     assert saved["precision"] in ("32-true", "bf16-mixed")  # never "auto": what ran is recorded
 
 
-@pytest.mark.parametrize("precision,memory_format", [("32-true", "contiguous"), ("bf16-mixed", "channels_last")])
+@pytest.mark.parametrize(
+    "precision,memory_format", [("32-true", "contiguous"), ("bf16-mixed", "channels_last")]
+)
 def test_precision_and_memory_format_can_be_set(synth_root, tmp_path, precision, memory_format):
     result = train(_config(synth_root, tmp_path, precision=precision, memory_format=memory_format))
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())

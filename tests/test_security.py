@@ -43,9 +43,23 @@ def synth_root(tmp_path_factory):
 
 
 def _config(root, out, **kw) -> RunConfig:
-    values = dict(data_root=str(root), output_dir=str(out), backbone="test_efficientnet", weights="none",
-                  image_size=32, batch_size=16, epochs=1, max_steps=2, num_workers=0, progress=False,
-                  tracking="none", max_train_images=48, max_eval_images=16, task="direct", run_name="run")  # fmt: skip
+    values = dict(
+        data_root=str(root),
+        output_dir=str(out),
+        backbone="test_efficientnet",
+        weights="none",
+        image_size=32,
+        batch_size=16,
+        epochs=1,
+        max_steps=2,
+        num_workers=0,
+        progress=False,
+        tracking="none",
+        max_train_images=48,
+        max_eval_images=16,
+        task="direct",
+        run_name="run",
+    )
     return RunConfig(**(values | kw)).validate()
 
 
@@ -61,7 +75,9 @@ def test_resume_refuses_a_planted_checkpoint_without_running_it(synth_root, tmp_
 
 def test_a_real_checkpoint_resumes_with_weights_only(synth_root, tmp_path):
     train(_config(synth_root, tmp_path, epochs=1, max_steps=-1))
-    torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)  # plain tensors and containers
+    torch.load(
+        tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True
+    )  # plain tensors and containers
     resumed = train(_config(synth_root, tmp_path, epochs=2, max_steps=-1, resume=True))
     assert resumed.epochs_run == 2
 
@@ -71,8 +87,9 @@ def two_stage():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     stage_two = StageTwoClassifier().fit(rng.random((40, 39)), rng.integers(0, 2, 40))
-    return Attr2GenderPipeline(AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32,
-                               num_workers=0)  # fmt: skip
+    return Attr2GenderPipeline(
+        AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32, num_workers=0
+    )
 
 
 def test_planted_pickles_in_the_stage_one_cache_never_run(two_stage, synth_root, tmp_path):
@@ -93,7 +110,9 @@ def test_planted_pickles_in_the_stage_one_cache_never_run(two_stage, synth_root,
     planted[0] = _Planted(marker)
     with open(cache.directory / f"{key}.npy", "wb") as f:
         np.save(f, planted, allow_pickle=True)
-    (tmp_path / "cache" / "stage_one" / "output.pkl").write_bytes(pickle.dumps(_Planted(marker)))  # joblib's name
+    (tmp_path / "cache" / "stage_one" / "output.pkl").write_bytes(
+        pickle.dumps(_Planted(marker))
+    )  # joblib's name
     with pytest.warns(UserWarning, match="ignoring unreadable stage-one cache entry"):
         again, _ = pipe.attribute_probabilities(paths)
     assert not marker.exists() and not pipe.last_cache_hit
@@ -154,8 +173,9 @@ def test_deleting_a_files_entry_does_not_turn_its_check_off(copy):
         load_pipeline(copy)
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", "/proc/self/environ", "..", "sub/model.json",
-                                  "..\\evil", "extra.bin"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", "/proc/self/environ", "..", "sub/model.json", "..\\evil", "extra.bin"]
+)
 def test_file_names_outside_the_bundle_are_refused_without_reading_them(copy, name):
     def add(m):
         m["files"][name] = "0" * 64
@@ -163,7 +183,11 @@ def test_file_names_outside_the_bundle_are_refused_without_reading_them(copy, na
     _edit(copy, add)
     with pytest.raises(BundleError) as info:
         load_pipeline(copy)
-    assert repr(name) in str(info.value) and "SHA-256" not in str(info.value) and "missing" not in str(info.value)
+    assert (
+        repr(name) in str(info.value)
+        and "SHA-256" not in str(info.value)
+        and "missing" not in str(info.value)
+    )
 
 
 def test_the_error_does_not_tell_whether_an_outside_file_exists(copy):
@@ -178,17 +202,20 @@ def test_the_error_does_not_tell_whether_an_outside_file_exists(copy):
     assert messages[0] == messages[1]
 
 
-@pytest.mark.parametrize("change,field", [
-    (lambda m: m.update(threshold="high"), "threshold"),
-    (lambda m: m.update(kind="gan"), "kind"),
-    (lambda m: m.pop("preprocessing"), "preprocessing"),
-    (lambda m: m["preprocessing"].update(mean=[0.5]), "preprocessing.mean"),
-    (lambda m: m["preprocessing"].update(std=[0, 1, 1]), "preprocessing.std"),
-    (lambda m: m.update(files=["model.json"]), "files"),
-    (lambda m: m.update(metrics=[1, 2]), "metrics"),
-    (lambda m: m.update(surprise=1), "fields"),
-    (lambda m: m.pop("stage_two"), "stage_two.model"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        (lambda m: m.update(threshold="high"), "threshold"),
+        (lambda m: m.update(kind="gan"), "kind"),
+        (lambda m: m.pop("preprocessing"), "preprocessing"),
+        (lambda m: m["preprocessing"].update(mean=[0.5]), "preprocessing.mean"),
+        (lambda m: m["preprocessing"].update(std=[0, 1, 1]), "preprocessing.std"),
+        (lambda m: m.update(files=["model.json"]), "files"),
+        (lambda m: m.update(metrics=[1, 2]), "metrics"),
+        (lambda m: m.update(surprise=1), "fields"),
+        (lambda m: m.pop("stage_two"), "stage_two.model"),
+    ],
+)
 def test_malformed_manifest_values_give_a_bundle_error(copy, change, field):
     _edit(copy, change)
     with pytest.raises(BundleError, match=field.replace(".", r"\.")):
@@ -212,7 +239,8 @@ def test_a_tampered_weights_file_and_a_wrong_model_kind(copy, tmp_path):
         load_pipeline(copy)
     torch.manual_seed(0)
     direct = DirectGenderClassifier(DirectModel(backbone="test_efficientnet", weights="none"), 32).save(
-        tmp_path / "d", onnx=False)
+        tmp_path / "d", onnx=False
+    )
     _edit(direct, lambda m: m.update(kind="two_stage", stage_two={"model": "logistic"}, attribute_names=[]))
     with pytest.raises(BundleError, match="stage_two.json"):
         load_pipeline(direct)

@@ -122,8 +122,11 @@ def test_sklearn_check_estimator(model):
         if r["status"] != "xfail":
             continue
         exc, name = r["exception"], r["check_name"]
-        why = {**{k: r"outside \[0, 1\]" for k in DOMAIN_CONFLICTS}, **{k: r"pandas.Series" for k in SERIES_WEIGHTS},
-               **{k: r"class_weight=\{.*\} is not valid" for k in CLASS_WEIGHT_DICT}}[name]
+        why = {
+            **{k: r"outside \[0, 1\]" for k in DOMAIN_CONFLICTS},
+            **{k: r"pandas.Series" for k in SERIES_WEIGHTS},
+            **{k: r"class_weight=\{.*\} is not valid" for k in CLASS_WEIGHT_DICT},
+        }[name]
         assert re.search(why, str(exc)), f"{name} failed for another reason: {exc!r}"
     assert sum(r["status"] == "passed" for r in results) >= 30
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attr2gender.tracking import comparison as cmp
+from attr2gender.experiments import comparison as cmp
 from attr2gender.tracking.measure import MeasureSpec, directory_size, measure_latency
 from attr2gender.tracking.mlflow_tracking import (
     NullTracker,
@@ -46,8 +46,16 @@ def test_tracking_uri_from_the_environment_wins(monkeypatch):
     assert "http://mlflow.team:5000" in ui_command("http://mlflow.team:5000")
 
 
-@pytest.mark.parametrize("env,zero", [({}, True), ({"RANK": "0"}, True), ({"RANK": "1"}, False),
-                                      ({"LOCAL_RANK": "2"}, False), ({"SLURM_PROCID": "0"}, True)])  # fmt: skip
+@pytest.mark.parametrize(
+    "env,zero",
+    [
+        ({}, True),
+        ({"RANK": "0"}, True),
+        ({"RANK": "1"}, False),
+        ({"LOCAL_RANK": "2"}, False),
+        ({"SLURM_PROCID": "0"}, True),
+    ],
+)
 def test_only_rank_zero_logs(monkeypatch, env, zero):
     for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
         monkeypatch.delenv(var, raising=False)
@@ -57,8 +65,9 @@ def test_only_rank_zero_logs(monkeypatch, env, zero):
 
 
 def test_metrics_are_numbers_with_valid_names():
-    out = numeric_metrics({"test_accuracy": np.float64(0.9), "n": 3, "flag": True, "name": "x", "a(b)": 1.0,
-                           "none": None})  # fmt: skip
+    out = numeric_metrics(
+        {"test_accuracy": np.float64(0.9), "n": 3, "flag": True, "name": "x", "a(b)": 1.0, "none": None}
+    )
     assert out == {"test_accuracy": 0.9, "n": 3.0, "a_b_": 1.0}
 
 
@@ -86,10 +95,28 @@ def test_accuracy_loss_and_ratios_on_known_predictions():
     p_direct = np.where(direct_right, y, 1 - y) * 0.8 + 0.1
     p_two = np.where(two_right, y, 1 - y) * 0.8 + 0.1
     order = rng.permutation(n)  # the direct run lists the same images in another order
-    two = _approach("two_stage", ids, y, p_two, inference_ms_per_image_b1=4.0, inference_ms_per_image_b64=1.0,
-                    train_seconds=200.0, bundle_bytes=3e6, param_count=1100)  # fmt: skip
-    direct = _approach("direct", np.array(ids)[order], y[order], p_direct[order], inference_ms_per_image_b1=2.0,
-                       inference_ms_per_image_b64=0.8, train_seconds=100.0, bundle_bytes=2e6, param_count=1000)  # fmt: skip
+    two = _approach(
+        "two_stage",
+        ids,
+        y,
+        p_two,
+        inference_ms_per_image_b1=4.0,
+        inference_ms_per_image_b64=1.0,
+        train_seconds=200.0,
+        bundle_bytes=3e6,
+        param_count=1100,
+    )
+    direct = _approach(
+        "direct",
+        np.array(ids)[order],
+        y[order],
+        p_direct[order],
+        inference_ms_per_image_b1=2.0,
+        inference_ms_per_image_b64=0.8,
+        train_seconds=100.0,
+        bundle_bytes=2e6,
+        param_count=1000,
+    )
     c = cmp.compare_approaches(two, direct, n_boot=500, seed=0)
     m = c.metrics
     expected = direct_right.mean() - two_right.mean()
@@ -111,7 +138,11 @@ def test_identical_predictions_give_a_zero_loss_and_the_report_says_so():
     p = np.array([0.2, 0.9, 0.4, 0.1, 0.7])
     ids = list("abcde")
     c = cmp.compare_approaches(_approach("two_stage", ids, y, p), _approach("direct", ids, y, p), n_boot=100)
-    assert (c.metrics["accuracy_loss"], c.metrics["accuracy_loss_ci_low"], c.metrics["accuracy_loss_ci_high"]) == (0, 0, 0)
+    assert (
+        c.metrics["accuracy_loss"],
+        c.metrics["accuracy_loss_ci_low"],
+        c.metrics["accuracy_loss_ci_high"],
+    ) == (0, 0, 0)
     assert np.isnan(c.metrics["inference_time_ratio"])  # nothing measured: NaN, not a crash
     assert "**not shown**" in c.report and "not measured" in c.report
 
@@ -129,10 +160,26 @@ def test_only_shared_images_are_compared_and_conflicting_truth_is_refused():
 
 def test_comparison_files(tmp_path):
     y = np.array([0, 1] * 10)
-    two = _approach("two_stage", range(20), y, np.where(y, 0.7, 0.4), inference_ms_per_image_b1=3, train_seconds=2,
-                    bundle_bytes=10, param_count=5)  # fmt: skip
-    direct = _approach("direct", range(20), y, np.where(y, 0.9, 0.1), inference_ms_per_image_b1=1, train_seconds=1,
-                       bundle_bytes=10, param_count=5)  # fmt: skip
+    two = _approach(
+        "two_stage",
+        range(20),
+        y,
+        np.where(y, 0.7, 0.4),
+        inference_ms_per_image_b1=3,
+        train_seconds=2,
+        bundle_bytes=10,
+        param_count=5,
+    )
+    direct = _approach(
+        "direct",
+        range(20),
+        y,
+        np.where(y, 0.9, 0.1),
+        inference_ms_per_image_b1=1,
+        train_seconds=1,
+        bundle_bytes=10,
+        param_count=5,
+    )
     files = cmp.write_comparison(cmp.compare_approaches(two, direct, n_boot=50), tmp_path)
     for key in ("report", "json", "plot", "costs_plot"):
         assert files[key].is_file() and files[key].stat().st_size > 0
@@ -153,8 +200,15 @@ class RecordingTracker(NullTracker):
 
     @contextlib.contextmanager
     def run(self, name, tags=None, nested=False, system_metrics=False, description=None):
-        run = {"id": f"run{len(self.runs)}", "name": name, "tags": dict(tags or {}), "nested": nested,
-               "parent": self.stack[-1]["id"] if self.stack else None, "metrics": {}, "artifacts": []}  # fmt: skip
+        run = {
+            "id": f"run{len(self.runs)}",
+            "name": name,
+            "tags": dict(tags or {}),
+            "nested": nested,
+            "parent": self.stack[-1]["id"] if self.stack else None,
+            "metrics": {},
+            "artifacts": [],
+        }
         self.runs.append(run)
         self.stack.append(run)
         try:
@@ -173,28 +227,41 @@ class RecordingTracker(NullTracker):
 
 
 def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
-    from attr2gender import run as runmod
     from attr2gender.config import RunConfig
+    from attr2gender.experiments import compare as runmod
+    from attr2gender.experiments.plan import DataChoice, RunPlan
+    from attr2gender.experiments.single import PipelineRun
 
     y = np.array([0, 1, 1, 0, 1, 0, 1, 1])
 
     def fake_run_pipeline(plan, tracker, nested=False, measure=None, extra_tags=None):
-        with tracker.run(plan.config.run_name, tags={"pipeline": plan.kind} | (extra_tags or {}), nested=nested) as rid:
+        with tracker.run(
+            plan.config.run_name, tags={"pipeline": plan.kind} | (extra_tags or {}), nested=nested
+        ) as rid:
             prob = np.where(y, 0.8, 0.3) if plan.kind == "direct" else np.where(y, 0.6, 0.45)
-            metrics = {"test_accuracy": 1.0, "inference_ms_per_image_b1": 2.0 if plan.kind == "two_stage" else 1.0}
+            metrics = {
+                "test_accuracy": 1.0,
+                "inference_ms_per_image_b1": 2.0 if plan.kind == "two_stage" else 1.0,
+            }
             tracker.log_metrics(metrics)
             approach = cmp.ApproachResult(plan.kind, list("abcdefgh"), y, prob, metrics, run_id=rid)
-            return runmod.PipelineRun(plan.kind, plan.config, None, tmp_path, tmp_path, metrics, approach, rid)
+            return PipelineRun(plan.kind, plan.config, None, tmp_path, tmp_path, metrics, approach, rid)
 
     monkeypatch.setattr(runmod, "run_pipeline", fake_run_pipeline)
-    data = runmod.DataChoice(str(tmp_path), synthetic=False)
-    plans = [runmod.RunPlan(kind, RunConfig(output_dir=str(tmp_path), run_name=kind), None, data)
-             for kind in ("two_stage", "direct")]  # fmt: skip
+    data = DataChoice(str(tmp_path), synthetic=False)
+    plans = [
+        RunPlan(kind, RunConfig(output_dir=str(tmp_path), run_name=kind), None, data)
+        for kind in ("two_stage", "direct")
+    ]
     tracker = RecordingTracker()
     result = runmod.run_comparison(*plans, tracker=tracker, n_boot=100, stamp="t")
     parent, two, direct = tracker.runs
     assert parent["tags"]["comparison"] and parent["parent"] is None
-    assert (two["parent"], direct["parent"]) == (parent["id"], parent["id"]) and two["nested"] and direct["nested"]
+    assert (
+        (two["parent"], direct["parent"]) == (parent["id"], parent["id"])
+        and two["nested"]
+        and direct["nested"]
+    )
     assert (two["tags"]["pipeline"], direct["tags"]["pipeline"]) == ("two_stage", "direct")
     assert parent["metrics"]["inference_time_ratio"] == 2.0
     assert parent["metrics"]["accuracy_loss"] == 0.0  # both right on every image
@@ -205,7 +272,7 @@ def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
 
 
 def test_log_comparison_with_a_mock_tracker(tmp_path):
-    from attr2gender.run import log_comparison
+    from attr2gender.experiments.compare import log_comparison
 
     c = cmp.Comparison({"accuracy_loss": 0.01}, {}, {}, report="# r")
     tracker = mock.MagicMock()
@@ -240,8 +307,12 @@ class _FakePipeline:
 def test_latency_is_timed_per_batch_size_on_full_batches():
     pipe = _FakePipeline()
     out = measure_latency(pipe, ["img"] * 3, MeasureSpec({1: 4, 8: 16}, repeats=2))
-    assert set(out) == {"inference_ms_per_image_b1", "inference_images_per_s_b1", "inference_ms_per_image_b8",
-                        "inference_images_per_s_b8"}  # fmt: skip
+    assert set(out) == {
+        "inference_ms_per_image_b1",
+        "inference_images_per_s_b1",
+        "inference_ms_per_image_b8",
+        "inference_images_per_s_b8",
+    }
     assert pipe.calls == [(4, 1)] * 3 + [(16, 8)] * 3  # warm-up + 2 repeats; images cycled to the count
     assert all(v > 0 for v in out.values())
 
@@ -275,19 +346,32 @@ def test_pyfunc_rows_base64_paths_and_errors(tmp_path):
 
     path = tmp_path / "face.jpg"
     Image.new("RGB", (8, 8), "gray").save(path)
-    frame = pd.DataFrame({
-        "image_base64": [_b64("white"), "data:image/jpeg;base64," + _b64("black", "JPEG"), "not base64!!", None, None,
-                         base64.b64encode(b"plain text").decode()],
-        "path": [None, None, None, str(path), "", None],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "image_base64": [
+                _b64("white"),
+                "data:image/jpeg;base64," + _b64("black", "JPEG"),
+                "not base64!!",
+                None,
+                None,
+                base64.b64encode(b"plain text").decode(),
+            ],
+            "path": [None, None, None, str(path), "", None],
+        }
+    )
     out = predict_frame(_FakePipeline(), frame)
     assert list(out.columns) == ["male_probability", "label", "error"] and len(out) == 6
-    assert out["male_probability"][:2].tolist() == [1.0, 0.0] and out["label"][:2].tolist() == ["Male", "Female"]
+    assert out["male_probability"][:2].tolist() == [1.0, 0.0] and out["label"][:2].tolist() == [
+        "Male",
+        "Female",
+    ]
     assert out["male_probability"][3] == 0.25 and out["error"][3] == ""
     assert "not valid base64" in out["error"][2] and "neither image_base64 nor path" in out["error"][4]
     assert "not a readable image" in out["error"][5]
     assert pd.isna(out["label"][2]) and np.isnan(out["male_probability"][5])
-    only_paths = predict_frame(_FakePipeline(), pd.DataFrame({"path": [str(path), str(tmp_path / "missing.jpg")]}))
+    only_paths = predict_frame(
+        _FakePipeline(), pd.DataFrame({"path": [str(path), str(tmp_path / "missing.jpg")]})
+    )
     assert only_paths["error"][0] == "" and "does not exist" in only_paths["error"][1]
     with pytest.raises(ValueError, match="image_base64 and/or path"):
         predict_frame(_FakePipeline(), pd.DataFrame({"x": [1]}))

@@ -29,16 +29,33 @@ def synth_root(tmp_path_factory):
 
 
 def tiny_config(root, out, **kw) -> RunConfig:
-    values = dict(data_root=str(root), output_dir=str(out), backbone=TINY, weights="none", image_size=32,
-                  batch_size=16, epochs=1, max_steps=-1, num_workers=0, progress=False, tracking="none",
-                  max_train_images=64, max_eval_images=32)  # fmt: skip
+    values = dict(
+        data_root=str(root),
+        output_dir=str(out),
+        backbone=TINY,
+        weights="none",
+        image_size=32,
+        batch_size=16,
+        epochs=1,
+        max_steps=-1,
+        num_workers=0,
+        progress=False,
+        tracking="none",
+        max_train_images=64,
+        max_eval_images=32,
+    )
     values.update(kw)
     return RunConfig(**values).validate()
 
 
 @pytest.mark.parametrize(
-    "task,loss", [("attributes", "multilabel_soft_margin"), ("attributes", "bce"), ("direct", "cross_entropy"),
-                  ("direct", "bce")]  # fmt: skip
+    "task,loss",
+    [
+        ("attributes", "multilabel_soft_margin"),
+        ("attributes", "bce"),
+        ("direct", "cross_entropy"),
+        ("direct", "bce"),
+    ],
 )
 def test_one_training_run_per_model_and_loss(synth_root, tmp_path, task, loss):
     result = train(tiny_config(synth_root, tmp_path, task=task, loss=loss, max_steps=2, run_name="r"))
@@ -125,31 +142,50 @@ def test_lr_finder_returns_finite_suggestion(synth_root, tmp_path):
 
 @pytest.mark.parametrize(
     "override,needle",
-    [("backbone=resnet181", "resnet18"), ("loss=hinge", "multilabel_soft_margin"), ("lr=-0.1", "positive"),
-     ("optimizer=sgd", "adamw"), ("batch_size=0", "at least 1"), ("epochz=3", "did you mean 'epochs'")],
-)  # fmt: skip
+    [
+        ("backbone=resnet181", "resnet18"),
+        ("loss=hinge", "multilabel_soft_margin"),
+        ("lr=-0.1", "positive"),
+        ("optimizer=sgd", "adamw"),
+        ("batch_size=0", "at least 1"),
+        ("epochz=3", "did you mean 'epochs'"),
+    ],
+)
 def test_bad_config_fails_before_training_listing_choices(override, needle, tmp_path):
     with pytest.raises(ConfigError, match=needle):
-        load_preset(REPO / "configs" / "smoke.yaml", [override, f"output_dir={tmp_path}"])
+        load_preset("smoke", [override, f"output_dir={tmp_path}"])
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
 def test_presets_resolve_as_the_source_study():
-    study1 = load_preset(REPO / "configs" / "seed_study_1.yaml")
+    study1 = load_preset("seed_study_1")
     assert len(study1) == 6
     assert {(c.backbone, c.weights) for _, c in study1} == {
         (b, w) for b in ("vgg16", "resnet18", "googlenet") for w in ("none", "imagenet")
     }
     for _, c in study1:
-        assert (c.loss, c.optimizer, c.batch_size, c.lr, c.epochs, c.balance) == ("cross_entropy", "adam", 128,
-                                                                                  0.001, 10, "male")  # fmt: skip
-    study3 = dict(load_preset(REPO / "configs" / "seed_study_3.yaml"))
+        assert (c.loss, c.optimizer, c.batch_size, c.lr, c.epochs, c.balance) == (
+            "cross_entropy",
+            "adam",
+            128,
+            0.001,
+            10,
+            "male",
+        )
+    study3 = dict(load_preset("seed_study_3"))
     assert study3["vgg16_transfer"].weight_decay == 1e-3 and study3["resnet50_transfer"].weight_decay == 1e-4
     assert all(c.loss == "bce" and c.batch_size == 32 and c.lr == "auto" for c in study3.values())
-    (_, two_stage), = load_preset(REPO / "configs" / "two_stage.yaml")
-    assert (two_stage.task, two_stage.backbone, two_stage.resolved_loss()) == ("attributes", "resnet18",
-                                                                               "multilabel_soft_margin")  # fmt: skip
-    assert parse_overrides(["epochs=3", "lr=auto", "balance=true"]) == {"epochs": 3, "lr": "auto", "balance": True}
+    ((_, two_stage),) = load_preset("two_stage")
+    assert (two_stage.task, two_stage.backbone, two_stage.resolved_loss()) == (
+        "attributes",
+        "resnet18",
+        "multilabel_soft_margin",
+    )
+    assert parse_overrides(["epochs=3", "lr=auto", "balance=true"]) == {
+        "epochs": 3,
+        "lr": "auto",
+        "balance": True,
+    }
 
 
 def test_decode_cache_gives_same_eval_batches(synth_root, tmp_path):
@@ -170,10 +206,30 @@ def test_decode_cache_gives_same_eval_batches(synth_root, tmp_path):
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test runs on Linux")
 def test_ddp_two_processes_on_cpu(synth_root, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "attr2gender.cli", "train", f"data_root={synth_root}", f"output_dir={tmp_path}",
-           f"backbone={TINY}", "weights=none", "image_size=32", "batch_size=8", "max_steps=3", "epochs=1",
-           "num_workers=0", "progress=false", "tracking=none", "accelerator=cpu", "devices=2", "strategy=ddp",
-           "max_train_images=64", "max_eval_images=16", "run_name=ddp", "task=direct"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "attr2gender.cli",
+        "train",
+        f"data_root={synth_root}",
+        f"output_dir={tmp_path}",
+        f"backbone={TINY}",
+        "weights=none",
+        "image_size=32",
+        "batch_size=8",
+        "max_steps=3",
+        "epochs=1",
+        "num_workers=0",
+        "progress=false",
+        "tracking=none",
+        "accelerator=cpu",
+        "devices=2",
+        "strategy=ddp",
+        "max_train_images=64",
+        "max_eval_images=16",
+        "run_name=ddp",
+        "task=direct",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr + proc.stdout

@@ -1,5 +1,9 @@
 """attr2gender: predict CelebA's Male attribute from 39 predicted face attributes, or from pixels,
-and measure what the detour costs."""
+and measure what the detour costs.
+
+The public surface is :data:`__all__`; everything else is internal. Names are imported on first use, so
+``import attr2gender`` stays cheap for the command line.
+"""
 
 import os as _os
 
@@ -8,13 +12,30 @@ import os as _os
 # Takes effect only when attr2gender is imported before torch (our scripts and CLI do so).
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .errors import __all__ as _ERRORS  # every error class (a small module: importing it costs nothing)
+
+_EXPORTS = {
+    "Attr2GenderPipeline": "attr2gender.pipeline",
+    "DirectGenderClassifier": "attr2gender.pipeline",
+    "load_pipeline": "attr2gender.pipeline",
+    "RunConfig": "attr2gender.config",
+    "load_preset": "attr2gender.config",
+    "StageTwoClassifier": "attr2gender.tabular",
+    "create_backbone": "attr2gender.models",
+}
+__all__ = [*_EXPORTS, *_ERRORS, "__version__"]
 
 
 def __getattr__(name):
-    # Lazy, so `import attr2gender` stays cheap for the CLI and the data tools.
-    if name in ("Attr2GenderPipeline", "DirectGenderClassifier", "load_pipeline"):
-        from . import pipeline
+    import importlib
 
-        return getattr(pipeline, name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _ERRORS:
+        return getattr(importlib.import_module("attr2gender.errors"), name)
     raise AttributeError(f"module 'attr2gender' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,10 +1,14 @@
-"""The ``attr2gender`` command line.
+"""The ``attr2gender`` command line: the one entry point, with one error policy.
 
-    attr2gender data summary ROOT            what a CelebA root holds and what is wrong with it
-    attr2gender data synth --out DIR         write a synthetic CelebA in the standard layout
-    attr2gender data export-target ROOT      the source study's (id, Male) table as CSV
-    attr2gender train --config X.yaml k=v    train a preset (stage one or direct)
-    attr2gender predict BUNDLE IMAGE|DIR ...  predict with a saved pipeline, CSV to stdout or --out
+    attr2gender run two-stage|direct|compare ... train, evaluate and track a route, or compare both
+    attr2gender train --config PRESET k=v        train one image model (stage one or direct)
+    attr2gender predict BUNDLE IMAGE|DIR ...     predict with a saved pipeline, CSV to stdout or --out
+    attr2gender presets [show NAME]              the presets that ship with the package
+    attr2gender data summary|synth|export-target inspect, make or export CelebA-format data
+
+Every error the library raises on purpose prints one ``error:`` line with the fix and exits 2; heavy
+imports (torch, Lightning, MLflow) happen after the arguments are parsed, so ``--help`` is instant.
+``pipelines/run_two_stage.py``, ``run_direct.py`` and ``compare.py`` are thin scripts over ``run``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from .errors import Attr2GenderError, UsageError
 
 
 def _data_summary(args) -> int:
@@ -28,7 +34,9 @@ def _data_synth(args) -> int:
     from .data.synth import make_synthetic_celeba
 
     start = time.perf_counter()
-    out = make_synthetic_celeba(args.out, n=args.n, seed=args.seed, image_size=args.size, progress=not args.quiet)
+    out = make_synthetic_celeba(
+        args.out, n=args.n, seed=args.seed, image_size=args.size, progress=not args.quiet
+    )
     print(f"wrote {args.n:,} synthetic images to {out} in {time.perf_counter() - start:.1f}s")
     return 0
 
@@ -50,15 +58,13 @@ def _train(args) -> int:
         runs = [(n, c) for n, c in runs if n in args.run]
         if not runs:
             names = ", ".join(n for n, _ in load_preset(args.config, args.overrides))
-            raise UsageError(f"--run {', '.join(args.run)}: no such run in {args.config}; choose among {names}")
+            raise UsageError(
+                f"--run {', '.join(args.run)}: no such run in {args.config}; choose among {names}"
+            )
     for name, config in runs:
         result = train(config)
         print(f"[{name or config.run_name}] {result.summary_line()}")
     return 0
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot work; printed as one ``error:`` line, exit status 2."""
 
 
 def _check_output_path(out: Path) -> None:
@@ -89,10 +95,17 @@ def _predict(args) -> int:
     if args.out is not None:
         _check_output_path(args.out)
     _check_device(args.device)
-    pipeline = load_pipeline(args.bundle, device=args.device, batch_size=args.batch_size, runtime=args.runtime,
-                             precision=args.precision)  # fmt: skip
+    pipeline = load_pipeline(
+        args.bundle,
+        device=args.device,
+        batch_size=args.batch_size,
+        runtime=args.runtime,
+        precision=args.precision,
+    )
     if args.explain and not hasattr(pipeline, "explain"):
-        raise UsageError(f"--explain needs a two-stage bundle; {args.bundle} holds a {pipeline.kind} pipeline")
+        raise UsageError(
+            f"--explain needs a two-stage bundle; {args.bundle} holds a {pipeline.kind} pipeline"
+        )
     images = [os.fspath(p) for p in args.images]
     progress = False if args.quiet else None
     if args.explain:
@@ -115,9 +128,224 @@ def _predict(args) -> int:
         sys.stdout.buffer.write(text.encode("utf-8", errors="surrogateescape"))
         sys.stdout.buffer.flush()
     if len(frame) and failed == len(frame):
-        print(f"error: none of the {len(frame):,} inputs could be read (see the error column)", file=sys.stderr)
+        print(
+            f"error: none of the {len(frame):,} inputs could be read (see the error column)", file=sys.stderr
+        )
         return 3
     return 0
+
+
+def _presets(args) -> int:
+    from .config import list_presets, preset_text
+
+    if args.action == "show":
+        if not args.name:
+            raise UsageError(f"presets show needs a NAME; one of {', '.join(list_presets())}")
+        print(preset_text(args.name)[1], end="")
+    else:
+        print("\n".join(list_presets()))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# attr2gender run two-stage | direct | compare
+# --------------------------------------------------------------------------------------------------
+
+RUN_KINDS = {"two-stage": "two_stage", "direct": "direct"}
+PRESETS_HELP = "list the presets that ship with the package, or print one to edit"
+PRESETS_DESCRIPTION = (
+    "attr2gender presets (list them); attr2gender presets show NAME > my.yaml (a copy to edit "
+    "and pass as --config my.yaml)"
+)
+
+
+def _measure_spec(args):
+    from .tracking.measure import MeasureSpec
+
+    try:
+        return MeasureSpec.parse(args.latency, repeats=args.latency_repeats)
+    except ValueError as exc:
+        raise UsageError(f"--latency: {exc}") from None
+
+
+def _run_lines(run, tracker) -> list[str]:
+    lines = [f"[{run.kind}] run dir:   {run.run_dir}", f"[{run.kind}] bundle:    {run.bundle_dir}"]
+    if run.run_id:
+        lines.append(
+            f"[{run.kind}] MLflow run {run.run_id} (experiment {tracker.experiment!r}); model "
+            f"{run.model_uri} = runs:/{run.run_id}/model"
+        )
+    acc = run.metrics.get("test_accuracy", float("nan"))
+    ms = {k: v for k, v in run.metrics.items() if k.startswith("inference_ms_per_image_b")}
+    timing = ", ".join(f"{v:.2f} ms/image at batch {k.rsplit('_b', 1)[1]}" for k, v in ms.items())
+    worst = run.metrics.get("test_worst_group_accuracy", float("nan"))
+    lines.append(
+        f"[{run.kind}] test accuracy {acc:.4f}, worst-group accuracy {worst:.4f}, trained in "
+        f"{run.metrics.get('train_seconds', 0):.0f}s, {timing}"
+    )
+    return lines
+
+
+def _run_single(args) -> int:
+    from .experiments.plan import materialize, plan_run
+    from .experiments.single import run_pipeline
+    from .tracking.mlflow_tracking import is_rank_zero, make_tracker
+
+    measure = _measure_spec(args)
+    plan = plan_run(RUN_KINDS[args.kind], args.config, args.data_root, args.overrides, run=args.run)
+    materialize([plan])
+    tracker = make_tracker(plan.config)
+    run = run_pipeline(plan, tracker, measure=measure)
+    if not is_rank_zero():
+        return 0
+    print(
+        "\n".join(["", "Results:", *_run_lines(run, tracker), f"To see them: {tracker.ui_line()}"]),
+        flush=True,
+    )
+    return 0
+
+
+def _run_compare(args) -> int:
+    from .config import build_config, parse_overrides
+    from .errors import ConfigError
+    from .experiments.compare import compare_logged_runs, run_comparison
+    from .experiments.plan import align_plans, materialize, plan_run
+    from .tracking.mlflow_tracking import is_rank_zero, make_tracker
+
+    if args.runs:
+        extra = parse_overrides(args.overrides)
+        config = build_config(
+            {k: v for k, v in extra.items() if k in ("output_dir", "experiment", "tracking")}
+        )
+        if config.tracking == "none":
+            raise ConfigError("--runs reads the runs from MLflow; drop tracking=none")
+        tracker = make_tracker(config)
+        result = compare_logged_runs(
+            tracker, args.runs[0], args.runs[1], config.output_dir, n_boot=args.bootstrap
+        )
+        lines = []
+    else:
+        import secrets
+
+        measure = _measure_spec(args)
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        overrides = list(args.overrides)
+        two = plan_run("two_stage", args.config_two_stage, args.data_root, overrides, stamp=stamp)
+        direct = plan_run("direct", args.config_direct, args.data_root, overrides, stamp=stamp)
+        if two.config.run_name == direct.config.run_name:  # a run_name=... override: keep the folders apart
+            two.config.run_name += "-two_stage"
+            direct.config.run_name += "-direct"
+        direct = align_plans(two, direct)
+        materialize([two, direct])
+        tracker = make_tracker(two.config)
+        result = run_comparison(
+            two,
+            direct,
+            tracker,
+            measure=measure,
+            n_boot=args.bootstrap,
+            stamp=stamp,
+            corruptions=args.corruptions,
+        )
+        lines = [line for child in result.children for line in _run_lines(child, tracker)]
+    if not is_rank_zero():
+        return 0
+    m = result.comparison.metrics
+    lines += [
+        f"[comparison] accuracy loss (direct - two-stage) {100 * m['accuracy_loss']:+.2f} points "
+        f"(95% CI {100 * m['accuracy_loss_ci_low']:+.2f} to {100 * m['accuracy_loss_ci_high']:+.2f}); "
+        f"inference time x{m['inference_time_ratio']:.2f}, training time x{m['training_time_ratio']:.2f}, "
+        f"size x{m['size_ratio']:.2f} (two-stage / direct)",
+        *(
+            [
+                f"[comparison] worst-group accuracy: two-stage {m['worst_group_accuracy_two_stage']:.4f}, direct "
+                f"{m['worst_group_accuracy_direct']:.4f} (groups: Male x makeup, Male x blond; 30+ test images)"
+            ]
+            if "worst_group_accuracy_two_stage" in m
+            else []
+        ),
+        *(
+            [
+                f"[comparison] CelebA-C mean accuracy: two-stage {m['celeba_c_mean_accuracy_two_stage']:.4f}, direct "
+                f"{m['celeba_c_mean_accuracy_direct']:.4f}"
+            ]
+            if "celeba_c_mean_accuracy_two_stage" in m
+            else []
+        ),
+        f"[comparison] report:    {result.files['report']}",
+    ]
+    if result.run_id:
+        nested = (
+            "the two routes are its child runs" if result.children else "it names the two runs in its tags"
+        )
+        lines.append(f"[comparison] MLflow run {result.run_id} (tag comparison; {nested})")
+    print("\n".join(["", "Results:", *lines, f"To see them: {tracker.ui_line()}"]), flush=True)
+    return 0
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-root", default=None, help="CelebA root (default: data/celeba, else synthetic)"
+    )
+    parser.add_argument(
+        "--latency",
+        default="1:16,64:128",
+        metavar="B:N,...",
+        help="inference timing: batch:images pairs (default 1:16,64:128)",
+    )
+    parser.add_argument(
+        "--latency-repeats", type=_positive_int, default=3, help="timed calls per batch size (median)"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value config overrides, e.g. epochs=2 backbone=vgg16"
+    )
+
+
+def _add_run_parsers(sub) -> None:
+    run = sub.add_parser(
+        "run",
+        help="train, evaluate and track a route (two-stage, direct) or compare both",
+        description="Train, evaluate and track a pipeline, logged to MLflow. Without --data-root and "
+        "without ./data/celeba a synthetic CelebA is made and the smoke preset runs.",
+    )
+    rsub = run.add_subparsers(dest="run_command", required=True)
+    for name, kind in RUN_KINDS.items():
+        what = "image -> 39 attributes -> Male" if kind == "two_stage" else "image -> Male"
+        p = rsub.add_parser(
+            name,
+            help=f"the {name} route ({what})",
+            description=f"Train, evaluate and track the {name} route ({what}).",
+        )
+        p.add_argument(
+            "--config",
+            default=None,
+            help=f"preset name or YAML file (default: {kind}, or smoke on synthetic data)",
+        )
+        p.add_argument("--run", default=None, help="the named run of a multi-run preset")
+        _add_run_arguments(p)
+        p.set_defaults(func=_run_single, kind=name)
+    p = rsub.add_parser(
+        "compare",
+        help="both routes on the same split and seed, as nested MLflow runs",
+        description="Two-stage vs direct on the same split and seed, as nested MLflow runs under one "
+        "comparison run; or two finished runs with --runs.",
+    )
+    p.add_argument("--config-two-stage", default=None, help="preset or YAML file (default: two_stage)")
+    p.add_argument("--config-direct", default=None, help="preset or YAML file (default: direct)")
+    p.add_argument(
+        "--runs",
+        nargs=2,
+        metavar=("RUN_ID_TWO_STAGE", "RUN_ID_DIRECT"),
+        help="compare two finished runs instead of training",
+    )
+    p.add_argument("--bootstrap", type=_positive_int, default=2000, help="resamples for the accuracy-loss CI")
+    p.add_argument(
+        "--corruptions",
+        action="store_true",
+        help="also score both routes on CelebA-C: the test images under 6 corruptions",
+    )
+    _add_run_arguments(p)
+    p.set_defaults(func=_run_compare)
 
 
 def _positive_int(text: str) -> int:
@@ -153,47 +381,84 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("output_list_attrib.csv"))
     p.set_defaults(func=_data_export)
 
-    p = sub.add_parser("train", help="train a preset: attr2gender train --config configs/X.yaml [key=value ...]")
-    p.add_argument("--config", type=Path, default=None, help="YAML preset (configs/)")
+    _add_run_parsers(sub)
+
+    from .config import FIELDS, list_presets
+
+    p = sub.add_parser(
+        "train",
+        help="train one image model: attr2gender train --config PRESET [key=value ...]",
+        description="Train one image model (stage one or direct) from a preset plus key=value "
+        "overrides; the resolved config is saved with the run.",
+        epilog=f"presets: {', '.join(list_presets())} (or a YAML file). Keys: {', '.join(FIELDS)}.",
+    )
+    p.add_argument("--config", default=None, help="preset name (see below) or YAML file")
     p.add_argument("--run", action="append", help="only the named run(s) of a multi-run preset")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=2 backbone=vgg16")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("predict", help="predict Male with a saved pipeline bundle",
-                       description="Predict Male for image files and folders with a saved pipeline bundle. One CSV "
-                       "row per image; an unreadable image gets an error row and the others are still predicted.",
-                       epilog="exit status: 0 when at least one image was predicted; 2 on a usage error (a bad "
-                       "option, bundle or output path; nothing is predicted); 3 when every input failed.")  # fmt: skip
+    p = sub.add_parser(
+        "predict",
+        help="predict Male with a saved pipeline bundle",
+        description="Predict Male for image files and folders with a saved pipeline bundle. One CSV "
+        "row per image; an unreadable image gets an error row and the others are still predicted.",
+        epilog="exit status: 0 when at least one image was predicted; 2 on a usage error (a bad "
+        "option, bundle or output path; nothing is predicted); 3 when every input failed.",
+    )
     p.add_argument("bundle", type=Path, help="folder written by pipeline.save()")
     p.add_argument("images", nargs="+", type=Path, help="image files and/or folders")
     p.add_argument("--out", type=Path, help="CSV path (default: stdout)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"),
-                   help="forward pass: auto (ONNX Runtime on CPU when installed and the bundle has model.onnx, "
-                        "else PyTorch), torch, onnx")  # fmt: skip
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="PyTorch runtime only: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16")  # fmt: skip
+    for flag, choices, text in (
+        (
+            "--runtime",
+            ("auto", "torch", "onnx"),
+            "forward pass: auto (ONNX Runtime on CPU when installed and the "
+            "bundle has model.onnx, else PyTorch), torch, onnx",
+        ),
+        (
+            "--precision",
+            ("auto", "fp32", "bf16"),
+            "PyTorch runtime only: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16",
+        ),
+    ):
+        p.add_argument(flag, default="auto", choices=choices, help=text)
     p.add_argument("--explain", action="store_true", help="two-stage: print each image's top 3 attributes")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("presets", help=PRESETS_HELP, description=PRESETS_DESCRIPTION)
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("name", nargs="?", help="the preset to print (with show)")
+    p.set_defaults(func=_presets)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError
-    from .data import CelebAError, ImageLoadError
-    from .models import UnknownBackboneError, WeightsNotFoundError
-    from .pipeline.bundle import BundleError
-    from .pipeline.runtime import RuntimeUnavailableError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CelebAError, ConfigError, ImageLoadError, BundleError, WeightsNotFoundError, UnknownBackboneError,
-            RuntimeUnavailableError, UsageError) as exc:  # fmt: skip
+    except Attr2GenderError as exc:  # every error the library raises on purpose: one line, the fix in it
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def main_two_stage(argv: list[str] | None = None) -> int:
+    """``pipelines/run_two_stage.py``: ``attr2gender run two-stage``."""
+    return main(["run", "two-stage", *(sys.argv[1:] if argv is None else argv)])
+
+
+def main_direct(argv: list[str] | None = None) -> int:
+    """``pipelines/run_direct.py``: ``attr2gender run direct``."""
+    return main(["run", "direct", *(sys.argv[1:] if argv is None else argv)])
+
+
+def main_compare(argv: list[str] | None = None) -> int:
+    """``pipelines/compare.py``: ``attr2gender run compare``."""
+    return main(["run", "compare", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -16,29 +16,21 @@ from typing import Any
 
 import yaml
 
-TASKS = ("attributes", "direct")
-LOSSES = {
-    "attributes": ("multilabel_soft_margin", "bce"),
-    "direct": ("cross_entropy", "bce"),
-}
+from .errors import ConfigError
+
+# Choices that only the config has. Those owned by a lower layer (tasks and losses: models; split strategies
+# and augmentations: data; stage-two models and objectives: tabular) are read from there when validating,
+# so each list lives once, and importing the config stays cheap (no torch, for a fast --help).
 OPTIMIZERS = ("adam", "adamw")
-SPLITS = ("auto", "official", "identity")
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
-PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+TRAINING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # Lightning's names
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 BALANCES = ("none", "male", "groups")
 LOSS_REWEIGHTINGS = ("none", "groups")
 ROBUST = ("none", "group_dro")
-AUGMENTS = ("standard", "strong")
 CHECKPOINT_METRICS = ("auto", "val_loss", "val_worst_group_acc")
-STAGE_TWO_OBJECTIVES = ("erm", "worst_group")
-STAGE_TWO_MODELS = ("logistic", "lightgbm")
 STAGE_TWO_FIT_ON = ("predicted", "labels")
 TRACKING = ("mlflow", "none")
-
-
-class ConfigError(ValueError):
-    """A config key or value is wrong; the message names it and the valid choices."""
 
 
 @dataclass
@@ -51,7 +43,9 @@ class RunConfig:
     # "groups": sample batches so each Male x makeup group is equally likely (group-robust training)
     balance: str = "none"
     group_by: str = "makeup"  # the Male x <attribute> groups that group-robust training and checkpoints use
-    augment: str = "standard"  # the source's crop + flip; "strong" adds colour, grayscale, blur, JPEG, rotation
+    augment: str = (
+        "standard"  # the source's crop + flip; "strong" adds colour, grayscale, blur, JPEG, rotation
+    )
     image_size: int = 224  # crop size; the source study's 224 (CPU presets use 112-160)
     max_train_images: int = 0  # 0 = all; a cap keeps CPU runs short
     max_eval_images: int = 0  # 0 = all; caps val and test alike
@@ -69,7 +63,9 @@ class RunConfig:
     loss_reweighting: str = "none"  # "groups": each sample's loss weighted by 1 / its group's frequency
     robust: str = "none"  # "group_dro": the GroupDRO objective (Sagawa et al., ICLR 2020)
     group_dro_step: float = 0.01  # GroupDRO's step size for the group weights (Sagawa et al.: 0.01)
-    checkpoint_metric: str = "auto"  # auto: val_worst_group_acc when any group-robust key is on, else val_loss
+    checkpoint_metric: str = (
+        "auto"  # auto: val_worst_group_acc when any group-robust key is on, else val_loss
+    )
     # --- optimisation ---
     optimizer: str = "adam"  # the source study used Adam throughout
     lr: float | str = 1e-3  # source study 1: 0.001; "auto" runs Lightning's learning-rate finder
@@ -95,7 +91,9 @@ class RunConfig:
     stage_two_model: str = "logistic"  # "logistic" | "lightgbm"
     stage_two_fit_on: str = "predicted"  # stage one's probabilities on held-out images, or true "labels"
     stage_two_class_weight: str = ""  # "" or "balanced"
-    stage_two_exclude: list[str] = field(default_factory=list)  # concept editing: attributes stage two ignores
+    stage_two_exclude: list[str] = field(
+        default_factory=list
+    )  # concept editing: attributes stage two ignores
     stage_two_objective: str = "erm"  # "worst_group": fitted for its worst Male x <group_by> group
     # --- tracking ---
     tracking: str = "mlflow"  # "none" disables MLflow logging
@@ -103,6 +101,8 @@ class RunConfig:
     tensorboard: bool = False  # also write TensorBoard logs (the source used TensorBoard)
 
     def resolved_loss(self) -> str:
+        from .models.inference import LOSSES
+
         return self.loss or LOSSES[self.task][0]
 
     @property
@@ -119,25 +119,30 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> RunConfig:
-        _choice("task", self.task, TASKS)
+        from .data.groups import GROUPINGS
+        from .data.splits import SPLIT_STRATEGIES
+        from .data.transforms import AUGMENTS
+        from .models.inference import LOSSES
+        from .tabular import MODELS
+        from .tabular.robust import OBJECTIVES
+
+        _choice("task", self.task, tuple(LOSSES))
         if self.loss:
             _choice("loss", self.loss, LOSSES[self.task], f" for task={self.task}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("split", self.split, SPLITS)
+        _choice("split", self.split, SPLIT_STRATEGIES)
         _choice("accelerator", self.accelerator, ACCELERATORS)
-        _choice("precision", self.precision, PRECISIONS)
+        _choice("precision", self.precision, TRAINING_PRECISIONS)
         _choice("memory_format", self.memory_format, MEMORY_FORMATS)
         if isinstance(self.balance, bool):  # the source study's `balance: true` keeps working
             self.balance = "male" if self.balance else "none"
         _choice("balance", self.balance, BALANCES)
-        from .data.groups import GROUPINGS
-
         _choice("group_by", self.group_by, tuple(GROUPINGS))
         _choice("augment", self.augment, AUGMENTS)
         _choice("loss_reweighting", self.loss_reweighting, LOSS_REWEIGHTINGS)
         _choice("robust", self.robust, ROBUST)
         _choice("checkpoint_metric", self.checkpoint_metric, CHECKPOINT_METRICS)
-        _choice("stage_two_objective", self.stage_two_objective, STAGE_TWO_OBJECTIVES)
+        _choice("stage_two_objective", self.stage_two_objective, OBJECTIVES)
         if not self.group_dro_step > 0:
             raise ConfigError(f"group_dro_step must be a positive number, got {self.group_dro_step}")
         from .data.attributes import STAGE_ONE_ATTRIBUTES
@@ -146,17 +151,21 @@ class RunConfig:
             if name not in STAGE_ONE_ATTRIBUTES:
                 close = difflib.get_close_matches(str(name), STAGE_ONE_ATTRIBUTES, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"stage_two_exclude names {name!r}{hint}, which is not one of the 39 attributes: "
-                                  f"{', '.join(STAGE_ONE_ATTRIBUTES)}")  # fmt: skip
+                raise ConfigError(
+                    f"stage_two_exclude names {name!r}{hint}, which is not one of the 39 attributes: "
+                    f"{', '.join(STAGE_ONE_ATTRIBUTES)}"
+                )
         if len(self.stage_two_exclude) >= len(STAGE_ONE_ATTRIBUTES):
             raise ConfigError("stage_two_exclude names every attribute; stage two needs at least one to use")
-        _choice("stage_two_model", self.stage_two_model, STAGE_TWO_MODELS)
+        _choice("stage_two_model", self.stage_two_model, MODELS)
         _choice("stage_two_fit_on", self.stage_two_fit_on, STAGE_TWO_FIT_ON)
         _choice("stage_two_class_weight", self.stage_two_class_weight, ("", "balanced"))
         _choice("tracking", self.tracking, TRACKING)
         if isinstance(self.lr, str):
             if self.lr != "auto":
-                raise ConfigError(f"lr must be a positive number or 'auto' (learning-rate finder), got {self.lr!r}")
+                raise ConfigError(
+                    f"lr must be a positive number or 'auto' (learning-rate finder), got {self.lr!r}"
+                )
         elif not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive finite number or 'auto', got {self.lr}")
         for name in ("threshold", "weight_decay", "dropout", "group_dro_step"):
@@ -168,7 +177,9 @@ class RunConfig:
             raise ConfigError(f"max_steps must be -1 (no cap) or at least 1, got {self.max_steps}")
         if self.devices != "auto" and not (isinstance(self.devices, int) and self.devices >= 1):
             raise ConfigError(f"devices must be a positive integer or 'auto', got {self.devices!r}")
-        if self.run_name and (self.run_name in (".", "..") or any(c in self.run_name for c in "/\\") or ".." in self.run_name):
+        if self.run_name and (
+            self.run_name in (".", "..") or any(c in self.run_name for c in "/\\") or ".." in self.run_name
+        ):
             raise ConfigError(f"run_name {self.run_name!r} must be a plain folder name: no '/', '\\' or '..'")
         for name in ("batch_size", "epochs", "image_size"):
             if getattr(self, name) < 1:
@@ -181,10 +192,15 @@ class RunConfig:
         if not 0 < self.threshold < 1:
             raise ConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
         fractions = self.split_fractions
-        if (len(fractions) != 3 or any(not math.isfinite(f) or f < 0 for f in fractions)
-                or abs(sum(fractions) - 1) > 1e-6):  # fmt: skip
-            raise ConfigError(f"split_fractions must be three non-negative numbers summing to 1 (train, val, test), "
-                              f"got {fractions}")  # fmt: skip
+        if (
+            len(fractions) != 3
+            or any(not math.isfinite(f) or f < 0 for f in fractions)
+            or abs(sum(fractions) - 1) > 1e-6
+        ):
+            raise ConfigError(
+                f"split_fractions must be three non-negative numbers summing to 1 (train, val, test), "
+                f"got {fractions}"
+            )
         from .models import check_backbone_name
 
         try:
@@ -206,7 +222,9 @@ class RunConfig:
 
 def _choice(name: str, value, choices, extra: str = "") -> None:
     if value not in choices:
-        raise ConfigError(f"{name}={value!r} is not valid{extra}; choose one of: {', '.join(map(repr, choices))}")
+        raise ConfigError(
+            f"{name}={value!r} is not valid{extra}; choose one of: {', '.join(map(repr, choices))}"
+        )
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -217,7 +235,11 @@ def _coerce(key: str, value: Any) -> Any:
 
     Strings from the command line are parsed (``epochs=2`` is an int); YAML values are taken as typed, so
     ``epochs: 2.5``, ``batch_size: true`` or ``backbone: 123`` fail here, naming the key."""
-    default = FIELDS[key].default if FIELDS[key].default is not dataclasses.MISSING else FIELDS[key].default_factory()
+    default = (
+        FIELDS[key].default
+        if FIELDS[key].default is not dataclasses.MISSING
+        else FIELDS[key].default_factory()
+    )
     from_text = isinstance(value, str)
     parsed = (yaml.safe_load(value) if value != "" else "") if from_text else value
     shown = repr(value)
@@ -277,7 +299,9 @@ def check_keys(keys, where: str) -> None:
         for k in unknown:
             close = difflib.get_close_matches(k, FIELDS, n=1)
             hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"unknown config key(s) in {where}: {', '.join(hints)}. Valid keys: {', '.join(FIELDS)}")
+        raise ConfigError(
+            f"unknown config key(s) in {where}: {', '.join(hints)}. Valid keys: {', '.join(FIELDS)}"
+        )
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -297,26 +321,60 @@ def build_config(values: dict[str, Any], where: str = "config") -> RunConfig:
     return RunConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
 
 
-def load_preset(path: str | Path | None, overrides: list[str] | None = None) -> list[tuple[str, RunConfig]]:
-    """A preset file plus overrides into one or more named configs (several when it has ``runs:``)."""
+PRESETS_PACKAGE = "attr2gender.presets"
+
+
+def list_presets() -> list[str]:
+    """Names of the presets that ship with the package (``attr2gender/presets/*.yaml``)."""
+    from importlib.resources import files
+
+    return sorted(
+        p.name[: -len(".yaml")] for p in files(PRESETS_PACKAGE).iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def preset_text(name_or_path: str | Path) -> tuple[str, str]:
+    """(where, YAML text) of a preset: a file path, or the name of a shipped preset (``cpu``, ``cpu.yaml``)."""
+    from importlib.resources import files
+
+    path = Path(name_or_path)
+    if path.is_file():
+        return str(path), _read_text(path)
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if str(path) in (name, f"{name}.yaml") and name in list_presets():
+        return f"preset {name}", files(PRESETS_PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    raise ConfigError(
+        f"config {name_or_path} is neither a file nor a preset; presets: {', '.join(list_presets())} "
+        "(or pass a path to a YAML file; `attr2gender presets show NAME` prints one to edit)"
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; presets are YAML files") from None
+
+
+def load_preset(preset: str | Path | None, overrides: list[str] | None = None) -> list[tuple[str, RunConfig]]:
+    """A preset (a shipped name like ``cpu``, or a YAML file) plus ``key=value`` overrides into one or more
+    named configs (several when it has ``runs:``)."""
     base: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
     where = "the command line"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; presets live in configs/ (e.g. configs/smoke.yaml)")
-        where = str(path)
+    if preset is not None:
+        where, text = preset_text(preset)
+        path = where
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:  # includes !!python/... tags, which safe_load never constructs
             mark = getattr(exc, "problem_mark", None)
             at = f" (line {mark.line + 1})" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"{path}{at} is not a plain YAML preset: {problem}. Presets hold keys and plain "
-                              "values (numbers, strings, lists), no tags") from None  # fmt: skip
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path} is not UTF-8 text; presets are YAML files") from None
+            raise ConfigError(
+                f"{path}{at} is not a plain YAML preset: {problem}. Presets hold keys and plain "
+                "values (numbers, strings, lists), no tags"
+            ) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of config keys")
         runs = loaded.pop("runs", None) or []

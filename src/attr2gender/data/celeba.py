@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import CelebAFormatError, CelebANotFoundError
 from .attributes import ATTRIBUTE_NAMES, STAGE_ONE_ATTRIBUTES, TARGET
 
 IMAGE_DIR = "img_align_celeba"
@@ -44,23 +45,6 @@ EXPECTED_LAYOUT = f"""Expected the standard CelebA layout:
 No CelebA at hand? `attr2gender data synth --out ROOT` writes a synthetic one in this layout."""
 
 
-class CelebAError(Exception):
-    """Base class of the reader's errors."""
-
-
-class CelebANotFoundError(CelebAError, FileNotFoundError):
-    """A root, file or folder the reader needs is missing."""
-
-
-class CelebAFormatError(CelebAError, ValueError):
-    """An annotation file is malformed; the message names the file and line."""
-
-    def __init__(self, path: str | os.PathLike, line: int | None, problem: str):
-        self.path, self.line, self.problem = Path(path), line, problem
-        where = f"{path}, line {line}" if line is not None else str(path)
-        super().__init__(f"{where}: {problem}")
-
-
 def _read_rows(path: Path, n_values: int, header_lines: int) -> tuple[list[str], pd.DataFrame]:
     """Read the lines after ``header_lines`` as ``id`` + ``n_values`` integer columns.
 
@@ -70,9 +54,15 @@ def _read_rows(path: Path, n_values: int, header_lines: int) -> tuple[list[str],
         head = [f.readline() for _ in range(header_lines)]
     try:
         frame = pd.read_csv(
-            path, sep=r"\s+", skiprows=header_lines, header=None, dtype={0: str}, engine="c",
-            names=range(n_values + 1), skip_blank_lines=True,
-        )  # fmt: skip
+            path,
+            sep=r"\s+",
+            skiprows=header_lines,
+            header=None,
+            dtype={0: str},
+            engine="c",
+            names=range(n_values + 1),
+            skip_blank_lines=True,
+        )
     except pd.errors.ParserError as exc:
         # pandas says "Expected N fields in line L, saw M" with L counted from the first data line.
         import re
@@ -80,7 +70,9 @@ def _read_rows(path: Path, n_values: int, header_lines: int) -> tuple[list[str],
         m = re.search(r"line (\d+), saw (\d+)", str(exc))
         line = int(m.group(1)) if m else None  # pandas counts lines of the whole file
         saw = f"{int(m.group(2))} fields" if m else "a different number of fields"
-        raise CelebAFormatError(path, line, f"expected {n_values + 1} fields (id + {n_values}), saw {saw}") from None
+        raise CelebAFormatError(
+            path, line, f"expected {n_values + 1} fields (id + {n_values}), saw {saw}"
+        ) from None
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=range(n_values + 1), dtype=str)
     short = frame[n_values].isna().to_numpy().nonzero()[0] if len(frame) else []
@@ -135,22 +127,32 @@ def read_attributes(path: str | os.PathLike) -> pd.DataFrame:
     try:
         count = int(head[0].strip())
     except ValueError:
-        raise CelebAFormatError(path, 1, f"first line must be the image count, got {head[0].strip()!r}") from None
+        raise CelebAFormatError(
+            path, 1, f"first line must be the image count, got {head[0].strip()!r}"
+        ) from None
     names = head[1].split()
     if len(names) != len(ATTRIBUTE_NAMES):
-        raise CelebAFormatError(path, 2, f"header must name {len(ATTRIBUTE_NAMES)} attributes, found {len(names)}")
+        raise CelebAFormatError(
+            path, 2, f"header must name {len(ATTRIBUTE_NAMES)} attributes, found {len(names)}"
+        )
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         missing = sorted(set(ATTRIBUTE_NAMES) - set(names))
-        raise CelebAFormatError(path, 2, f"duplicate attribute name {', '.join(duplicated)}"
-                                + (f" (and {', '.join(missing)} missing)" if missing else ""))  # fmt: skip
+        raise CelebAFormatError(
+            path,
+            2,
+            f"duplicate attribute name {', '.join(duplicated)}"
+            + (f" (and {', '.join(missing)} missing)" if missing else ""),
+        )
     if set(names) != set(ATTRIBUTE_NAMES):
         unknown = sorted(set(names) - set(ATTRIBUTE_NAMES))
         raise CelebAFormatError(path, 2, f"unknown attribute name(s) {unknown}; expected CelebA's 40 names")
     if count != len(frame):
         raise CelebAFormatError(path, 1, f"count line says {count} images but the file has {len(frame)} rows")
     values = _to_int(path, frame, 2, allowed={-1, 1})
-    out = pd.DataFrame((values > 0).astype(np.int8), index=pd.Index(frame[0].to_numpy(), name="image_id"), columns=names)
+    out = pd.DataFrame(
+        (values > 0).astype(np.int8), index=pd.Index(frame[0].to_numpy(), name="image_id"), columns=names
+    )
     return out
 
 
@@ -247,7 +249,9 @@ def load_celeba(root: str | os.PathLike, warn_missing: bool = True) -> CelebA:
     bbox = read_named_table(root / BBOX_FILE) if (root / BBOX_FILE).is_file() else None
     landmarks = read_named_table(root / LANDMARKS_FILE) if (root / LANDMARKS_FILE).is_file() else None
 
-    on_disk = {e.name for e in os.scandir(image_dir) if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES)}
+    on_disk = {
+        e.name for e in os.scandir(image_dir) if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES)
+    }
     annotated = attributes.index
     present = annotated[annotated.isin(list(on_disk))].sort_values()
     unannotated = sorted(on_disk.difference(annotated))
@@ -265,6 +269,8 @@ def export_target_table(celeba: CelebA, out: str | os.PathLike) -> Path:
     """The source study's ``output_list_attrib`` table: columns ``id`` and ``Male`` (0/1), present images."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame({"id": celeba.present, TARGET: celeba.attributes.loc[celeba.present, TARGET].to_numpy()})
+    table = pd.DataFrame(
+        {"id": celeba.present, TARGET: celeba.attributes.loc[celeba.present, TARGET].to_numpy()}
+    )
     table.to_csv(out, index=False)
     return out

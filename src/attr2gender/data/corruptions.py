@@ -65,8 +65,14 @@ def _rotate(image: Image.Image, rng, degrees: float = 15.0) -> Image.Image:
     return rotated.crop((pad, pad, pad + w, pad + h))
 
 
-_FUNCTIONS = {"grayscale": _grayscale, "jpeg_q20": _jpeg, "blur_2": _blur, "downscale_48": _downscale,
-              "brightness": _brightness, "rotate_15": _rotate}  # fmt: skip
+_FUNCTIONS = {
+    "grayscale": _grayscale,
+    "jpeg_q20": _jpeg,
+    "blur_2": _blur,
+    "downscale_48": _downscale,
+    "brightness": _brightness,
+    "rotate_15": _rotate,
+}
 
 
 def corrupt(image: Image.Image, name: str, seed: int = 0, index: int = 0) -> Image.Image:

@@ -26,8 +26,15 @@ class CelebADataset(Dataset):
     """Items are dicts: ``image`` (3xHxW float), ``attributes`` (39 float), ``male`` (float), ``group``
     (0..3, the Male x ``grouping`` group of :mod:`attr2gender.data.groups`) and ``index``."""
 
-    def __init__(self, celeba: CelebA, image_ids, transform=None, strict: bool = False, cache=None,
-                 grouping: str = TRAINING_GROUPING):  # fmt: skip
+    def __init__(
+        self,
+        celeba: CelebA,
+        image_ids,
+        transform=None,
+        strict: bool = False,
+        cache=None,
+        grouping: str = TRAINING_GROUPING,
+    ):
         self.celeba = celeba
         self.image_ids = list(image_ids)
         missing = [i for i in self.image_ids if i not in celeba.attributes.index]
@@ -57,8 +64,13 @@ class CelebADataset(Dataset):
             warnings.warn(f"skipping unreadable image {exc}", stacklevel=2)
             return None
         tensor = self.transform(image) if self.transform is not None else image
-        return {"image": tensor, "attributes": self.attributes[index], "male": self.male[index],
-                "group": self.groups[index], "index": index}  # fmt: skip
+        return {
+            "image": tensor,
+            "attributes": self.attributes[index],
+            "male": self.male[index],
+            "group": self.groups[index],
+            "index": index,
+        }
 
 
 def collate_skipping_corrupt(batch: list) -> dict:
@@ -66,9 +78,14 @@ def collate_skipping_corrupt(batch: list) -> dict:
     good = [item for item in batch if item is not None]
     skipped = len(batch) - len(good)
     if not good:
-        return {"image": torch.empty(0), "attributes": torch.empty(0), "male": torch.empty(0),
-                "group": torch.empty(0, dtype=torch.long), "index": torch.empty(0, dtype=torch.long),
-                "skipped": skipped}  # fmt: skip
+        return {
+            "image": torch.empty(0),
+            "attributes": torch.empty(0),
+            "male": torch.empty(0),
+            "group": torch.empty(0, dtype=torch.long),
+            "index": torch.empty(0, dtype=torch.long),
+            "skipped": skipped,
+        }
     out = default_collate(good)
     out["skipped"] = skipped
     return out
@@ -82,10 +99,14 @@ class DecodedImageCache:
     measures whether it helps on CPU. Unreadable images are stored as black and listed in ``bad``.
     """
 
-    def __init__(self, celeba: CelebA, image_ids, image_size: int, cache_dir: str | Path, progress: bool = True):
+    def __init__(
+        self, celeba: CelebA, image_ids, image_size: int, cache_dir: str | Path, progress: bool = True
+    ):
         self.image_ids = list(image_ids)
         side = resize_size(image_size)
-        key = hashlib.sha256(("\n".join(self.image_ids) + f"|{side}|{celeba.root.resolve()}").encode()).hexdigest()
+        key = hashlib.sha256(
+            ("\n".join(self.image_ids) + f"|{side}|{celeba.root.resolve()}").encode()
+        ).hexdigest()
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.path = cache_dir / f"decoded_{side}px_{key[:16]}.npy"
@@ -99,7 +120,9 @@ class DecodedImageCache:
         from tqdm.auto import tqdm
 
         tmp = self.path.with_suffix(".partial.npy")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(self.image_ids), side, side, 3))
+        out = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.uint8, shape=(len(self.image_ids), side, side, 3)
+        )
         bad = []
         for i, image_id in enumerate(tqdm(self.image_ids, desc="decode cache", disable=not progress)):
             try:
@@ -122,13 +145,22 @@ class DecodedImageCache:
 class CachedCelebADataset(CelebADataset):
     """:class:`CelebADataset` reading from a :class:`DecodedImageCache`; unreadable images stay skipped."""
 
-    def __init__(self, celeba: CelebA, image_ids, transform, cache: DecodedImageCache, strict: bool = False,
-                 grouping: str = TRAINING_GROUPING):  # fmt: skip
+    def __init__(
+        self,
+        celeba: CelebA,
+        image_ids,
+        transform,
+        cache: DecodedImageCache,
+        strict: bool = False,
+        grouping: str = TRAINING_GROUPING,
+    ):
         super().__init__(celeba, image_ids, transform, strict=strict, cache=cache, grouping=grouping)
         self._bad = set(cache.bad)
 
     def load(self, index: int) -> Image.Image:
         image_id = self.image_ids[index]
         if image_id in self._bad:
-            raise ImageLoadError(str(self.celeba.image_path(image_id)), "cannot decode image (cached as unreadable)")
+            raise ImageLoadError(
+                str(self.celeba.image_path(image_id)), "cannot decode image (cached as unreadable)"
+            )
         return super().load(index)

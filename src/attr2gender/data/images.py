@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import ImageLoadError
+
 # A few CelebA-sized images are truncated JPEGs in the wild; decoding them is an error, never a guess.
 Image.LOAD_TRUNCATED_IMAGES = False
 
@@ -26,14 +28,9 @@ MAX_SIDE = 20_000  # px; no face photo needs more, and decoding one costs gigaby
 MAX_ASPECT = 20.0  # longer side / shorter side; strips and 1-px lines are not photos
 
 # Every file extension Pillow can open here (.jpg, .png, .gif, .tif, .webp, .avif where supported, ...).
-IMAGE_EXTENSIONS = tuple(sorted({ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}))
-
-class ImageLoadError(ValueError):
-    """An image could not be read or converted; ``source`` names it."""
-
-    def __init__(self, source: str, reason: str):
-        self.source, self.reason = source, reason
-        super().__init__(f"{source}: {reason}")
+IMAGE_EXTENSIONS = tuple(
+    sorted({ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN})
+)
 
 
 def describe(source) -> str:
@@ -65,14 +62,22 @@ def check_size(size: tuple[int, int], name: str) -> None:
     if w < 1 or h < 1:
         raise ImageLoadError(name, f"image has no pixels ({w}x{h})")
     if max(w, h) > MAX_SIDE:
-        raise ImageLoadError(name, f"image is {w}x{h} px; sides over {MAX_SIDE:,} px are refused (resize it first)")
+        raise ImageLoadError(
+            name, f"image is {w}x{h} px; sides over {MAX_SIDE:,} px are refused (resize it first)"
+        )
     if max(w, h) / min(w, h) > MAX_ASPECT:
-        raise ImageLoadError(name, f"image is {w}x{h} px, an aspect ratio over {MAX_ASPECT:g}:1; that is not a "
-                                   "photo of a face (crop it first)")  # fmt: skip
+        raise ImageLoadError(
+            name,
+            f"image is {w}x{h} px, an aspect ratio over {MAX_ASPECT:g}:1; that is not a "
+            "photo of a face (crop it first)",
+        )
     limit = Image.MAX_IMAGE_PIXELS
     if limit and w * h > limit:
-        raise ImageLoadError(name, f"image is {w}x{h} px, over Pillow's limit of {limit:,} pixels (a "
-                                   "decompression bomb, or a photo to downscale first)")  # fmt: skip
+        raise ImageLoadError(
+            name,
+            f"image is {w}x{h} px, over Pillow's limit of {limit:,} pixels (a "
+            "decompression bomb, or a photo to downscale first)",
+        )
 
 
 def _open_checked(fp, name: str) -> Image.Image:
@@ -88,10 +93,13 @@ def _open_checked(fp, name: str) -> Image.Image:
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
-        raise ImageLoadError(name, "not a readable image (unknown format or damaged data); re-export or remove "
-                                   "it") from None  # fmt: skip
+        raise ImageLoadError(
+            name, "not a readable image (unknown format or damaged data); re-export or remove it"
+        ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageLoadError(name, f"cannot decode image ({clean_message(exc)}); re-export or remove the file") from None
+        raise ImageLoadError(
+            name, f"cannot decode image ({clean_message(exc)}); re-export or remove the file"
+        ) from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -121,11 +129,15 @@ def array_to_pil(array, name: str = "array") -> Image.Image:
         if tensor.ndim == 4 and tensor.shape[0] == 1:
             tensor = tensor[0]
         if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
-            raise ImageLoadError(name, f"tensor of shape {tuple(tensor.shape)} is not CHW with 1, 3 or 4 channels")
+            raise ImageLoadError(
+                name, f"tensor of shape {tuple(tensor.shape)} is not CHW with 1, 3 or 4 channels"
+            )
         arr = tensor.permute(1, 2, 0).numpy()
         if arr.dtype != np.uint8:
             if not np.isfinite(arr).all():
-                raise ImageLoadError(name, "tensor has NaN or infinite values; pass finite pixels in [0, 1] or uint8")
+                raise ImageLoadError(
+                    name, "tensor has NaN or infinite values; pass finite pixels in [0, 1] or uint8"
+                )
             if arr.min(initial=0) < 0 or arr.max(initial=0) > 1:
                 raise ImageLoadError(
                     name, "float tensor values must lie in [0, 1] (un-normalise it, or pass uint8 0-255)"
@@ -146,8 +158,10 @@ def array_to_pil(array, name: str = "array") -> Image.Image:
         if np.issubdtype(arr.dtype, np.floating) and arr.size and 0 <= arr.min() and arr.max() <= 1:
             arr = (arr * 255.0 + 0.5).astype(np.uint8)
         else:
-            raise ImageLoadError(name, f"array dtype {arr.dtype} is not accepted; pass uint8 (0-255), uint16, or "
-                                       "float in [0, 1]")  # fmt: skip
+            raise ImageLoadError(
+                name,
+                f"array dtype {arr.dtype} is not accepted; pass uint8 (0-255), uint16, or float in [0, 1]",
+            )
     return to_rgb(Image.fromarray(np.ascontiguousarray(arr)))
 
 
@@ -168,5 +182,8 @@ def load_image(source, name: str | None = None) -> Image.Image:
         return _open_checked(io.BytesIO(bytes(source)), name)
     if hasattr(source, "shape"):
         return array_to_pil(source, name)
-    raise ImageLoadError(name, f"unsupported image type {type(source).__name__}; pass a path, encoded bytes, a PIL "
-                               "image, an array or a tensor")  # fmt: skip
+    raise ImageLoadError(
+        name,
+        f"unsupported image type {type(source).__name__}; pass a path, encoded bytes, a PIL "
+        "image, an array or a tensor",
+    )

@@ -61,7 +61,9 @@ def make_splits(
         )
     if strategy in ("auto", "official") and official_partition_usable(celeba):
         part = celeba.partition.reindex(celeba.present)
-        ids = {name: list(celeba.present[(part == code).to_numpy()]) for code, name in PARTITION_NAMES.items()}
+        ids = {
+            name: list(celeba.present[(part == code).to_numpy()]) for code, name in PARTITION_NAMES.items()
+        }
         return Splits(ids["train"], ids["val"], ids["test"], "official")
     return identity_split(celeba, fractions, seed)
 

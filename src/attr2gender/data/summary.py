@@ -34,15 +34,21 @@ def summarize(celeba: CelebA, decode: bool = False, progress: bool = True) -> st
     lines.append(f"annotated images: {len(celeba.attributes):,}")
     lines.append(f"images found:     {len(celeba.present):,}")
     if celeba.missing_count:
-        lines.append(f"missing on disk:  {celeba.missing_count:,} annotated images have no file (a partial copy)")
+        lines.append(
+            f"missing on disk:  {celeba.missing_count:,} annotated images have no file (a partial copy)"
+        )
     if celeba.unannotated:
-        lines.append(f"not annotated:    {len(celeba.unannotated):,} image files have no row, e.g. {celeba.unannotated[:3]}")
+        lines.append(
+            f"not annotated:    {len(celeba.unannotated):,} image files have no row, e.g. {celeba.unannotated[:3]}"
+        )
     if celeba.partition is None:
         lines.append("partition:        list_eval_partition.txt absent (splits will be made by identity)")
     else:
         counts = table["partition"].value_counts()
         parts = ", ".join(f"{PARTITION_NAMES[k]} {int(counts.get(k, 0)):,}" for k in PARTITION_NAMES)
-        usable = "usable" if official_partition_usable(celeba) else "NOT usable, splits will be made by identity"
+        usable = (
+            "usable" if official_partition_usable(celeba) else "NOT usable, splits will be made by identity"
+        )
         lines.append(f"partition:        {parts} (official partition {usable})")
     if len(table):
         lines.append(f"{TARGET} rate:        {table[TARGET].mean():.4f} over present images")
@@ -55,7 +61,9 @@ def summarize(celeba: CelebA, decode: bool = False, progress: bool = True) -> st
     bad = find_unreadable_images(celeba, decode=decode, progress=progress)
     check = "decoded" if decode else "header-checked"
     if bad:
-        lines.append(f"unreadable:       {len(bad):,} of {len(celeba.present):,} images ({check}), e.g. {bad[:5]}")
+        lines.append(
+            f"unreadable:       {len(bad):,} of {len(celeba.present):,} images ({check}), e.g. {bad[:5]}"
+        )
     else:
         lines.append(f"unreadable:       none ({len(celeba.present):,} images {check})")
     return "\n".join(lines)

@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+
 AUGMENTS = ("standard", "strong")
 
 
@@ -39,8 +41,7 @@ class RandomJPEG:
     def __repr__(self) -> str:
         return f"RandomJPEG(quality={self.quality}, p={self.p})"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
 RESIZE_RATIO = 256 / 224  # the source resizes to 256 before cropping 224
 
 
@@ -68,37 +69,43 @@ def build_transforms(image_size: int = 224, train: bool = False, augment: str = 
     normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     if train and augment == "strong":
         blur_kernel = max(3, (image_size // 16) | 1)  # odd, ~6 % of the side
-        return T.Compose([
-            T.Resize(resize_size(image_size)),
-            T.RandomAffine(degrees=20, translate=(0.05, 0.05), scale=(0.85, 1.15)),
-            T.RandomResizedCrop(image_size, scale=(0.5, 1.0), ratio=(0.85, 1.15)),
-            T.RandomHorizontalFlip(),
-            T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.05)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(blur_kernel, sigma=(0.1, 2.0))], p=0.3),
-            RandomJPEG((20, 95), p=0.3),
-            T.ToTensor(),
-            normalize,
-        ])  # fmt: skip
+        return T.Compose(
+            [
+                T.Resize(resize_size(image_size)),
+                T.RandomAffine(degrees=20, translate=(0.05, 0.05), scale=(0.85, 1.15)),
+                T.RandomResizedCrop(image_size, scale=(0.5, 1.0), ratio=(0.85, 1.15)),
+                T.RandomHorizontalFlip(),
+                T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.05)], p=0.8),
+                T.RandomGrayscale(p=0.2),
+                T.RandomApply([T.GaussianBlur(blur_kernel, sigma=(0.1, 2.0))], p=0.3),
+                RandomJPEG((20, 95), p=0.3),
+                T.ToTensor(),
+                normalize,
+            ]
+        )
     if train:
-        return T.Compose([
-            T.Resize(resize_size(image_size)),
-            T.RandomResizedCrop(image_size),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            normalize,
-        ])  # fmt: skip
+        return T.Compose(
+            [
+                T.Resize(resize_size(image_size)),
+                T.RandomResizedCrop(image_size),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                normalize,
+            ]
+        )
     return eval_transform_from_spec(preprocessing_spec(image_size))
 
 
 def eval_transform_from_spec(spec: dict) -> T.Compose:
     """Rebuild the eval pipeline from :func:`preprocessing_spec` output (e.g. read from a bundle)."""
-    return T.Compose([
-        T.Resize(int(spec["resize"])),
-        T.CenterCrop(int(spec["crop"])),
-        T.ToTensor(),
-        T.Normalize(spec["mean"], spec["std"]),
-    ])  # fmt: skip
+    return T.Compose(
+        [
+            T.Resize(int(spec["resize"])),
+            T.CenterCrop(int(spec["crop"])),
+            T.ToTensor(),
+            T.Normalize(spec["mean"], spec["std"]),
+        ]
+    )
 
 
 class EvalPreprocessing:
@@ -120,7 +127,9 @@ class EvalPreprocessing:
 
     def image(self, image: Image.Image) -> np.ndarray:
         """Resize and centre-crop an RGB image to a uint8 (crop, crop, 3) array."""
-        return np.asarray(self.geometry(image.convert("RGB") if image.mode != "RGB" else image), dtype=np.uint8)
+        return np.asarray(
+            self.geometry(image.convert("RGB") if image.mode != "RGB" else image), dtype=np.uint8
+        )
 
     def batch(self, arrays) -> torch.Tensor:
         """uint8 (H, W, 3) arrays (or one (B, H, W, 3) array) to a normalised float (B, 3, H, W) batch."""

@@ -1,11 +1,23 @@
 """Backbone networks by name: ``create_backbone(name, num_outputs, weights, dropout)``."""
 
+from attr2gender.errors import (
+    IncompatibleWeightsError,
+    UnknownBackboneError,
+    UnsafeWeightsFileError,
+    WeightsNotFoundError,
+)
 from attr2gender.models.inference import (
+    LOSSES,
     OUTPUTS,
     ProbabilityModel,
     TorchRuntime,
+    build_loss,
+    build_model,
+    head_of,
+    load_model,
     probabilities,
     resolve_device,
+    save_model,
 )
 from attr2gender.models.registry import (
     BACKBONES,
@@ -13,8 +25,6 @@ from attr2gender.models.registry import (
     BackboneRegistry,
     BackboneSpec,
     LinearHead,
-    UnknownBackboneError,
-    backbone_first_conv,
     check_backbone_name,
     create_backbone,
     list_backbones,
@@ -22,9 +32,6 @@ from attr2gender.models.registry import (
 from attr2gender.models.weights import (
     WEIGHTS_DIR_ENV,
     WEIGHTS_HELP,
-    IncompatibleWeightsError,
-    UnsafeWeightsFileError,
-    WeightsNotFoundError,
     describe_weights,
     hub_checkpoints_dir,
     load_state_dict_file,
@@ -33,7 +40,18 @@ from attr2gender.models.weights import (
 
 __all__ = [
     "BACKBONES",
+    "LOSSES",
     "OUTPUTS",
+    "build_loss",
+    "build_model",
+    "head_of",
+    "load_model",
+    "save_model",
+    "build_loss",
+    "build_model",
+    "head_of",
+    "load_model",
+    "save_model",
     "ProbabilityModel",
     "TorchRuntime",
     "probabilities",
@@ -48,7 +66,6 @@ __all__ = [
     "UnknownBackboneError",
     "UnsafeWeightsFileError",
     "WeightsNotFoundError",
-    "backbone_first_conv",
     "check_backbone_name",
     "create_backbone",
     "describe_weights",

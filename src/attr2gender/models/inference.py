@@ -1,17 +1,58 @@
-"""Inference without Lightning: logits to probabilities, the plain ``nn.Module`` that predict and ONNX
-export run, and the PyTorch forward pass (device, memory format, precision).
+"""Inference without Lightning: the heads (losses, logits to probabilities), the plain ``nn.Module`` that
+predict and ONNX export run, its files on disk, and the PyTorch forward pass (device, layout, precision).
 
-The training modules (Lightning) and the inference path share :func:`probabilities`, so the numbers a
-pipeline predicts are the numbers its metrics were computed from.
+The training modules (Lightning) and the inference path share :data:`LOSSES`, :func:`build_loss` and
+:func:`probabilities`, so the numbers a pipeline predicts are the numbers its metrics were computed from.
+Loading a model (:func:`load_model`) reads JSON and safetensors and builds the backbone by name: no
+Lightning, no pickle.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from .._version import __version__
+from ..data.attributes import STAGE_ONE_ATTRIBUTES
+
+# Loss names per task; the first is the default.
+LOSSES = {"attributes": ("multilabel_soft_margin", "bce"), "direct": ("cross_entropy", "bce")}
+TASKS = tuple(LOSSES)
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+# State-dict entries a training checkpoint holds besides the network (GroupDRO's group weights); a saved
+# model may carry them, inference ignores them.
+TRAINING_ONLY_PREFIXES = ("group_objective.",)
+
+
+def head_of(task: str, loss: str = "") -> tuple[int, str]:
+    """(number of logits, output kind of :data:`OUTPUTS`) for a task and loss."""
+    if task not in LOSSES:
+        raise ValueError(f"task {task!r} is not one of {TASKS}")
+    loss = loss or LOSSES[task][0]
+    if loss not in LOSSES[task]:
+        raise ValueError(f"loss {loss!r} is not valid for task {task!r}; choose one of {LOSSES[task]}")
+    if task == "attributes":
+        return len(STAGE_ONE_ATTRIBUTES), "multilabel"
+    return (1, "sigmoid") if loss == "bce" else (2, "softmax")
+
+
+def build_loss(task: str, loss: str = "", reduction: str = "mean") -> nn.Module:
+    """The training loss of a task: MultiLabelSoftMargin / BCE (attributes), cross-entropy / BCE (direct)."""
+    head_of(task, loss)  # validates the pair
+    loss = loss or LOSSES[task][0]
+    if loss == "multilabel_soft_margin":
+        return nn.MultiLabelSoftMarginLoss(reduction=reduction)
+    if loss == "cross_entropy":
+        return nn.CrossEntropyLoss(reduction=reduction)
+    return nn.BCEWithLogitsLoss(reduction=reduction)
+
+
+RUNTIME_PRECISIONS = ("auto", "fp32", "bf16")  # of the PyTorch forward pass (training has its own)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -19,6 +60,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
 
 # What a network's logits mean.
 #   multilabel: (B, k) independent logits -> (B, k) sigmoid probabilities (stage one's 39 attributes)
@@ -42,17 +84,71 @@ def probabilities(logits: torch.Tensor, output: str) -> torch.Tensor:
 class ProbabilityModel(nn.Module):
     """``net`` followed by its probability function: images (B, 3, H, W) in, probabilities out.
 
-    This is exactly what ``predict`` runs and what ``export_onnx`` writes."""
+    This is exactly what ``predict`` runs and what ``export_onnx`` writes. ``meta`` says what it is
+    (task, backbone, loss, ...: what ``model.json`` holds), so the module can be saved and rebuilt alone."""
 
-    def __init__(self, net: nn.Module, output: str):
+    def __init__(self, net: nn.Module, output: str, meta: dict | None = None):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output {output!r} is not one of {OUTPUTS}")
         self.net = net
         self.output = output
+        self.meta = dict(meta or {})
+
+    @property
+    def task(self) -> str:
+        return "attributes" if self.output == "multilabel" else "direct"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return probabilities(self.net(x), self.output)
+
+
+def build_model(meta: dict) -> ProbabilityModel:
+    """The architecture ``meta`` (``model.json``) describes, with random weights; nothing downloads."""
+    from .registry import create_backbone
+
+    if not isinstance(meta, dict) or not isinstance(meta.get("hparams"), dict):
+        raise ValueError("model.json must hold an object with 'task' and 'hparams'")
+    hp = meta["hparams"]
+    outputs, output = head_of(meta.get("task", ""), hp.get("loss") or "")
+    net = create_backbone(
+        str(hp.get("backbone")), outputs, weights="none", dropout=float(hp.get("dropout") or 0.0)
+    )
+    return ProbabilityModel(net, output, meta)
+
+
+def save_model(model: ProbabilityModel, directory: str | Path, extra: dict | None = None) -> Path:
+    """``model.safetensors`` (the network's tensors) and ``model.json`` (what to build them into)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    meta = model.meta | {"library_version": __version__} | (extra or {})
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    return directory
+
+
+def load_model(directory: str | Path, map_location: str = "cpu") -> ProbabilityModel:
+    """Rebuild the model from ``model.json`` and load ``model.safetensors`` into it (no code runs from the
+    files). Training-only entries (GroupDRO's weights) are ignored; any other mismatch raises."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for name in (WEIGHTS_FILE, META_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory / name} is missing; expected a model saved by save_model")
+    model = build_model(json.loads((directory / META_FILE).read_text()))
+    state = load_file(str(directory / WEIGHTS_FILE), device=map_location)
+    state = {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{directory / WEIGHTS_FILE} does not match the architecture in {META_FILE}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model.eval()
 
 
 class TorchRuntime:
@@ -61,12 +157,19 @@ class TorchRuntime:
 
     name = "torch"
 
-    def __init__(self, module: nn.Module, device: str | torch.device = "auto", precision: str = "auto",
-                 channels_last: bool = True):  # fmt: skip
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r} is not valid; choose one of {PRECISIONS}")
+    def __init__(
+        self,
+        module: nn.Module,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        channels_last: bool = True,
+    ):
+        if precision not in RUNTIME_PRECISIONS:
+            raise ValueError(f"precision={precision!r} is not valid; choose one of {RUNTIME_PRECISIONS}")
         self.device = resolve_device(device)
-        self.precision = ("bf16" if self.device.type == "cuda" else "fp32") if precision == "auto" else precision
+        self.precision = (
+            ("bf16" if self.device.type == "cuda" else "fp32") if precision == "auto" else precision
+        )
         self.channels_last = channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # .to() walks every module: once here, never per batch.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attr2gender.errors import UnknownBackboneError
 from attr2gender.models.weights import (
     RANDOM_INIT,
     describe_weights,
@@ -29,10 +30,6 @@ DEFAULT_BACKBONE = "resnet18"
 
 # Builder signature: (num_outputs, dropout, random_init) -> model whose head is already fresh.
 Builder = Callable[[int, float, bool], nn.Module]
-
-
-class UnknownBackboneError(ValueError):
-    """Name neither registered here nor known to timm."""
 
 
 @dataclass(frozen=True)
@@ -262,14 +259,6 @@ def create_backbone(
     return model
 
 
-def backbone_first_conv(model: nn.Module) -> nn.Conv2d:
-    """The first ``nn.Conv2d`` of ``model`` (its input filters, e.g. for visualisation)."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return module
-    raise ValueError(f"{type(model).__name__} has no nn.Conv2d")
-
-
 __all__ = [
     "BACKBONES",
     "DEFAULT_BACKBONE",
@@ -277,7 +266,6 @@ __all__ = [
     "BackboneSpec",
     "LinearHead",
     "UnknownBackboneError",
-    "backbone_first_conv",
     "create_backbone",
     "describe_weights",
     "list_backbones",

@@ -24,6 +24,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from attr2gender.errors import IncompatibleWeightsError, UnsafeWeightsFileError, WeightsNotFoundError
+
 log = logging.getLogger(__name__)
 
 # Environment variable naming a directory searched first for ImageNet checkpoint files.
@@ -57,18 +59,6 @@ weights: one of
               (its classifier is dropped and a fresh head is used) or a state dict of this exact model
               with its head. .pth/.pt files are read with torch.load(weights_only=True) only.
 """
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """The requested weights are not available locally (nothing is ever downloaded)."""
-
-
-class IncompatibleWeightsError(ValueError):
-    """A state dict does not fit the model (unexpected/missing keys or shape mismatches)."""
-
-
-class UnsafeWeightsFileError(ValueError):
-    """A .pth/.pt file holds pickled objects other than tensors/containers; refused, never unpickled."""
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -27,22 +27,33 @@ import json
 import math
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
+from ..errors import BundleError
 
 BUNDLE_FORMAT = 2  # 2: the manifest hashes itself and the file list is fixed per kind; load refuses others
 MANIFEST = "pipeline.json"
 KINDS = ("two_stage", "direct")
-REQUIRED_FILES = {"direct": ("model.safetensors", "model.json"),
-                  "two_stage": ("model.safetensors", "model.json", "stage_two.json")}  # fmt: skip
+REQUIRED_FILES = {
+    "direct": ("model.safetensors", "model.json"),
+    "two_stage": ("model.safetensors", "model.json", "stage_two.json"),
+}
 OPTIONAL_FILES = ("model.onnx",)
 LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two: required
 MAX_SIDE = 4096  # preprocessing resize/crop: beyond this a bundle would cost gigabytes per image
-TOP_LEVEL = {"format", "library_version", "kind", "threshold", "preprocessing", "metrics", "config", "model_hash",
-             "files", "manifest_sha256", "attribute_names", "stage_two"}  # fmt: skip
-
-
-class BundleError(ValueError):
-    """A bundle is missing, from an incompatible version, malformed, or was modified after saving."""
+TOP_LEVEL = {
+    "format",
+    "library_version",
+    "kind",
+    "threshold",
+    "preprocessing",
+    "metrics",
+    "config",
+    "model_hash",
+    "files",
+    "manifest_sha256",
+    "attribute_names",
+    "stage_two",
+}
 
 
 def sha256_file(path: Path) -> str:
@@ -99,8 +110,14 @@ def write_manifest(directory: Path, manifest: dict) -> Path:
     missing = required - present
     if missing:
         raise BundleError(f"cannot save a {kind} bundle without {sorted(missing)}")
-    manifest = _plain({"format": BUNDLE_FORMAT, "library_version": __version__, **manifest,
-                       "files": {name: sha256_file(directory / name) for name in sorted(present)}})  # fmt: skip
+    manifest = _plain(
+        {
+            "format": BUNDLE_FORMAT,
+            "library_version": __version__,
+            **manifest,
+            "files": {name: sha256_file(directory / name) for name in sorted(present)},
+        }
+    )
     manifest["manifest_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
     path = directory / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False))
@@ -132,7 +149,9 @@ def read_manifest(directory: str | Path) -> dict:
     except ValueError:  # NaN or infinity in the JSON: not written by save()
         actual = None
     if not isinstance(recorded, str) or recorded != actual:
-        raise BundleError(f"{path} was modified after saving (its own SHA-256 does not match); refusing to load it")
+        raise BundleError(
+            f"{path} was modified after saving (its own SHA-256 does not match); refusing to load it"
+        )
     _check_values(manifest, path)
     _check_files(manifest, directory)
     return manifest
@@ -166,13 +185,24 @@ def _check_values(m: dict, path: Path) -> None:
         raise _fail(path, "preprocessing.crop", f"{pre['crop']} is larger than the resize {pre['resize']}")
     for key, low in (("mean", -10.0), ("std", 1e-6)):
         values = pre.get(key)
-        if not (isinstance(values, list) and len(values) == 3 and all(_number(v) and low <= v <= 10 for v in values)):
-            raise _fail(path, f"preprocessing.{key}", f"{values!r} must be three finite numbers"
-                        + (" above 0" if key == "std" else ""))  # fmt: skip
+        if not (
+            isinstance(values, list)
+            and len(values) == 3
+            and all(_number(v) and low <= v <= 10 for v in values)
+        ):
+            raise _fail(
+                path,
+                f"preprocessing.{key}",
+                f"{values!r} must be three finite numbers" + (" above 0" if key == "std" else ""),
+            )
     if pre.get("interpolation", "bilinear") != "bilinear":
         raise _fail(path, "preprocessing.interpolation", f"{pre.get('interpolation')!r} must be 'bilinear'")
     if set(pre) - {"resize", "crop", "mean", "std", "interpolation"}:
-        raise _fail(path, "preprocessing", f"has unknown keys {sorted(set(pre) - {'resize', 'crop', 'mean', 'std', 'interpolation'})}")
+        raise _fail(
+            path,
+            "preprocessing",
+            f"has unknown keys {sorted(set(pre) - {'resize', 'crop', 'mean', 'std', 'interpolation'})}",
+        )
     for key in ("metrics", "config"):
         if not isinstance(m.get(key, {}), dict):
             raise _fail(path, key, "must be an object")
@@ -192,7 +222,9 @@ def _check_values(m: dict, path: Path) -> None:
 def _check_files(m: dict, directory: Path) -> None:
     path = directory / MANIFEST
     files = m.get("files")
-    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
         raise _fail(path, "files", "must map file names to SHA-256 hex digests")
     for name in files:
         if name in ("", ".", "..") or "/" in name or "\\" in name or ".." in name or name == MANIFEST:

@@ -39,9 +39,12 @@ class StageOneCache:
         self.directory = Path(directory) / "stage_one"
 
     def key(self, model_hash: str, preprocessing: dict, paths: list[Path]) -> tuple[str, dict]:
-        described = {"version": CACHE_VERSION, "model_hash": model_hash,
-                     "preprocessing": {k: preprocessing[k] for k in sorted(preprocessing)},
-                     "files": [[os.fsdecode(p), *_stat(p)] for p in paths]}  # fmt: skip
+        described = {
+            "version": CACHE_VERSION,
+            "model_hash": model_hash,
+            "preprocessing": {k: preprocessing[k] for k in sorted(preprocessing)},
+            "files": [[os.fsdecode(p), *_stat(p)] for p in paths],
+        }
         text = json.dumps(described, sort_keys=True, ensure_ascii=True)
         return hashlib.sha256(text.encode("ascii")).hexdigest(), described
 
@@ -56,11 +59,15 @@ class StageOneCache:
             errors = meta["errors"]
             if meta.get("key") != key or probs.shape != (n, width) or probs.dtype.kind != "f":
                 raise ValueError(f"shape {probs.shape} / key mismatch")
-            if not (isinstance(errors, list) and len(errors) == n and all(isinstance(e, str) for e in errors)):
+            if not (
+                isinstance(errors, list) and len(errors) == n and all(isinstance(e, str) for e in errors)
+            ):
                 raise ValueError("bad error list")
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            warnings.warn(f"ignoring unreadable stage-one cache entry {array_path} ({exc}); recomputing it",
-                          stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"ignoring unreadable stage-one cache entry {array_path} ({exc}); recomputing it",
+                stacklevel=3,
+            )
             return None
         return probs.astype(np.float64), errors
 

@@ -28,8 +28,11 @@ def folder_images(folder: Path) -> list[Path]:
     others = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
     if others:
         kinds = sorted({p.suffix.lower() or "(no extension)" for p in others})
-        warnings.warn(f"{os.fsdecode(folder)}: {len(others)} file(s) are not images and were skipped "
-                      f"({', '.join(kinds[:5])}{', ...' if len(kinds) > 5 else ''})", stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{os.fsdecode(folder)}: {len(others)} file(s) are not images and were skipped "
+            f"({', '.join(kinds[:5])}{', ...' if len(kinds) > 5 else ''})",
+            stacklevel=3,
+        )
     return images
 
 
@@ -95,8 +98,9 @@ class Batch:
     errors: list[tuple[int, str]]  # rows that could not be read, with why
 
 
-def stream_batches(sources: list, preprocessing: EvalPreprocessing, batch_size: int,
-                   num_workers: int) -> Iterator[Batch]:  # fmt: skip
+def stream_batches(
+    sources: list, preprocessing: EvalPreprocessing, batch_size: int, num_workers: int
+) -> Iterator[Batch]:
     """Decode in worker processes with prefetch when every source is a file path, so memory stays
     flat however many images there are; in-memory images are preprocessed in this process. Workers
     send uint8 crops; the batch is normalised here in one vectorised step."""
@@ -104,10 +108,18 @@ def stream_batches(sources: list, preprocessing: EvalPreprocessing, batch_size: 
     workers = num_workers if all_paths and len(sources) > batch_size else 0
     dataset = _SourceDataset(sources, preprocessing)
     if workers:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
-                            prefetch_factor=4)  # fmt: skip
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate,
+            prefetch_factor=4,
+        )
     else:  # in this process: no DataLoader machinery, which costs milliseconds per call at batch 1
-        loader = (_collate([dataset[i] for i in range(start, min(start + batch_size, len(sources)))])
-                  for start in range(0, len(sources), batch_size))  # fmt: skip
+        loader = (
+            _collate([dataset[i] for i in range(start, min(start + batch_size, len(sources)))])
+            for start in range(0, len(sources), batch_size)
+        )
     for positions, arrays, errors in loader:
         yield Batch(positions, preprocessing.batch(arrays.numpy()) if arrays is not None else None, errors)

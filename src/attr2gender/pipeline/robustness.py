@@ -7,11 +7,19 @@ import pandas as pd
 
 from ..data.corruptions import CORRUPTIONS, corrupt
 from ..data.images import load_image
-from ..tracking.reports import bootstrap_ci
+from ..metrics import bootstrap_ci
 
 
-def corruption_accuracy(pipeline, images, male, corruptions=CORRUPTIONS, seed: int = 0, n_boot: int = 1000,
-                        batch_size: int | None = None, progress: bool = False) -> pd.DataFrame:  # fmt: skip
+def corruption_accuracy(
+    pipeline,
+    images,
+    male,
+    corruptions=CORRUPTIONS,
+    seed: int = 0,
+    n_boot: int = 1000,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Accuracy (95 % bootstrap CI) on the clean images and under each corruption, plus their mean.
 
     ``images``: paths or images (decoded once); ``male``: their 0/1 truth. Each image ``i`` is corrupted
@@ -28,7 +36,9 @@ def corruption_accuracy(pipeline, images, male, corruptions=CORRUPTIONS, seed: i
         shown = decoded if name == "clean" else [corrupt(im, name, seed, i) for i, im in enumerate(decoded)]
         prob = pipeline.predict(shown, progress=False, batch_size=batch_size)["male_probability"].to_numpy()
         correct = ((prob >= pipeline.threshold).astype(int) == male).astype(float)
-        acc, low, high = bootstrap_ci(lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, vectorized=True)
+        acc, low, high = bootstrap_ci(
+            lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, vectorized=True
+        )
         rows.append({"corruption": name, "accuracy": acc, "ci_low": low, "ci_high": high, "n": len(male)})
     table = pd.DataFrame(rows).set_index("corruption")
     table.loc["mean"] = [table.loc[list(corruptions), "accuracy"].mean(), np.nan, np.nan, len(male)]

@@ -21,16 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import RuntimeUnavailableError
 from ..models.inference import resolve_device
 
 RUNTIMES = ("auto", "torch", "onnx")
 ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "image", "probability"
 ONNX_EXTRA_HINT = 'pip install "attr2gender[onnx]" (onnx, onnxscript, onnxruntime)'
-
-
-class RuntimeUnavailableError(RuntimeError):
-    """The requested runtime cannot run here; the message names what to install or change."""
 
 
 def onnx_runtime_available() -> bool:
@@ -50,8 +47,9 @@ class OnnxRuntime:
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         if not onnx_runtime_available():
-            raise RuntimeUnavailableError(f"runtime='onnx' needs onnxruntime: {ONNX_EXTRA_HINT}; or use "
-                                          "runtime='torch'")  # fmt: skip
+            raise RuntimeUnavailableError(
+                f"runtime='onnx' needs onnxruntime: {ONNX_EXTRA_HINT}; or use runtime='torch'"
+            )
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -88,8 +86,15 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, image_size: int) -> 
     # The exporter prints its progress and warns about its own internals; a user saving a bundle needs none.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-        program = torch.onnx.export(module, (example,), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                                    dynamic_shapes=({0: batch},), dynamo=True, verbose=False)  # fmt: skip
+        program = torch.onnx.export(
+            module,
+            (example,),
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            verbose=False,
+        )
     # One self-contained file: small models are stored inline, with no external-data side file.
     program.save(str(path), external_data=False)
     return path
@@ -105,14 +110,21 @@ def resolve_runtime(runtime: str, device: str | torch.device = "auto", onnx_path
         return "onnx" if on_cpu and has_file and onnx_runtime_available() else "torch"
     if runtime == "onnx":
         if not on_cpu:
-            raise RuntimeUnavailableError(f"runtime='onnx' runs on the CPU only, but device={device!r}; use "
-                                          "runtime='torch' on a GPU (or device='cpu')")  # fmt: skip
+            raise RuntimeUnavailableError(
+                f"runtime='onnx' runs on the CPU only, but device={device!r}; use "
+                "runtime='torch' on a GPU (or device='cpu')"
+            )
         if not onnx_runtime_available():
-            raise RuntimeUnavailableError(f"runtime='onnx' needs onnxruntime: {ONNX_EXTRA_HINT}; or use "
-                                          "runtime='torch'")  # fmt: skip
+            raise RuntimeUnavailableError(
+                f"runtime='onnx' needs onnxruntime: {ONNX_EXTRA_HINT}; or use runtime='torch'"
+            )
         if not has_file:
-            where = f"{onnx_path}" if onnx_path is not None else "this pipeline (it was not loaded from a bundle)"
-            raise RuntimeUnavailableError(f"runtime='onnx' needs {ONNX_FILE}, which is missing from {where}; save "
-                                          f"the pipeline again with the [onnx] extra installed ({ONNX_EXTRA_HINT}) "
-                                          "or write one with pipe.export_onnx(path)")  # fmt: skip
+            where = (
+                f"{onnx_path}" if onnx_path is not None else "this pipeline (it was not loaded from a bundle)"
+            )
+            raise RuntimeUnavailableError(
+                f"runtime='onnx' needs {ONNX_FILE}, which is missing from {where}; save "
+                f"the pipeline again with the [onnx] extra installed ({ONNX_EXTRA_HINT}) "
+                "or write one with pipe.export_onnx(path)"
+            )
     return runtime

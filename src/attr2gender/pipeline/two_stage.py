@@ -8,6 +8,7 @@ attributes (logistic: coefficient x value; LightGBM: SHAP-style ``pred_contrib``
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,6 @@ import torch
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..tabular import StageTwoClassifier, save_stage_two
-from ..training.modules import AttributeModel
 from .base import GenderPredictor
 from .cache import StageOneCache
 from .inputs import expand_images
@@ -42,37 +42,48 @@ class Attr2GenderPipeline(GenderPredictor):
     """Stage one (CNN, 39 attributes) + stage two (tabular, attributes -> Male)."""
 
     kind = "two_stage"
-    image_model_task = "attributes"
+    trained_model = "AttributeModel"
+    outputs = ("multilabel",)
     extra_columns = ("attributes",)
 
-    def __init__(self, attribute_model: AttributeModel, stage_two: StageTwoClassifier, preprocessing=224,
-                 threshold: float = 0.5, cache_dir: str | Path | None = None, **kw):  # fmt: skip
-        if not isinstance(attribute_model, AttributeModel):
-            raise TypeError(f"stage one must be an AttributeModel, got {type(attribute_model).__name__}")
-        # stage_two=None only while fit() computes stage one's outputs to fit stage two on.
-        if stage_two is not None:
+    def __init__(
+        self,
+        attribute_model,
+        stage_two: StageTwoClassifier,
+        preprocessing=224,
+        threshold: float = 0.5,
+        cache_dir: str | Path | None = None,
+        **kw,
+    ):
+        if stage_two is not _STAGE_ONE_ONLY:
             _check_stage_two_columns(stage_two)
         super().__init__(attribute_model, preprocessing, threshold, **kw)
         self.stage_two = stage_two
-        self.cache_dir = cache_dir  # on-disk cache of stage one's outputs for file paths (no pickle); None = off
+        self.cache_dir = (
+            cache_dir  # on-disk cache of stage one's outputs for file paths (no pickle); None = off
+        )
         self.last_cache_hit = False  # whether the last attribute_probabilities call was served from the cache
         self.stage_two_data = None  # what stage two was fitted on (set by fit; kept in memory, not saved)
         self.edited_from: StageTwoClassifier | None = None  # stage two before a concept edit
 
     @property
-    def attribute_model(self) -> AttributeModel:
+    def attribute_model(self):
+        """Stage one: the plain image model from pixels to the 39 attribute probabilities."""
         return self.image_model
+
+    @classmethod
+    def _stage_one_only(cls, attribute_model, preprocessing, **kw) -> Attr2GenderPipeline:
+        """A pipeline without stage two, for the trainers to compute stage one's outputs on the rows stage
+        two is then fitted on. Never returned to users: they get ``with_stage_two(...)`` of it."""
+        return cls(attribute_model, _STAGE_ONE_ONLY, preprocessing, **kw)
 
     def extra_column_names(self, key: str) -> list[str]:
         return list(STAGE_ONE_ATTRIBUTES)
 
     def stage_two_probability(self, attributes: np.ndarray) -> np.ndarray:
-        if self.stage_two is None:
-            raise RuntimeError("this pipeline has no stage two yet; fit one or use with_stage_two(...)")
-        # Columns are STAGE_ONE_ATTRIBUTES in order (checked at construction), so the array fast path
-        # applies: no DataFrame per batch, which at batch 1 cost as much as a tenth of the CNN.
-        male = self.stage_two.positive_probability(attributes)
-        return male if list(self.stage_two.classes_).index(1) == 1 else 1.0 - male
+        if self.stage_two is _STAGE_ONE_ONLY:
+            raise RuntimeError("this pipeline has no stage two yet; use with_stage_two(...)")
+        return male_probability(self.stage_two, attributes)
 
     def _predict_batch(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         attributes = self._forward(x)
@@ -103,20 +114,27 @@ class Attr2GenderPipeline(GenderPredictor):
         n = len(errors)
         return outputs.get("attributes", np.full((n, len(STAGE_ONE_ATTRIBUTES)), np.nan)), errors
 
-    def with_stage_two(self, stage_two: StageTwoClassifier) -> Attr2GenderPipeline:
-        """The same stage one with another stage two (no retraining of the CNN)."""
+    def with_stage_two(
+        self,
+        stage_two: StageTwoClassifier,
+        metrics: dict | None = None,
+        config: dict | None = None,
+        report=None,
+    ) -> Attr2GenderPipeline:
+        """The same stage one with another stage two (no retraining of the CNN); ``metrics``, ``config`` and
+        ``report`` describe the new pipeline (the config defaults to this one's)."""
         _check_stage_two_columns(stage_two)
-        other = Attr2GenderPipeline(self.attribute_model, stage_two, self.preprocessing, self.threshold,
-                                    cache_dir=self.cache_dir, batch_size=self.batch_size, device=self.device,
-                                    num_workers=self.num_workers, runtime=self.runtime, precision=self.precision,
-                                    onnx_path=self.onnx_path)  # fmt: skip
-        other._model_hash = self._model_hash
-        other.config = dict(self.config)
+        other = copy.copy(self)  # the same stage one, runtime, cache and settings
+        other.stage_two, other.report = stage_two, report
+        other.metrics = dict(metrics or {})
+        other.config = dict(self.config if config is None else config)
+        other.stage_two_data, other.edited_from = None, None
         return other
 
     # --- concept editing ---
-    def without_attributes(self, names, images=None, truth: pd.DataFrame | None = None,
-                           objective: str = "erm") -> Attr2GenderPipeline:  # fmt: skip
+    def without_attributes(
+        self, names, images=None, truth: pd.DataFrame | None = None, objective: str = "erm"
+    ) -> Attr2GenderPipeline:
         """A new pipeline whose stage two is refitted without the attributes ``names`` (for logistic
         regression their coefficient is fixed at 0; LightGBM never sees them). Stage one is not retrained.
 
@@ -124,30 +142,45 @@ class Attr2GenderPipeline(GenderPredictor):
         true attributes are ``truth`` (a DataFrame with the 40 CelebA columns, one row per image; stage
         one's outputs come from its cache when the images are paths). ``objective="worst_group"`` refits
         for the worst Male x makeup group instead of the average."""
-        from .fitting import StageTwoData, fit_stage_two
+        from .stage_two import StageTwoData, fit_stage_two
 
         names = list(dict.fromkeys([names] if isinstance(names, str) else list(names)))
         unknown = [n for n in names if n not in STAGE_ONE_ATTRIBUTES]
         if unknown:
-            raise ValueError(f"unknown attribute(s) {unknown}; choose among the 39: {', '.join(STAGE_ONE_ATTRIBUTES)}")
+            raise ValueError(
+                f"unknown attribute(s) {unknown}; choose among the 39: {', '.join(STAGE_ONE_ATTRIBUTES)}"
+            )
         if images is not None:
             if truth is None or len(truth) != len(expand_images(images)):
                 raise ValueError("pass truth=, a DataFrame of the 40 true attributes with one row per image")
             probs, errors = self.attribute_probabilities(images)
             ok = np.array([not e for e in errors])
             kind = self.stage_two.input_kind
-            data = StageTwoData(pd.DataFrame(probs[ok], columns=list(STAGE_ONE_ATTRIBUTES)),
-                                truth["Male"].to_numpy()[ok], truth.iloc[np.flatnonzero(ok)], None, kind)  # fmt: skip
+            data = StageTwoData(
+                pd.DataFrame(probs[ok], columns=list(STAGE_ONE_ATTRIBUTES)),
+                truth["Male"].to_numpy()[ok],
+                truth.iloc[np.flatnonzero(ok)],
+                None,
+                kind,
+            )
         elif self.stage_two_data is not None:
             data = self.stage_two_data
         else:
-            raise ValueError("this pipeline does not hold the rows its stage two was fitted on (it was loaded or "
-                             "built from parts): pass images= and truth= to refit on")  # fmt: skip
+            raise ValueError(
+                "this pipeline does not hold the rows its stage two was fitted on (it was loaded or "
+                "built from parts): pass images= and truth= to refit on"
+            )
         params = self.stage_two.get_params()
         exclude = list(dict.fromkeys([*params.get("exclude", ()), *names]))
-        stage_two, _ = fit_stage_two(data, model=params["model"], objective=objective, exclude=exclude,
-                                     threshold=params["threshold"], class_weight=params["class_weight"],
-                                     seed=params["random_state"])  # fmt: skip
+        stage_two, _ = fit_stage_two(
+            data,
+            model=params["model"],
+            objective=objective,
+            exclude=exclude,
+            threshold=params["threshold"],
+            class_weight=params["class_weight"],
+            seed=params["random_state"],
+        )
         edited = self.with_stage_two(stage_two)
         edited.stage_two_data = data
         edited.edited_from = self.edited_from or self.stage_two
@@ -161,7 +194,9 @@ class Attr2GenderPipeline(GenderPredictor):
         if self.edited_from is None:
             before = pd.Series(np.nan, index=after.index, name="before")
         else:
-            before = self.edited_from.feature_importance().set_axis(list(STAGE_ONE_ATTRIBUTES)).rename("before")
+            before = (
+                self.edited_from.feature_importance().set_axis(list(STAGE_ONE_ATTRIBUTES)).rename("before")
+            )
         frame = pd.concat([before, after], axis=1)
         order = frame.abs().max(axis=1).sort_values(ascending=False).index
         return frame.loc[order]
@@ -178,9 +213,15 @@ class Attr2GenderPipeline(GenderPredictor):
             if getattr(self.stage_two, "feature_names_in_", None) is None:
                 frame = frame.to_numpy()
             contrib[ok] = self.stage_two.contributions(frame)
-        contributions = pd.DataFrame(contrib, columns=[*STAGE_ONE_ATTRIBUTES, "bias"], index=predictions["image"])
-        return Explanation(predictions, contributions, self.global_importance(),
-                           self.importance_change() if self.edited_from is not None else None)
+        contributions = pd.DataFrame(
+            contrib, columns=[*STAGE_ONE_ATTRIBUTES, "bias"], index=predictions["image"]
+        )
+        return Explanation(
+            predictions,
+            contributions,
+            self.global_importance(),
+            self.importance_change() if self.edited_from is not None else None,
+        )
 
     def global_importance(self) -> pd.Series:
         importance = self.stage_two.feature_importance()
@@ -192,33 +233,54 @@ class Attr2GenderPipeline(GenderPredictor):
         save_stage_two(self.stage_two, directory)
 
     def _manifest(self) -> dict:
-        return super()._manifest() | {"attribute_names": list(STAGE_ONE_ATTRIBUTES),
-                                      "stage_two": {"model": self.stage_two.model,
-                                                    "input_kind": self.stage_two.input_kind}}  # fmt: skip
+        return super()._manifest() | {
+            "attribute_names": list(STAGE_ONE_ATTRIBUTES),
+            "stage_two": {"model": self.stage_two.model, "input_kind": self.stage_two.input_kind},
+        }
 
     @classmethod
-    def from_parts(cls, attribute_model: AttributeModel, stage_two: StageTwoClassifier, image_size: int = 224,
-                   **kw) -> Attr2GenderPipeline:  # fmt: skip
-        """Build from already-trained parts."""
+    def from_parts(
+        cls, attribute_model, stage_two: StageTwoClassifier, image_size: int = 224, **kw
+    ) -> Attr2GenderPipeline:
+        """Build from already-trained parts: a stage-one model (plain or Lightning) and a fitted stage two."""
         return cls(attribute_model, stage_two, image_size, **kw)
 
     @classmethod
-    def fit(cls, config=None, **overrides) -> Attr2GenderPipeline:
-        """Train stage one on a CelebA root, then fit stage two (see ``stage_two_fit_on``)."""
-        from .fitting import fit_two_stage
+    def train(cls, config=None, **overrides) -> tuple[Attr2GenderPipeline, object]:
+        """Train stage one on a CelebA root, then fit stage two (see ``stage_two_fit_on``); returns the
+        trained pipeline and its :class:`~attr2gender.pipeline.trainers.FitReport`."""
+        from .trainers import train_two_stage
 
-        return fit_two_stage(config, **overrides)
+        return train_two_stage(config, **overrides)
+
+    @classmethod
+    def fit(cls, config=None, **overrides) -> Attr2GenderPipeline:
+        """``train(...)[0]``: the trained pipeline (its report is ``pipe.report``)."""
+        return cls.train(config, **overrides)[0]
+
+
+_STAGE_ONE_ONLY = object()  # the stage two of a pipeline the trainers use for stage one alone
+
+
+def male_probability(stage_two: StageTwoClassifier, attributes: np.ndarray) -> np.ndarray:
+    """P(Male) from (n, 39) stage-one outputs in ``STAGE_ONE_ATTRIBUTES`` order."""
+    # The array fast path: no DataFrame per batch, which at batch 1 cost as much as a tenth of the CNN.
+    male = stage_two.positive_probability(attributes)
+    return male if list(stage_two.classes_).index(1) == 1 else 1.0 - male
 
 
 def _check_stage_two_columns(stage_two: StageTwoClassifier) -> None:
     if not hasattr(stage_two, "classes_"):
         raise ValueError("stage_two must be a fitted StageTwoClassifier (call fit first)")
     if stage_two.n_features_in_ != len(STAGE_ONE_ATTRIBUTES):
-        raise ValueError(f"stage two was fitted on {stage_two.n_features_in_} features, expected the 39 attributes")
+        raise ValueError(
+            f"stage two was fitted on {stage_two.n_features_in_} features, expected the 39 attributes"
+        )
     names = getattr(stage_two, "feature_names_in_", None)
     if names is not None and [str(n) for n in names] != list(STAGE_ONE_ATTRIBUTES):
-        raise ValueError("stage two's feature names must be the 39 attributes in CelebA file order "
-                         "(attr2gender.data.STAGE_ONE_ATTRIBUTES); refit it on a frame with those columns")
+        raise ValueError(
+            "stage two's feature names must be the 39 attributes in CelebA file order "
+            "(attr2gender.data.STAGE_ONE_ATTRIBUTES); refit it on a frame with those columns"
+        )
     if set(np.asarray(stage_two.classes_).tolist()) != {0, 1}:
         raise ValueError(f"stage two's classes must be 0/1 (Female/Male), got {list(stage_two.classes_)}")
-

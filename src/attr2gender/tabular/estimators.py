@@ -29,16 +29,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
+from attr2gender.errors import InputKindMismatchError
+
 MODELS: tuple[str, ...] = ("logistic", "lightgbm")
 INPUT_KINDS: tuple[str, ...] = ("probability", "binary")
 CLASS_WEIGHTS: tuple[str | None, ...] = (None, "balanced")
 
 # LightGBM refuses some characters in feature names; only pass names that are plainly safe.
 _SAFE_LGBM_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-class InputKindMismatchError(ValueError):
-    """A model fitted on 0/1-valued attributes was given probabilities with ``input_kind="probability"``."""
 
 
 def _quote_list(names) -> str:
@@ -152,8 +150,9 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
         excluded = [str(e) for e in (self.exclude or ())]
         unknown = [e for e in excluded if e not in names]
         if unknown:
-            raise ValueError(f"exclude names unknown feature(s) {_quote_list(unknown)}; valid names: "
-                             f"{_quote_list(names)}")  # fmt: skip
+            raise ValueError(
+                f"exclude names unknown feature(s) {_quote_list(unknown)}; valid names: {_quote_list(names)}"
+            )
         kept = np.array([i for i, n in enumerate(names) if n not in excluded], dtype=np.intp)
         if kept.size == 0:
             raise ValueError("exclude names every feature; stage two needs at least one attribute to use")
@@ -257,7 +256,9 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
         Xt = self._check_X_values(X, reset=True)
         self.kept_ = self._kept_indices()
         if sample_weight is not None:  # one finite, non-negative weight per row (scikit-learn's own checks)
-            sample_weight = _check_sample_weight(sample_weight, Xt, dtype=np.float64, ensure_non_negative=True)
+            sample_weight = _check_sample_weight(
+                sample_weight, Xt, dtype=np.float64, ensure_non_negative=True
+            )
         self.classes_ = classes
         if hasattr(self, "booster_"):  # refit after a LightGBM fit: drop the stale booster
             del self.booster_

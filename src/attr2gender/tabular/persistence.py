@@ -23,16 +23,13 @@ import numpy as np
 import sklearn
 from sklearn.linear_model import LogisticRegression
 
+from attr2gender.errors import StageTwoFormatError
 from attr2gender.tabular.estimators import MODELS, StageTwoClassifier
 
 FORMAT = "attr2gender.stage_two"
 FORMAT_VERSION = 1
 JSON_NAME = "stage_two.json"
 _CLASS_DTYPE_KINDS = set("biufUO")
-
-
-class StageTwoFormatError(ValueError):
-    """A stage-two JSON document (or its LightGBM model file) is malformed or inconsistent."""
 
 
 def _plain(value: Any) -> Any:
@@ -164,8 +161,10 @@ def from_json_dict(d: dict[str, Any]) -> StageTwoClassifier:
             raise _fail(f"LightGBM could not parse the text model: {e}") from e
         used = n - len(params.get("exclude") or ())
         if booster.num_feature() != used:
-            raise _fail(f"the LightGBM model has {booster.num_feature()} features but {n} features minus "
-                        f"{n - used} excluded leave {used}")  # fmt: skip
+            raise _fail(
+                f"the LightGBM model has {booster.num_feature()} features but {n} features minus "
+                f"{n - used} excluded leave {used}"
+            )
         if booster.num_model_per_iteration() != 1 or "\nobjective=binary" not in model_str:
             raise _fail("the LightGBM model is not a binary classifier")
         est.booster_ = booster
@@ -183,7 +182,9 @@ def from_json_dict(d: dict[str, Any]) -> StageTwoClassifier:
         est.kept_ = est._kept_indices()
     except ValueError as e:
         raise _fail(f"params.exclude: {e}") from e
-    if est.model == "logistic" and np.any(est.estimator_.coef_[0, np.setdiff1d(np.arange(n), est.kept_)] != 0):
+    if est.model == "logistic" and np.any(
+        est.estimator_.coef_[0, np.setdiff1d(np.arange(n), est.kept_)] != 0
+    ):
         raise _fail("an excluded attribute has a non-zero coefficient")
     return est
 

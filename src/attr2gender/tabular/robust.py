@@ -82,20 +82,26 @@ def group_dro_weights(q: np.ndarray, group_losses: np.ndarray, step: float) -> n
 def worst_group_accuracy(y, pred, groups, min_rows: int = MIN_GROUP_ROWS) -> float:
     """Lowest per-group accuracy among groups with at least ``min_rows`` rows (NaN when none has)."""
     y, pred, groups = np.asarray(y), np.asarray(pred), np.asarray(groups)
-    scores = [float((pred[groups == g] == y[groups == g]).mean()) for g in np.unique(groups)
-              if (groups == g).sum() >= min_rows]  # fmt: skip
+    scores = [
+        float((pred[groups == g] == y[groups == g]).mean())
+        for g in np.unique(groups)
+        if (groups == g).sum() >= min_rows
+    ]
     return min(scores) if scores else float("nan")
 
 
-def fit_worst_group(X, y, groups, identities=None, folds: int = 5, seed: int = 0, dro_step: float = 1.0,
-                    **params) -> WorstGroupFit:  # fmt: skip
+def fit_worst_group(
+    X, y, groups, identities=None, folds: int = 5, seed: int = 0, dro_step: float = 1.0, **params
+) -> WorstGroupFit:
     """Both methods scored out of fold (folds by identity), the better one refitted on every row."""
     from sklearn.model_selection import GroupKFold, StratifiedKFold
 
     X = np.asarray(X, dtype=np.float64) if not hasattr(X, "iloc") else X
     y, groups = np.asarray(y), np.asarray(groups, dtype=np.int64)
-    fitters = {"reweighted": lambda Xa, ya, ga: fit_reweighted(Xa, ya, ga, **params),
-               "group_dro": lambda Xa, ya, ga: fit_group_dro(Xa, ya, ga, step=dro_step, **params)}  # fmt: skip
+    fitters = {
+        "reweighted": lambda Xa, ya, ga: fit_reweighted(Xa, ya, ga, **params),
+        "group_dro": lambda Xa, ya, ga: fit_group_dro(Xa, ya, ga, step=dro_step, **params),
+    }
     if identities is not None and len(np.unique(identities)) >= folds:
         splitter = GroupKFold(n_splits=folds).split(np.zeros(len(y)), y, np.asarray(identities))
     else:
@@ -113,4 +119,3 @@ def fit_worst_group(X, y, groups, identities=None, folds: int = 5, seed: int = 0
     # Ties (or no scorable group) go to the simpler method.
     best = max(METHODS, key=lambda m: (np.nan_to_num(wga[m], nan=-1.0), m == "reweighted"))
     return WorstGroupFit(fitters[best](X, y, groups), best, wga, acc, len(splits))
-

@@ -34,7 +34,9 @@ class MeasureSpec:
                 batch, count = part.split(":")
                 images[int(batch)] = int(count)
         except ValueError:
-            raise ValueError(f"latency spec {text!r} must look like 1:16,64:128 (batch:images pairs)") from None
+            raise ValueError(
+                f"latency spec {text!r} must look like 1:16,64:128 (batch:images pairs)"
+            ) from None
         if not images or any(b < 1 or n < 1 for b, n in images.items()):
             raise ValueError(f"latency spec {text!r}: batch sizes and image counts must be at least 1")
         if repeats < 1:
@@ -106,6 +108,14 @@ def directory_size(path: str | os.PathLike) -> int:
 def cost_metrics(pipeline, bundle_dir: str | os.PathLike) -> dict[str, float]:
     """``param_count`` (image model + stage two), ``image_model_param_count``, ``bundle_bytes``."""
     image_params = parameter_count(pipeline.image_model)
-    extra = stage_two_parameter_count(pipeline.stage_two) if getattr(pipeline, "stage_two", None) is not None else 0
-    return {"param_count": float(image_params + extra), "image_model_param_count": float(image_params),
-            "stage_two_param_count": float(extra), "bundle_bytes": float(directory_size(bundle_dir))}  # fmt: skip
+    extra = (
+        stage_two_parameter_count(pipeline.stage_two)
+        if getattr(pipeline, "stage_two", None) is not None
+        else 0
+    )
+    return {
+        "param_count": float(image_params + extra),
+        "image_model_param_count": float(image_params),
+        "stage_two_param_count": float(extra),
+        "bundle_bytes": float(directory_size(bundle_dir)),
+    }

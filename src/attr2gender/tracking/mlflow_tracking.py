@@ -27,9 +27,25 @@ from typing import Any
 DB_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 MODEL_NAME = "model"  # artifact name of the logged pyfunc model: runs:/<run_id>/model
-SYSTEM_METRICS_NOTE = "system metrics skipped: psutil is not installed (pip install psutil to log CPU/RAM/GPU use)"
-MODEL_REQUIREMENTS = ("torch", "torchvision", "timm", "lightning", "scikit-learn", "lightgbm", "pandas", "numpy",
-                      "pillow", "safetensors", "pyyaml", "tqdm", "matplotlib", "mlflow")  # fmt: skip
+SYSTEM_METRICS_NOTE = (
+    "system metrics skipped: psutil is not installed (pip install psutil to log CPU/RAM/GPU use)"
+)
+MODEL_REQUIREMENTS = (
+    "torch",
+    "torchvision",
+    "timm",
+    "lightning",
+    "scikit-learn",
+    "lightgbm",
+    "pandas",
+    "numpy",
+    "pillow",
+    "safetensors",
+    "pyyaml",
+    "tqdm",
+    "matplotlib",
+    "mlflow",
+)
 
 
 TAG_PID, TAG_PID_STARTED, TAG_HOST = "attr2gender.pid", "attr2gender.pid_started", "attr2gender.host"
@@ -135,9 +151,16 @@ def pyfunc_signature():
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    inputs = Schema([ColSpec("string", "image_base64", required=False), ColSpec("string", "path", required=False)])
-    outputs = Schema([ColSpec("double", "male_probability"), ColSpec("string", "label", required=False),
-                      ColSpec("string", "error")])  # fmt: skip
+    inputs = Schema(
+        [ColSpec("string", "image_base64", required=False), ColSpec("string", "path", required=False)]
+    )
+    outputs = Schema(
+        [
+            ColSpec("double", "male_probability"),
+            ColSpec("string", "label", required=False),
+            ColSpec("string", "error"),
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -150,8 +173,8 @@ class NullTracker:
     experiment_id = None
 
     @contextlib.contextmanager
-    def run(self, name: str, tags: Mapping[str, str] | None = None, nested: bool = False,
-            system_metrics: bool = False, description: str | None = None) -> Iterator[str | None]:  # fmt: skip
+    def run(self, name: str, **options) -> Iterator[None]:
+        """A run that records nothing (``options``: tags, nested, system_metrics, description)."""
         yield None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -209,7 +232,9 @@ class MlflowTracker(NullTracker):
         import psutil
 
         try:
-            running = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=500)
+            running = self.client.search_runs(
+                [self.experiment_id], "attributes.status = 'RUNNING'", max_results=500
+            )
         except Exception:  # a store that cannot be searched must not stop a run from starting
             return []
         ended = []
@@ -226,8 +251,10 @@ class MlflowTracker(NullTracker):
                 self.client.set_terminated(run.info.run_id, status="KILLED")
                 ended.append(run.info.run_id)
         if ended:
-            self.announce(f"note: marked {len(ended)} run(s) KILLED whose process is gone (started here, never "
-                          f"finished): {', '.join(ended)}")  # fmt: skip
+            self.announce(
+                f"note: marked {len(ended)} run(s) KILLED whose process is gone (started here, never "
+                f"finished): {', '.join(ended)}"
+            )
         return ended
 
     def _ensure_experiment(self, name: str) -> str:
@@ -236,8 +263,10 @@ class MlflowTracker(NullTracker):
         existing = self.client.get_experiment_by_name(name)
         if existing is not None:
             if existing.lifecycle_stage == "deleted":
-                raise MlflowException(f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments "
-                                      f"restore) or pass experiment=<another name>")  # fmt: skip
+                raise MlflowException(
+                    f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments "
+                    f"restore) or pass experiment=<another name>"
+                )
             return existing.experiment_id
         try:
             return self.client.create_experiment(name, artifact_location=artifact_location_for(self.uri))
@@ -254,8 +283,14 @@ class MlflowTracker(NullTracker):
         self.experiment = self.client.get_experiment(self.experiment_id).name
 
     @contextlib.contextmanager
-    def run(self, name: str, tags: Mapping[str, str] | None = None, nested: bool = False,
-            system_metrics: bool = False, description: str | None = None) -> Iterator[str]:  # fmt: skip
+    def run(
+        self,
+        name: str,
+        tags: Mapping[str, str] | None = None,
+        nested: bool = False,
+        system_metrics: bool = False,
+        description: str | None = None,
+    ) -> Iterator[str]:
         import mlflow
 
         tags = dict(tags or {})
@@ -269,9 +304,14 @@ class MlflowTracker(NullTracker):
                     self.announce(f"note: {SYSTEM_METRICS_NOTE}")
                     self._noted_system_metrics = True
         tags |= process_tags()  # lets a later start tell a killed run from a live one
-        active = mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=nested,
-                                  tags={k: str(v) for k, v in tags.items()}, description=description,
-                                  log_system_metrics=log_system)  # fmt: skip
+        active = mlflow.start_run(
+            experiment_id=self.experiment_id,
+            run_name=name,
+            nested=nested,
+            tags={k: str(v) for k, v in tags.items()},
+            description=description,
+            log_system_metrics=log_system,
+        )
         try:
             yield active.info.run_id
         except BaseException:
@@ -327,8 +367,6 @@ class MlflowTracker(NullTracker):
         """Log the bundle as a models-from-code pyfunc (``pyfunc_model.py``; no pickle). Returns its URI."""
         import mlflow
 
-        import attr2gender
-
         from . import pyfunc_model
 
         with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):  # no bars while MLflow checks the example
@@ -336,7 +374,7 @@ class MlflowTracker(NullTracker):
                 name=MODEL_NAME,
                 python_model=str(Path(pyfunc_model.__file__).resolve()),
                 artifacts={pyfunc_model.BUNDLE_ARTIFACT: str(Path(bundle_dir).resolve())},
-                code_paths=[str(Path(attr2gender.__file__).resolve().parent)],
+                code_paths=[str(Path(__file__).resolve().parents[1])],  # the attr2gender package
                 signature=pyfunc_signature(),
                 input_example=input_example,
                 pip_requirements=model_requirements(),
@@ -354,8 +392,11 @@ class MlflowTracker(NullTracker):
 
         Path(dst).mkdir(parents=True, exist_ok=True)
         with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
-            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst),
-                                                            tracking_uri=self.uri))  # fmt: skip
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=self.uri
+                )
+            )
 
     def ui_line(self) -> str:
         return ui_command(self.uri)

@@ -94,8 +94,10 @@ def predict_frame(pipeline, model_input) -> pd.DataFrame:
     received = [str(c) for c in model_input.columns]
     unknown = [c for c in received if c not in INPUT_COLUMNS]
     if unknown or not any(c in received for c in INPUT_COLUMNS):
-        raise ValueError(f"input columns must be image_base64 and/or path; received {received}"
-                         + (f" ({unknown} not accepted)" if unknown else ""))  # fmt: skip
+        raise ValueError(
+            f"input columns must be image_base64 and/or path; received {received}"
+            + (f" ({unknown} not accepted)" if unknown else "")
+        )
     n = len(model_input)
     b64 = model_input["image_base64"].tolist() if "image_base64" in model_input else [None] * n
     paths = model_input["path"].tolist() if "path" in model_input else [None] * n
@@ -115,7 +117,9 @@ def predict_frame(pipeline, model_input) -> pd.DataFrame:
     if sources:
         frame = pipeline.predict(sources, errors="coerce", progress=False)
         if len(frame) != len(sources):  # one source, one row: a mismatch would pair scores with wrong rows
-            raise RuntimeError(f"{len(sources)} images gave {len(frame)} predictions; refusing to misalign rows")
+            raise RuntimeError(
+                f"{len(sources)} images gave {len(frame)} predictions; refusing to misalign rows"
+            )
         probability[rows] = frame["male_probability"].to_numpy(dtype=float)
         for row, message in zip(rows, frame["error"].tolist()):
             if message:

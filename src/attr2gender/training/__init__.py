@@ -7,6 +7,15 @@ from .export import load_image_model, save_image_model
 from .modules import AttributeModel, DirectModel, ImageModel
 
 __all__ = [
-    "CelebADataModule", "TrainResult", "train", "SplitPredictions", "predict_dataset",
-    "split_metrics", "load_image_model", "save_image_model", "AttributeModel", "DirectModel", "ImageModel",
-]  # fmt: skip
+    "CelebADataModule",
+    "TrainResult",
+    "train",
+    "SplitPredictions",
+    "predict_dataset",
+    "split_metrics",
+    "load_image_model",
+    "save_image_model",
+    "AttributeModel",
+    "DirectModel",
+    "ImageModel",
+]

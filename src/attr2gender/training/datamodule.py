@@ -62,14 +62,18 @@ class CelebADataModule(L.LightningDataModule):
         )
         for name, ids in self.splits.as_dict().items():
             if not ids:
-                raise ConfigError(f"the {name} split of {self.celeba.root} is empty ({self.splits.sizes()}); "
-                                  "use more images or other split_fractions")  # fmt: skip
+                raise ConfigError(
+                    f"the {name} split of {self.celeba.root} is empty ({self.splits.sizes()}); "
+                    "use more images or other split_fractions"
+                )
         male = self.celeba.male(self.splits.train)
         if len(np.unique(male)) < 2:
             only = "Male" if male[0] else "Female"
-            raise ConfigError(f"the training split of {self.celeba.root} holds only {only} images ({len(male):,}); "
-                              "a classifier needs both classes: use more images, other split_fractions or another "
-                              "seed")  # fmt: skip
+            raise ConfigError(
+                f"the training split of {self.celeba.root} holds only {only} images ({len(male):,}); "
+                "a classifier needs both classes: use more images, other split_fractions or another "
+                "seed"
+            )
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -79,8 +83,12 @@ class CelebADataModule(L.LightningDataModule):
                 continue
             transform = build_transforms(c.image_size, train=name == "train", augment=c.augment)
             if c.decode_cache:
-                cache = DecodedImageCache(self.celeba, ids, c.image_size, Path(c.cache_dir) / "decoded", c.progress)
-                self.datasets[name] = CachedCelebADataset(self.celeba, ids, transform, cache, grouping=c.group_by)
+                cache = DecodedImageCache(
+                    self.celeba, ids, c.image_size, Path(c.cache_dir) / "decoded", c.progress
+                )
+                self.datasets[name] = CachedCelebADataset(
+                    self.celeba, ids, transform, cache, grouping=c.group_by
+                )
             else:
                 self.datasets[name] = CelebADataset(self.celeba, ids, transform, grouping=c.group_by)
 
@@ -98,8 +106,9 @@ class CelebADataModule(L.LightningDataModule):
             # Every Male x group_by group equally likely per draw (with replacement): the rare groups, e.g.
             # women without makeup, are seen as often as the common ones.
             weights = inverse_frequency_weights(self.datasets[name].groups.numpy())
-            sampler = WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(weights), replacement=True,
-                                            generator=generator)  # fmt: skip
+            sampler = WeightedRandomSampler(
+                torch.from_numpy(weights), num_samples=len(weights), replacement=True, generator=generator
+            )
             shuffle = False
         return DataLoader(
             self.datasets[name],

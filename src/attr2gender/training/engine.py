@@ -6,7 +6,7 @@ CUDA when present (bf16 mixed precision, channels-last), the CPU otherwise (chan
 For several GPUs set ``devices`` and ``strategy=ddp``; launch with ``torchrun`` or SLURM ``srun``
 (Lightning reads their environment), e.g.::
 
-    torchrun --nproc_per_node 4 -m attr2gender.cli train --config configs/two_stage.yaml devices=4 strategy=ddp
+    torchrun --nproc_per_node 4 -m attr2gender.cli train --config two_stage devices=4 strategy=ddp
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from ..config import ConfigError, RunConfig, save_config
-from ..data.roots import resolve_data_root
+from ..config import RunConfig, save_config
+from ..errors import ConfigError, UnsafeCheckpointError
 from .datamodule import CelebADataModule
 from .evaluate import SplitPredictions, predict_dataset, split_metrics
 from .export import load_weights_from_checkpoint, save_image_model
@@ -56,8 +56,10 @@ class TrainResult:
     def summary_line(self) -> str:
         key = "accuracy" if self.config.task == "direct" else "attr_mean_accuracy"
         value = self.metrics.get(key, float("nan"))
-        return (f"{self.config.task} {self.config.backbone}: test {key} {value:.4f} after {self.epochs_run} "
-                f"epoch(s), {self.train_seconds:.0f}s training; results in {self.run_dir}")  # fmt: skip
+        return (
+            f"{self.config.task} {self.config.backbone}: test {key} {value:.4f} after {self.epochs_run} "
+            f"epoch(s), {self.train_seconds:.0f}s training; results in {self.run_dir}"
+        )
 
 
 class ThroughputMonitor(Callback):
@@ -103,13 +105,19 @@ def resolve_engine(config: RunConfig) -> dict:
     devices = config.devices
     if devices == "auto":
         devices = 1
-    return {"accelerator": accelerator, "precision": precision, "devices": devices, "strategy": config.strategy,
-            "memory_format": memory_format, "channels_last": memory_format == "channels_last"}  # fmt: skip
+    return {
+        "accelerator": accelerator,
+        "precision": precision,
+        "devices": devices,
+        "strategy": config.strategy,
+        "memory_format": memory_format,
+        "channels_last": memory_format == "channels_last",
+    }
 
 
-def default_run_name(prefix: str) -> str:
-    """``<prefix>-<timestamp>-<6 random hex digits>``: two runs started in the same second never share a folder."""
-    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+def default_run_name(prefix: str, stamp: str | None = None) -> str:
+    """``<prefix>-<time>-<6 random hex digits>``: two runs started in the same second never share a folder."""
+    return f"{prefix}-{stamp or time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 RUN_NAME_ENV = "ATTR2GENDER_RUN_NAME"  # the run name rank 0 chose, for the DDP processes Lightning starts
@@ -146,10 +154,6 @@ def _restore_env(name: str, owned: bool):
             os.environ.pop(name, None)
 
 
-class UnsafeCheckpointError(ConfigError):
-    """A checkpoint holds pickled objects beyond tensors and plain containers; it is never unpickled."""
-
-
 def check_checkpoint(path: Path) -> None:
     """Load ``path`` the safe way (``weights_only=True``: tensors, containers, numbers, strings) before
     Lightning does; a checkpoint that needs anything more is refused and nothing in it runs."""
@@ -165,15 +169,25 @@ def check_checkpoint(path: Path) -> None:
         ) from None
 
 
-def build_model(config: RunConfig, lr: float, channels_last: bool = False,
-                group_counts: list[int] | None = None) -> ImageModel:  # fmt: skip
+def build_model(
+    config: RunConfig, lr: float, channels_last: bool = False, group_counts: list[int] | None = None
+) -> ImageModel:
     return model_class(config.task)(
-        backbone=config.backbone, weights=config.weights, loss=config.resolved_loss(), lr=lr,
-        weight_decay=config.weight_decay, optimizer=config.optimizer, dropout=config.dropout,
-        threshold=config.threshold, channels_last=channels_last, freeze_backbone=config.freeze_backbone,
-        loss_reweighting=config.loss_reweighting, robust=config.robust, group_dro_step=config.group_dro_step,
+        backbone=config.backbone,
+        weights=config.weights,
+        loss=config.resolved_loss(),
+        lr=lr,
+        weight_decay=config.weight_decay,
+        optimizer=config.optimizer,
+        dropout=config.dropout,
+        threshold=config.threshold,
+        channels_last=channels_last,
+        freeze_backbone=config.freeze_backbone,
+        loss_reweighting=config.loss_reweighting,
+        robust=config.robust,
+        group_dro_step=config.group_dro_step,
         group_counts=group_counts if config.loss_reweighting == "groups" else None,
-    )  # fmt: skip
+    )
 
 
 def read_history(log_dir: Path) -> pd.DataFrame:
@@ -191,12 +205,23 @@ def read_history(log_dir: Path) -> pd.DataFrame:
     return history
 
 
-def train(config: RunConfig, loggers: list | None = None, callbacks: list | None = None,
-          datamodule: CelebADataModule | None = None, evaluate_test: bool = True) -> TrainResult:  # fmt: skip
+def train(
+    config: RunConfig,
+    loggers: list | None = None,
+    callbacks: list | None = None,
+    datamodule: CelebADataModule | None = None,
+    evaluate_test: bool = True,
+) -> TrainResult:
     """Fit one image model per ``config``, keep the best checkpoint, evaluate it on the test split."""
     config = dataclasses.replace(config).validate().check_weights()
-    root = resolve_data_root(config.data_root, announce=lambda m: print(m, flush=True))
-    config.data_root = str(root)
+    if (
+        not config.data_root
+    ):  # training never invents data; the run commands (experiments) make synthetic data
+        raise ConfigError(
+            "data_root is empty: pass a CelebA root (`attr2gender data synth --out DIR` writes a "
+            "synthetic one; `attr2gender run two-stage` without --data-root makes it for you)"
+        )
+    config.data_root = str(Path(config.data_root).expanduser().resolve())
     engine = resolve_engine(config)
     # The resolved config records what actually ran on this machine, not "auto".
     config.precision, config.memory_format = engine["precision"], engine["memory_format"]
@@ -205,12 +230,16 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
     last = run_dir / "checkpoints" / "last.ckpt"
     if config.resume:
         if not last.is_file():
-            raise ConfigError(f"resume=true but {last} does not exist; pass the run_name of an earlier run (and the "
-                              "same output_dir)")  # fmt: skip
+            raise ConfigError(
+                f"resume=true but {last} does not exist; pass the run_name of an earlier run (and the "
+                "same output_dir)"
+            )
         check_checkpoint(last)
     elif run_dir.exists() and not _distributed_rank():  # rank > 0 finds the folder rank 0 just made
-        raise ConfigError(f"run folder {run_dir} exists already; pass resume=true to continue that run, or another "
-                          "run_name (leave it empty for a new unique one)")  # fmt: skip
+        raise ConfigError(
+            f"run folder {run_dir} exists already; pass resume=true to continue that run, or another "
+            "run_name (leave it empty for a new unique one)"
+        )
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     dm = datamodule or CelebADataModule(config)
@@ -224,8 +253,9 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
     # Group-robust runs keep the checkpoint whose worst group does best on validation, not the lowest loss.
     monitor = config.resolved_checkpoint_metric()
     mode = "min" if monitor == "val_loss" else "max"
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                 save_last=True)  # fmt: skip
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True
+    )
     cbs: list[Callback] = [checkpoint, ThroughputMonitor()]
     if config.progress:
         cbs.append(TQDMProgressBar(refresh_rate=1))
@@ -243,17 +273,29 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
     sizes = dm.splits.sizes()
     if config.progress:
-        print(f"training {config.task} model {config.backbone} ({config.weights}) on {engine['accelerator']} "
-              f"({engine['precision']}, {engine['memory_format']}), split {dm.splits.strategy} {sizes}, run {run_dir}", flush=True)
+        print(
+            f"training {config.task} model {config.backbone} ({config.weights}) on {engine['accelerator']} "
+            f"({engine['precision']}, {engine['memory_format']}), split {dm.splits.strategy} {sizes}, run {run_dir}",
+            flush=True,
+        )
     trainer = L.Trainer(
-        accelerator=engine["accelerator"], devices=engine["devices"], strategy=engine["strategy"],
-        precision=engine["precision"], max_epochs=config.epochs, max_steps=config.max_steps,
-        callbacks=cbs + list(callbacks or []), logger=all_loggers, default_root_dir=run_dir,
-        log_every_n_steps=config.log_every_n_steps, enable_progress_bar=config.progress,
-        deterministic=True if engine["accelerator"] == "cpu" and config.deterministic else
-        ("warn" if config.deterministic else False),
-        enable_model_summary=False, num_sanity_val_steps=0,
-    )  # fmt: skip
+        accelerator=engine["accelerator"],
+        devices=engine["devices"],
+        strategy=engine["strategy"],
+        precision=engine["precision"],
+        max_epochs=config.epochs,
+        max_steps=config.max_steps,
+        callbacks=cbs + list(callbacks or []),
+        logger=all_loggers,
+        default_root_dir=run_dir,
+        log_every_n_steps=config.log_every_n_steps,
+        enable_progress_bar=config.progress,
+        deterministic=True
+        if engine["accelerator"] == "cpu" and config.deterministic
+        else ("warn" if config.deterministic else False),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
 
     lr_finder = None
     if config.lr == "auto" and not config.resume:
@@ -273,11 +315,18 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
     with warnings.catch_warnings(), _restore_env(RUN_NAME_ENV, spawned):
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(model, datamodule=dm,
-                    ckpt_path=str(last) if config.resume else None, weights_only=True)  # fmt: skip
+        trainer.fit(model, datamodule=dm, ckpt_path=str(last) if config.resume else None, weights_only=True)
     train_seconds = time.perf_counter() - start
-    result = TrainResult(config, run_dir, None, None, datamodule=dm, train_seconds=train_seconds,
-                         epochs_run=trainer.current_epoch, lr_finder=lr_finder)  # fmt: skip
+    result = TrainResult(
+        config,
+        run_dir,
+        None,
+        None,
+        datamodule=dm,
+        train_seconds=train_seconds,
+        epochs_run=trainer.current_epoch,
+        lr_finder=lr_finder,
+    )
     if not trainer.is_global_zero:
         return result
 
@@ -291,13 +340,23 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
     result.history.to_csv(run_dir / "history.csv", index=False)
     if evaluate_test:
         dm.setup("test")
-        pred = predict_dataset(model, dm.datasets["test"], batch_size=config.batch_size,
-                               num_workers=config.num_workers, progress=config.progress, desc="test")  # fmt: skip
+        pred = predict_dataset(
+            model,
+            dm.datasets["test"],
+            batch_size=config.batch_size,
+            num_workers=config.num_workers,
+            progress=config.progress,
+            desc="test",
+        )
         result.test_predictions = pred
         result.metrics = split_metrics(config.task, pred, config.threshold)
     result.metrics["train_seconds"] = train_seconds
-    result.model_dir = save_image_model(model, run_dir / "model", config.task, config.image_size,
-                                        extra={"metrics": result.metrics, "config": config.to_dict()})  # fmt: skip
+    result.model_dir = save_image_model(
+        model,
+        run_dir / "model",
+        config.image_size,
+        extra={"metrics": result.metrics, "config": config.to_dict()},
+    )
     (run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2, sort_keys=True))
     return result
 
@@ -305,8 +364,9 @@ def train(config: RunConfig, loggers: list | None = None, callbacks: list | None
 LR_FINDER_STEPS = 100  # Lightning's default range-test length: enough points for a stable suggestion
 
 
-def find_learning_rate(engine: dict, model: ImageModel, dm: CelebADataModule, run_dir: Path,
-                       progress: bool = True) -> dict:  # fmt: skip
+def find_learning_rate(
+    engine: dict, model: ImageModel, dm: CelebADataModule, run_dir: Path, progress: bool = True
+) -> dict:
     """Lightning's LR range test (the source's "learning rate finder"); saves its plot and results.
 
     Runs on a throwaway trainer so the range test spans epochs on small data and touches no checkpoint.
@@ -318,13 +378,21 @@ def find_learning_rate(engine: dict, model: ImageModel, dm: CelebADataModule, ru
     dm.setup("fit")
     batches = max(1, len(dm.train_dataloader()))
     trainer = L.Trainer(
-        accelerator=engine["accelerator"], devices=1, precision=engine["precision"], logger=False,
-        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-        max_epochs=math.ceil(LR_FINDER_STEPS / batches) + 1, num_sanity_val_steps=0, limit_val_batches=0,
+        accelerator=engine["accelerator"],
+        devices=1,
+        precision=engine["precision"],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        max_epochs=math.ceil(LR_FINDER_STEPS / batches) + 1,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
         default_root_dir=run_dir,
-    )  # fmt: skip
-    finder = Tuner(trainer).lr_find(model, datamodule=dm, num_training=LR_FINDER_STEPS, min_lr=1e-6, max_lr=1.0,
-                                    update_attr=False)  # fmt: skip
+    )
+    finder = Tuner(trainer).lr_find(
+        model, datamodule=dm, num_training=LR_FINDER_STEPS, min_lr=1e-6, max_lr=1.0, update_attr=False
+    )
     lrs = [float(x) for x in finder.results["lr"]]
     losses = [float(x) for x in finder.results["loss"]]
     suggestion = finder.suggestion()
@@ -336,7 +404,7 @@ def find_learning_rate(engine: dict, model: ImageModel, dm: CelebADataModule, ru
     run_dir.mkdir(parents=True, exist_ok=True)
     out = {"lr": lrs, "loss": losses, "suggestion": float(suggestion)}
     (run_dir / "lr_finder.json").write_text(json.dumps(out))
-    from ..tracking.plots import plot_lr_finder
+    from ..plots import plot_lr_finder
 
     plot_lr_finder(lrs, losses, suggestion=float(suggestion), path=run_dir / "lr_finder.png")
     return out

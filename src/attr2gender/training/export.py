@@ -1,4 +1,9 @@
-"""Trained image models on disk without pickle: weights as safetensors, everything else as JSON."""
+"""Trained image models on disk without pickle: weights as safetensors, everything else as JSON.
+
+The files are :func:`attr2gender.models.save_model`'s, so inference reads them back with
+:func:`attr2gender.models.load_model` (a plain ``nn.Module``, no Lightning); :func:`load_image_model`
+rebuilds the trainable Lightning module instead, e.g. to train further.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +11,26 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from .. import __version__
 from ..data.transforms import preprocessing_spec
+from ..models import load_model, save_model
 from .modules import ImageModel, model_class
 
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "model.json"
+
+def save_image_model(
+    model: ImageModel, directory: str | Path, image_size: int, extra: dict | None = None
+) -> Path:
+    """``model.safetensors`` + ``model.json`` for ``model``, with its evaluation preprocessing (and ``extra``)."""
+    extra = {"image_size": image_size, "preprocessing": preprocessing_spec(image_size)} | (extra or {})
+    return save_model(model.inference_module(), directory, extra)
 
 
-def image_model_meta(model: ImageModel, task: str, image_size: int) -> dict:
-    hp = dict(model.hparams)
-    hp["weights"] = "none"  # the saved tensors replace whatever the backbone started from
-    return {
-        "task": task,
-        "hparams": hp,
-        "image_size": image_size,
-        "preprocessing": preprocessing_spec(image_size),
-        "attribute_names": list(getattr(model, "attribute_names", ())),
-        "library_version": __version__,
-    }
-
-
-def save_image_model(model: ImageModel, directory: str | Path, task: str, image_size: int, extra: dict | None = None) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
-    meta = image_model_meta(model, task, image_size) | (extra or {})
-    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    return directory
-
-
-def build_image_model(meta: dict) -> ImageModel:
-    hp = dict(meta["hparams"])
-    hp["weights"] = "none"
-    return model_class(meta["task"])(**hp)
-
-
-def load_image_model(directory: str | Path, map_location: str = "cpu") -> tuple[ImageModel, dict]:
-    """Rebuild the architecture from JSON and load safetensors weights (no code runs from the files)."""
-    directory = Path(directory)
-    for name in (WEIGHTS_FILE, META_FILE):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory / name} is missing; expected a model saved by save_image_model")
-    meta = json.loads((directory / META_FILE).read_text())
-    model = build_image_model(meta)
-    state = load_file(str(directory / WEIGHTS_FILE), device=map_location)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{directory / WEIGHTS_FILE} does not match the architecture in {META_FILE}: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")  # fmt: skip
+def load_image_model(directory: str | Path) -> tuple[ImageModel, dict]:
+    """The trainable model saved in ``directory`` and its ``model.json``."""
+    plain = load_model(directory)
+    meta = json.loads((Path(directory) / "model.json").read_text())
+    model = model_class(meta["task"])(**dict(meta["hparams"]) | {"weights": "none"})
+    model.net.load_state_dict(plain.net.state_dict())
     return model.eval(), meta
 
 

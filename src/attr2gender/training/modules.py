@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
-from ..models import BACKBONES, ProbabilityModel, create_backbone, probabilities
-from ..tracking.reports import binary_metrics, per_attribute_metrics
+from ..metrics import binary_metrics, per_attribute_metrics
+from ..models import BACKBONES, ProbabilityModel, build_loss, create_backbone, head_of, probabilities
 from .robust import GroupDRO, GroupReweightedLoss
 
 N_GROUPS = 4  # Male x one attribute (attr2gender.data.groups)
@@ -46,9 +46,10 @@ class ImageModel(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.lr = lr  # the LR finder writes its suggestion here
-        self.net = create_backbone(backbone, self.output_size(loss), weights=weights, dropout=dropout)
-        self.loss_fn = self.build_loss(loss)
-        self.per_sample_loss_fn = self.build_loss(loss, reduction="none")
+        outputs, self.output_kind = head_of(self.task, loss)  # one definition of the heads, in models/
+        self.net = create_backbone(backbone, outputs, weights=weights, dropout=dropout)
+        self.loss_fn = build_loss(self.task, loss)
+        self.per_sample_loss_fn = build_loss(self.task, loss, reduction="none")
         # Group-robust training (train steps only; validation and test report the plain loss).
         if robust == "group_dro":
             self.group_objective: nn.Module | None = GroupDRO(N_GROUPS, group_dro_step)
@@ -60,8 +61,7 @@ class ImageModel(L.LightningModule):
             self._freeze_all_but_head()
         self._outputs: dict[str, list] = {"train": [], "val": [], "test": []}
 
-    # Subclasses define: output_size(loss), build_loss(loss, reduction), target_of(batch), output_kind (see
-    # attr2gender.models.inference.OUTPUTS), epoch_metrics(prob, target), group_scores(prob, target, groups).
+    # Subclasses define: task, target_of(batch), epoch_metrics(prob, target), group_scores(prob, target).
 
     def loss_of(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(logits, target)
@@ -75,7 +75,9 @@ class ImageModel(L.LightningModule):
         """Lowest per-group score among groups with enough images in the split (the checkpoint criterion
         of group-robust training); the overall score when no group has enough."""
         scores = self.group_scores(prob, target)
-        eligible = [scores[groups == g].mean() for g in range(N_GROUPS) if (groups == g).sum() >= MIN_VAL_GROUP]
+        eligible = [
+            scores[groups == g].mean() for g in range(N_GROUPS) if (groups == g).sum() >= MIN_VAL_GROUP
+        ]
         return float(min(eligible)) if eligible else float(scores.mean())
 
     # --- shared ---
@@ -115,12 +117,17 @@ class ImageModel(L.LightningModule):
         return probabilities(logits, self.output_kind)
 
     def inference_module(self) -> ProbabilityModel:
-        """The plain ``nn.Module`` (backbone + probability function) that predict and ONNX export run."""
-        return ProbabilityModel(self.net, self.output_kind).eval()
+        """The plain ``nn.Module`` (backbone + probability function, sharing this model's weights) that
+        predict and ONNX export run, with the description ``model.json`` keeps."""
+        hparams = dict(self.hparams) | {"weights": "none"}  # the saved tensors replace the starting weights
+        meta = {"task": self.task, "hparams": hparams, "attribute_names": list(self.attribute_names)}
+        return ProbabilityModel(self.net, self.output_kind, meta).eval()
 
     def _step(self, batch, stage: str):
         if len(batch["image"]) == 0:  # every image of this batch was unreadable
-            self.log(f"{stage}_skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+            self.log(
+                f"{stage}_skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True
+            )
             return None
         logits = self(batch["image"])
         target = self.target_of(batch)
@@ -129,12 +136,25 @@ class ImageModel(L.LightningModule):
         else:
             loss = self.loss_of(logits, target)
         n = len(batch["image"])
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=n,
-                 sync_dist=True)  # fmt: skip
+        self.log(
+            f"{stage}_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=stage != "test",
+            batch_size=n,
+            sync_dist=True,
+        )
         self.log(f"{stage}_skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
         prob = self.probabilities(logits.detach()).float().cpu().numpy()
-        self._outputs[stage].append((prob, batch["male"].cpu().numpy(), batch["attributes"].cpu().numpy(),
-                                     batch["group"].cpu().numpy()))  # fmt: skip
+        self._outputs[stage].append(
+            (
+                prob,
+                batch["male"].cpu().numpy(),
+                batch["attributes"].cpu().numpy(),
+                batch["group"].cpu().numpy(),
+            )
+        )
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -181,19 +201,9 @@ class ImageModel(L.LightningModule):
 class AttributeModel(ImageModel):
     """Stage one: backbone + 39 logits for the CelebA attributes other than Male."""
 
+    task = "attributes"
     num_outputs = len(STAGE_ONE_ATTRIBUTES)
     attribute_names = STAGE_ONE_ATTRIBUTES
-
-    def output_size(self, loss: str) -> int:
-        return self.num_outputs
-
-    def build_loss(self, loss: str, reduction: str = "mean") -> nn.Module:
-        loss = loss or "multilabel_soft_margin"
-        if loss == "multilabel_soft_margin":
-            return nn.MultiLabelSoftMarginLoss(reduction=reduction)
-        if loss == "bce":
-            return nn.BCEWithLogitsLoss(reduction=reduction)
-        raise ValueError(f"loss {loss!r} is not valid for AttributeModel; choose 'multilabel_soft_margin' or 'bce'")
 
     def group_scores(self, prob, target):
         """Per image: the share of its 39 attributes predicted right."""
@@ -201,8 +211,6 @@ class AttributeModel(ImageModel):
 
     def target_of(self, batch):
         return batch["attributes"].float()
-
-    output_kind = "multilabel"
 
     def epoch_metrics(self, prob, target):
         table = per_attribute_metrics(target, prob, STAGE_ONE_ATTRIBUTES, threshold=self.hparams.threshold)
@@ -212,18 +220,9 @@ class AttributeModel(ImageModel):
 class DirectModel(ImageModel):
     """The direct route: backbone + Male head. ``cross_entropy``: 2 logits; ``bce``: one logit."""
 
+    task = "direct"
     num_outputs = 1
-
-    def output_size(self, loss: str) -> int:
-        return 1 if loss == "bce" else 2
-
-    def build_loss(self, loss: str, reduction: str = "mean") -> nn.Module:
-        loss = loss or "cross_entropy"
-        if loss == "cross_entropy":
-            return nn.CrossEntropyLoss(reduction=reduction)
-        if loss == "bce":
-            return nn.BCEWithLogitsLoss(reduction=reduction)
-        raise ValueError(f"loss {loss!r} is not valid for DirectModel; choose 'cross_entropy' or 'bce'")
+    attribute_names = ()
 
     def group_scores(self, prob, target):
         """Per image: 1 when Male is predicted right."""
@@ -232,10 +231,6 @@ class DirectModel(ImageModel):
     def target_of(self, batch):
         male = batch["male"]
         return male.float().unsqueeze(1) if self.hparams.loss == "bce" else male.long()
-
-    @property
-    def output_kind(self) -> str:
-        return "sigmoid" if self.hparams.loss == "bce" else "softmax"
 
     def epoch_metrics(self, prob, target):
         m = binary_metrics(target, prob, threshold=self.hparams.threshold)

@@ -15,9 +15,13 @@ import torch
 from torch import nn
 
 
-def group_mean_losses(per_sample: torch.Tensor, groups: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+def group_mean_losses(
+    per_sample: torch.Tensor, groups: torch.Tensor, n_groups: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss per group in the batch, and which groups are present."""
-    sums = torch.zeros(n_groups, device=per_sample.device, dtype=per_sample.dtype).scatter_add(0, groups, per_sample)
+    sums = torch.zeros(n_groups, device=per_sample.device, dtype=per_sample.dtype).scatter_add(
+        0, groups, per_sample
+    )
     counts = torch.bincount(groups, minlength=n_groups).to(per_sample.dtype)
     return sums / counts.clamp(min=1), counts > 0
 

@@ -1,6 +1,7 @@
 """Two-stage vs direct on the same test images: what the detour through 39 attributes costs.
 
-Pure functions of predictions and logged metrics (no MLflow here; :mod:`attr2gender.run` logs them):
+Pure functions of predictions and logged metrics (no MLflow here; :mod:`attr2gender.experiments.compare`
+logs them through the tracker):
 
 * accuracy loss = accuracy(direct) - accuracy(two-stage) on the test images both predicted (aligned by
   image id), with a 95% paired bootstrap CI (same resampled images for both);
@@ -20,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .plots import plot_comparison, plot_group_accuracy
-from .reports import (
+from ..metrics import (
     binary_metrics,
     bootstrap_ci,
     group_accuracy_table,
@@ -30,6 +30,7 @@ from .reports import (
     paired_accuracy_difference_ci,
     worst_group_name,
 )
+from ..plots import plot_comparison, plot_cost_ratios, plot_group_accuracy
 
 PREDICTIONS_ARTIFACT = "predictions/test_predictions.csv"  # logged by every pipeline run
 SOURCE_CLAIMS = {
@@ -51,15 +52,23 @@ class ApproachResult:
     metrics: dict[str, float] = field(default_factory=dict)  # as logged: test_accuracy, train_seconds, ...
     threshold: float = 0.5
     run_id: str | None = None
-    info: dict[str, str] = field(default_factory=dict)  # backbone, image_size, epochs, data ... for the report
+    info: dict[str, str] = field(
+        default_factory=dict
+    )  # backbone, image_size, epochs, data ... for the report
     # Per grouping ("makeup", "blond"): each test image's group id (attr2gender.data.groups), from its true
     # attributes; empty when unknown.
     groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     def predictions_frame(self) -> pd.DataFrame:
         prob = np.asarray(self.male_probability, dtype=float)
-        frame = pd.DataFrame({"image_id": list(self.test_ids), "male": np.asarray(self.male, dtype=int),
-                              "male_probability": prob, "predicted_male": (prob >= self.threshold).astype(int)})  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "image_id": list(self.test_ids),
+                "male": np.asarray(self.male, dtype=int),
+                "male_probability": prob,
+                "predicted_male": (prob >= self.threshold).astype(int),
+            }
+        )
         for grouping, ids in self.groups.items():
             frame[f"group_{grouping}"] = np.asarray(ids, dtype=int)
         return frame
@@ -69,9 +78,17 @@ class ApproachResult:
         missing = {"image_id", "male", "male_probability"} - set(frame.columns)
         if missing:
             raise ValueError(f"{name}: predictions table lacks column(s) {sorted(missing)}")
-        groups = {c[len("group_"):]: frame[c].to_numpy(dtype=int) for c in frame.columns if c.startswith("group_")}
-        return cls(name, frame["image_id"].astype(str).tolist(), frame["male"].to_numpy(dtype=int),
-                   frame["male_probability"].to_numpy(dtype=float), groups=groups, **kw)  # fmt: skip
+        groups = {
+            c[len("group_") :]: frame[c].to_numpy(dtype=int) for c in frame.columns if c.startswith("group_")
+        }
+        return cls(
+            name,
+            frame["image_id"].astype(str).tolist(),
+            frame["male"].to_numpy(dtype=int),
+            frame["male_probability"].to_numpy(dtype=float),
+            groups=groups,
+            **kw,
+        )
 
     def group_masks(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``{group name: mask}`` over this route's test images (or the ``rows`` of them)."""
@@ -92,17 +109,26 @@ def align(a: ApproachResult, b: ApproachResult) -> tuple[list[str], np.ndarray, 
     index_b = {image_id: i for i, image_id in enumerate(b.test_ids)}
     rows_a = [i for i, image_id in enumerate(a.test_ids) if image_id in index_b]
     if not rows_a:
-        raise ValueError(f"{a.name} and {b.name} share no test image: run both on the same data root, split "
-                         "and seed (compare.py does)")  # fmt: skip
+        raise ValueError(
+            f"{a.name} and {b.name} share no test image: run both on the same data root, split "
+            "and seed (compare.py does)"
+        )
     rows_b = [index_b[a.test_ids[i]] for i in rows_a]
     truth_a = np.asarray(a.male)[rows_a]
     truth_b = np.asarray(b.male)[rows_b]
     if not np.array_equal(truth_a, truth_b):
         bad = int((truth_a != truth_b).sum())
-        raise ValueError(f"{a.name} and {b.name} disagree on the Male label of {bad} shared test image(s): "
-                         "they were not run on the same annotations")  # fmt: skip
+        raise ValueError(
+            f"{a.name} and {b.name} disagree on the Male label of {bad} shared test image(s): "
+            "they were not run on the same annotations"
+        )
     ids = [a.test_ids[i] for i in rows_a]
-    return ids, truth_a.astype(int), np.asarray(a.male_probability, float)[rows_a], np.asarray(b.male_probability, float)[rows_b]
+    return (
+        ids,
+        truth_a.astype(int),
+        np.asarray(a.male_probability, float)[rows_a],
+        np.asarray(b.male_probability, float)[rows_b],
+    )
 
 
 def _json_value(value):
@@ -125,7 +151,9 @@ def ratio(numerator, denominator) -> float:
 def latency_batches(metrics: Mapping[str, float]) -> list[int]:
     """Batch sizes with a logged ``inference_ms_per_image_b<batch>``, ascending."""
     prefix = "inference_ms_per_image_b"
-    return sorted(int(k[len(prefix) :]) for k in metrics if k.startswith(prefix) and k[len(prefix) :].isdigit())
+    return sorted(
+        int(k[len(prefix) :]) for k in metrics if k.startswith(prefix) and k[len(prefix) :].isdigit()
+    )
 
 
 @dataclass
@@ -140,10 +168,16 @@ class Comparison:
     corruption_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # per route: CelebA-C
 
     def to_json(self) -> str:
-        tables = {kind: {k: v.reset_index().to_dict(orient="records") for k, v in getattr(self, kind).items()}
-                  for kind in ("group_tables", "corruption_tables")}  # fmt: skip
-        return json.dumps({"metrics": self.metrics, "per_approach": self.per_approach, "costs": self.costs, **tables},
-                          indent=2, sort_keys=True, default=_json_value)  # fmt: skip
+        tables = {
+            kind: {k: v.reset_index().to_dict(orient="records") for k, v in getattr(self, kind).items()}
+            for kind in ("group_tables", "corruption_tables")
+        }
+        return json.dumps(
+            {"metrics": self.metrics, "per_approach": self.per_approach, "costs": self.costs, **tables},
+            indent=2,
+            sort_keys=True,
+            default=_json_value,
+        )
 
     def add_corruptions(self, tables: dict[str, pd.DataFrame]) -> None:
         """CelebA-C per route (see :func:`attr2gender.pipeline.robustness.corruption_accuracy`)."""
@@ -155,8 +189,9 @@ class Comparison:
                 self.metrics[f"celeba_c_accuracy_{corruption}_{name}"] = float(row["accuracy"])
 
 
-def compare_approaches(two_stage: ApproachResult, direct: ApproachResult, n_boot: int = 2000, seed: int = 0,
-                       alpha: float = 0.05) -> Comparison:  # fmt: skip
+def compare_approaches(
+    two_stage: ApproachResult, direct: ApproachResult, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
+) -> Comparison:
     """Accuracy loss with its paired bootstrap CI, and the cost ratios (see the module docstring)."""
     ids, y, p_two, p_direct = align(two_stage, direct)
     pred_two = (p_two >= two_stage.threshold).astype(int)
@@ -164,21 +199,34 @@ def compare_approaches(two_stage: ApproachResult, direct: ApproachResult, n_boot
     diff = paired_accuracy_difference_ci(y, pred_direct, pred_two, n_boot=n_boot, seed=seed, alpha=alpha)
 
     per_approach = {}
-    for name, prob, pred, threshold in (("two_stage", p_two, pred_two, two_stage.threshold),
-                                        ("direct", p_direct, pred_direct, direct.threshold)):  # fmt: skip
+    for name, prob, pred, threshold in (
+        ("two_stage", p_two, pred_two, two_stage.threshold),
+        ("direct", p_direct, pred_direct, direct.threshold),
+    ):
         m = binary_metrics(y, prob, threshold=threshold)
         values = {k: float(m[k]) for k in PLOT_METRICS if k in m}
-        _, low, high = bootstrap_ci(lambda c: c.mean(axis=-1), (pred == y).astype(float), n_boot=n_boot,
-                                    seed=seed, alpha=alpha, vectorized=True)  # fmt: skip
+        _, low, high = bootstrap_ci(
+            lambda c: c.mean(axis=-1),
+            (pred == y).astype(float),
+            n_boot=n_boot,
+            seed=seed,
+            alpha=alpha,
+            vectorized=True,
+        )
         values["accuracy_ci_low"], values["accuracy_ci_high"] = low, high
         per_approach[name] = values
 
     index_two = {image_id: i for i, image_id in enumerate(two_stage.test_ids)}
     masks = two_stage.group_masks(np.array([index_two[i] for i in ids], dtype=int))
     group_tables = {}
-    for name, prob, threshold in (("two_stage", p_two, two_stage.threshold), ("direct", p_direct, direct.threshold)):
+    for name, prob, threshold in (
+        ("two_stage", p_two, two_stage.threshold),
+        ("direct", p_direct, direct.threshold),
+    ):
         if masks:
-            table = group_accuracy_table(y, prob, masks, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha)
+            table = group_accuracy_table(
+                y, prob, masks, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha
+            )
             group_tables[name] = table
             g = group_metrics(table, per_approach[name]["accuracy"])
             per_approach[name]["worst_group_accuracy"] = g["worst_group_accuracy"]
@@ -204,14 +252,24 @@ def compare_approaches(two_stage: ApproachResult, direct: ApproachResult, n_boot
     m2, md = two_stage.metrics, direct.metrics
     batches = [b for b in latency_batches(m2) if b in latency_batches(md)]
     for b in batches:
-        metrics[f"inference_time_ratio_b{b}"] = ratio(m2[f"inference_ms_per_image_b{b}"], md[f"inference_ms_per_image_b{b}"])
-    metrics["inference_time_ratio"] = metrics[f"inference_time_ratio_b{batches[0]}"] if batches else float("nan")
+        metrics[f"inference_time_ratio_b{b}"] = ratio(
+            m2[f"inference_ms_per_image_b{b}"], md[f"inference_ms_per_image_b{b}"]
+        )
+    metrics["inference_time_ratio"] = (
+        metrics[f"inference_time_ratio_b{batches[0]}"] if batches else float("nan")
+    )
     metrics["training_time_ratio"] = ratio(m2.get("train_seconds"), md.get("train_seconds"))
     metrics["size_ratio"] = ratio(m2.get("bundle_bytes"), md.get("bundle_bytes"))
     metrics["param_ratio"] = ratio(m2.get("param_count"), md.get("param_count"))
 
-    cost_keys = [f"inference_ms_per_image_b{b}" for b in batches] + ["train_seconds", "bundle_bytes", "param_count"]
-    costs = {r.name: {k: float(r.metrics[k]) for k in cost_keys if k in r.metrics} for r in (two_stage, direct)}
+    cost_keys = [f"inference_ms_per_image_b{b}" for b in batches] + [
+        "train_seconds",
+        "bundle_bytes",
+        "param_count",
+    ]
+    costs = {
+        r.name: {k: float(r.metrics[k]) for k in cost_keys if k in r.metrics} for r in (two_stage, direct)
+    }
     comparison = Comparison(metrics, per_approach, costs, group_tables=group_tables)
     comparison.report = comparison_report(comparison, two_stage, direct, alpha=alpha)
     return comparison
@@ -263,7 +321,9 @@ def _points(x: float) -> str:
     return f"{100 * x + 0.0:+.2f}" if math.isfinite(x) else "n/a"
 
 
-def comparison_report(c: Comparison, two_stage: ApproachResult, direct: ApproachResult, alpha: float = 0.05) -> str:
+def comparison_report(
+    c: Comparison, two_stage: ApproachResult, direct: ApproachResult, alpha: float = 0.05
+) -> str:
     """A short markdown report: the numbers, then each source claim with what this run found."""
     m = c.metrics
     level = f"{100 * (1 - alpha):.0f}%"
@@ -271,24 +331,49 @@ def comparison_report(c: Comparison, two_stage: ApproachResult, direct: Approach
     loss, low, high = m["accuracy_loss"], m["accuracy_loss_ci_low"], m["accuracy_loss_ci_high"]
     two, dir_ = c.costs["two_stage"], c.costs["direct"]
     rows = [
-        {"": "test accuracy", "two-stage": c.per_approach["two_stage"]["accuracy"],
-         "direct": c.per_approach["direct"]["accuracy"],
-         "two-stage vs direct": f"{_points(-loss)} points ({level} CI {_points(-high)} to {_points(-low)})"},
-        {"": "ROC AUC", "two-stage": c.per_approach["two_stage"].get("roc_auc"),
-         "direct": c.per_approach["direct"].get("roc_auc"), "two-stage vs direct": ""},
-    ]  # fmt: skip
+        {
+            "": "test accuracy",
+            "two-stage": c.per_approach["two_stage"]["accuracy"],
+            "direct": c.per_approach["direct"]["accuracy"],
+            "two-stage vs direct": f"{_points(-loss)} points ({level} CI {_points(-high)} to {_points(-low)})",
+        },
+        {
+            "": "ROC AUC",
+            "two-stage": c.per_approach["two_stage"].get("roc_auc"),
+            "direct": c.per_approach["direct"].get("roc_auc"),
+            "two-stage vs direct": "",
+        },
+    ]
     for b in batches:
         key = f"inference_ms_per_image_b{b}"
-        rows.append({"": f"inference, ms/image at batch {b}", "two-stage": two.get(key), "direct": dir_.get(key),
-                     "two-stage vs direct": f"{m[f'inference_time_ratio_b{b}']:.2f}×"})  # fmt: skip
+        rows.append(
+            {
+                "": f"inference, ms/image at batch {b}",
+                "two-stage": two.get(key),
+                "direct": dir_.get(key),
+                "two-stage vs direct": f"{m[f'inference_time_ratio_b{b}']:.2f}×",
+            }
+        )
     rows += [
-        {"": "training time, s", "two-stage": two.get("train_seconds"), "direct": dir_.get("train_seconds"),
-         "two-stage vs direct": f"{m['training_time_ratio']:.2f}×"},
-        {"": "bundle size, MB", "two-stage": _mb(two.get("bundle_bytes")), "direct": _mb(dir_.get("bundle_bytes")),
-         "two-stage vs direct": f"{m['size_ratio']:.2f}×"},
-        {"": "parameters", "two-stage": two.get("param_count"), "direct": dir_.get("param_count"),
-         "two-stage vs direct": f"{m['param_ratio']:.2f}×"},
-    ]  # fmt: skip
+        {
+            "": "training time, s",
+            "two-stage": two.get("train_seconds"),
+            "direct": dir_.get("train_seconds"),
+            "two-stage vs direct": f"{m['training_time_ratio']:.2f}×",
+        },
+        {
+            "": "bundle size, MB",
+            "two-stage": _mb(two.get("bundle_bytes")),
+            "direct": _mb(dir_.get("bundle_bytes")),
+            "two-stage vs direct": f"{m['size_ratio']:.2f}×",
+        },
+        {
+            "": "parameters",
+            "two-stage": two.get("param_count"),
+            "direct": dir_.get("param_count"),
+            "two-stage vs direct": f"{m['param_ratio']:.2f}×",
+        },
+    ]
     r_inf, r_train = m["inference_time_ratio"], m["training_time_ratio"]
     others = ", ".join(f"{m[f'inference_time_ratio_b{b}']:.2f}× at batch {b}" for b in batches[1:])
     lines = [
@@ -324,8 +409,11 @@ def comparison_report(c: Comparison, two_stage: ApproachResult, direct: Approach
     if info:
         lines += ["## Setup", "", *info, ""]
     if any(r.info.get("data") == "synthetic" for r in (two_stage, direct)):
-        lines += ["*Synthetic data (smoke run): the numbers show that the pipeline runs end to end, not what "
-                  "holds on CelebA.*", ""]  # fmt: skip
+        lines += [
+            "*Synthetic data (smoke run): the numbers show that the pipeline runs end to end, not what "
+            "holds on CelebA.*",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -334,21 +422,29 @@ def group_comparison_text(c: Comparison) -> str:
     tables = c.group_tables
     rows = []
     for group in next(iter(tables.values())).index:
-        row = {"group (true attributes)": group.replace("_", " "), "images": int(next(iter(tables.values())).loc[group, "n"])}
+        row = {
+            "group (true attributes)": group.replace("_", " "),
+            "images": int(next(iter(tables.values())).loc[group, "n"]),
+        }
         for name, table in tables.items():
             r = table.loc[group]
-            row[name.replace("_", "-")] = (f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["enough"]
-                                          else r["note"])  # fmt: skip
+            row[name.replace("_", "-")] = (
+                f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["enough"] else r["note"]
+            )
         rows.append(row)
     words = []
     for name, table in tables.items():
         worst = worst_group_name(table)
         if worst:
-            words.append(f"{name.replace('_', '-')}: worst group {worst.replace('_', ' ')} at "
-                         f"{table.loc[worst, 'accuracy']:.4f}, {c.per_approach[name]['worst_group_gap'] * 100:.1f} "
-                         f"points below its average")  # fmt: skip
-    note = ("Accuracy of Male per group of true attributes (95 % bootstrap CI); a group with fewer than 30 test "
-            "images shows \"too few\" instead of a number. " + "; ".join(words) + ".")
+            words.append(
+                f"{name.replace('_', '-')}: worst group {worst.replace('_', ' ')} at "
+                f"{table.loc[worst, 'accuracy']:.4f}, {c.per_approach[name]['worst_group_gap'] * 100:.1f} "
+                f"points below its average"
+            )
+    note = (
+        "Accuracy of Male per group of true attributes (95 % bootstrap CI); a group with fewer than 30 test "
+        'images shows "too few" instead of a number. ' + "; ".join(words) + "."
+    )
     return note + "\n\n" + markdown_table(rows)
 
 
@@ -358,12 +454,17 @@ def corruption_comparison_text(tables: dict[str, pd.DataFrame]) -> str:
         row = {"CelebA-C": corruption}
         for name, table in tables.items():
             r = table.loc[corruption]
-            row[name.replace("_", "-")] = (f"{r['accuracy']:.4f}" if corruption == "mean" else
-                                          f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")  # fmt: skip
+            row[name.replace("_", "-")] = (
+                f"{r['accuracy']:.4f}"
+                if corruption == "mean"
+                else f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+            )
         rows.append(row)
-    return ("Male accuracy on the test images under deterministic corruptions (`attr2gender.data.corruptions`), "
-            "a stand-in for photos that are not studio shots; `mean` averages the corruptions.\n\n"
-            + markdown_table(rows))
+    return (
+        "Male accuracy on the test images under deterministic corruptions (`attr2gender.data.corruptions`), "
+        "a stand-in for photos that are not studio shots; `mean` averages the corruptions.\n\n"
+        + markdown_table(rows)
+    )
 
 
 def _mb(value) -> float:
@@ -392,53 +493,25 @@ def write_comparison(c: Comparison, out_dir: str | Path) -> dict[str, Path]:
     """``report.md``, ``comparison.json``, ``comparison.png`` (quality) and ``costs.png`` (ratios)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"report": out_dir / "report.md", "json": out_dir / "comparison.json",
-             "plot": out_dir / "comparison.png", "costs_plot": out_dir / "costs.png"}  # fmt: skip
+    paths = {
+        "report": out_dir / "report.md",
+        "json": out_dir / "comparison.json",
+        "plot": out_dir / "comparison.png",
+        "costs_plot": out_dir / "costs.png",
+    }
     paths["report"].write_text(c.report)
     paths["json"].write_text(c.to_json())
-    plot_comparison({k.replace("_", "-"): v for k, v in c.per_approach.items()}, path=paths["plot"],
-                    title="Two-stage (attributes → Male) vs direct (pixels → Male), same test images")  # fmt: skip
+    plot_comparison(
+        {k.replace("_", "-"): v for k, v in c.per_approach.items()},
+        path=paths["plot"],
+        title="Two-stage (attributes → Male) vs direct (pixels → Male), same test images",
+    )
     plot_cost_ratios(c.metrics, path=paths["costs_plot"])
     if c.group_tables:
         paths["groups_plot"] = out_dir / "groups.png"
-        plot_group_accuracy({k.replace("_", "-"): v for k, v in c.group_tables.items()}, path=paths["groups_plot"],
-                            title="Male accuracy per group: the people the average hides")  # fmt: skip
+        plot_group_accuracy(
+            {k.replace("_", "-"): v for k, v in c.group_tables.items()},
+            path=paths["groups_plot"],
+            title="Male accuracy per group: the people the average hides",
+        )
     return paths
-
-
-def plot_cost_ratios(metrics: Mapping[str, float], path: str | Path | None = None):
-    """Horizontal bars of the cost ratios (two-stage ÷ direct) with reference lines at 1 (same cost) and
-    2 (the source study's "about twice")."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .plots import save_figure
-
-    labels, values = [], []
-    for b in latency_batches({k.replace("inference_time_ratio_b", "inference_ms_per_image_b"): v
-                              for k, v in metrics.items()}):  # fmt: skip
-        labels.append(f"inference time, batch {b}")
-        values.append(metrics[f"inference_time_ratio_b{b}"])
-    for key, label in (("training_time_ratio", "training time"), ("size_ratio", "bundle size"),
-                       ("param_ratio", "parameters")):  # fmt: skip
-        labels.append(label)
-        values.append(metrics.get(key, float("nan")))
-    fig = Figure(figsize=(7.5, 0.55 * len(labels) + 1.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    y = np.arange(len(labels))[::-1]
-    shown = np.nan_to_num(np.asarray(values, dtype=float))
-    ax.barh(y, shown, color=["#dd6b20" if v > 1 else "#2b6cb0" for v in shown], height=0.6)
-    for yi, v in zip(y, values):
-        ax.text(v if math.isfinite(v) else 0, yi, f" {v:.2f}×" if math.isfinite(v) else " n/a", va="center",
-                fontsize=10, zorder=5, bbox=dict(facecolor="white", edgecolor="none", pad=1.0, alpha=0.85))  # fmt: skip
-    ax.axvline(1, color="black", linewidth=1.2)
-    ax.axvline(2, color="#c62828", linestyle="--", linewidth=1.2, label="source study: about twice")
-    ax.set_yticks(y, labels=labels, fontsize=10)
-    top = max([2.0, *[v for v in shown if math.isfinite(v)]])
-    ax.set_xlim(0, top * 1.18)
-    ax.set_xlabel("two-stage ÷ direct (1 = same cost; above 1 = the detour costs more)")
-    ax.set_title("What the detour through 39 attributes costs", fontsize=12, fontweight="bold")
-    ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
-    return save_figure(fig, path)

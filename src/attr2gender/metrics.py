@@ -29,7 +29,7 @@ __all__ = [
 _BOOT_CHUNK_ELEMENTS = 8_000_000
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):  # torch.Tensor without importing torch
         x = x.detach().cpu()
         if str(x.dtype) in ("torch.bfloat16", "torch.float16"):
@@ -40,7 +40,7 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 def _as_binary(y: Any) -> np.ndarray:
     """0/1 int array from ints, bools or {-1, 1} labels (any shape)."""
-    arr = _to_numpy(y)
+    arr = to_numpy(y)
     if arr.size == 0:
         return arr.astype(np.int64)
     arr = arr.astype(float)
@@ -55,14 +55,14 @@ def _as_binary(y: Any) -> np.ndarray:
 
 def _as_prediction(pred: Any, threshold: float = 0.5) -> np.ndarray:
     """0/1 predictions from labels (0/1, bool, -1/1) or from probabilities (thresholded with ``>=``)."""
-    arr = _to_numpy(pred).astype(float)
+    arr = to_numpy(pred).astype(float)
     if arr.size and np.isin(arr, (0.0, 1.0, -1.0)).all():
         return _as_binary(arr)
     return (arr >= threshold).astype(np.int64)
 
 
 def _prob_of_positive(prob: Any) -> np.ndarray:
-    p = _to_numpy(prob).astype(float)
+    p = to_numpy(prob).astype(float)
     if p.ndim == 2 and p.shape[1] == 2:
         p = p[:, 1]
     return p.reshape(-1)
@@ -101,8 +101,8 @@ def classification_report_text(
     still get a row (zero_division=0). ``y_pred`` may be probabilities (thresholded at 0.5)."""
     from sklearn.metrics import classification_report
 
-    yt = _as_binary(y_true).reshape(-1) if len(class_names) == 2 else _to_numpy(y_true).reshape(-1)
-    yp = _as_prediction(y_pred).reshape(-1) if len(class_names) == 2 else _to_numpy(y_pred).reshape(-1)
+    yt = _as_binary(y_true).reshape(-1) if len(class_names) == 2 else to_numpy(y_true).reshape(-1)
+    yp = _as_prediction(y_pred).reshape(-1) if len(class_names) == 2 else to_numpy(y_pred).reshape(-1)
     return classification_report(
         yt,
         yp,
@@ -182,7 +182,7 @@ def per_attribute_metrics(
     class: the baseline each accuracy should beat).
     """
     y = _as_binary(y_true)
-    p = _to_numpy(prob).astype(float)
+    p = to_numpy(prob).astype(float)
     if y.ndim == 1:
         y, p = y[:, None], p.reshape(-1, 1)
     if y.shape != p.shape:
@@ -222,7 +222,7 @@ def mean_attribute_accuracy(y_true_or_table: Any, prob: Any = None, threshold: f
             raise TypeError("pass a per_attribute_metrics() DataFrame, or y_true and prob arrays")
         return float(table["accuracy"].mean())
     y = _as_binary(y_true_or_table)
-    p = _to_numpy(prob).astype(float)
+    p = to_numpy(prob).astype(float)
     if y.shape != p.shape:
         raise ValueError(f"y_true and prob differ in shape: {y.shape} vs {p.shape}")
     if y.size == 0:
@@ -264,7 +264,7 @@ def bootstrap_ci(
     """
     if not arrays:
         raise ValueError("bootstrap_ci needs at least one array")
-    arrs = [_to_numpy(a) for a in arrays]
+    arrs = [to_numpy(a) for a in arrays]
     n = len(arrs[0])
     if any(len(a) != n for a in arrs):
         raise ValueError("all arrays must have the same number of rows")
@@ -354,9 +354,16 @@ def paired_accuracy_difference_ci(
 MIN_GROUP_SIZE = 30  # below this a group's accuracy is reported as "too few", never as a number
 
 
-def group_accuracy_table(y_true: Any, prob_male: Any, masks: Mapping[str, Any], threshold: float = 0.5,
-                         n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
-                         min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:  # fmt: skip
+def group_accuracy_table(
+    y_true: Any,
+    prob_male: Any,
+    masks: Mapping[str, Any],
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    min_size: int = MIN_GROUP_SIZE,
+) -> pd.DataFrame:
     """Male accuracy per group with a percentile bootstrap CI.
 
     ``masks``: ``{group name: boolean mask over the rows}`` (groups may overlap). Returns one row per group
@@ -375,15 +382,27 @@ def group_accuracy_table(y_true: Any, prob_male: Any, masks: Mapping[str, Any], 
         n = int(mask.sum())
         correct = (pred[mask] == y[mask]).astype(float)
         if n >= min_size:
-            acc, low, high = bootstrap_ci(lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, alpha=alpha,
-                                          vectorized=True)  # fmt: skip
+            acc, low, high = bootstrap_ci(
+                lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, alpha=alpha, vectorized=True
+            )
             note = ""
         else:
             acc = low = high = float("nan")
             note = "empty" if n == 0 else f"too few ({n} < {min_size})"
-        rows.append({"group": name, "n": n, "accuracy": acc, "ci_low": low, "ci_high": high,
-                     "enough": n >= min_size, "note": note})  # fmt: skip
-    return pd.DataFrame(rows, columns=["group", "n", "accuracy", "ci_low", "ci_high", "enough", "note"]).set_index("group")
+        rows.append(
+            {
+                "group": name,
+                "n": n,
+                "accuracy": acc,
+                "ci_low": low,
+                "ci_high": high,
+                "enough": n >= min_size,
+                "note": note,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["group", "n", "accuracy", "ci_low", "ci_high", "enough", "note"]
+    ).set_index("group")
 
 
 def group_metrics(table: pd.DataFrame, overall_accuracy: float) -> dict[str, float]:

@@ -1,4 +1,6 @@
-"""Fitting both pipelines from a CelebA root and a config, with a report the tracking layer logs."""
+"""Training both pipelines from a CelebA root and a config: :func:`train_two_stage` and :func:`train_direct`
+return a complete pipeline and its :class:`FitReport` (what the experiments layer logs and compares);
+:func:`fit_stage_two` is the one way stage two is fitted (trainers, concept editing and benchmarks share it)."""
 
 from __future__ import annotations
 
@@ -11,14 +13,13 @@ import pandas as pd
 
 from ..config import RunConfig, build_config, load_preset
 from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
-from ..data.groups import group_ids, group_masks
-from ..tabular import StageTwoClassifier
-from ..tabular.robust import fit_worst_group
-from ..tracking.reports import binary_metrics, group_accuracy_table, group_metrics
+from ..data.groups import group_masks
+from ..metrics import binary_metrics, group_accuracy_table, group_metrics
 from ..training import TrainResult, train
 from ..training.evaluate import SplitPredictions, split_metrics
 from .direct import DirectGenderClassifier
-from .two_stage import Attr2GenderPipeline
+from .stage_two import StageTwoData, fit_stage_two
+from .two_stage import Attr2GenderPipeline, male_probability
 
 
 @dataclass
@@ -35,49 +36,16 @@ class FitReport:
     stage_two_rows: int = 0  # rows stage two was fitted on
     timings: dict[str, float] = field(default_factory=dict)  # seconds: stage_one_train, stage_two_fit, ...
     test_truth: pd.DataFrame | None = None  # the 40 true attributes of the test images (groups, slices)
-    group_table: pd.DataFrame | None = None  # Male accuracy per group with CIs (see tracking.reports)
+    group_table: pd.DataFrame | None = None  # Male accuracy per group with CIs (see attr2gender.metrics)
 
 
-@dataclass
-class StageTwoData:
-    """What stage two is fitted on, kept in memory so it can be refitted (concept editing, another
-    objective) without running stage one again."""
-
-    X: pd.DataFrame  # (n, 39): stage one's probabilities (predicted) or the true 0/1 attributes (labels)
-    y: np.ndarray  # (n,) Male
-    truth: pd.DataFrame  # (n, 40) true attributes of those rows: where the groups come from
-    identities: np.ndarray | None  # person per row (cross-validation folds never split a person)
-    input_kind: str  # "probability" | "binary"
-
-
-def test_metrics(male: np.ndarray, prob: np.ndarray, truth: pd.DataFrame, threshold: float,
-                 seed: int = 0) -> tuple[dict[str, float], pd.DataFrame]:  # fmt: skip
+def test_metrics(
+    male: np.ndarray, prob: np.ndarray, truth: pd.DataFrame, threshold: float, seed: int = 0
+) -> tuple[dict[str, float], pd.DataFrame]:
     """Binary metrics, plus the worst group and every group's accuracy (Male x makeup, Male x blond)."""
     metrics = {k: float(v) for k, v in binary_metrics(male, prob, threshold=threshold).items()}
     table = group_accuracy_table(male, prob, group_masks(truth), threshold=threshold, seed=seed)
     return metrics | group_metrics(table, metrics["accuracy"]), table
-
-
-def fit_stage_two(data: StageTwoData, model: str = "logistic", objective: str = "erm", exclude=(),
-                  group_by: str = "makeup", threshold: float = 0.5, class_weight: str | None = None,
-                  seed: int = 0) -> tuple[StageTwoClassifier, dict[str, float]]:  # fmt: skip
-    """Stage two on ``data``: ``model``, ``exclude`` (concept editing: attributes it must not use) and
-    ``objective`` (``erm``; or ``worst_group``: group-reweighted vs group DRO on the Male x ``group_by``
-    groups, whichever has the better cross-validated worst-group accuracy). Returns the estimator and
-    what the fit measured."""
-    params = dict(model=model, input_kind=data.input_kind, threshold=threshold, class_weight=class_weight or None,
-                  random_state=seed, exclude=tuple(exclude))  # fmt: skip
-    if objective == "erm":
-        return StageTwoClassifier(**params).fit(data.X, data.y), {}
-    if objective != "worst_group":
-        raise ValueError(f"objective={objective!r} is not valid; choose 'erm' or 'worst_group'")
-    groups = group_ids(data.truth, grouping=group_by)
-    chosen = fit_worst_group(data.X, data.y, groups, identities=data.identities, seed=seed, **params)
-    info = {"stage_two_method_group_dro": float(chosen.method == "group_dro")}
-    for method, value in chosen.cv_worst_group_accuracy.items():
-        info[f"stage_two_cv_worst_group_accuracy_{method}"] = value
-        info[f"stage_two_cv_accuracy_{method}"] = chosen.cv_accuracy[method]
-    return chosen.estimator, info
 
 
 def resolve_config(config, task: str, overrides: dict) -> RunConfig:
@@ -114,51 +82,70 @@ def stage_two_label_rows(celeba, splits) -> pd.DataFrame:
     return celeba.attributes.loc[ids]
 
 
-def fit_two_stage(config=None, loggers=None, **overrides) -> Attr2GenderPipeline | None:
+def train_two_stage(
+    config=None, loggers=None, **overrides
+) -> tuple[Attr2GenderPipeline | None, FitReport | None]:
+    """Train stage one, fit stage two, evaluate on the test split. (None, None) on a non-zero DDP rank."""
     config = resolve_config(config, "attributes", overrides)
     result = train(config, loggers=loggers, evaluate_test=False)
     if result.model is None:  # a non-zero DDP rank: rank 0 fits stage two and evaluates
-        return None
+        return None, None
     config = result.config
     dm = result.datamodule
     celeba, splits = dm.celeba, dm.splits
-    pipeline = Attr2GenderPipeline(result.model, None, config.image_size, threshold=config.threshold,
-                                   cache_dir=config.cache_dir, batch_size=config.batch_size,
-                                   num_workers=config.num_workers)  # fmt: skip
+    stage_one = Attr2GenderPipeline._stage_one_only(
+        result.model,
+        config.image_size,
+        threshold=config.threshold,
+        cache_dir=config.cache_dir,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+    )
     timings = {"stage_one_train": result.train_seconds}
 
     start = time.perf_counter()
-    data = stage_two_training_data(pipeline, config, celeba, splits)
-    timings["stage_one_on_stage_two_rows"] = time.perf_counter() - start if data.input_kind == "probability" else 0.0
+    data = stage_two_training_data(stage_one, config, celeba, splits)
+    timings["stage_one_on_stage_two_rows"] = (
+        time.perf_counter() - start if data.input_kind == "probability" else 0.0
+    )
     start = time.perf_counter()
     stage_two, stage_two_info = fit_stage_two(
-        data, model=config.stage_two_model, objective=config.stage_two_objective, exclude=config.stage_two_exclude,
-        group_by=config.group_by, threshold=config.threshold, class_weight=config.stage_two_class_weight,
-        seed=config.seed)  # fmt: skip
+        data,
+        model=config.stage_two_model,
+        objective=config.stage_two_objective,
+        exclude=config.stage_two_exclude,
+        group_by=config.group_by,
+        threshold=config.threshold,
+        class_weight=config.stage_two_class_weight,
+        seed=config.seed,
+    )
     timings["stage_two_fit"] = time.perf_counter() - start
-    pipeline.stage_two = stage_two
-    pipeline.stage_two_data = data
 
     start = time.perf_counter()
-    probs, errors = pipeline.attribute_probabilities(_paths(celeba, splits.test), progress=config.progress)
+    probs, errors = stage_one.attribute_probabilities(_paths(celeba, splits.test), progress=config.progress)
     timings["test_inference"] = time.perf_counter() - start
     ok = _readable(splits.test, errors)
     test_ids = list(np.asarray(splits.test)[ok])
     truth = celeba.stage_one_targets(test_ids).astype(np.int64)
     male = celeba.male(test_ids)
-    male_prob = pipeline.stage_two_probability(probs[ok])
-    stage_one = SplitPredictions(probs[ok], male, truth, np.flatnonzero(ok), int((~ok).sum()), timings["test_inference"])
-    metrics = split_metrics("attributes", stage_one, config.threshold)
+    male_prob = male_probability(stage_two, probs[ok])
+    split = SplitPredictions(
+        probs[ok], male, truth, np.flatnonzero(ok), int((~ok).sum()), timings["test_inference"]
+    )
+    metrics = split_metrics("attributes", split, config.threshold)
     test_truth = celeba.attributes.loc[test_ids]
     male_metrics, table = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
     metrics |= male_metrics | stage_two_info
-    metrics["train_seconds"] = result.train_seconds + timings["stage_two_fit"] + timings["stage_one_on_stage_two_rows"]
+    metrics["train_seconds"] = (
+        result.train_seconds + timings["stage_two_fit"] + timings["stage_one_on_stage_two_rows"]
+    )
     metrics["stage_two_rows"] = float(len(data.y))
-    pipeline.metrics = metrics
-    pipeline.config = config.to_dict()
-    pipeline.fit_report_ = FitReport(result, test_ids, male, male_prob, metrics, probs[ok], truth, len(data.y), timings,
-                                     test_truth, table)  # fmt: skip
-    return pipeline
+    report = FitReport(
+        result, test_ids, male, male_prob, metrics, probs[ok], truth, len(data.y), timings, test_truth, table
+    )
+    pipeline = stage_one.with_stage_two(stage_two, metrics=metrics, config=config.to_dict(), report=report)
+    pipeline.stage_two_data = data
+    return pipeline, report
 
 
 def stage_two_training_data(pipeline, config: RunConfig, celeba, splits) -> StageTwoData:
@@ -182,18 +169,22 @@ def stage_two_training_data(pipeline, config: RunConfig, celeba, splits) -> Stag
     return StageTwoData(X, truth[TARGET].to_numpy(), truth, identities, input_kind)
 
 
-def fit_direct(config=None, loggers=None, **overrides) -> DirectGenderClassifier | None:
+def train_direct(
+    config=None, loggers=None, **overrides
+) -> tuple[DirectGenderClassifier | None, FitReport | None]:
+    """Train the direct model and evaluate it on the test split. (None, None) on a non-zero DDP rank."""
     config = resolve_config(config, "direct", overrides)
     result = train(config, loggers=loggers, evaluate_test=False)
     if result.model is None:  # a non-zero DDP rank
-        return None
+        return None, None
     config = result.config
     dm = result.datamodule
     celeba, splits = dm.celeba, dm.splits
-    pipeline = DirectGenderClassifier(result.model, config.image_size, threshold=config.threshold,
-                                      batch_size=config.batch_size, num_workers=config.num_workers)  # fmt: skip
+    settings = dict(threshold=config.threshold, batch_size=config.batch_size, num_workers=config.num_workers)
     start = time.perf_counter()
-    frame = pipeline.predict(_paths(celeba, splits.test), progress=config.progress)
+    frame = DirectGenderClassifier(result.model, config.image_size, **settings).predict(
+        _paths(celeba, splits.test), progress=config.progress
+    )
     seconds = time.perf_counter() - start
     ok = (frame["error"] == "").to_numpy()
     test_ids = list(np.asarray(splits.test)[ok])
@@ -201,10 +192,22 @@ def fit_direct(config=None, loggers=None, **overrides) -> DirectGenderClassifier
     male_prob = frame.loc[ok, "male_probability"].to_numpy()
     test_truth = celeba.attributes.loc[test_ids]
     metrics, table = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
-    metrics |= {"n_images": float(ok.sum()), "skipped_images": float((~ok).sum()), "train_seconds": result.train_seconds}
-    pipeline.metrics = metrics
-    pipeline.config = config.to_dict()
-    pipeline.fit_report_ = FitReport(result, test_ids, male, male_prob, metrics,
-                                     timings={"train": result.train_seconds, "test_inference": seconds},
-                                     test_truth=test_truth, group_table=table)  # fmt: skip
-    return pipeline
+    metrics |= {
+        "n_images": float(ok.sum()),
+        "skipped_images": float((~ok).sum()),
+        "train_seconds": result.train_seconds,
+    }
+    report = FitReport(
+        result,
+        test_ids,
+        male,
+        male_prob,
+        metrics,
+        timings={"train": result.train_seconds, "test_inference": seconds},
+        test_truth=test_truth,
+        group_table=table,
+    )
+    pipeline = DirectGenderClassifier(
+        result.model, config.image_size, metrics=metrics, config=config.to_dict(), report=report, **settings
+    )
+    return pipeline, report

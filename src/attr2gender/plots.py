@@ -21,6 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .constants import IMAGENET_MEAN, IMAGENET_STD
+from .metrics import to_numpy
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -28,11 +31,13 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "feature_maps_of",
+    "first_conv",
     "plot_attribute_accuracy",
     "plot_attribute_importance",
     "plot_comparison",
     "plot_confusion_matrix",
     "plot_conv_filters",
+    "plot_cost_ratios",
     "plot_feature_maps",
     "plot_learning_curves",
     "plot_lr_finder",
@@ -40,9 +45,6 @@ __all__ = [
     "save_figure",
     "select_prediction_examples",
 ]
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 DPI = 120
 CORRECT_COLOR = "#1b7f3a"  # green
@@ -85,19 +87,9 @@ def _message_figure(title: str, message: str, path: str | Path | None, size=(6.0
     return save_figure(fig, path)
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    """numpy array from a numpy array, torch tensor, list or scalar."""
-    if hasattr(x, "detach"):  # torch.Tensor without importing torch
-        x = x.detach().cpu()
-        if str(x.dtype).startswith("torch.bfloat16") or str(x.dtype).startswith("torch.float16"):
-            x = x.float()
-        return x.numpy()
-    return np.asarray(x)
-
-
 def _as_label_array(y: Any, class_names: Sequence[str] | None = None) -> np.ndarray:
     """Integer class indices from ints, bools, {-1, 1} labels or class-name strings."""
-    arr = _to_numpy(y).reshape(-1)
+    arr = to_numpy(y).reshape(-1)
     if arr.size == 0:
         return arr.astype(int)
     if arr.dtype.kind in "USO":
@@ -156,7 +148,7 @@ def _to_display_image(
     Float input is un-normalised with ``mean``/``std`` when given, with ImageNet's when it holds negative
     values, and scaled by 1/255 when it looks like 0..255.
     """
-    arr = _to_numpy(img)
+    arr = to_numpy(img)
     arr = np.squeeze(arr) if arr.ndim == 4 and arr.shape[0] == 1 else arr
     if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
         arr = np.transpose(arr, (1, 2, 0))  # CHW -> HWC
@@ -398,8 +390,8 @@ def select_prediction_examples(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` random indices of correct and of incorrect predictions, each sorted; deterministic for
     a seed. Returns ``(correct_idx, incorrect_idx)`` as int64 arrays."""
-    yt = _to_numpy(y_true).reshape(-1)
-    yp = _to_numpy(y_pred).reshape(-1)
+    yt = to_numpy(y_true).reshape(-1)
+    yp = to_numpy(y_pred).reshape(-1)
     if yt.shape != yp.shape:
         raise ValueError(f"y_true and y_pred differ in length: {yt.shape} vs {yp.shape}")
     rng = np.random.default_rng(seed)
@@ -438,7 +430,7 @@ def plot_prediction_grid(
         return _message_figure(title, "no images", path)
     yt = _as_label_array(true_labels, class_names)
     yp = _as_label_array(pred_labels, class_names)
-    probs = None if probabilities is None else _to_numpy(probabilities).astype(float)
+    probs = None if probabilities is None else to_numpy(probabilities).astype(float)
 
     rows, cols = _grid_shape(n)
     fig = _new_figure(2.3 * cols, 2.45 * rows + 0.5)
@@ -483,7 +475,7 @@ def plot_conv_filters(
 ) -> Figure:
     """First-layer filters ``(out, in, k, k)`` as small tiles, min-max scaled per filter: RGB when
     ``in == 3``, otherwise input channel 0 in grayscale."""
-    w = _to_numpy(conv_weight).astype(np.float32)
+    w = to_numpy(conv_weight).astype(np.float32)
     if w.ndim != 4:
         raise ValueError(f"expected a conv weight of shape (out, in, k, k), got {w.shape}")
     out_ch, in_ch, kh, kw = w.shape
@@ -522,7 +514,7 @@ def plot_feature_maps(
     """The input ``image`` (optional; same formats as :func:`plot_prediction_grid`) followed by the first
     ``max_maps`` channels of ``feature_maps`` ``(C, H, W)`` (a leading batch dim of 1 is dropped), each in
     viridis with its own colour scale (yellow = strong activation)."""
-    fm = _to_numpy(feature_maps).astype(np.float32)
+    fm = to_numpy(feature_maps).astype(np.float32)
     if fm.ndim == 4 and fm.shape[0] == 1:
         fm = fm[0]
     if fm.ndim == 2:
@@ -556,6 +548,16 @@ def plot_feature_maps(
     return save_figure(fig, path)
 
 
+def first_conv(model: torch.nn.Module) -> torch.nn.Conv2d:
+    """The first ``nn.Conv2d`` of ``model`` (its input filters, e.g. for visualisation)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            return module
+    raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer; pass `layer=` explicitly")
+
+
 def feature_maps_of(
     model: torch.nn.Module, image_tensor: torch.Tensor, layer: torch.nn.Module | None = None
 ) -> torch.Tensor:
@@ -567,10 +569,7 @@ def feature_maps_of(
     """
     import torch
 
-    if layer is None:
-        layer = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-        if layer is None:
-            raise ValueError("model has no nn.Conv2d layer; pass `layer=` explicitly")
+    layer = first_conv(model) if layer is None else layer
     x = image_tensor if image_tensor.dim() == 4 else image_tensor.unsqueeze(0)
     param = next(model.parameters(), None)
     if param is not None:
@@ -674,12 +673,13 @@ def plot_attribute_importance(
 ROUTE_COLORS = ("#2b6cb0", "#dd6b20", "#2f855a", "#805ad5")
 
 
-def plot_group_accuracy(tables: Mapping[str, pd.DataFrame], path: str | Path | None = None,
-                        title: str = "Male accuracy per group") -> Figure:
+def plot_group_accuracy(
+    tables: Mapping[str, pd.DataFrame], path: str | Path | None = None, title: str = "Male accuracy per group"
+) -> Figure:
     """Accuracy per group with 95 % CI bars, one bar per route side by side.
 
     ``tables``: ``{route: group table}`` with columns ``n``, ``accuracy``, ``ci_low``, ``ci_high``,
-    ``enough`` (see :func:`attr2gender.tracking.reports.group_accuracy_table`); groups too small for a
+    ``enough`` (see :func:`attr2gender.metrics.group_accuracy_table`); groups too small for a
     number are labelled "too few" instead of drawn."""
     tables = {k: v for k, v in tables.items() if v is not None and len(v)}
     if not tables:
@@ -687,7 +687,9 @@ def plot_group_accuracy(tables: Mapping[str, pd.DataFrame], path: str | Path | N
     groups = list(next(iter(tables.values())).index)
     k = len(tables)
     height = 0.8 / k
-    lows = [v for t in tables.values() for v in t.loc[t["enough"].astype(bool), "ci_low"].to_numpy(dtype=float)]
+    lows = [
+        v for t in tables.values() for v in t.loc[t["enough"].astype(bool), "ci_low"].to_numpy(dtype=float)
+    ]
     left = max(0.0, min(0.5, min([v for v in lows if np.isfinite(v)] or [0.5]) - 0.08))
     fig = _new_figure(8.5, 0.55 * len(groups) * max(1, k / 2) + 1.8)
     ax = fig.add_subplot(1, 1, 1)
@@ -699,14 +701,33 @@ def plot_group_accuracy(tables: Mapping[str, pd.DataFrame], path: str | Path | N
         ok = t["enough"].fillna(False).to_numpy(dtype=bool)
         err = np.vstack([acc - t["ci_low"].to_numpy(dtype=float), t["ci_high"].to_numpy(dtype=float) - acc])
         color = ROUTE_COLORS[j % len(ROUTE_COLORS)]
-        ax.barh(y[ok] - offset, acc[ok] - left, left=left, height=height * 0.9, color=color, xerr=err[:, ok],
-                capsize=2.5, error_kw={"elinewidth": 1, "ecolor": "#333333"}, label=route)  # fmt: skip
+        ax.barh(
+            y[ok] - offset,
+            acc[ok] - left,
+            left=left,
+            height=height * 0.9,
+            color=color,
+            xerr=err[:, ok],
+            capsize=2.5,
+            error_kw={"elinewidth": 1, "ecolor": "#333333"},
+            label=route,
+        )
         for yi, a, good, n in zip(y - offset, acc, ok, t["n"].to_numpy()):
             text = f" {a:.1%}" if good else f" {route}: too few ({int(n)} images)"
-            ax.text(left, yi, text, va="center", ha="left", fontsize=7.5, color="white" if good else "#555555",
-                    fontweight="bold" if good else "normal")  # fmt: skip
+            ax.text(
+                left,
+                yi,
+                text,
+                va="center",
+                ha="left",
+                fontsize=7.5,
+                color="white" if good else "#555555",
+                fontweight="bold" if good else "normal",
+            )
     counts = next(iter(tables.values())).reindex(groups)["n"].to_numpy()
-    ax.set_yticks(y, labels=[f"{g.replace('_', ' ')}  (n={int(n):,})" for g, n in zip(groups, counts)], fontsize=9)
+    ax.set_yticks(
+        y, labels=[f"{g.replace('_', ' ')}  (n={int(n):,})" for g, n in zip(groups, counts)], fontsize=9
+    )
     ax.set_xlim(left, 1.0)
     ax.set_xlabel("Male accuracy (95 % bootstrap CI)")
     ax.grid(True, axis="x", alpha=0.3)
@@ -715,8 +736,12 @@ def plot_group_accuracy(tables: Mapping[str, pd.DataFrame], path: str | Path | N
     return save_figure(fig, path)
 
 
-def plot_importance_change(change: pd.DataFrame, path: str | Path | None = None,
-                           title: str = "What the concept edit changed", top: int = 39) -> Figure:
+def plot_importance_change(
+    change: pd.DataFrame,
+    path: str | Path | None = None,
+    title: str = "What the concept edit changed",
+    top: int = 39,
+) -> Figure:
     """Paired horizontal bars: stage two's importance of each attribute before (grey) and after (coloured
     by direction) a concept edit. ``change``: columns ``before`` and ``after``, one row per attribute."""
     frame = change[["before", "after"]].astype(float)
@@ -727,23 +752,39 @@ def plot_importance_change(change: pd.DataFrame, path: str | Path | None = None,
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(len(frame))
     after = frame["after"].fillna(0).to_numpy()
-    ax.barh(y + 0.19, frame["before"].fillna(0).to_numpy(), height=0.36, color="#b0b0b0", label="before the edit")
-    ax.barh(y - 0.19, after, height=0.36, color=[MALE_COLOR if v >= 0 else FEMALE_COLOR for v in after],
-            label="after")  # fmt: skip
+    ax.barh(
+        y + 0.19, frame["before"].fillna(0).to_numpy(), height=0.36, color="#b0b0b0", label="before the edit"
+    )
+    ax.barh(
+        y - 0.19,
+        after,
+        height=0.36,
+        color=[MALE_COLOR if v >= 0 else FEMALE_COLOR for v in after],
+        label="after",
+    )
     for yi, (b, a) in zip(y, frame.to_numpy()):
         if np.isfinite(b) and np.isfinite(a) and b != 0 and a == 0:
             ax.text(0, yi - 0.19, " excluded (0)", va="center", ha="left", fontsize=7.5, color="#333333")
     ax.set_yticks(y, labels=[str(i) for i in frame.index], fontsize=9)
     ax.set_ylim(-0.6, len(frame) - 0.4)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("stage-two coefficient (> 0 pushes toward Male)" if (frame < 0).any().any() else "importance")
+    ax.set_xlabel(
+        "stage-two coefficient (> 0 pushes toward Male)" if (frame < 0).any().any() else "importance"
+    )
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(title, fontsize=12)
-    ax.legend(handles=[Patch(color="#b0b0b0", label="before the edit"),
-                       Patch(color=MALE_COLOR, label="after: toward Male"),
-                       Patch(color=FEMALE_COLOR, label="after: toward Female")],
-              loc="upper center", bbox_to_anchor=(0.5, -0.05 if len(frame) > 20 else -0.1), ncol=3, fontsize=9,
-              frameon=False)  # fmt: skip
+    ax.legend(
+        handles=[
+            Patch(color="#b0b0b0", label="before the edit"),
+            Patch(color=MALE_COLOR, label="after: toward Male"),
+            Patch(color=FEMALE_COLOR, label="after: toward Female"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.05 if len(frame) > 20 else -0.1),
+        ncol=3,
+        fontsize=9,
+        frameon=False,
+    )
     return save_figure(fig, path)
 
 
@@ -818,8 +859,8 @@ def plot_lr_finder(
 ) -> Figure:
     """Loss vs learning rate on a log x-axis, the suggested learning rate marked. The y-axis is clipped
     so a final divergence does not flatten the useful part of the curve."""
-    lr = _to_numpy(lrs).astype(float).reshape(-1)
-    loss = _to_numpy(losses).astype(float).reshape(-1)
+    lr = to_numpy(lrs).astype(float).reshape(-1)
+    loss = to_numpy(losses).astype(float).reshape(-1)
     if lr.shape != loss.shape:
         raise ValueError(f"lrs and losses differ in length: {lr.shape} vs {loss.shape}")
     ok = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
@@ -970,3 +1011,47 @@ def _num(v: Any) -> float:
 
 def _finite(v: Any) -> bool:
     return bool(np.isfinite(_num(v)))
+
+
+def plot_cost_ratios(metrics: Mapping[str, float], path: str | Path | None = None):
+    """Horizontal bars of the cost ratios (two-stage ÷ direct) with reference lines at 1 (same cost) and
+    2 (the source study's "about twice")."""
+    labels, values = [], []
+    prefix = "inference_time_ratio_b"
+    for b in sorted(
+        int(k[len(prefix) :]) for k in metrics if k.startswith(prefix) and k[len(prefix) :].isdigit()
+    ):
+        labels.append(f"inference time, batch {b}")
+        values.append(metrics[f"inference_time_ratio_b{b}"])
+    for key, label in (
+        ("training_time_ratio", "training time"),
+        ("size_ratio", "bundle size"),
+        ("param_ratio", "parameters"),
+    ):
+        labels.append(label)
+        values.append(metrics.get(key, float("nan")))
+    fig = _new_figure(7.5, 0.55 * len(labels) + 1.6)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(labels))[::-1]
+    shown = np.nan_to_num(np.asarray(values, dtype=float))
+    ax.barh(y, shown, color=["#dd6b20" if v > 1 else "#2b6cb0" for v in shown], height=0.6)
+    for yi, v in zip(y, values):
+        ax.text(
+            v if math.isfinite(v) else 0,
+            yi,
+            f" {v:.2f}×" if math.isfinite(v) else " n/a",
+            va="center",
+            fontsize=10,
+            zorder=5,
+            bbox=dict(facecolor="white", edgecolor="none", pad=1.0, alpha=0.85),
+        )
+    ax.axvline(1, color="black", linewidth=1.2)
+    ax.axvline(2, color="#c62828", linestyle="--", linewidth=1.2, label="source study: about twice")
+    ax.set_yticks(y, labels=labels, fontsize=10)
+    top = max([2.0, *[v for v in shown if math.isfinite(v)]])
+    ax.set_xlim(0, top * 1.18)
+    ax.set_xlabel("two-stage ÷ direct (1 = same cost; above 1 = the detour costs more)")
+    ax.set_title("What the detour through 39 attributes costs", fontsize=12, fontweight="bold")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    return save_figure(fig, path)

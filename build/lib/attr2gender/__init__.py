@@ -1,0 +1,59 @@
+"""attr2gender: predict CelebA's Male attribute from 39 predicted face attributes, or from pixels,
+and measure what the detour costs.
+
+The public surface is :data:`__all__`; everything else is internal. Names are imported on first use, so
+``import attr2gender`` stays cheap for the command line.
+"""
+
+import os as _os
+
+# On a machine shared with other work (2-core CI, a laptop), PyTorch's OpenMP threads spin-wait for
+# each other and run 50-100x slower; passive waiting costs nothing when the machine is free.
+# Takes effect only when attr2gender is imported before torch (our scripts and CLI do so).
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from ._version import __version__
+
+_EXPORTS = {
+    "Attr2GenderPipeline": "attr2gender.pipeline",
+    "DirectGenderClassifier": "attr2gender.pipeline",
+    "load_pipeline": "attr2gender.pipeline",
+    "RunConfig": "attr2gender.config",
+    "load_preset": "attr2gender.config",
+    "StageTwoClassifier": "attr2gender.tabular",
+    "create_backbone": "attr2gender.models",
+}
+_ERRORS = (
+    "Attr2GenderError",
+    "BundleError",
+    "CelebAError",
+    "CelebAFormatError",
+    "CelebANotFoundError",
+    "ConfigError",
+    "ImageLoadError",
+    "IncompatibleWeightsError",
+    "InputKindMismatchError",
+    "RuntimeUnavailableError",
+    "StageTwoFormatError",
+    "UnknownBackboneError",
+    "UnsafeCheckpointError",
+    "UnsafeWeightsFileError",
+    "UsageError",
+    "WeightsNotFoundError",
+)
+
+__all__ = [*_EXPORTS, *_ERRORS, "__version__"]
+
+
+def __getattr__(name):
+    import importlib
+
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _ERRORS:
+        return getattr(importlib.import_module("attr2gender.errors"), name)
+    raise AttributeError(f"module 'attr2gender' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

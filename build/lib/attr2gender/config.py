@@ -1,0 +1,403 @@
+"""One flat, loggable config per run (nanoGPT style): every default carries the reason for it.
+
+A YAML preset sets any of these keys; a preset may also hold ``runs:``, a list of named override sets
+(the source study's six runs live in one file). ``key=value`` overrides from the command line come last.
+Everything is validated before any work starts, and errors list the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+# Choices that only the config has. Those owned by a lower layer (tasks and losses: models; split strategies
+# and augmentations: data; stage-two models and objectives: tabular) are read from there when validating,
+# so each list lives once, and importing the config stays cheap (no torch, for a fast --help).
+OPTIMIZERS = ("adam", "adamw")
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
+TRAINING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # Lightning's names
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+BALANCES = ("none", "male", "groups")
+LOSS_REWEIGHTINGS = ("none", "groups")
+ROBUST = ("none", "group_dro")
+CHECKPOINT_METRICS = ("auto", "val_loss", "val_worst_group_acc")
+STAGE_TWO_FIT_ON = ("predicted", "labels")
+TRACKING = ("mlflow", "none")
+
+
+@dataclass
+class RunConfig:
+    # --- data ---
+    data_root: str = ""  # CelebA root; "" makes/uses a synthetic CelebA so a fresh machine runs end to end
+    split: str = "auto"  # official partition when it can serve, else an identity-disjoint split
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test, by images
+    # "male" (or true): downsample the training set to equal Male/Female (the source study's resampling);
+    # "groups": sample batches so each Male x makeup group is equally likely (group-robust training)
+    balance: str = "none"
+    group_by: str = "makeup"  # the Male x <attribute> groups that group-robust training and checkpoints use
+    augment: str = (
+        "standard"  # the source's crop + flip; "strong" adds colour, grayscale, blur, JPEG, rotation
+    )
+    image_size: int = 224  # crop size; the source study's 224 (CPU presets use 112-160)
+    max_train_images: int = 0  # 0 = all; a cap keeps CPU runs short
+    max_eval_images: int = 0  # 0 = all; caps val and test alike
+    num_workers: int = 2  # decode processes; 2 matches the 2-core CI machine
+    decode_cache: bool = False  # decode-once uint8 cache (helps when decoding is the bottleneck, i.e. GPU)
+    cache_dir: str = ".cache/attr2gender"  # decode cache and stage-one probability cache
+    # --- model ---
+    task: str = "attributes"  # "attributes": stage one (39 logits); "direct": Male from pixels
+    backbone: str = "resnet18"  # any name from attr2gender.models or timm
+    weights: str = "imagenet"  # "imagenet" | "none" | path to a .pth/.safetensors file
+    dropout: float = 0.0  # before the new head; the source used none
+    freeze_backbone: bool = False  # linear probing: train only the head (fast on CPU; fine-tuning is better)
+    loss: str = ""  # "" = the task's default: multilabel_soft_margin (attributes), cross_entropy (direct)
+    threshold: float = 0.5  # probability above which an attribute / Male is predicted (source: 0.5)
+    loss_reweighting: str = "none"  # "groups": each sample's loss weighted by 1 / its group's frequency
+    robust: str = "none"  # "group_dro": the GroupDRO objective (Sagawa et al., ICLR 2020)
+    group_dro_step: float = 0.01  # GroupDRO's step size for the group weights (Sagawa et al.: 0.01)
+    checkpoint_metric: str = (
+        "auto"  # auto: val_worst_group_acc when any group-robust key is on, else val_loss
+    )
+    # --- optimisation ---
+    optimizer: str = "adam"  # the source study used Adam throughout
+    lr: float | str = 1e-3  # source study 1: 0.001; "auto" runs Lightning's learning-rate finder
+    weight_decay: float = 0.0  # source study 3: 1e-3 (VGG-16), 1e-4 (ResNet-50)
+    batch_size: int = 128  # source study 1: 128; study 3: 32
+    epochs: int = 10  # source study: 10
+    max_steps: int = -1  # -1 = no cap; tests and smoke runs cap steps
+    early_stopping_patience: int = 0  # 0 = off; else epochs without val-loss improvement before stopping
+    # --- engine ---
+    accelerator: str = "auto"  # CUDA when present, CPU otherwise; no code change needed
+    devices: int | str = "auto"  # number of GPUs (or "auto")
+    strategy: str = "auto"  # "ddp" for several GPUs / nodes (launch with torchrun or SLURM)
+    precision: str = "auto"  # auto = bf16-mixed on CUDA; on CPU the faster of the two (bench_training.py)
+    memory_format: str = "auto"  # auto = channels_last (CPU and CUDA: 1.4-2x faster convolutions)
+    seed: int = 0  # seeds python, numpy, torch and the data split
+    deterministic: bool = True  # same seed + config give the same metrics on CPU
+    output_dir: str = "runs"  # each run writes runs/<run_name>/ (checkpoints, config, plots)
+    run_name: str = ""  # "" = <task>-<backbone>-<timestamp>
+    resume: bool = False  # continue from <output_dir>/<run_name>/checkpoints/last.ckpt
+    log_every_n_steps: int = 10
+    progress: bool = True  # progress bars with images/s
+    # --- stage two ---
+    stage_two_model: str = "logistic"  # "logistic" | "lightgbm"
+    stage_two_fit_on: str = "predicted"  # stage one's probabilities on held-out images, or true "labels"
+    stage_two_class_weight: str = ""  # "" or "balanced"
+    stage_two_exclude: list[str] = field(
+        default_factory=list
+    )  # concept editing: attributes stage two ignores
+    stage_two_objective: str = "erm"  # "worst_group": fitted for its worst Male x <group_by> group
+    # --- tracking ---
+    tracking: str = "mlflow"  # "none" disables MLflow logging
+    experiment: str = "attr2gender"  # MLflow experiment name
+    tensorboard: bool = False  # also write TensorBoard logs (the source used TensorBoard)
+
+    def resolved_loss(self) -> str:
+        from .models.inference import LOSSES
+
+        return self.loss or LOSSES[self.task][0]
+
+    @property
+    def group_robust(self) -> bool:
+        """Whether any group-robust training key is on (then checkpoints follow val worst-group accuracy)."""
+        return self.balance == "groups" or self.loss_reweighting != "none" or self.robust != "none"
+
+    def resolved_checkpoint_metric(self) -> str:
+        if self.checkpoint_metric != "auto":
+            return self.checkpoint_metric
+        return "val_worst_group_acc" if self.group_robust else "val_loss"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> RunConfig:
+        from .data.groups import GROUPINGS
+        from .data.splits import SPLIT_STRATEGIES
+        from .data.transforms import AUGMENTS
+        from .models.inference import LOSSES
+        from .tabular import MODELS
+        from .tabular.robust import OBJECTIVES
+
+        _choice("task", self.task, tuple(LOSSES))
+        if self.loss:
+            _choice("loss", self.loss, LOSSES[self.task], f" for task={self.task}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("split", self.split, SPLIT_STRATEGIES)
+        _choice("accelerator", self.accelerator, ACCELERATORS)
+        _choice("precision", self.precision, TRAINING_PRECISIONS)
+        _choice("memory_format", self.memory_format, MEMORY_FORMATS)
+        if isinstance(self.balance, bool):  # the source study's `balance: true` keeps working
+            self.balance = "male" if self.balance else "none"
+        _choice("balance", self.balance, BALANCES)
+        _choice("group_by", self.group_by, tuple(GROUPINGS))
+        _choice("augment", self.augment, AUGMENTS)
+        _choice("loss_reweighting", self.loss_reweighting, LOSS_REWEIGHTINGS)
+        _choice("robust", self.robust, ROBUST)
+        _choice("checkpoint_metric", self.checkpoint_metric, CHECKPOINT_METRICS)
+        _choice("stage_two_objective", self.stage_two_objective, OBJECTIVES)
+        if not self.group_dro_step > 0:
+            raise ConfigError(f"group_dro_step must be a positive number, got {self.group_dro_step}")
+        from .data.attributes import STAGE_ONE_ATTRIBUTES
+
+        for name in self.stage_two_exclude:
+            if name not in STAGE_ONE_ATTRIBUTES:
+                close = difflib.get_close_matches(str(name), STAGE_ONE_ATTRIBUTES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"stage_two_exclude names {name!r}{hint}, which is not one of the 39 attributes: "
+                    f"{', '.join(STAGE_ONE_ATTRIBUTES)}"
+                )
+        if len(self.stage_two_exclude) >= len(STAGE_ONE_ATTRIBUTES):
+            raise ConfigError("stage_two_exclude names every attribute; stage two needs at least one to use")
+        _choice("stage_two_model", self.stage_two_model, MODELS)
+        _choice("stage_two_fit_on", self.stage_two_fit_on, STAGE_TWO_FIT_ON)
+        _choice("stage_two_class_weight", self.stage_two_class_weight, ("", "balanced"))
+        _choice("tracking", self.tracking, TRACKING)
+        if isinstance(self.lr, str):
+            if self.lr != "auto":
+                raise ConfigError(
+                    f"lr must be a positive number or 'auto' (learning-rate finder), got {self.lr!r}"
+                )
+        elif not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive finite number or 'auto', got {self.lr}")
+        for name in ("threshold", "weight_decay", "dropout", "group_dro_step"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout is a probability in [0, 1), got {self.dropout}")
+        if self.max_steps != -1 and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be -1 (no cap) or at least 1, got {self.max_steps}")
+        if self.devices != "auto" and not (isinstance(self.devices, int) and self.devices >= 1):
+            raise ConfigError(f"devices must be a positive integer or 'auto', got {self.devices!r}")
+        if self.run_name and (
+            self.run_name in (".", "..") or any(c in self.run_name for c in "/\\") or ".." in self.run_name
+        ):
+            raise ConfigError(f"run_name {self.run_name!r} must be a plain folder name: no '/', '\\' or '..'")
+        for name in ("batch_size", "epochs", "image_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.image_size < 16:
+            raise ConfigError(f"image_size must be at least 16, got {self.image_size}")
+        for name in ("weight_decay", "dropout", "max_train_images", "max_eval_images", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.threshold < 1:
+            raise ConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
+        fractions = self.split_fractions
+        if (
+            len(fractions) != 3
+            or any(not math.isfinite(f) or f < 0 for f in fractions)
+            or abs(sum(fractions) - 1) > 1e-6
+        ):
+            raise ConfigError(
+                f"split_fractions must be three non-negative numbers summing to 1 (train, val, test), "
+                f"got {fractions}"
+            )
+        from .models import check_backbone_name
+
+        try:
+            check_backbone_name(self.backbone)
+        except ValueError as exc:
+            raise ConfigError(f"backbone: {exc}") from None
+        return self
+
+    def check_weights(self) -> RunConfig:
+        """Raise ``WeightsNotFoundError`` (naming the file and where to put it) unless the weights are here.
+
+        Separate from :meth:`validate` so presets can be read on a machine without the files; the
+        training entry points call it before any work starts."""
+        from .models import check_backbone_name, locate_weights
+
+        locate_weights(check_backbone_name(self.backbone), self.weights)
+        return self
+
+
+def _choice(name: str, value, choices, extra: str = "") -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"{name}={value!r} is not valid{extra}; choose one of: {', '.join(map(repr, choices))}"
+        )
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """A ``key=value`` string (parsed as YAML) or a YAML value, checked against the field's type.
+
+    Strings from the command line are parsed (``epochs=2`` is an int); YAML values are taken as typed, so
+    ``epochs: 2.5``, ``batch_size: true`` or ``backbone: 123`` fail here, naming the key."""
+    default = (
+        FIELDS[key].default
+        if FIELDS[key].default is not dataclasses.MISSING
+        else FIELDS[key].default_factory()
+    )
+    from_text = isinstance(value, str)
+    parsed = (yaml.safe_load(value) if value != "" else "") if from_text else value
+    shown = repr(value)
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    if key == "balance":  # true/false (the source study's) or a mode name
+        if isinstance(parsed, bool):
+            return parsed
+        if isinstance(parsed, str):
+            return parsed
+        raise ConfigError(f"balance must be true, false or one of {BALANCES}, got {shown}")
+    if key == "devices":  # a count, or "auto"
+        if parsed == "auto" or (isinstance(parsed, int) and not isinstance(parsed, bool) and parsed >= 1):
+            return parsed
+        raise ConfigError(f"devices must be a positive integer or 'auto', got {shown}")
+    if key == "lr":
+        if parsed == "auto" or number(parsed):
+            return parsed if parsed == "auto" else float(parsed)
+        raise ConfigError(f"lr must be a positive number or 'auto' (learning-rate finder), got {shown}")
+    if isinstance(default, list):
+        if from_text and isinstance(parsed, str) and key != "split_fractions":
+            return [part.strip() for part in parsed.split(",") if part.strip()]  # a,b,c from the command line
+        if not isinstance(parsed, list):
+            raise ConfigError(f"{key} must be a list, got {shown}")
+        if key == "split_fractions" and not all(number(v) for v in parsed):
+            raise ConfigError(f"split_fractions must be three numbers, got {shown}")
+        if key != "split_fractions" and not all(isinstance(v, str) for v in parsed):
+            raise ConfigError(f"{key} must be a list of names, got {shown}")
+        return [float(v) for v in parsed] if key == "split_fractions" else list(parsed)
+    if isinstance(default, bool):
+        if not isinstance(parsed, bool):
+            raise ConfigError(f"{key} must be true or false, got {shown}")
+        return parsed
+    if isinstance(default, int):
+        if not isinstance(parsed, int) or isinstance(parsed, bool):
+            raise ConfigError(f"{key} must be an integer, got {shown}")
+        return parsed
+    if isinstance(default, float):
+        if not number(parsed):
+            raise ConfigError(f"{key} must be a number, got {shown}")
+        return float(parsed)
+    if isinstance(default, str):
+        if from_text:
+            return value  # the command line's text as typed: backbone=123 is the name "123"
+        if not isinstance(parsed, str):
+            raise ConfigError(f"{key} must be a string, got {shown}")
+        return parsed
+    return parsed
+
+
+def check_keys(keys, where: str) -> None:
+    unknown = [k for k in keys if k not in FIELDS]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, FIELDS, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(
+            f"unknown config key(s) in {where}: {', '.join(hints)}. Valid keys: {', '.join(FIELDS)}"
+        )
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=0.01", "backbone=vgg16"]`` into a dict, validating key names."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. epochs=2)")
+        key, value = item.split("=", 1)
+        check_keys([key.strip()], "the command line")
+        out[key.strip()] = _coerce(key.strip(), value.strip())
+    return out
+
+
+def build_config(values: dict[str, Any], where: str = "config") -> RunConfig:
+    check_keys(values, where)
+    return RunConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
+
+
+PRESETS_PACKAGE = "attr2gender.presets"
+
+
+def list_presets() -> list[str]:
+    """Names of the presets that ship with the package (``attr2gender/presets/*.yaml``)."""
+    from importlib.resources import files
+
+    return sorted(
+        p.name[: -len(".yaml")] for p in files(PRESETS_PACKAGE).iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def preset_text(name_or_path: str | Path) -> tuple[str, str]:
+    """(where, YAML text) of a preset: a file path, or the name of a shipped preset (``cpu``, ``cpu.yaml``)."""
+    from importlib.resources import files
+
+    path = Path(name_or_path)
+    if path.is_file():
+        return str(path), _read_text(path)
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if str(path) in (name, f"{name}.yaml") and name in list_presets():
+        return f"preset {name}", files(PRESETS_PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    raise ConfigError(
+        f"config {name_or_path} is neither a file nor a preset; presets: {', '.join(list_presets())} "
+        "(or pass a path to a YAML file; `attr2gender presets show NAME` prints one to edit)"
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; presets are YAML files") from None
+
+
+def load_preset(preset: str | Path | None, overrides: list[str] | None = None) -> list[tuple[str, RunConfig]]:
+    """A preset (a shipped name like ``cpu``, or a YAML file) plus ``key=value`` overrides into one or more
+    named configs (several when it has ``runs:``)."""
+    base: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = []
+    where = "the command line"
+    if preset is not None:
+        where, text = preset_text(preset)
+        path = where
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:  # includes !!python/... tags, which safe_load never constructs
+            mark = getattr(exc, "problem_mark", None)
+            at = f" (line {mark.line + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                f"{path}{at} is not a plain YAML preset: {problem}. Presets hold keys and plain "
+                "values (numbers, strings, lists), no tags"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of config keys")
+        runs = loaded.pop("runs", None) or []
+        if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+            raise ConfigError(f"{path}: runs must be a list of mappings (name: ..., key: value ...)")
+        base = loaded
+        check_keys(base, where)
+    extra = parse_overrides(overrides or [])
+    if not runs:
+        return [(base.get("run_name", "") or "", build_config({**base, **extra}, where))]
+    out = []
+    for i, run in enumerate(runs):
+        run = dict(run)
+        name = run.pop("name", f"run{i}")
+        check_keys(run, f"{where} runs[{i}]")
+        values = {**base, **run, **extra}
+        values.setdefault("run_name", name)
+        out.append((name, build_config(values, f"{where} runs[{i}]")))
+    return out
+
+
+def save_config(config: RunConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path

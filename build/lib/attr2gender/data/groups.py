@@ -1,0 +1,85 @@
+"""Groups of people defined by true attributes: the ones CelebA's shortcuts fail.
+
+Both routes learn "makeup means female" from CelebA, so accuracy is lowest exactly for the people that
+shortcut misdescribes: women without makeup or lipstick and men with either. A *grouping* splits images
+into Male x something; worst-group accuracy is the accuracy of the worst group that has enough images.
+
+    makeup   Male x (Heavy_Makeup or Wearing_Lipstick)   4 groups  (used by group-robust training)
+    blond    Male x Blond_Hair                          4 groups  (Sagawa et al. 2020's CelebA groups)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .attributes import ATTRIBUTE_NAMES, STAGE_ONE_ATTRIBUTES, TARGET
+
+# grouping name -> (the attributes whose OR is the second axis, its short label)
+GROUPINGS: dict[str, tuple[tuple[str, ...], str]] = {
+    "makeup": (("Heavy_Makeup", "Wearing_Lipstick"), "makeup"),
+    "blond": (("Blond_Hair",), "blond"),
+}
+# The grouping group-robust training balances, reweights and takes the worst of.
+TRAINING_GROUPING = "makeup"
+
+
+def group_names(grouping: str) -> tuple[str, ...]:
+    """Names of a grouping's 4 groups, in group-id order: id = 2 * male + has_attribute."""
+    _, label = _spec(grouping)
+    return (f"female_no_{label}", f"female_{label}", f"male_no_{label}", f"male_{label}")
+
+
+def _spec(grouping: str) -> tuple[tuple[str, ...], str]:
+    if grouping not in GROUPINGS:
+        raise ValueError(f"unknown grouping {grouping!r}; choose one of {sorted(GROUPINGS)}")
+    return GROUPINGS[grouping]
+
+
+def group_ids(attributes, male=None, grouping: str = TRAINING_GROUPING) -> np.ndarray:
+    """Group id (0..3, see :func:`group_names`) per row.
+
+    ``attributes``: a 0/1 frame with the named columns (``Male`` too unless ``male`` is given), or an
+    (n, 39) array in ``STAGE_ONE_ATTRIBUTES`` order, or an (n, 40) array in file order."""
+    names, _ = _spec(grouping)
+    if isinstance(attributes, pd.DataFrame):
+        has = attributes[list(names)].to_numpy().astype(bool).any(axis=1)
+        male = attributes[TARGET].to_numpy() if male is None else male
+    else:
+        array = np.asarray(attributes)
+        if array.ndim != 2 or array.shape[1] not in (len(STAGE_ONE_ATTRIBUTES), len(ATTRIBUTE_NAMES)):
+            raise ValueError(f"attributes must be an (n, 39) or (n, 40) array, got shape {array.shape}")
+        order = STAGE_ONE_ATTRIBUTES if array.shape[1] == len(STAGE_ONE_ATTRIBUTES) else ATTRIBUTE_NAMES
+        has = array[:, [order.index(n) for n in names]].astype(bool).any(axis=1)
+        if male is None:
+            if order is STAGE_ONE_ATTRIBUTES:
+                raise ValueError("pass male= with an (n, 39) attribute array (Male is not among its columns)")
+            male = array[:, ATTRIBUTE_NAMES.index(TARGET)]
+    male = np.asarray(male).astype(bool)
+    if len(male) != len(has):
+        raise ValueError(f"{len(has)} attribute rows but {len(male)} Male labels")
+    return (2 * male + has).astype(np.int64)
+
+
+def group_masks(attributes, male=None, groupings=tuple(GROUPINGS)) -> dict[str, np.ndarray]:
+    """``{group name: boolean mask}`` for every group of every named grouping."""
+    out: dict[str, np.ndarray] = {}
+    for grouping in groupings:
+        ids = group_ids(attributes, male, grouping)
+        for k, name in enumerate(group_names(grouping)):
+            out[name] = ids == k
+    return out
+
+
+def inverse_frequency_weights(ids: np.ndarray, n_groups: int = 4) -> np.ndarray:
+    """Per-row weight 1 / (rows in its group), scaled to mean 1; empty groups get no weight."""
+    ids = np.asarray(ids, dtype=np.int64)
+    counts = np.bincount(ids, minlength=n_groups).astype(np.float64)
+    weights = 1.0 / counts[ids]
+    return weights * (len(ids) / weights.sum())
+
+
+def describe_groups(masks: Mapping[str, np.ndarray]) -> str:
+    return ", ".join(f"{name} {int(mask.sum()):,}" for name, mask in masks.items())

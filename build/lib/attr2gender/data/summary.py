@@ -1,0 +1,69 @@
+"""``attr2gender data summary ROOT``: what a CelebA root holds, and what is wrong with it."""
+
+from __future__ import annotations
+
+from PIL import Image, UnidentifiedImageError
+
+from .attributes import TARGET
+from .celeba import PARTITION_NAMES, CelebA
+from .images import ImageLoadError, load_image
+from .splits import official_partition_usable
+
+
+def find_unreadable_images(celeba: CelebA, decode: bool = False, progress: bool = True) -> list[str]:
+    """Image files that cannot be opened (header check) or, with ``decode``, fully decoded."""
+    from tqdm.auto import tqdm
+
+    bad = []
+    for image_id in tqdm(celeba.present, desc="checking images", disable=not progress, leave=False):
+        path = celeba.image_path(image_id)
+        try:
+            if decode:
+                load_image(path)
+            else:
+                with Image.open(path) as im:
+                    im.verify()
+        except (ImageLoadError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            bad.append(image_id)
+    return bad
+
+
+def summarize(celeba: CelebA, decode: bool = False, progress: bool = True) -> str:
+    table = celeba.table
+    lines = [f"CelebA root: {celeba.root}"]
+    lines.append(f"annotated images: {len(celeba.attributes):,}")
+    lines.append(f"images found:     {len(celeba.present):,}")
+    if celeba.missing_count:
+        lines.append(
+            f"missing on disk:  {celeba.missing_count:,} annotated images have no file (a partial copy)"
+        )
+    if celeba.unannotated:
+        lines.append(
+            f"not annotated:    {len(celeba.unannotated):,} image files have no row, e.g. {celeba.unannotated[:3]}"
+        )
+    if celeba.partition is None:
+        lines.append("partition:        list_eval_partition.txt absent (splits will be made by identity)")
+    else:
+        counts = table["partition"].value_counts()
+        parts = ", ".join(f"{PARTITION_NAMES[k]} {int(counts.get(k, 0)):,}" for k in PARTITION_NAMES)
+        usable = (
+            "usable" if official_partition_usable(celeba) else "NOT usable, splits will be made by identity"
+        )
+        lines.append(f"partition:        {parts} (official partition {usable})")
+    if len(table):
+        lines.append(f"{TARGET} rate:        {table[TARGET].mean():.4f} over present images")
+    if celeba.identity is None:
+        lines.append("identities:       identity_CelebA.txt absent")
+    else:
+        lines.append(f"identities:       {table['identity'].nunique():,} among present images")
+    for name, frame in (("bbox", celeba.bbox), ("landmarks", celeba.landmarks)):
+        lines.append(f"{name + ':':<18}{'present' if frame is not None else 'absent (optional)'}")
+    bad = find_unreadable_images(celeba, decode=decode, progress=progress)
+    check = "decoded" if decode else "header-checked"
+    if bad:
+        lines.append(
+            f"unreadable:       {len(bad):,} of {len(celeba.present):,} images ({check}), e.g. {bad[:5]}"
+        )
+    else:
+        lines.append(f"unreadable:       none ({len(celeba.present):,} images {check})")
+    return "\n".join(lines)

@@ -1,0 +1,475 @@
+"""Metrics and text reports, as plain functions of arrays.
+
+Conventions: class 1 is ``Male`` (the positive class), class 0 is ``Female``. Label arrays may be ints,
+booleans or CelebA's {-1, 1}; probabilities are P(class 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "binary_metrics",
+    "bootstrap_ci",
+    "classification_report_text",
+    "group_accuracy_table",
+    "group_metrics",
+    "markdown_table",
+    "mean_attribute_accuracy",
+    "paired_accuracy_difference_ci",
+    "per_attribute_metrics",
+]
+
+# Upper bound on the bootstrap index matrix held at once (elements); keeps memory ~64 MB.
+_BOOT_CHUNK_ELEMENTS = 8_000_000
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch.Tensor without importing torch
+        x = x.detach().cpu()
+        if str(x.dtype) in ("torch.bfloat16", "torch.float16"):
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+def _as_binary(y: Any) -> np.ndarray:
+    """0/1 int array from ints, bools or {-1, 1} labels (any shape)."""
+    arr = to_numpy(y)
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    arr = arr.astype(float)
+    if (arr == -1).any():
+        if not np.isin(arr, (-1.0, 1.0)).all():
+            raise ValueError("labels mix -1 with values other than 1")
+        return (arr > 0).astype(np.int64)
+    if not np.isin(arr, (0.0, 1.0)).all():
+        raise ValueError("binary labels must be 0/1, booleans or -1/1")
+    return arr.astype(np.int64)
+
+
+def _as_prediction(pred: Any, threshold: float = 0.5) -> np.ndarray:
+    """0/1 predictions from labels (0/1, bool, -1/1) or from probabilities (thresholded with ``>=``)."""
+    arr = to_numpy(pred).astype(float)
+    if arr.size and np.isin(arr, (0.0, 1.0, -1.0)).all():
+        return _as_binary(arr)
+    return (arr >= threshold).astype(np.int64)
+
+
+def _prob_of_positive(prob: Any) -> np.ndarray:
+    p = to_numpy(prob).astype(float)
+    if p.ndim == 2 and p.shape[1] == 2:
+        p = p[:, 1]
+    return p.reshape(-1)
+
+
+def _roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC, NaN (no warning, no error) when ``y`` has a single class or is empty."""
+    if y.size == 0 or y.min() == y.max():
+        return float("nan")
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score))
+
+
+def _safe_div(a: float, b: float) -> float:
+    return float(a) / float(b) if b else 0.0
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if (p + r) else 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# binary classification
+# --------------------------------------------------------------------------------------------------
+
+
+def classification_report_text(
+    y_true: Any,
+    y_pred: Any,
+    class_names: Sequence[str] = ("Female", "Male"),
+    digits: int = 2,
+) -> str:
+    """sklearn's text classification report (precision / recall / f1-score / support per class,
+    accuracy, macro avg, weighted avg), with ``class_names`` as row labels. Classes absent from the data
+    still get a row (zero_division=0). ``y_pred`` may be probabilities (thresholded at 0.5)."""
+    from sklearn.metrics import classification_report
+
+    yt = _as_binary(y_true).reshape(-1) if len(class_names) == 2 else to_numpy(y_true).reshape(-1)
+    yp = _as_prediction(y_pred).reshape(-1) if len(class_names) == 2 else to_numpy(y_pred).reshape(-1)
+    return classification_report(
+        yt,
+        yp,
+        labels=list(range(len(class_names))),
+        target_names=list(class_names),
+        digits=digits,
+        zero_division=0,
+    )
+
+
+def binary_metrics(y_true: Any, prob_male: Any, threshold: float = 0.5) -> dict[str, float]:
+    """Binary metrics with Male (1) as the positive class; prediction = ``prob_male >= threshold``.
+
+    Keys: ``accuracy``, ``balanced_accuracy``, ``precision``, ``recall``, ``f1`` (Male positive),
+    ``precision_male``/``recall_male``/``f1_male``, ``precision_female``/``recall_female``/``f1_female``,
+    ``roc_auc`` (NaN when only one class is present), ``log_loss`` (probabilities clipped to [1e-7, 1-1e-7]),
+    ``tn``/``fp``/``fn``/``tp`` counts, ``n`` and ``threshold``. Undefined ratios (0/0) are 0, as in
+    sklearn with ``zero_division=0``. ``prob_male`` may also be an (n, 2) array or hard 0/1 predictions.
+    """
+    y = _as_binary(y_true).reshape(-1)
+    p = _prob_of_positive(prob_male)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and prob_male differ in length: {y.shape} vs {p.shape}")
+    pred = (p >= threshold).astype(np.int64)
+    tp = int(np.sum((pred == 1) & (y == 1)))
+    tn = int(np.sum((pred == 0) & (y == 0)))
+    fp = int(np.sum((pred == 1) & (y == 0)))
+    fn = int(np.sum((pred == 0) & (y == 1)))
+    n = int(y.size)
+
+    prec_m, rec_m = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn)
+    prec_f, rec_f = _safe_div(tn, tn + fn), _safe_div(tn, tn + fp)
+    if n:
+        eps = 1e-7
+        pc = np.clip(p, eps, 1 - eps)
+        log_loss = float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
+    else:
+        log_loss = float("nan")
+    present = [r for r, support in ((rec_m, tp + fn), (rec_f, tn + fp)) if support]
+    return {
+        "accuracy": _safe_div(tp + tn, n) if n else float("nan"),
+        "balanced_accuracy": float(np.mean(present)) if present else float("nan"),
+        "precision": prec_m,
+        "recall": rec_m,
+        "f1": _f1(prec_m, rec_m),
+        "precision_male": prec_m,
+        "recall_male": rec_m,
+        "f1_male": _f1(prec_m, rec_m),
+        "precision_female": prec_f,
+        "recall_female": rec_f,
+        "f1_female": _f1(prec_f, rec_f),
+        "roc_auc": _roc_auc(y, p),
+        "log_loss": log_loss,
+        "tn": float(tn),
+        "fp": float(fp),
+        "fn": float(fn),
+        "tp": float(tp),
+        "n": float(n),
+        "threshold": float(threshold),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# multi-attribute (stage one)
+# --------------------------------------------------------------------------------------------------
+
+
+def per_attribute_metrics(
+    y_true: Any, prob: Any, names: Sequence[str], threshold: float = 0.5
+) -> pd.DataFrame:
+    """Per-attribute metrics for multi-label predictions.
+
+    ``y_true`` ``(n, k)`` 0/1 (or -1/1), ``prob`` ``(n, k)`` probabilities, ``names`` length k. Returns a
+    DataFrame indexed by name (index name ``attribute``) with columns ``accuracy``, ``roc_auc`` (NaN where
+    an attribute has one class), ``positive_rate`` (share of true positives, i.e. prevalence),
+    ``predicted_positive_rate`` and ``majority_accuracy`` (accuracy of always predicting the more common
+    class: the baseline each accuracy should beat).
+    """
+    y = _as_binary(y_true)
+    p = to_numpy(prob).astype(float)
+    if y.ndim == 1:
+        y, p = y[:, None], p.reshape(-1, 1)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and prob differ in shape: {y.shape} vs {p.shape}")
+    names = list(names)
+    if len(names) != y.shape[1]:
+        raise ValueError(f"{len(names)} names for {y.shape[1]} attributes")
+    pred = (p >= threshold).astype(np.int64)
+    n = y.shape[0]
+    with np.errstate(invalid="ignore"):
+        accuracy = (pred == y).mean(axis=0) if n else np.full(y.shape[1], np.nan)
+        pos_rate = y.mean(axis=0) if n else np.full(y.shape[1], np.nan)
+        pred_rate = pred.mean(axis=0) if n else np.full(y.shape[1], np.nan)
+    auc = np.array([_roc_auc(y[:, j], p[:, j]) for j in range(y.shape[1])])
+    df = pd.DataFrame(
+        {
+            "accuracy": accuracy,
+            "roc_auc": auc,
+            "positive_rate": pos_rate,
+            "predicted_positive_rate": pred_rate,
+            "majority_accuracy": np.maximum(pos_rate, 1 - pos_rate),
+        },
+        index=pd.Index(names, name="attribute"),
+    )
+    return df
+
+
+def mean_attribute_accuracy(y_true_or_table: Any, prob: Any = None, threshold: float = 0.5) -> float:
+    """Mean of the per-attribute accuracies (every attribute weighted equally).
+
+    Either ``mean_attribute_accuracy(table)`` with a :func:`per_attribute_metrics` DataFrame, or
+    ``mean_attribute_accuracy(y_true, prob)`` with ``(n, k)`` arrays.
+    """
+    if prob is None:
+        table = y_true_or_table
+        if not isinstance(table, pd.DataFrame) or "accuracy" not in table:
+            raise TypeError("pass a per_attribute_metrics() DataFrame, or y_true and prob arrays")
+        return float(table["accuracy"].mean())
+    y = _as_binary(y_true_or_table)
+    p = to_numpy(prob).astype(float)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and prob differ in shape: {y.shape} vs {p.shape}")
+    if y.size == 0:
+        return float("nan")
+    return float(((p >= threshold).astype(np.int64) == y).mean(axis=0).mean())
+
+
+# --------------------------------------------------------------------------------------------------
+# uncertainty
+# --------------------------------------------------------------------------------------------------
+
+
+def _bootstrap_index_chunks(n: int, n_boot: int, seed: int):
+    """Yield ``(chunk, n)`` index matrices, ``n_boot`` rows in all, from one seeded generator."""
+    rng = np.random.default_rng(seed)
+    rows = max(1, _BOOT_CHUNK_ELEMENTS // max(n, 1))
+    done = 0
+    while done < n_boot:
+        size = min(rows, n_boot - done)
+        yield rng.integers(0, n, size=(size, n))
+        done += size
+
+
+def bootstrap_ci(
+    stat_fn: Callable[..., Any],
+    *arrays: Any,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    vectorized: bool = False,
+) -> tuple[float, float, float]:
+    """Percentile bootstrap CI of ``stat_fn(*arrays)``; returns ``(point, low, high)``.
+
+    Rows are resampled with replacement, the same indices for every array (so paired data stays paired).
+    Deterministic for a ``seed``. With ``vectorized=True`` ``stat_fn`` receives arrays with an extra
+    leading axis ``(B, n, ...)`` and must return ``B`` values (e.g. ``lambda c: c.mean(axis=-1)``), which is
+    much faster; otherwise it is called once per resample. Resamples where the statistic is NaN (e.g. AUC
+    on a one-class resample) are ignored.
+    """
+    if not arrays:
+        raise ValueError("bootstrap_ci needs at least one array")
+    arrs = [to_numpy(a) for a in arrays]
+    n = len(arrs[0])
+    if any(len(a) != n for a in arrs):
+        raise ValueError("all arrays must have the same number of rows")
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be in (0, 1)")
+    point = float(stat_fn(*arrs))
+    if n == 0 or n_boot <= 0:
+        return point, float("nan"), float("nan")
+    stats = np.empty(n_boot, dtype=float)
+    k = 0
+    for idx in _bootstrap_index_chunks(n, n_boot, seed):
+        if vectorized:
+            vals = np.asarray(stat_fn(*[a[idx] for a in arrs]), dtype=float).reshape(-1)
+            if vals.size != len(idx):
+                raise ValueError("a vectorized stat_fn must return one value per resample")
+        else:
+            vals = np.array([float(stat_fn(*[a[row] for a in arrs])) for row in idx])
+        stats[k : k + len(idx)] = vals
+        k += len(idx)
+    finite = stats[np.isfinite(stats)]
+    if finite.size == 0:
+        return point, float("nan"), float("nan")
+    low, high = np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return point, float(low), float(high)
+
+
+def paired_accuracy_difference_ci(
+    y_true: Any,
+    pred_a: Any,
+    pred_b: Any,
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, float]:
+    """accuracy(a) - accuracy(b) on the same test images with a paired percentile bootstrap CI.
+
+    ``pred_a``/``pred_b`` are 0/1 (or -1/1, bool) predictions, or probabilities thresholded at 0.5.
+    Returns ``difference``, ``low``, ``high``, plus ``accuracy_a``, ``accuracy_b``, ``n``, ``n_boot``,
+    ``alpha`` and ``share_resamples_a_better`` (fraction of resamples where a beats b).
+    Identical predictions give exactly 0 for difference, low and high.
+    """
+    y = _as_binary(y_true).reshape(-1)
+    a = _as_prediction(pred_a).reshape(-1)
+    b = _as_prediction(pred_b).reshape(-1)
+    if not (y.shape == a.shape == b.shape):
+        raise ValueError(f"shapes differ: y {y.shape}, a {a.shape}, b {b.shape}")
+    d = (a == y).astype(np.int8) - (b == y).astype(np.int8)  # per-image: +1 only a right, -1 only b right
+    n = int(y.size)
+    result: dict[str, float] = {
+        "accuracy_a": float((a == y).mean()) if n else float("nan"),
+        "accuracy_b": float((b == y).mean()) if n else float("nan"),
+        "n": float(n),
+        "n_boot": float(n_boot),
+        "alpha": float(alpha),
+    }
+    if n == 0:
+        result.update(
+            difference=float("nan"),
+            low=float("nan"),
+            high=float("nan"),
+            share_resamples_a_better=float("nan"),
+        )
+        return result
+    if not d.any():
+        result.update(difference=0.0, low=0.0, high=0.0, share_resamples_a_better=0.0)
+        return result
+    # Resample the per-image differences; the mean of d over a resample is the accuracy difference.
+    diffs = np.empty(n_boot, dtype=float)
+    k = 0
+    for idx in _bootstrap_index_chunks(n, n_boot, seed):
+        diffs[k : k + len(idx)] = d[idx].mean(axis=1, dtype=np.float64)
+        k += len(idx)
+    low, high = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    result.update(
+        difference=float(d.mean(dtype=np.float64)),
+        low=float(low),
+        high=float(high),
+        share_resamples_a_better=float((diffs > 0).mean()),
+    )
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# groups: where the average hides the people a shortcut fails
+# --------------------------------------------------------------------------------------------------
+
+MIN_GROUP_SIZE = 30  # below this a group's accuracy is reported as "too few", never as a number
+
+
+def group_accuracy_table(
+    y_true: Any,
+    prob_male: Any,
+    masks: Mapping[str, Any],
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    min_size: int = MIN_GROUP_SIZE,
+) -> pd.DataFrame:
+    """Male accuracy per group with a percentile bootstrap CI.
+
+    ``masks``: ``{group name: boolean mask over the rows}`` (groups may overlap). Returns one row per group
+    (index ``group``): ``n``, ``accuracy``, ``ci_low``, ``ci_high``, ``enough`` (n >= ``min_size``) and
+    ``note`` ("", "too few (n < 30)" or "empty"). Accuracy and CI are NaN for groups that are not enough.
+    """
+    y = _as_binary(y_true).reshape(-1)
+    pred = (_prob_of_positive(prob_male) >= threshold).astype(np.int64)
+    if y.shape != pred.shape:
+        raise ValueError(f"y_true and prob_male differ in length: {y.shape} vs {pred.shape}")
+    rows = []
+    for name, mask in masks.items():
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        if mask.shape != y.shape:
+            raise ValueError(f"group {name!r}: mask has {mask.size} rows, the predictions {y.size}")
+        n = int(mask.sum())
+        correct = (pred[mask] == y[mask]).astype(float)
+        if n >= min_size:
+            acc, low, high = bootstrap_ci(
+                lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, alpha=alpha, vectorized=True
+            )
+            note = ""
+        else:
+            acc = low = high = float("nan")
+            note = "empty" if n == 0 else f"too few ({n} < {min_size})"
+        rows.append(
+            {
+                "group": name,
+                "n": n,
+                "accuracy": acc,
+                "ci_low": low,
+                "ci_high": high,
+                "enough": n >= min_size,
+                "note": note,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["group", "n", "accuracy", "ci_low", "ci_high", "enough", "note"]
+    ).set_index("group")
+
+
+def group_metrics(table: pd.DataFrame, overall_accuracy: float) -> dict[str, float]:
+    """Flat metrics from :func:`group_accuracy_table`: ``worst_group_accuracy`` (NaN when no group is big
+    enough), ``worst_group_gap`` (overall accuracy minus it), and ``group_accuracy_<name>`` /
+    ``group_n_<name>`` per group (accuracy only where the group is big enough)."""
+    eligible = table[table["enough"]]
+    worst = float(eligible["accuracy"].min()) if len(eligible) else float("nan")
+    out = {"worst_group_accuracy": worst, "worst_group_gap": float(overall_accuracy) - worst}
+    for name, row in table.iterrows():
+        out[f"group_n_{name}"] = float(row["n"])
+        if row["enough"]:
+            out[f"group_accuracy_{name}"] = float(row["accuracy"])
+    return out
+
+
+def worst_group_name(table: pd.DataFrame) -> str:
+    eligible = table[table["enough"]]
+    return str(eligible["accuracy"].idxmin()) if len(eligible) else ""
+
+
+def group_table_markdown(table: pd.DataFrame) -> str:
+    """The table for a report: "too few" instead of a number where a group is small."""
+    rows = []
+    for name, r in table.iterrows():
+        shown = f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["enough"] else r["note"]
+        rows.append({"group": name, "images": int(r["n"]), "accuracy [95% CI]": shown})
+    return markdown_table(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# text
+# --------------------------------------------------------------------------------------------------
+
+
+def _format_cell(v: Any, floatfmt: str) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating):
+        if math.isnan(v):
+            return ""
+        if float(v).is_integer() and abs(v) >= 1000:
+            return f"{int(v)}"
+        return format(float(v), floatfmt)
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, floatfmt: str = ".4f"
+) -> str:
+    """GitHub-flavoured markdown table. ``columns`` defaults to every key in first-seen order; missing
+    values and NaN become empty cells, floats use ``floatfmt``, ``|`` in text is escaped."""
+    rows = list(rows)
+    if columns is None:
+        columns = []
+        for r in rows:
+            for key in r:
+                if key not in columns:
+                    columns.append(key)
+    columns = list(columns)
+    if not columns:
+        return ""
+    header = "| " + " | ".join(str(c) for c in columns) + " |"
+    sep = "|" + "|".join(" --- " for _ in columns) + "|"
+    body = ["| " + " | ".join(_format_cell(r.get(c), floatfmt) for c in columns) + " |" for r in rows]
+    return "\n".join([header, sep, *body]) + "\n"

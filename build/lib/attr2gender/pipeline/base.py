@@ -1,0 +1,262 @@
+"""What both pipelines share: streaming ``predict``, ``predict_proba``, devices, bundle save/load.
+
+A pipeline holds a plain ``nn.Module`` (:class:`attr2gender.models.ProbabilityModel`: backbone + probability
+function), so loading and predicting never import Lightning; training (:mod:`attr2gender.pipeline.trainers`)
+does, and hands the trained module over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.images import ImageLoadError
+from ..data.transforms import EvalPreprocessing, preprocessing_spec
+from ..models.inference import RUNTIME_PRECISIONS, ProbabilityModel, TorchRuntime, resolve_device, save_model
+from .bundle import write_manifest
+from .inputs import expand_images, stream_batches
+from .runtime import ONNX_FILE, OnnxRuntime, export_onnx, onnx_export_available, resolve_runtime
+
+LABELS = ("Female", "Male")
+PROGRESS_MIN_IMAGES = 512  # show a progress bar on calls at least this long (or with progress=True)
+
+
+class GenderPredictor:
+    """Base of :class:`Attr2GenderPipeline` and :class:`DirectGenderClassifier`.
+
+    Subclasses implement ``_predict_batch(x) -> dict[str, np.ndarray]`` with at least
+    ``male_probability`` (B,), and ``kind``.
+    """
+
+    kind = ""
+    extra_columns: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()  # the ProbabilityModel output kinds this pipeline accepts
+    trained_model = ""  # the training module that produces them (attr2gender.training)
+
+    def __init__(
+        self,
+        image_model,
+        preprocessing: dict | int = 224,
+        threshold: float = 0.5,
+        batch_size: int = 64,
+        device: str = "auto",
+        num_workers: int = 2,
+        runtime: str = "auto",
+        precision: str = "auto",
+        onnx_path: str | Path | None = None,
+        metrics: dict | None = None,
+        config: dict | None = None,
+        report=None,
+    ):
+        if hasattr(image_model, "inference_module"):  # a trained Lightning module: keep only what predicts
+            image_model = image_model.inference_module()
+        if not isinstance(image_model, ProbabilityModel) or image_model.output not in self.outputs:
+            got = getattr(image_model, "output", type(image_model).__name__)
+            raise TypeError(
+                f"{type(self).__name__} needs a trained {self.trained_model} or a ProbabilityModel with "
+                f"{' or '.join(self.outputs)} outputs; got {got}"
+            )
+        self.image_model = image_model.eval()
+        self.preprocessing = (
+            preprocessing_spec(preprocessing) if isinstance(preprocessing, int) else dict(preprocessing)
+        )
+        self.threshold = float(threshold)
+        self.batch_size = int(batch_size)  # images per forward pass
+        self.num_workers = int(num_workers)  # decode processes for folders / path lists
+        self.metrics: dict[str, float] = dict(metrics or {})  # test metrics of the run that trained it
+        self.config: dict = dict(config or {})  # that run's resolved config
+        self.report = report  # the training run's FitReport (in memory only; None for a loaded bundle)
+        self._transform = EvalPreprocessing(self.preprocessing)
+        self._model_hash: str | None = None
+        self.onnx_path = Path(onnx_path) if onnx_path is not None else None  # model.onnx of a loaded bundle
+        self._device = device  # "auto": CUDA when present, else CPU
+        self.set_runtime(runtime, precision)
+
+    # --- where the forward pass runs ---
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self._device = value
+        self._runtime = None  # rebuilt for the new device on the next call
+
+    @property
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+    def set_runtime(self, runtime="auto", precision: str = "auto") -> GenderPredictor:
+        """Run the forward pass in ``runtime`` (``auto`` | ``torch`` | ``onnx``), with ``precision``
+        (``auto`` | ``fp32`` | ``bf16``, torch only). Checked now: ``onnx`` without the extra or without
+        ``model.onnx`` raises, naming the fix. A runtime object (a callable from a preprocessed batch to
+        probabilities, with ``name`` and ``describe()``, like :class:`TorchRuntime`) is used as it is."""
+        if not isinstance(runtime, str):
+            self.runtime, self.precision, self._runtime = (
+                getattr(runtime, "name", "custom"),
+                precision,
+                runtime,
+            )
+            return self
+        if precision not in RUNTIME_PRECISIONS:
+            raise ValueError(f"precision={precision!r} is not valid; choose one of {RUNTIME_PRECISIONS}")
+        resolve_runtime(runtime, self.device, self.onnx_path)
+        self.runtime, self.precision, self._runtime = runtime, precision, None
+        return self
+
+    @property
+    def forward_runtime(self):
+        """The runtime object that runs the forward pass (built on first use)."""
+        if self._runtime is None:
+            chosen = resolve_runtime(self.runtime, self.device, self.onnx_path)
+            if chosen == "onnx":
+                self._runtime = OnnxRuntime(self.onnx_path)
+            else:
+                self._runtime = TorchRuntime(self.image_model, self.device, self.precision)
+        return self._runtime
+
+    def _forward(self, x: torch.Tensor) -> np.ndarray:
+        """Probabilities of a preprocessed batch, as float64: (B, 39) for stage one, (B,) for direct."""
+        return self.forward_runtime(x)
+
+    def export_onnx(self, path: str | Path) -> Path:
+        """The image model (exactly what ``predict`` runs, probabilities out) as a standalone ONNX file with
+        a dynamic batch axis. Needs the ``[onnx]`` extra."""
+        return export_onnx(self.image_model, path, int(self.preprocessing["crop"]))
+
+    def _run(self, images, errors: str, progress: bool | None, batch_size: int | None, batch_fn=None):
+        """Stream ``images`` through ``batch_fn`` (default ``_predict_batch``); returns names, per-row
+        errors and the stacked outputs (NaN rows where an image could not be read)."""
+        batch_fn = batch_fn or self._predict_batch
+        if errors not in ("coerce", "raise"):
+            raise ValueError(f"errors must be 'coerce' (error rows) or 'raise', got {errors!r}")
+        items = expand_images(images)
+        names = [name for name, _ in items]
+        sources = [source for _, source in items]
+        n = len(items)
+        row_errors = [""] * n
+        outputs: dict[str, np.ndarray] = {}
+        show = progress if progress is not None else n >= PROGRESS_MIN_IMAGES
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n, desc=f"{self.kind} predict", unit="img", disable=not show) as bar:
+            for batch in stream_batches(
+                sources, self._transform, batch_size or self.batch_size, self.num_workers
+            ):
+                for position, message in batch.errors:
+                    if errors == "raise":
+                        raise ImageLoadError(str(names[position]), message.split(": ", 1)[-1])
+                    row_errors[position] = message
+                if batch.positions:
+                    result = batch_fn(batch.images)
+                    for key, values in result.items():
+                        if key not in outputs:
+                            outputs[key] = np.full((n, *values.shape[1:]), np.nan, dtype=np.float64)
+                        outputs[key][batch.positions] = values
+                bar.update(len(batch.positions) + len(batch.errors))
+        if "male_probability" not in outputs:
+            outputs["male_probability"] = np.full(n, np.nan)
+        return names, row_errors, outputs
+
+    def predict(
+        self, images, errors: str = "coerce", progress: bool | None = None, batch_size: int | None = None
+    ) -> pd.DataFrame:
+        """One row per input image, in input order: ``image``, ``male_probability``, ``label``, ``error``
+        (and, for the two-stage pipeline, the 39 attribute probabilities). An unreadable image gets an
+        ``error`` and no prediction; ``errors="raise"`` raises instead."""
+        names, row_errors, outputs = self._run(images, errors, progress, batch_size)
+        prob = outputs["male_probability"]
+        label = np.where(np.isnan(prob), None, np.where(prob >= self.threshold, LABELS[1], LABELS[0]))
+        # Numeric columns as one block (cheap to build, even at batch 1), then the three text columns.
+        # The same columns whatever was readable: a call where every image failed still has them all (NaN).
+        blocks = [prob[:, None]] + [
+            outputs.get(k, np.full((len(names), len(self.extra_column_names(k))), np.nan))
+            for k in self.extra_columns
+        ]
+        numeric = ["male_probability"] + [c for k in self.extra_columns for c in self.extra_column_names(k)]
+        frame = pd.DataFrame(np.hstack(blocks), columns=numeric)
+        # object dtype: file names that are not UTF-8 (surrogate-escaped) cannot live in an Arrow string column
+        frame.insert(0, "image", pd.Series(names, dtype=object))
+        frame.insert(2, "label", label)
+        frame["error"] = row_errors
+        return frame
+
+    def extra_column_names(self, key: str) -> list[str]:
+        return [key]
+
+    def predict_proba(
+        self, images, batch_size: int | None = None, progress: bool | None = None
+    ) -> np.ndarray:
+        """(n, 2) array of P(Female), P(Male) in input order; raises on an unreadable image."""
+        _, _, outputs = self._run(images, "raise", progress, batch_size)
+        male = outputs["male_probability"]
+        return np.column_stack([1.0 - male, male])
+
+    # --- identity and persistence ---
+    @property
+    def model_hash(self) -> str:
+        """SHA-256 of the image model's weights: the key of cached stage-one outputs."""
+        if self._model_hash is None:
+            digest = hashlib.sha256()
+            for key, tensor in sorted(self.image_model.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._model_hash = digest.hexdigest()
+        return self._model_hash
+
+    def _manifest(self) -> dict:
+        return {
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "preprocessing": self.preprocessing,
+            "metrics": self.metrics,
+            "config": self.config,
+            "model_hash": self.model_hash,
+        }
+
+    def _save_parts(self, directory: Path) -> None:
+        """Subclasses write their extra files here."""
+
+    def save(self, directory: str | Path, onnx: bool | None = None) -> Path:
+        """Write a bundle: safetensors weights, JSON everything else, hashes in ``pipeline.json``; and
+        ``model.onnx`` when the ``[onnx]`` extra is installed (``onnx=None``), always (``True``) or never."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_model(
+            self.image_model,
+            directory,
+            {"image_size": int(self.preprocessing["crop"]), "preprocessing": self.preprocessing},
+        )
+        self._save_parts(directory)
+        if onnx or (onnx is None and onnx_export_available()):
+            self.export_onnx(directory / ONNX_FILE)
+        else:
+            (directory / ONNX_FILE).unlink(missing_ok=True)  # never ship a stale export of other weights
+        write_manifest(directory, self._manifest())
+        return directory
+
+    @property
+    def fit_report_(self):
+        """The training run's report (an alias of :attr:`report`, kept for code written before it)."""
+        return self.report
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "auto", batch_size: int = 64, runtime: str = "auto"):
+        from .loading import load_pipeline
+
+        pipeline = load_pipeline(directory, device=device, batch_size=batch_size, runtime=runtime)
+        if not isinstance(pipeline, cls):
+            raise TypeError(
+                f"{directory} holds a {pipeline.kind} pipeline, not {cls.__name__}; "
+                "use attr2gender.pipeline.load_pipeline to load any kind"
+            )
+        return pipeline
+
+    def _restore_common(self, manifest: dict) -> None:
+        # Strict JSON stores NaN metrics (e.g. an AUC with one class) as null: they come back as NaN.
+        self.metrics = {k: float("nan") if v is None else v for k, v in manifest.get("metrics", {}).items()}
+        self.config = manifest.get("config", {})

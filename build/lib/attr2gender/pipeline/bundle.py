@@ -1,0 +1,244 @@
+"""Pipeline bundles on disk, without pickle, and a loader that believes nothing it has not checked.
+
+    bundle/
+      pipeline.json        kind, format, library version, threshold, preprocessing, metrics, config, the
+                           SHA-256 of every other file, and the SHA-256 of its own content
+      model.safetensors    image model weights
+      model.json           image model architecture (backbone name, head, loss)
+      model.onnx           optional: the same image model for ONNX Runtime (the [onnx] extra)
+      stage_two.json       two-stage only: logistic coefficients, or LightGBM metadata ...
+      stage_two_lightgbm.txt  ... and LightGBM's own text model (LightGBM stage two only)
+
+The rules :func:`read_manifest` enforces before a tensor is read:
+
+* the loader knows the exact files each bundle kind holds; the manifest must list exactly those (a file
+  missing from the list, or a name that is not one of them, is refused; so are names with a path
+  separator or ``..``), and every listed file is hashed;
+* the manifest's own content (everything but its ``manifest_sha256`` field) is hashed too, so its
+  threshold, preprocessing or kind cannot be edited;
+* every manifest value is checked for type and range (a 20,000 px resize is refused), and any malformed
+  manifest is a :class:`BundleError`, never a ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+from .._version import __version__
+from ..errors import BundleError
+
+BUNDLE_FORMAT = 2  # 2: the manifest hashes itself and the file list is fixed per kind; load refuses others
+MANIFEST = "pipeline.json"
+KINDS = ("two_stage", "direct")
+REQUIRED_FILES = {
+    "direct": ("model.safetensors", "model.json"),
+    "two_stage": ("model.safetensors", "model.json", "stage_two.json"),
+}
+OPTIONAL_FILES = ("model.onnx",)
+LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two: required
+MAX_SIDE = 4096  # preprocessing resize/crop: beyond this a bundle would cost gigabytes per image
+TOP_LEVEL = {
+    "format",
+    "library_version",
+    "kind",
+    "threshold",
+    "preprocessing",
+    "metrics",
+    "config",
+    "model_hash",
+    "files",
+    "manifest_sha256",
+    "attribute_names",
+    "stage_two",
+}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _canonical(manifest: dict) -> bytes:
+    """The bytes the manifest's own hash covers: every field but ``manifest_sha256``, canonically ordered."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def _plain(value):
+    """JSON-ready: numpy values to Python, non-finite floats to None (strict JSON has no NaN)."""
+    value = json.loads(json.dumps(value, default=_json_default, allow_nan=True))
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(value)
+
+
+def expected_files(kind: str, stage_two_model: str | None = None) -> tuple[set[str], set[str]]:
+    """(required, optional) file names of a bundle of ``kind``."""
+    required = set(REQUIRED_FILES[kind])
+    if kind == "two_stage" and stage_two_model == "lightgbm":
+        required.add(LIGHTGBM_FILE)
+    return required, set(OPTIONAL_FILES)
+
+
+def write_manifest(directory: Path, manifest: dict) -> Path:
+    """Hash the bundle's files (exactly the ones its kind holds) and the manifest itself; write it."""
+    kind = manifest["kind"]
+    required, optional = expected_files(kind, (manifest.get("stage_two") or {}).get("model"))
+    present = {name for name in required | optional if (directory / name).is_file()}
+    missing = required - present
+    if missing:
+        raise BundleError(f"cannot save a {kind} bundle without {sorted(missing)}")
+    manifest = _plain(
+        {
+            "format": BUNDLE_FORMAT,
+            "library_version": __version__,
+            **manifest,
+            "files": {name: sha256_file(directory / name) for name in sorted(present)},
+        }
+    )
+    manifest["manifest_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
+    path = directory / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False))
+    return path
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """The verified manifest: right format, exact file list, every file and the manifest unmodified, every
+    value of the right type and range. Raises :class:`BundleError` naming what is wrong."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{path} not found: {directory} is not a bundle saved by attr2gender's save()")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON ({exc}); the bundle is damaged, save it again") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path} must hold a JSON object; the bundle is damaged, save it again")
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{directory} has bundle format {manifest.get('format')!r} (library {manifest.get('library_version')!r}); "
+            f"this attr2gender {__version__} reads format {BUNDLE_FORMAT}. Save the pipeline again with this version "
+            "(format 1 bundles carry no hash of their own manifest, so they cannot be verified)."
+        )
+    recorded = manifest.get("manifest_sha256")
+    try:
+        actual = hashlib.sha256(_canonical(manifest)).hexdigest()
+    except ValueError:  # NaN or infinity in the JSON: not written by save()
+        actual = None
+    if not isinstance(recorded, str) or recorded != actual:
+        raise BundleError(
+            f"{path} was modified after saving (its own SHA-256 does not match); refusing to load it"
+        )
+    _check_values(manifest, path)
+    _check_files(manifest, directory)
+    return manifest
+
+
+def _fail(path: Path, field: str, problem: str) -> BundleError:
+    return BundleError(f"{path}: {field} {problem}; the bundle is damaged, save it again")
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_values(m: dict, path: Path) -> None:
+    unknown = sorted(set(m) - TOP_LEVEL)
+    if unknown:
+        raise _fail(path, "fields", f"{unknown} are not part of format {BUNDLE_FORMAT}")
+    if m.get("kind") not in KINDS:
+        raise _fail(path, "kind", f"{m.get('kind')!r} is not one of {KINDS}")
+    threshold = m.get("threshold")
+    if not (_number(threshold) and 0 < threshold < 1):
+        raise _fail(path, "threshold", f"{threshold!r} must be a number strictly between 0 and 1")
+    pre = m.get("preprocessing")
+    if not isinstance(pre, dict):
+        raise _fail(path, "preprocessing", "must be an object")
+    for key in ("resize", "crop"):
+        value = pre.get(key)
+        if not (isinstance(value, int) and not isinstance(value, bool) and 16 <= value <= MAX_SIDE):
+            raise _fail(path, f"preprocessing.{key}", f"{value!r} must be an integer from 16 to {MAX_SIDE}")
+    if pre["crop"] > pre["resize"]:
+        raise _fail(path, "preprocessing.crop", f"{pre['crop']} is larger than the resize {pre['resize']}")
+    for key, low in (("mean", -10.0), ("std", 1e-6)):
+        values = pre.get(key)
+        if not (
+            isinstance(values, list)
+            and len(values) == 3
+            and all(_number(v) and low <= v <= 10 for v in values)
+        ):
+            raise _fail(
+                path,
+                f"preprocessing.{key}",
+                f"{values!r} must be three finite numbers" + (" above 0" if key == "std" else ""),
+            )
+    if pre.get("interpolation", "bilinear") != "bilinear":
+        raise _fail(path, "preprocessing.interpolation", f"{pre.get('interpolation')!r} must be 'bilinear'")
+    if set(pre) - {"resize", "crop", "mean", "std", "interpolation"}:
+        raise _fail(
+            path,
+            "preprocessing",
+            f"has unknown keys {sorted(set(pre) - {'resize', 'crop', 'mean', 'std', 'interpolation'})}",
+        )
+    for key in ("metrics", "config"):
+        if not isinstance(m.get(key, {}), dict):
+            raise _fail(path, key, "must be an object")
+    if not all(isinstance(k, str) and (v is None or _number(v)) for k, v in m.get("metrics", {}).items()):
+        raise _fail(path, "metrics", "must map names to numbers")
+    if not isinstance(m.get("model_hash", ""), str):
+        raise _fail(path, "model_hash", "must be a string")
+    if m["kind"] == "two_stage":
+        stage_two = m.get("stage_two")
+        if not isinstance(stage_two, dict) or stage_two.get("model") not in ("logistic", "lightgbm"):
+            raise _fail(path, "stage_two.model", "must be 'logistic' or 'lightgbm'")
+        names = m.get("attribute_names")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise _fail(path, "attribute_names", "must be a list of attribute names")
+
+
+def _check_files(m: dict, directory: Path) -> None:
+    path = directory / MANIFEST
+    files = m.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
+        raise _fail(path, "files", "must map file names to SHA-256 hex digests")
+    for name in files:
+        if name in ("", ".", "..") or "/" in name or "\\" in name or ".." in name or name == MANIFEST:
+            raise _fail(path, "files", f"names {name!r}, which is not a file of the bundle folder")
+    required, optional = expected_files(m["kind"], (m.get("stage_two") or {}).get("model"))
+    unexpected = sorted(set(files) - required - optional)
+    if unexpected:
+        raise _fail(path, "files", f"lists {unexpected}, which a {m['kind']} bundle does not hold")
+    unlisted = sorted(required - set(files))
+    if unlisted:
+        raise _fail(path, "files", f"does not list {unlisted}, which every {m['kind']} bundle holds")
+    for name, expected in files.items():
+        file = directory / name
+        if not file.is_file():
+            raise BundleError(f"{file} is missing from the bundle; copy the whole folder, or save it again")
+        if sha256_file(file) != expected:
+            raise BundleError(f"{file} was modified after saving (SHA-256 mismatch); refusing to load it")

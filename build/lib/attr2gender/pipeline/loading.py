@@ -1,0 +1,65 @@
+"""``load_pipeline(dir)``: any saved bundle back, after its hashes are verified; no pickle anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..models import load_model
+from ..tabular import load_stage_two
+from .bundle import BundleError, read_manifest
+from .direct import DirectGenderClassifier
+from .runtime import ONNX_FILE
+from .two_stage import Attr2GenderPipeline
+
+
+def load_pipeline(
+    directory: str | Path,
+    device: str = "auto",
+    batch_size: int = 64,
+    num_workers: int = 2,
+    runtime: str = "auto",
+    precision: str = "auto",
+):
+    """Load a bundle written by ``save()``: safetensors weights, JSON config, LightGBM text or JSON
+    coefficients. Fails clearly on a missing or modified file, or a bundle from another format.
+
+    ``runtime``: ``auto`` (ONNX Runtime on CPU when the ``[onnx]`` extra is installed and the bundle holds
+    ``model.onnx``, else PyTorch channels-last), ``torch`` or ``onnx``; ``precision`` (torch only):
+    ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16``."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)  # every file hashed, every value checked, before anything is read
+    try:
+        model = load_model(directory)
+        if model.task != ("attributes" if manifest["kind"] == "two_stage" else "direct"):
+            raise ValueError(
+                f"model.json holds a {model.task!r} model, not the {manifest['kind']} pipeline's"
+            )
+        stage_two = load_stage_two(directory) if manifest["kind"] == "two_stage" else None
+    except BundleError:
+        raise
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        OSError,
+        RuntimeError,
+    ) as exc:  # consistent hashes, broken content
+        raise BundleError(
+            f"{directory}: {type(exc).__name__}: {exc}; the bundle is damaged, save it again"
+        ) from None
+    onnx_path = directory / ONNX_FILE if ONNX_FILE in manifest["files"] else None
+    kw = dict(
+        threshold=manifest["threshold"],
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        runtime=runtime,
+        precision=precision,
+        onnx_path=onnx_path,
+    )
+    if manifest["kind"] == "two_stage":
+        pipeline = Attr2GenderPipeline(model, stage_two, manifest["preprocessing"], **kw)
+    else:
+        pipeline = DirectGenderClassifier(model, manifest["preprocessing"], **kw)
+    pipeline._restore_common(manifest)
+    return pipeline

@@ -1,0 +1,213 @@
+"""Training both pipelines from a CelebA root and a config: :func:`train_two_stage` and :func:`train_direct`
+return a complete pipeline and its :class:`FitReport` (what the experiments layer logs and compares);
+:func:`fit_stage_two` is the one way stage two is fitted (trainers, concept editing and benchmarks share it)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import RunConfig, build_config, load_preset
+from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
+from ..data.groups import group_masks
+from ..metrics import binary_metrics, group_accuracy_table, group_metrics
+from ..training import TrainResult, train
+from ..training.evaluate import SplitPredictions, split_metrics
+from .direct import DirectGenderClassifier
+from .stage_two import StageTwoData, fit_stage_two
+from .two_stage import Attr2GenderPipeline, male_probability
+
+
+@dataclass
+class FitReport:
+    """Everything a fit produced that a report or a comparison needs."""
+
+    train_result: TrainResult
+    test_ids: list[str]  # test images that were read, in order
+    test_male: np.ndarray  # truth
+    test_male_probability: np.ndarray  # the pipeline's P(Male)
+    metrics: dict[str, float]  # test metrics (same names for both pipelines where they mean the same)
+    test_attribute_probabilities: np.ndarray | None = None  # two-stage: stage one's (n, 39)
+    test_attributes: np.ndarray | None = None  # two-stage: the (n, 39) truth
+    stage_two_rows: int = 0  # rows stage two was fitted on
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: stage_one_train, stage_two_fit, ...
+    test_truth: pd.DataFrame | None = None  # the 40 true attributes of the test images (groups, slices)
+    group_table: pd.DataFrame | None = None  # Male accuracy per group with CIs (see attr2gender.metrics)
+
+
+def test_metrics(
+    male: np.ndarray, prob: np.ndarray, truth: pd.DataFrame, threshold: float, seed: int = 0
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Binary metrics, plus the worst group and every group's accuracy (Male x makeup, Male x blond)."""
+    metrics = {k: float(v) for k, v in binary_metrics(male, prob, threshold=threshold).items()}
+    table = group_accuracy_table(male, prob, group_masks(truth), threshold=threshold, seed=seed)
+    return metrics | group_metrics(table, metrics["accuracy"]), table
+
+
+def resolve_config(config, task: str, overrides: dict) -> RunConfig:
+    """A RunConfig from a RunConfig, a preset path or nothing, with ``overrides`` and the task applied."""
+    if config is None:
+        base = RunConfig()
+    elif isinstance(config, RunConfig):
+        base = config
+    else:
+        runs = load_preset(config)
+        if len(runs) != 1:
+            raise ValueError(f"{config} holds {len(runs)} runs; pass one RunConfig (load_preset(...)[i][1])")
+        base = runs[0][1]
+    return build_config(base.to_dict() | overrides | {"task": task}, "fit() arguments")
+
+
+def _paths(celeba, ids) -> list[Path]:
+    return [celeba.image_path(i) for i in ids]
+
+
+def _readable(ids: list[str], errors: list[str]) -> np.ndarray:
+    return np.array([not e for e in errors], dtype=bool) if ids else np.zeros(0, dtype=bool)
+
+
+def stage_two_label_rows(celeba, splits) -> pd.DataFrame:
+    """Ground-truth rows for ``stage_two_fit_on=labels``: every annotated image of the official
+    training partition (162,770 on CelebA; no image needed), minus any image in val or test."""
+    held_out = set(splits.val) | set(splits.test)
+    if celeba.partition is not None:
+        ids = celeba.partition.index[celeba.partition.to_numpy() == 0]
+        ids = ids[ids.isin(celeba.attributes.index) & ~ids.isin(list(held_out))]
+    else:
+        ids = pd.Index(splits.train)
+    return celeba.attributes.loc[ids]
+
+
+def train_two_stage(
+    config=None, loggers=None, **overrides
+) -> tuple[Attr2GenderPipeline | None, FitReport | None]:
+    """Train stage one, fit stage two, evaluate on the test split. (None, None) on a non-zero DDP rank."""
+    config = resolve_config(config, "attributes", overrides)
+    result = train(config, loggers=loggers, evaluate_test=False)
+    if result.model is None:  # a non-zero DDP rank: rank 0 fits stage two and evaluates
+        return None, None
+    config = result.config
+    dm = result.datamodule
+    celeba, splits = dm.celeba, dm.splits
+    stage_one = Attr2GenderPipeline._stage_one_only(
+        result.model,
+        config.image_size,
+        threshold=config.threshold,
+        cache_dir=config.cache_dir,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+    )
+    timings = {"stage_one_train": result.train_seconds}
+
+    start = time.perf_counter()
+    data = stage_two_training_data(stage_one, config, celeba, splits)
+    timings["stage_one_on_stage_two_rows"] = (
+        time.perf_counter() - start if data.input_kind == "probability" else 0.0
+    )
+    start = time.perf_counter()
+    stage_two, stage_two_info = fit_stage_two(
+        data,
+        model=config.stage_two_model,
+        objective=config.stage_two_objective,
+        exclude=config.stage_two_exclude,
+        group_by=config.group_by,
+        threshold=config.threshold,
+        class_weight=config.stage_two_class_weight,
+        seed=config.seed,
+    )
+    timings["stage_two_fit"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    probs, errors = stage_one.attribute_probabilities(_paths(celeba, splits.test), progress=config.progress)
+    timings["test_inference"] = time.perf_counter() - start
+    ok = _readable(splits.test, errors)
+    test_ids = list(np.asarray(splits.test)[ok])
+    truth = celeba.stage_one_targets(test_ids).astype(np.int64)
+    male = celeba.male(test_ids)
+    male_prob = male_probability(stage_two, probs[ok])
+    split = SplitPredictions(
+        probs[ok], male, truth, np.flatnonzero(ok), int((~ok).sum()), timings["test_inference"]
+    )
+    metrics = split_metrics("attributes", split, config.threshold)
+    test_truth = celeba.attributes.loc[test_ids]
+    male_metrics, table = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
+    metrics |= male_metrics | stage_two_info
+    metrics["train_seconds"] = (
+        result.train_seconds + timings["stage_two_fit"] + timings["stage_one_on_stage_two_rows"]
+    )
+    metrics["stage_two_rows"] = float(len(data.y))
+    report = FitReport(
+        result, test_ids, male, male_prob, metrics, probs[ok], truth, len(data.y), timings, test_truth, table
+    )
+    pipeline = stage_one.with_stage_two(stage_two, metrics=metrics, config=config.to_dict(), report=report)
+    pipeline.stage_two_data = data
+    return pipeline, report
+
+
+def stage_two_training_data(pipeline, config: RunConfig, celeba, splits) -> StageTwoData:
+    """Stage two's rows per ``stage_two_fit_on``: stage one's probabilities on the validation images
+    (``predicted``, the *sequential* model of the concept-bottleneck literature) or the true attributes of
+    every training-partition row (``labels``, *independent*)."""
+    if config.stage_two_fit_on == "predicted":
+        # Stage one's probabilities on images it did not train on, so stage two learns its real errors.
+        probs, errors = pipeline.attribute_probabilities(_paths(celeba, splits.val), progress=config.progress)
+        ok = _readable(splits.val, errors)
+        ids = list(np.asarray(splits.val)[ok])
+        X = pd.DataFrame(probs[ok], columns=list(STAGE_ONE_ATTRIBUTES))
+        input_kind = "probability"
+    else:
+        rows = stage_two_label_rows(celeba, splits)
+        ids = list(rows.index)
+        X = rows[list(STAGE_ONE_ATTRIBUTES)].astype(np.float64).reset_index(drop=True)
+        input_kind = "binary"  # fitted on 0/1, so stage one's probabilities are thresholded too
+    truth = celeba.attributes.loc[ids]
+    identities = celeba.identity.reindex(ids).to_numpy() if celeba.identity is not None else None
+    return StageTwoData(X, truth[TARGET].to_numpy(), truth, identities, input_kind)
+
+
+def train_direct(
+    config=None, loggers=None, **overrides
+) -> tuple[DirectGenderClassifier | None, FitReport | None]:
+    """Train the direct model and evaluate it on the test split. (None, None) on a non-zero DDP rank."""
+    config = resolve_config(config, "direct", overrides)
+    result = train(config, loggers=loggers, evaluate_test=False)
+    if result.model is None:  # a non-zero DDP rank
+        return None, None
+    config = result.config
+    dm = result.datamodule
+    celeba, splits = dm.celeba, dm.splits
+    settings = dict(threshold=config.threshold, batch_size=config.batch_size, num_workers=config.num_workers)
+    start = time.perf_counter()
+    frame = DirectGenderClassifier(result.model, config.image_size, **settings).predict(
+        _paths(celeba, splits.test), progress=config.progress
+    )
+    seconds = time.perf_counter() - start
+    ok = (frame["error"] == "").to_numpy()
+    test_ids = list(np.asarray(splits.test)[ok])
+    male = celeba.male(test_ids)
+    male_prob = frame.loc[ok, "male_probability"].to_numpy()
+    test_truth = celeba.attributes.loc[test_ids]
+    metrics, table = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
+    metrics |= {
+        "n_images": float(ok.sum()),
+        "skipped_images": float((~ok).sum()),
+        "train_seconds": result.train_seconds,
+    }
+    report = FitReport(
+        result,
+        test_ids,
+        male,
+        male_prob,
+        metrics,
+        timings={"train": result.train_seconds, "test_inference": seconds},
+        test_truth=test_truth,
+        group_table=table,
+    )
+    pipeline = DirectGenderClassifier(
+        result.model, config.image_size, metrics=metrics, config=config.to_dict(), report=report, **settings
+    )
+    return pipeline, report

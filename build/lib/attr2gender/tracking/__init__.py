@@ -1,0 +1,1 @@
+"""Tracking: metrics and reports, plots, and MLflow logging."""

@@ -1,0 +1,435 @@
+"""MLflow, behind a small tracker interface the run logic talks to (so tests can mock the backend).
+
+Where runs go: ``MLFLOW_TRACKING_URI`` when set (a team server works unchanged), else an embedded
+SQLite store at an absolute path in the working folder, ``sqlite:////abs/cwd/mlflow.db``, with the
+artifacts next to it in ``/abs/cwd/mlartifacts`` (set on the experiment when it is created; MLflow
+refuses the old ``./mlruns`` file store). The store and experiment are made once, in the process that
+starts the runs; logging happens from rank 0 only (see :func:`is_rank_zero`).
+
+:class:`MlflowTracker` logs; :class:`NullTracker` (``tracking=none``, or a non-zero rank) does nothing.
+Both have the same methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import math
+import os
+import re
+import shlex
+import socket
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+DB_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+MODEL_NAME = "model"  # artifact name of the logged pyfunc model: runs:/<run_id>/model
+SYSTEM_METRICS_NOTE = (
+    "system metrics skipped: psutil is not installed (pip install psutil to log CPU/RAM/GPU use)"
+)
+MODEL_REQUIREMENTS = (
+    "torch",
+    "torchvision",
+    "timm",
+    "lightning",
+    "scikit-learn",
+    "lightgbm",
+    "pandas",
+    "numpy",
+    "pillow",
+    "safetensors",
+    "pyyaml",
+    "tqdm",
+    "matplotlib",
+    "mlflow",
+)
+
+
+TAG_PID, TAG_PID_STARTED, TAG_HOST = "attr2gender.pid", "attr2gender.pid_started", "attr2gender.host"
+
+
+def process_tags() -> dict[str, str]:
+    """Which process on which machine runs this run (its start time guards against reused pids)."""
+    import psutil
+
+    me = psutil.Process()
+    return {TAG_PID: str(me.pid), TAG_PID_STARTED: repr(me.create_time()), TAG_HOST: socket.gethostname()}
+
+
+def default_tracking_uri(cwd: str | os.PathLike | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else ``sqlite:////<abs cwd>/mlflow.db``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env:
+        return env
+    return "sqlite:///" + str(Path(cwd or os.getcwd()).resolve() / DB_FILE)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
+
+
+def artifact_location_for(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: ``mlartifacts/`` beside a SQLite file; for a server
+    or any other store, None (the server decides)."""
+    db = sqlite_path(uri)
+    if db is None:
+        return None
+    return str(db.resolve().parent / ARTIFACT_DIR)
+
+
+def ui_command(uri: str) -> str:
+    """The line that shows the runs: ``mlflow ui --backend-store-uri <uri>`` (or the server's address)."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser (MLflow tracking server)"
+    return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+
+
+def is_rank_zero() -> bool:
+    """True unless this is a non-zero rank of a distributed launch (torchrun, SLURM, Lightning's DDP)."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        value = os.environ.get(var)
+        if value not in (None, ""):
+            try:
+                return int(value) == 0
+            except ValueError:
+                return True
+    return True
+
+
+_METRIC_NAME = re.compile(r"[^0-9A-Za-z_\-. /]")
+
+
+def metric_name(name: str) -> str:
+    """A name MLflow accepts (letters, digits, ``_ - . /`` and space)."""
+    return _METRIC_NAME.sub("_", str(name))
+
+
+def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric entries of ``metrics`` as floats (bools and non-numbers dropped), names sanitised."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        out[metric_name(key)] = number
+    return out
+
+
+def flat_params(values: Mapping[str, Any]) -> dict[str, str]:
+    """Config values as MLflow params (strings; lists joined, long values cut to MLflow's limit)."""
+    out = {}
+    for key, value in values.items():
+        text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        out[key] = text[:6000]
+    return out
+
+
+def model_requirements() -> list[str]:
+    """Pinned pip requirements of the pyfunc model (what this environment has installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in MODEL_REQUIREMENTS:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def pyfunc_signature():
+    """Column-based signature: optional string columns in, three columns out (Spark-UDF friendly)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema(
+        [ColSpec("string", "image_base64", required=False), ColSpec("string", "path", required=False)]
+    )
+    outputs = Schema(
+        [
+            ColSpec("double", "male_probability"),
+            ColSpec("string", "label", required=False),
+            ColSpec("string", "error"),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+class NullTracker:
+    """Tracking off: every call is a no-op; ``run`` yields None."""
+
+    enabled = False
+    uri = ""
+    experiment = ""
+    experiment_id = None
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        name: str,
+        tags: Mapping[str, str] | None = None,
+        nested: bool = False,
+        system_metrics: bool = False,
+        description: str | None = None,
+    ) -> Iterator[str | None]:
+        yield None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        pass
+
+    def log_history(self, history) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_artifacts(self, directory, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        pass
+
+    def log_pyfunc_model(self, bundle_dir, input_example=None) -> str | None:
+        return None
+
+    def ui_line(self) -> str:
+        return "MLflow tracking is off (tracking=none); results are only in the folders above."
+
+
+class MlflowTracker(NullTracker):
+    """Logs to MLflow. Creating one creates the store (SQLite tables) and the experiment if needed."""
+
+    enabled = True
+
+    def __init__(self, experiment: str = "attr2gender", tracking_uri: str | None = None, announce=print):
+        import mlflow
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # table creation chatter on a new store
+        self.uri = tracking_uri or default_tracking_uri()
+        db = sqlite_path(self.uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = mlflow.MlflowClient(self.uri)
+        self.experiment = experiment
+        self.experiment_id = self._ensure_experiment(experiment)
+        self.announce = announce
+        self._noted_system_metrics = False
+        self.ended_stale = self._end_stale_runs()
+
+    def _end_stale_runs(self) -> list[str]:
+        """Mark this machine's runs that still say RUNNING but whose process is gone as KILLED (a run killed
+        mid-training never ends itself), and say so in one line."""
+        import psutil
+
+        try:
+            running = self.client.search_runs(
+                [self.experiment_id], "attributes.status = 'RUNNING'", max_results=500
+            )
+        except Exception:  # a store that cannot be searched must not stop a run from starting
+            return []
+        ended = []
+        for run in running:
+            tags = run.data.tags
+            if tags.get(TAG_HOST) != socket.gethostname() or TAG_PID not in tags:
+                continue
+            try:
+                pid, started = int(tags[TAG_PID]), float(tags.get(TAG_PID_STARTED, "nan"))
+                alive = psutil.pid_exists(pid) and abs(psutil.Process(pid).create_time() - started) < 1.0
+            except (ValueError, psutil.Error):
+                alive = False
+            if not alive:
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                ended.append(run.info.run_id)
+        if ended:
+            self.announce(
+                f"note: marked {len(ended)} run(s) KILLED whose process is gone (started here, never "
+                f"finished): {', '.join(ended)}"
+            )
+        return ended
+
+    def _ensure_experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        existing = self.client.get_experiment_by_name(name)
+        if existing is not None:
+            if existing.lifecycle_stage == "deleted":
+                raise MlflowException(
+                    f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments "
+                    f"restore) or pass experiment=<another name>"
+                )
+            return existing.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_location_for(self.uri))
+        except MlflowException:  # created meanwhile by another process
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def use_experiment_of(self, run_id: str) -> None:
+        """Put the next runs in the experiment that holds ``run_id``."""
+        run = self.client.get_run(run_id)
+        self.experiment_id = run.info.experiment_id
+        self.experiment = self.client.get_experiment(self.experiment_id).name
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        name: str,
+        tags: Mapping[str, str] | None = None,
+        nested: bool = False,
+        system_metrics: bool = False,
+        description: str | None = None,
+    ) -> Iterator[str]:
+        import mlflow
+
+        tags = dict(tags or {})
+        log_system = False
+        if system_metrics:
+            if importlib.util.find_spec("psutil") is not None:
+                log_system = True
+            else:
+                tags["system_metrics"] = "skipped: psutil not installed"
+                if not self._noted_system_metrics:
+                    self.announce(f"note: {SYSTEM_METRICS_NOTE}")
+                    self._noted_system_metrics = True
+        tags |= process_tags()  # lets a later start tell a killed run from a live one
+        active = mlflow.start_run(
+            experiment_id=self.experiment_id,
+            run_name=name,
+            nested=nested,
+            tags={k: str(v) for k, v in tags.items()},
+            description=description,
+            log_system_metrics=log_system,
+        )
+        try:
+            yield active.info.run_id
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        mlflow.end_run(status="FINISHED")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        import mlflow
+
+        if params:
+            mlflow.log_params(flat_params(params))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        import mlflow
+
+        values = numeric_metrics(metrics)
+        if values:
+            mlflow.log_metrics(values, step=step)
+
+    def log_history(self, history) -> None:
+        """One step per epoch: every numeric history column but ``epoch``."""
+        if history is None or len(history) == 0 or "epoch" not in history:
+            return
+        for _, row in history.iterrows():
+            epoch = int(row["epoch"])
+            values = {k: v for k, v in row.items() if k != "epoch" and not _is_nan(v)}
+            self.log_metrics(values, step=epoch)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        if Path(path).is_file():
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_artifacts(self, directory, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        if Path(directory).is_dir() and any(Path(directory).iterdir()):
+            mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        import mlflow
+
+        mlflow.log_text(text, artifact_file)
+
+    def log_pyfunc_model(self, bundle_dir, input_example=None) -> str:
+        """Log the bundle as a models-from-code pyfunc (``pyfunc_model.py``; no pickle). Returns its URI."""
+        import mlflow
+
+        from . import pyfunc_model
+
+        with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):  # no bars while MLflow checks the example
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=str(Path(pyfunc_model.__file__).resolve()),
+                artifacts={pyfunc_model.BUNDLE_ARTIFACT: str(Path(bundle_dir).resolve())},
+                code_paths=[str(Path(__file__).resolve().parents[1])],  # the attr2gender package
+                signature=pyfunc_signature(),
+                input_example=input_example,
+                pip_requirements=model_requirements(),
+            )
+        return info.model_uri
+
+    # --- reading finished runs (compare --runs) ---
+    def run_data(self, run_id: str) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+        """Metrics, params and tags of a finished run."""
+        run = self.client.get_run(run_id)
+        return dict(run.data.metrics), dict(run.data.params), dict(run.data.tags)
+
+    def download_artifact(self, run_id: str, path: str, dst: str | os.PathLike) -> Path:
+        import mlflow
+
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=self.uri
+                )
+            )
+
+    def ui_line(self) -> str:
+        return ui_command(self.uri)
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable for the block (unless the user set it), then restore it."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+def _is_nan(value) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def make_tracker(config, announce=print) -> NullTracker:
+    """The tracker for ``config.tracking`` (``mlflow`` or ``none``), and a no-op on non-zero ranks."""
+    if config.tracking == "none" or not is_rank_zero():
+        return NullTracker()
+    return MlflowTracker(config.experiment, announce=announce)

@@ -1,0 +1,144 @@
+"""The MLflow pyfunc model of a saved pipeline bundle, logged as "models from code" (no pickle).
+
+MLflow copies this file into the logged model and runs it on load: it defines
+:class:`GenderPyfuncModel` and hands an instance to ``mlflow.models.set_model``. The trained weights
+are not in this file: they are the pipeline bundle (safetensors + JSON, see
+:mod:`attr2gender.pipeline.bundle`), logged as the model's artifact ``bundle`` and read in
+``load_context``. The attr2gender package travels with the model as ``code_paths``.
+
+Input: a DataFrame with a string column ``image_base64`` (an encoded JPEG/PNG, optionally with a
+``data:image/...;base64,`` prefix) and/or a string column ``path`` (a file the server can read). Per
+row the base64 image wins when both are given. Output: one row per input row, in order, with
+``male_probability`` (float, NaN when the row failed), ``label`` ("Male"/"Female", missing when failed)
+and ``error`` ("" when fine, else why the row failed). A bad row (unreadable, a folder, a decompression
+bomb, not base64) never fails or shifts the others: one input row gives exactly one output row.
+
+Serving (REST)::
+
+    mlflow models serve -m runs:/<run_id>/model --env-manager local -p 5001
+    curl -s localhost:5001/invocations -H 'Content-Type: application/json' \\
+        -d '{"dataframe_records": [{"image_base64": "'$(base64 -w0 face.jpg)'"}, {"path": "/data/x.jpg"}]}'
+
+Spark (the signature is column based, so columns are matched by name)::
+
+    udf = mlflow.pyfunc.spark_udf(spark, "runs:/<run_id>/model", env_manager="local",
+                                  result_type="male_probability double, label string, error string")
+    scored = images_df.withColumn("pred", udf(struct("path")))  # or struct("image_base64")
+"""
+
+import base64
+import binascii
+import math
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+INPUT_COLUMNS = ("image_base64", "path")
+OUTPUT_COLUMNS = ("male_probability", "label", "error")
+BUNDLE_ARTIFACT = "bundle"  # key of the pipeline bundle in the model's artifacts
+
+
+def _blank(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def decode_base64(text) -> bytes:
+    """Image bytes from base64 text: tolerates a ``data:image/...;base64,`` prefix and line-wrapped input
+    (what ``base64 file`` prints); ``ValueError`` naming the problem otherwise."""
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("ascii", errors="replace")
+    if not isinstance(text, str):
+        raise ValueError(f"image_base64 must be a base64 string, got {type(text).__name__}")
+    text = text.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    text = "".join(text.split())  # line breaks and spaces of wrapped base64
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"image_base64 is not valid base64 ({exc})") from None
+
+
+def _row_source(i: int, encoded, path):
+    """What row ``i`` names as its one image (bytes or a file path), or raise ValueError saying why not."""
+    from pathlib import Path
+
+    if not _blank(encoded):
+        raw = decode_base64(encoded)
+        return raw
+    if not _blank(path):
+        if not isinstance(path, str):
+            raise ValueError(f"path must be a string (a file the server can read), got {type(path).__name__}")
+        if Path(path).is_dir():
+            raise ValueError(f"path {path!r} is a folder; the served model takes one image file per row")
+        return Path(path)
+    raise ValueError("neither image_base64 nor path given")
+
+
+def predict_frame(pipeline, model_input) -> pd.DataFrame:
+    """Score ``model_input`` (DataFrame with ``image_base64`` and/or ``path``) with a loaded pipeline.
+
+    One output row per input row, in the same order; a row that fails gets an ``error`` and no prediction,
+    and never shifts or fails the others."""
+    from attr2gender.data.images import ImageLoadError, load_image
+
+    if isinstance(model_input, dict):
+        model_input = pd.DataFrame(model_input)
+    if not isinstance(model_input, pd.DataFrame):
+        model_input = pd.DataFrame(model_input)
+    received = [str(c) for c in model_input.columns]
+    unknown = [c for c in received if c not in INPUT_COLUMNS]
+    if unknown or not any(c in received for c in INPUT_COLUMNS):
+        raise ValueError(
+            f"input columns must be image_base64 and/or path; received {received}"
+            + (f" ({unknown} not accepted)" if unknown else "")
+        )
+    n = len(model_input)
+    b64 = model_input["image_base64"].tolist() if "image_base64" in model_input else [None] * n
+    paths = model_input["path"].tolist() if "path" in model_input else [None] * n
+    errors = [""] * n
+    sources, rows = [], []
+    for i, (encoded, path) in enumerate(zip(b64, paths)):
+        try:
+            source = _row_source(i, encoded, path)
+            # Encoded bytes are decoded here, with the same size limits and colour conversion as files.
+            sources.append(load_image(source, name=f"row {i}") if isinstance(source, bytes) else source)
+            rows.append(i)
+        except ImageLoadError as exc:
+            errors[i] = str(exc)
+        except ValueError as exc:
+            errors[i] = f"row {i}: {exc}"
+    probability = np.full(n, np.nan)
+    if sources:
+        frame = pipeline.predict(sources, errors="coerce", progress=False)
+        if len(frame) != len(sources):  # one source, one row: a mismatch would pair scores with wrong rows
+            raise RuntimeError(
+                f"{len(sources)} images gave {len(frame)} predictions; refusing to misalign rows"
+            )
+        probability[rows] = frame["male_probability"].to_numpy(dtype=float)
+        for row, message in zip(rows, frame["error"].tolist()):
+            if message:
+                errors[row] = f"row {row}: {message}" if not message.startswith(f"row {row}") else message
+    labels = [None if np.isnan(p) else ("Male" if p >= pipeline.threshold else "Female") for p in probability]
+    return pd.DataFrame({"male_probability": probability, "label": labels, "error": errors})
+
+
+class GenderPyfuncModel(mlflow.pyfunc.PythonModel):
+    """``predict(DataFrame[image_base64 | path]) -> DataFrame[male_probability, label, error]``."""
+
+    def load_context(self, context):
+        from attr2gender.pipeline import load_pipeline
+
+        # num_workers=0: a server decodes in its own process; batch size is the bundle loader's default.
+        self.pipeline = load_pipeline(context.artifacts[BUNDLE_ARTIFACT], num_workers=0)
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        return predict_frame(self.pipeline, model_input)
+
+
+mlflow.models.set_model(GenderPyfuncModel())

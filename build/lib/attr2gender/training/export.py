@@ -1,0 +1,40 @@
+"""Trained image models on disk without pickle: weights as safetensors, everything else as JSON.
+
+The files are :func:`attr2gender.models.save_model`'s, so inference reads them back with
+:func:`attr2gender.models.load_model` (a plain ``nn.Module``, no Lightning); :func:`load_image_model`
+rebuilds the trainable Lightning module instead, e.g. to train further.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..data.transforms import preprocessing_spec
+from ..models import load_model, save_model
+from .modules import ImageModel, model_class
+
+
+def save_image_model(
+    model: ImageModel, directory: str | Path, image_size: int, extra: dict | None = None
+) -> Path:
+    """``model.safetensors`` + ``model.json`` for ``model``, with its evaluation preprocessing (and ``extra``)."""
+    extra = {"image_size": image_size, "preprocessing": preprocessing_spec(image_size)} | (extra or {})
+    return save_model(model.inference_module(), directory, extra)
+
+
+def load_image_model(directory: str | Path) -> tuple[ImageModel, dict]:
+    """The trainable model saved in ``directory`` and its ``model.json``."""
+    plain = load_model(directory)
+    meta = json.loads((Path(directory) / "model.json").read_text())
+    model = model_class(meta["task"])(**dict(meta["hparams"]) | {"weights": "none"})
+    model.net.load_state_dict(plain.net.state_dict())
+    return model.eval(), meta
+
+
+def load_weights_from_checkpoint(model: ImageModel, checkpoint: str | Path) -> None:
+    """Copy a Lightning checkpoint's weights into ``model`` (tensors only: ``weights_only=True``)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict(state)

@@ -1,0 +1,180 @@
+"""Planning a run: every argument checked before any work, and the data chosen (the synthetic fallback
+lives here, and only here: training never invents data).
+
+Data: ``--data-root DIR`` (or ``data_root=DIR``), else ``data/celeba`` in the working folder; with either,
+the named preset runs (default ``two_stage`` / ``direct``). With neither, a synthetic CelebA is made in
+``data/synthetic-celeba`` and the ``smoke`` preset runs, said in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import RunConfig, build_config, load_preset, parse_overrides
+from ..data.celeba import ATTR_FILE, EXPECTED_LAYOUT
+from ..errors import CelebANotFoundError, ConfigError
+
+KINDS = ("two_stage", "direct")
+TASK_OF = {"two_stage": "attributes", "direct": "direct"}
+DEFAULT_PRESET = {"two_stage": "two_stage", "direct": "direct"}
+SMOKE_PRESET = "smoke"
+USER_ROOT = Path("data/celeba")  # a real CelebA placed in the working folder is used by default
+SYNTHETIC_ROOT = Path("data/synthetic-celeba")  # made on first use, so a fresh machine runs end to end
+SYNTHETIC_SIZE = {"n": 2000, "image_size": 128, "seed": 0}  # ~seconds to draw, enough to learn from
+# Keys that fix which images are trained and tested on: compare gives both routes the two-stage values.
+SHARED_KEYS = (
+    "data_root",
+    "split",
+    "split_fractions",
+    "seed",
+    "max_train_images",
+    "max_eval_images",
+    "balance",
+    "output_dir",
+    "tracking",
+    "experiment",
+)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclass
+class DataChoice:
+    root: str  # "" until the synthetic data is made (see materialize)
+    synthetic: bool  # no root given and no data/celeba: make/use the synthetic CelebA, run the smoke preset
+
+
+@dataclass
+class RunPlan:
+    """A validated run: which route, with which config, from which preset, on which data."""
+
+    kind: str
+    config: RunConfig
+    preset: str | None
+    data: DataChoice
+
+    @property
+    def smoke(self) -> bool:
+        return self.data.synthetic
+
+
+def check_data_root(data_root: str | os.PathLike) -> Path:
+    """An explicit root must hold ``list_attr_celeba.txt``; raises naming the layout otherwise."""
+    root = Path(data_root).expanduser()
+    if not (root / ATTR_FILE).is_file():
+        raise CelebANotFoundError(
+            f"--data-root {root} is not a CelebA root ({root / ATTR_FILE} not found).\n{EXPECTED_LAYOUT}"
+        )
+    return root.resolve()
+
+
+def choose_data(data_root: str | None) -> DataChoice:
+    """An explicit root must be a CelebA root (checked now); none means data/celeba or synthetic."""
+    if data_root:
+        return DataChoice(str(check_data_root(data_root)), synthetic=False)
+    if (USER_ROOT / ATTR_FILE).is_file():
+        return DataChoice(str(USER_ROOT.resolve()), synthetic=False)
+    return DataChoice("", synthetic=True)
+
+
+def synthetic_root(announce=say) -> Path:
+    """The synthetic CelebA in the working folder, made on first use (announced in one line)."""
+    if not (SYNTHETIC_ROOT / ATTR_FILE).is_file():
+        from ..data.synth import make_synthetic_celeba
+
+        announce(
+            f"No --data-root and no {USER_ROOT}/: making a synthetic CelebA ({SYNTHETIC_SIZE['n']:,} images) in "
+            f"{SYNTHETIC_ROOT}/ and running on it."
+        )
+        make_synthetic_celeba(
+            SYNTHETIC_ROOT,
+            n=SYNTHETIC_SIZE["n"],
+            seed=SYNTHETIC_SIZE["seed"],
+            image_size=SYNTHETIC_SIZE["image_size"],
+        )
+    else:
+        announce(f"No --data-root and no {USER_ROOT}/: using the synthetic CelebA in {SYNTHETIC_ROOT}/.")
+    return SYNTHETIC_ROOT.resolve()
+
+
+def _task_keys(kind: str, config: RunConfig) -> dict:
+    """The route's task, and a loss that is valid for it (direct: cross_entropy unless bce was asked)."""
+    from ..models.inference import LOSSES
+
+    task = TASK_OF[kind]
+    keys = {"task": task}
+    if config.loss not in LOSSES[task]:
+        keys["loss"] = "cross_entropy" if task == "direct" else ""
+    return keys
+
+
+def plan_run(
+    kind: str,
+    preset: str | Path | None = None,
+    data_root: str | None = None,
+    overrides: list[str] | None = None,
+    run: str | None = None,
+    stamp: str | None = None,
+) -> RunPlan:
+    """Check the arguments and build the run's config; raises ConfigError / CelebANotFoundError /
+    WeightsNotFoundError before any work."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown pipeline {kind!r}; choose one of {KINDS}")
+    extra = parse_overrides(overrides or [])  # unknown keys and bad values fail here
+    data = choose_data(data_root or extra.get("data_root") or "")
+    if preset is None:
+        preset = SMOKE_PRESET if data.synthetic else DEFAULT_PRESET[kind]
+    runs = load_preset(preset, overrides or [])
+    if run is not None:
+        runs = [(n, c) for n, c in runs if n == run]
+        if not runs:
+            names = [n for n, _ in load_preset(preset)]
+            raise ConfigError(f"no run named {run!r} in {preset}; choose one of {names}")
+    if len(runs) != 1:
+        raise ConfigError(
+            f"{preset} holds {len(runs)} runs ({', '.join(n for n, _ in runs)}); pick one with --run NAME"
+        )
+    _, config = runs[0]
+    if data.synthetic and config.data_root:  # the preset names a root: it wins over the synthetic fallback
+        data = choose_data(config.data_root)
+    values = config.to_dict() | _task_keys(kind, config) | {"data_root": data.root}
+    if not values.get("run_name"):
+        from ..training.engine import default_run_name
+
+        values["run_name"] = default_run_name(f"{kind}-{config.backbone}", stamp)
+    # Missing ImageNet weights fail here, naming the file and where to put it, before any work starts.
+    return RunPlan(kind, build_config(values, str(preset)).check_weights(), str(preset), data)
+
+
+def materialize(plans: list[RunPlan], announce=say) -> None:
+    """Make (or reuse) the synthetic dataset when a plan needs it, announced in one line."""
+    pending = [p for p in plans if p.data.synthetic and not p.data.root]
+    if not pending:
+        return
+    keys = "; ".join(f"{p.kind}: task={p.config.task} loss={p.config.resolved_loss()}" for p in plans)
+    tail = (
+        f" Running preset {pending[0].preset} ({keys}); pass --data-root DIR (a CelebA root) for a real run."
+    )
+    root = str(synthetic_root(announce=lambda m: announce(m + tail)))
+    for p in plans:
+        if p.data.synthetic:
+            p.data.root = root
+            p.config = dataclasses.replace(p.config, data_root=root)
+
+
+def align_plans(two_stage: RunPlan, direct: RunPlan, announce=say) -> RunPlan:
+    """The direct plan with the two-stage plan's data, split, seed and caps (same test images)."""
+    shared = {k: getattr(two_stage.config, k) for k in SHARED_KEYS}
+    changed = [k for k, v in shared.items() if getattr(direct.config, k) != v and k != "data_root"]
+    if changed:
+        announce(
+            f"compare: the direct run uses the two-stage preset's {', '.join(changed)} so both see the same "
+            "images"
+        )
+    config = build_config(direct.config.to_dict() | shared, "compare")
+    return dataclasses.replace(direct, config=config, data=two_stage.data)

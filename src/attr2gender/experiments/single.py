@@ -1,0 +1,275 @@
+"""One pipeline run: train the planned route, save its bundle, measure it, write its plots and reports,
+and log all of it through the tracker (MLflow, or nothing with ``tracking=none``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import RunConfig
+from ..tracking.measure import MeasureSpec, cost_metrics, measure_latency
+from ..tracking.mlflow_tracking import NullTracker
+from .comparison import PREDICTIONS_ARTIFACT, ApproachResult
+from .plan import RunPlan
+
+N_EXAMPLES = 16  # images per prediction grid
+
+
+@dataclass
+class PipelineRun:
+    kind: str
+    config: RunConfig  # resolved (lr after the finder, data root)
+    pipeline: object
+    run_dir: Path
+    bundle_dir: Path
+    metrics: dict[str, float]
+    approach: ApproachResult
+    run_id: str | None = None
+    model_uri: str | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+
+def _train(kind: str, config: RunConfig):
+    from ..pipeline.trainers import train_direct, train_two_stage
+
+    return (train_two_stage if kind == "two_stage" else train_direct)(config)
+
+
+def _params(config: RunConfig) -> dict:
+    values = config.to_dict()
+    if values.get("lr") == "auto":  # logged after training, once the finder has chosen it
+        values.pop("lr")
+    return values
+
+
+def logged_metrics(pipeline, report) -> dict[str, float]:
+    """Test metrics as ``test_<name>`` (the same names for both routes), training time and timings."""
+    not_test = {"train_seconds", "stage_two_rows", "threshold"}
+    out = {f"test_{k}": v for k, v in pipeline.metrics.items() if k not in not_test}
+    out["train_seconds"] = float(pipeline.metrics.get("train_seconds", report.train_result.train_seconds))
+    if "stage_two_rows" in pipeline.metrics:
+        out["stage_two_rows"] = pipeline.metrics["stage_two_rows"]
+    out |= {f"time_{k}_seconds": float(v) for k, v in report.timings.items()}
+    out["epochs_run"] = float(report.train_result.epochs_run)
+    return out
+
+
+def run_pipeline(
+    plan: RunPlan,
+    tracker=None,
+    nested: bool = False,
+    measure: MeasureSpec | None = None,
+    extra_tags: dict | None = None,
+) -> PipelineRun:
+    """Fit the planned route, write its artifacts into its run folder and log everything."""
+    tracker = tracker or NullTracker()
+    config = plan.config
+    tags = {
+        "pipeline": plan.kind,
+        "task": config.task,
+        "backbone": config.backbone,
+        "data": "synthetic" if plan.smoke else "celeba",
+        "preset": plan.preset or "(defaults)",
+    } | (extra_tags or {})
+    with tracker.run(config.run_name, tags=tags, nested=nested, system_metrics=True) as run_id:
+        tracker.log_params(_params(config))
+        pipeline, report = _train(plan.kind, config)
+        result = report.train_result
+        config = result.config
+        run_dir = Path(result.run_dir)
+        if plan.config.lr == "auto":
+            tracker.log_params({"lr": config.lr})
+        bundle_dir = pipeline.save(run_dir / "bundle")
+
+        metrics = logged_metrics(pipeline, report)
+        metrics |= cost_metrics(pipeline, bundle_dir)
+        celeba = result.datamodule.celeba
+        test_paths = [celeba.image_path(i) for i in report.test_ids]
+        metrics |= measure_latency(
+            pipeline, _decode(test_paths, max((measure or MeasureSpec()).images.values())), measure
+        )
+        approach = ApproachResult(
+            plan.kind,
+            list(report.test_ids),
+            np.asarray(report.test_male),
+            np.asarray(report.test_male_probability),
+            metrics,
+            pipeline.threshold,
+            run_id,
+            info=_info(config, plan),
+            groups=_group_ids(report.test_truth),
+        )
+        artifacts = write_run_artifacts(plan.kind, pipeline, report, approach, run_dir, test_paths)
+        (run_dir / "results.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
+
+        tracker.log_history(result.history)
+        tracker.log_metrics(metrics)
+        if report.group_table is not None:
+            from ..metrics import worst_group_name
+
+            tracker.set_tags({"worst_group": worst_group_name(report.group_table) or "none with 30+ images"})
+        tracker.log_artifact(run_dir / "config.yaml", "config")
+        tracker.log_artifact(run_dir / "engine.json", "config")
+        tracker.log_artifact(run_dir / "history.csv", "history")
+        tracker.log_artifact(run_dir / "results.json")
+        for folder in ("plots", "reports", "predictions", "tensorboard"):
+            tracker.log_artifacts(run_dir / folder, folder)
+        tracker.log_artifact(run_dir / "lr_finder.png", "plots")
+        model_uri = tracker.log_pyfunc_model(bundle_dir, input_example=_input_example(test_paths))
+    return PipelineRun(
+        plan.kind, config, pipeline, run_dir, bundle_dir, metrics, approach, run_id, model_uri, artifacts
+    )
+
+
+def _group_ids(truth) -> dict[str, np.ndarray]:
+    """Each test image's group per grouping (Male x makeup, Male x blond), from its true attributes."""
+    if truth is None:
+        return {}
+    from ..data.groups import GROUPINGS, group_ids
+
+    return {grouping: group_ids(truth, grouping=grouping) for grouping in GROUPINGS}
+
+
+def _info(config: RunConfig, plan: RunPlan) -> dict[str, str]:
+    return {
+        "backbone": config.backbone,
+        "weights": config.weights,
+        "image_size": str(config.image_size),
+        "epochs": str(config.epochs),
+        "data": "synthetic" if plan.smoke else "celeba",
+    }
+
+
+def _decode(paths: list[Path], n: int) -> list:
+    """Up to ``n`` images decoded (RGB PIL) ahead of the latency measurement."""
+    from ..data.images import load_image
+
+    return [load_image(p) for p in paths[: max(1, n)]]
+
+
+def _input_example(paths: list[Path]) -> pd.DataFrame | None:
+    if not paths:
+        return None
+    return pd.DataFrame({"image_base64": [base64.b64encode(Path(paths[0]).read_bytes()).decode("ascii")]})
+
+
+def write_run_artifacts(
+    kind: str, pipeline, report, approach: ApproachResult, run_dir: Path, test_paths: list[Path]
+) -> dict[str, Path]:
+    """The source study's plots and reports, into ``run_dir/plots``, ``reports`` and ``predictions``."""
+    from .. import metrics as reports
+    from .. import plots
+    from ..data.images import load_image
+    from ..data.transforms import eval_transform_from_spec
+
+    plots_dir, reports_dir, pred_dir = run_dir / "plots", run_dir / "reports", run_dir / "predictions"
+    for d in (plots_dir, reports_dir, pred_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    y = np.asarray(report.test_male, dtype=int)
+    prob = np.asarray(report.test_male_probability, dtype=float)
+    pred = (prob >= pipeline.threshold).astype(int)
+    title = "two-stage" if kind == "two_stage" else "direct"
+
+    frame = approach.predictions_frame()
+    out["predictions"] = pred_dir / Path(PREDICTIONS_ARTIFACT).name
+    frame.to_csv(out["predictions"], index=False)
+    out["classification_report"] = reports_dir / "classification_report.txt"
+    out["classification_report"].write_text(
+        f"{title}: Male from {'39 predicted attributes' if kind == 'two_stage' else 'pixels'}, test split, "
+        f"threshold {pipeline.threshold}\n\n" + reports.classification_report_text(y, pred, digits=4)
+    )
+
+    history = report.train_result.history
+    if history is not None and len(history):
+        curves = history[[c for c in history.columns if not c.endswith(("_skipped", "images_per_s"))]]
+    else:
+        curves = pd.DataFrame()
+    out["learning_curves"] = plots_dir / "learning_curves.png"
+    plots.plot_learning_curves(
+        curves,
+        path=out["learning_curves"],
+        title=f"Learning curves ({title}, {'stage one' if kind == 'two_stage' else 'Male'})",
+    )
+    out["confusion_matrix"] = plots_dir / "confusion_matrix.png"
+    plots.plot_confusion_matrix(y, pred, path=out["confusion_matrix"], title=f"Confusion matrix, {title}")
+
+    correct, wrong = plots.select_prediction_examples(y, pred, n=N_EXAMPLES, seed=0)
+    for name, idx, grid_title in (
+        ("predictions_correct", correct, f"Correct predictions, {title}"),
+        ("predictions_incorrect", wrong, f"Incorrect predictions, {title}"),
+    ):
+        images = [np.asarray(load_image(test_paths[i])) for i in idx]
+        out[name] = plots_dir / f"{name}.png"
+        plots.plot_prediction_grid(
+            images, y[idx], pred[idx], prob[idx], path=out[name], title=grid_title, max_images=N_EXAMPLES
+        )
+
+    net = getattr(pipeline.image_model, "net", pipeline.image_model)
+    out["conv_filters"] = plots_dir / "conv_filters.png"
+    plots.plot_conv_filters(
+        plots.first_conv(net).weight,
+        path=out["conv_filters"],
+        title=f"First convolution layer filters ({title})",
+    )
+    if test_paths:
+        image = load_image(test_paths[0])
+        tensor = eval_transform_from_spec(pipeline.preprocessing)(image)
+        out["feature_maps"] = plots_dir / "feature_maps.png"
+        plots.plot_feature_maps(
+            plots.feature_maps_of(net, tensor),
+            image=tensor,
+            path=out["feature_maps"],
+            title=f"Feature maps of the first convolution layer ({title})",
+        )
+
+    if report.group_table is not None:
+        report.group_table.to_csv(reports_dir / "groups.csv")
+        (reports_dir / "groups.md").write_text(
+            f"# Male accuracy per group ({title}, test split)\n\n"
+            + reports.group_table_markdown(report.group_table)
+        )
+        out["group_accuracy"] = plots_dir / "group_accuracy.png"
+        plots.plot_group_accuracy(
+            {title: report.group_table},
+            path=out["group_accuracy"],
+            title=f"Male accuracy per group ({title})",
+        )
+
+    if kind == "two_stage":
+        from ..data.attributes import STAGE_ONE_ATTRIBUTES
+
+        if pipeline.edited_from is not None or pipeline.stage_two.get_params().get("exclude"):
+            out["importance_change"] = plots_dir / "importance_change.png"
+            plots.plot_importance_change(
+                pipeline.importance_change(),
+                path=out["importance_change"],
+                title="Stage two after the concept edit (excluded attributes at 0)",
+            )
+        importance = pipeline.global_importance()
+        out["attribute_importance"] = plots_dir / "attribute_importance.png"
+        plots.plot_attribute_importance(
+            importance, path=out["attribute_importance"], title="What drives the Male decision (stage two)"
+        )
+        importance.rename("importance").to_csv(reports_dir / "attribute_importance.csv")
+        if report.test_attribute_probabilities is not None and len(report.test_attribute_probabilities):
+            table = reports.per_attribute_metrics(
+                report.test_attributes,
+                report.test_attribute_probabilities,
+                STAGE_ONE_ATTRIBUTES,
+                threshold=pipeline.threshold,
+            )
+            table.to_csv(reports_dir / "attribute_metrics.csv")
+            out["attribute_accuracy"] = plots_dir / "attribute_accuracy.png"
+            plots.plot_attribute_accuracy(
+                table["accuracy"],
+                table["roc_auc"],
+                path=out["attribute_accuracy"],
+                baseline=table["majority_accuracy"],
+            )
+    return out

@@ -1,0 +1,212 @@
+"""The house rules a newcomer relies on: imports point one way (the README's layer order), no import cycles,
+inference without Lightning, a light --help, one error base, an explicit public surface."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "src" / "attr2gender"
+
+
+def readme_layers() -> dict[str, int]:
+    """``{top-level module or subpackage: layer}`` from the README's "Layers, lowest first" line."""
+    line = next(
+        line
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("Layers, lowest first")
+    )
+    groups = line.split("):", 1)[1].split("→")
+    return {name.strip(): i for i, group in enumerate(groups) for name in group.split(",") if name.strip()}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imports(name: str, path: Path, module_level_only: bool = False) -> list[str]:
+    """Every ``attr2gender...`` module ``name`` imports (``from attr2gender import x`` counts as ``x``)."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    nodes = tree.body if module_level_only else ast.walk(tree)
+    found = []
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target == "attr2gender" or (target.startswith("attr2gender.") and not node.module):
+                found += [f"{target}.{a.name}" for a in node.names]
+            elif target.startswith("attr2gender"):
+                found.append(target)
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("attr2gender")]
+    return found
+
+
+def layer_of(module: str, layers: dict[str, int]) -> int | None:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else "__init__"
+    return layers.get(top)
+
+
+def test_every_module_has_a_layer_in_the_readme():
+    layers = readme_layers()
+    tops = {name.split(".")[1] if "." in name else "__init__" for name in modules()}
+    assert tops <= set(layers), f"modules missing from the README's layer line: {sorted(tops - set(layers))}"
+
+
+def test_imports_never_point_up():
+    layers = readme_layers()
+    upward = []
+    for name, path in modules().items():
+        own = layer_of(name, layers)
+        for target in imports(name, path):
+            if target in modules() or target.rsplit(".", 1)[0] in modules():
+                theirs = layer_of(target, layers)
+                if theirs is not None and own is not None and theirs > own:
+                    upward.append(f"{name} -> {target}")
+    assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
+
+
+def test_no_import_cycles_at_module_level():
+    mods = modules()
+    graph = defaultdict(set)
+    for name, path in mods.items():
+        for target in imports(name, path, module_level_only=True):
+            while target and target not in mods:  # `from pkg import function` -> pkg
+                target = target.rsplit(".", 1)[0] if "." in target else ""
+            if target and target != name:
+                graph[name].add(target)
+    seen, stack, cycles = set(), [], []
+
+    def visit(node):
+        if node in stack:
+            cycles.append(stack[stack.index(node) :] + [node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            # A package's __init__ importing its own submodules is how packages work, not a cycle.
+            if not (node == nxt.rsplit(".", 1)[0] or nxt == node.rsplit(".", 1)[0]):
+                visit(nxt)
+        stack.pop()
+
+    for node in sorted(mods):
+        visit(node)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+
+
+def test_loading_and_predicting_never_import_lightning(tmp_path):
+    proc = _run(f"""
+        import sys
+        import numpy as np, torch
+        from attr2gender import Attr2GenderPipeline, StageTwoClassifier, load_pipeline
+        from attr2gender.models import ProbabilityModel, create_backbone
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        meta = {{"task": "attributes", "hparams": {{"backbone": "test_efficientnet", "loss": "", "dropout": 0.0}}}}
+        model = ProbabilityModel(create_backbone("test_efficientnet", 39, weights="none"), "multilabel", meta)
+        stage_two = StageTwoClassifier().fit(rng.random((30, 39)), rng.integers(0, 2, 30))
+        Attr2GenderPipeline(model, stage_two, 32, num_workers=0).save({str(tmp_path / "b")!r}, onnx=False)
+        pipe = load_pipeline({str(tmp_path / "b")!r}, num_workers=0)
+        frame = pipe.predict([rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)])
+        assert frame["error"][0] == "", frame["error"][0]
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("lightning", "pytorch_lightning")))
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["train", "--help"], ["predict", "--help"], ["run", "compare", "--help"]]
+)
+def test_help_is_instant_it_imports_no_torch(argv):
+    proc = _run(f"""
+        import sys, contextlib, io
+        from attr2gender.cli import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            try:
+                main({argv!r})
+            except SystemExit:
+                pass
+        print(out.getvalue()[-300:])
+        print(sorted(m for m in ("torch", "lightning", "mlflow", "sklearn") if m in sys.modules))
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_train_help_lists_presets_and_keys(capsys):
+    from attr2gender.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out.replace("\n", " ")
+    assert (
+        "smoke" in text and "no_cosmetics" in text and "stage_two_exclude" in text and "memory_format" in text
+    )
+
+
+def test_every_error_derives_from_the_one_base_and_keeps_its_builtin():
+    import attr2gender.errors as errors
+
+    classes = [getattr(errors, name) for name in errors.__all__]
+    assert all(issubclass(c, errors.Attr2GenderError) for c in classes)
+    assert issubclass(errors.ConfigError, ValueError) and issubclass(
+        errors.WeightsNotFoundError, FileNotFoundError
+    )
+    assert issubclass(errors.RuntimeUnavailableError, RuntimeError)
+    defined = {c.__module__ for c in classes}
+    assert defined == {"attr2gender.errors"}  # one module of error types
+
+
+def test_the_public_surface_is_explicit():
+    import attr2gender
+
+    for name in (
+        "Attr2GenderPipeline",
+        "DirectGenderClassifier",
+        "load_pipeline",
+        "RunConfig",
+        "load_preset",
+        "StageTwoClassifier",
+        "create_backbone",
+        "Attr2GenderError",
+        "BundleError",
+        "ConfigError",
+    ):
+        assert name in attr2gender.__all__ and getattr(attr2gender, name) is not None
+    with pytest.raises(AttributeError):
+        attr2gender.plan_run  # noqa: B018  (internals are not on the root)
+
+
+def test_presets_ship_inside_the_package():
+    from attr2gender.config import list_presets, load_preset
+
+    assert {"cpu", "direct", "two_stage", "smoke", "no_cosmetics", "seed_study_1", "seed_study_3"} <= set(
+        list_presets()
+    )
+    assert (PACKAGE / "presets" / "cpu.yaml").is_file() and not (REPO / "configs").exists()
+    assert load_preset("cpu")[0][1].backbone == "efficientnet_lite0"
