@@ -227,6 +227,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="synthetic data, tiny model: proves the script runs"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="skip the variants a stopped run already measured"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value config overrides for every variant")
     args = parser.parse_args(argv)
     tmp = tempfile.TemporaryDirectory()
