@@ -48,7 +48,9 @@ from attr2gender.metrics import (  # noqa: E402
     worst_group_name,
 )
 from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
+from attr2gender.pipeline.concepts import curve_from_probabilities  # noqa: E402
 from attr2gender.pipeline.robustness import corruption_accuracy  # noqa: E402
+from attr2gender.pipeline.stage_two import fit_stage_two  # noqa: E402
 from attr2gender.pipeline.trainers import stage_two_label_rows  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
 from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
@@ -177,6 +179,91 @@ def two_stage_variants(
     return rows
 
 
+def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dict], list[dict], list[dict]]:
+    """The concept-bottleneck variants (Koh et al. 2020) on the same split: sequential hard, joint for each
+    concept weight (the best on validation is the joint row; the test set never chooses), and the
+    intervention curve of the default sequential pipeline and of its hard variant.
+
+    Returns (table rows with ``_prob`` for the paired difference, the joint sweep, the curve points)."""
+    report = two.fit_report_
+    X_test = pd.DataFrame(report.test_attribute_probabilities, columns=list(STAGE_ONE_ATTRIBUTES))
+    rows, curves = [], []
+    hard, _ = fit_stage_two(two.stage_two_data, seed=seed, bottleneck="hard")
+    prob = hard.predict_proba(X_test)[:, 1]
+    rows.append(
+        {
+            "route": "two-stage: sequential, hard bottleneck",
+            "stage_two": "logistic",
+            "fit_on": "stage-one outputs thresholded, val",
+            "applied_to": "thresholded probabilities",
+            "_prob": prob,
+            **accuracy_ci(report.test_male, prob, seed, truth=report.test_truth),
+            "seconds": 0.0,
+        }
+    )
+    for name, pipe in (("sequential, soft", two), ("sequential, hard", two.with_stage_two(hard))):
+        curve = curve_from_probabilities(
+            pipe, report.test_attribute_probabilities, report.test_truth, policies=("uncertainty", "random")
+        )
+        for _, r in curve.iterrows():
+            curves.append(
+                {"pipeline": name, "policy": r["policy"], "k": int(r["k"]), "accuracy": r["accuracy"]}
+            )
+    sweep = []
+    for weight in weights:
+        start = time.perf_counter()
+        joint, joint_report = Attr2GenderPipeline.train(config, mode="joint", concept_weight=weight)
+        history = joint_report.train_result.history
+        val = (
+            float(history.loc[history["val_loss"].idxmin(), "val_acc"])
+            if "val_acc" in history
+            else float("nan")
+        )
+        sweep.append(
+            {
+                "concept_weight": weight,
+                "val_accuracy": val,
+                "_prob": joint_report.test_male_probability,
+                "report": joint_report,
+                "seconds": time.perf_counter() - start,
+                **accuracy_ci(
+                    joint_report.test_male,
+                    joint_report.test_male_probability,
+                    seed,
+                    truth=joint_report.test_truth,
+                ),
+            }
+        )
+        print(f"  joint concept_weight={weight}: val {val:.4f}, test {sweep[-1]['accuracy']:.4f}", flush=True)
+    if sweep:
+        best = max(sweep, key=lambda r: r["val_accuracy"])
+        rows.append(
+            {
+                "route": f"two-stage: joint, concept_weight {best['concept_weight']:g} (chosen on validation)",
+                "stage_two": "the joint head (logistic)",
+                "fit_on": "end to end, train images",
+                "applied_to": "probabilities",
+                "_prob": best["_prob"],
+                **{
+                    k: best[k]
+                    for k in (
+                        "accuracy",
+                        "ci_low",
+                        "ci_high",
+                        "n",
+                        "worst_group",
+                        "worst_group_accuracy",
+                        "worst_group_gap",
+                        "seconds",
+                    )
+                },
+            }
+        )
+        for r in sweep:
+            r.pop("report")
+    return rows, sweep, curves
+
+
 def runtime_agreement(pipeline, paths: list[Path], bundle_dir: Path) -> list[dict]:
     """The same bundle on each runtime, against PyTorch fp32 on the same images: max |delta P(Male)| and
     the share of predicted labels that agree (the bar: 1e-4 and 99.9 % for a runtime to be a default)."""
@@ -215,6 +302,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument(
+        "--joint-weights", default="0.01,0.1,1,10", help="concept weights of the joint models ('' skips them)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="synthetic data, tiny model: proves the script runs"
     )
     parser.add_argument(
@@ -227,6 +317,7 @@ def main(argv=None) -> int:
         from attr2gender.data.synth import make_synthetic_celeba
 
         args.data_root = make_synthetic_celeba(Path(tmp.name) / "celeba", n=240, seed=0, image_size=40)
+        args.joint_weights = "1"
         overrides = [
             "backbone=test_efficientnet",
             "weights=none",
@@ -286,6 +377,20 @@ def main(argv=None) -> int:
         }
     ]
     rows += two_stage_variants(two, celeba, splits, seed, config.threshold)
+    print("concept-bottleneck variants (joint training: one model per concept weight)", flush=True)
+    extra_rows, joint_sweep, curves = concept_rows(
+        two, config, seed, [float(w) for w in args.joint_weights.split(",") if w]
+    )
+    rows += extra_rows
+    for r in joint_sweep:  # each joint model against direct, on the same test images
+        d = paired_accuracy_difference_ci(
+            direct.fit_report_.test_male,
+            (direct.fit_report_.test_male_probability >= 0.5).astype(int),
+            (r.pop("_prob") >= 0.5).astype(int),
+            n_boot=2000,
+            seed=seed,
+        )
+        r["direct_minus_this"], r["direct_minus_this_ci"] = d["difference"], [d["low"], d["high"]]
     # Paired: the same test images, so the difference's interval is much tighter than the two CIs suggest.
     direct_report = direct.fit_report_
     assert list(direct_report.test_ids) == list(two.fit_report_.test_ids), (
@@ -366,7 +471,26 @@ def main(argv=None) -> int:
         "timings": timings,
         "runtime_agreement": agreement,
         "celeba_c": {k: t.reset_index().to_dict(orient="records") for k, t in celeba_c.items()},
+        "joint_sweep": joint_sweep,
+        "intervention_curves": curves,
     }
+    curve_at = {(c["pipeline"], c["policy"], c["k"]): c["accuracy"] for c in curves}
+    curve_rows = [
+        [name, policy, *[curve_at.get((name, policy, k)) for k in (0, 5, 10, 20, 39)]]
+        for name in ("sequential, soft", "sequential, hard")
+        for policy in ("uncertainty", "random")
+    ]
+    sweep_rows = [
+        [
+            r["concept_weight"],
+            r["val_accuracy"],
+            r["accuracy"],
+            f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
+            f"{r['direct_minus_this']:+.4f} [{r['direct_minus_this_ci'][0]:+.4f}, {r['direct_minus_this_ci'][1]:+.4f}]",
+            r.get("worst_group_accuracy"),
+        ]
+        for r in joint_sweep
+    ]
     date = payload["machine"]["date"][:10]
     md = "\n\n".join(
         [
@@ -378,6 +502,25 @@ def main(argv=None) -> int:
             "images (true attributes); the 68-person test split has few images in the rare groups, see "
             "`bench_groups.md` for a larger test side.",
             f"Stage one's mean accuracy over the 39 attributes: {attr_acc:.4f}.",
+            "Joint concept bottleneck models (loss = BCE(Male) + concept_weight x attribute loss), one per concept "
+            "weight; the table's joint row is the one with the best validation Male accuracy:",
+            markdown_table(
+                [
+                    "concept weight",
+                    "val Male accuracy",
+                    "test accuracy",
+                    "95% CI",
+                    "direct - this (paired 95% CI)",
+                    "worst-group accuracy",
+                ],
+                sweep_rows,
+                digits=4,
+            ),
+            "Interventions: test Male accuracy after correcting each image's k attributes (most uncertain first, or "
+            "at random) to their true values:",
+            markdown_table(
+                ["pipeline", "policy", "k=0", "k=5", "k=10", "k=20", "k=39"], curve_rows, digits=4
+            ),
             "CelebA-C: Male accuracy on the test images under deterministic corruptions:",
             markdown_table(corruption_headers, corruption_rows, digits=4),
             f"Runtimes against PyTorch fp32 on the same {len(agreement_paths):,} validation and test images:",

@@ -170,6 +170,13 @@ def test_bench_accuracy_quick(tmp_path):
     for r in data["runtime_agreement"]:
         if r["runtime"].startswith("onnxruntime"):
             assert r["max_abs_difference"] < 1e-4 and r["label_agreement"] == 1.0, r
+    # the concept-bottleneck rows (issue: joint training, hard bottlenecks, interventions)
+    routes = [r["route"] for r in data["rows"]]
+    assert "two-stage: sequential, hard bottleneck" in routes
+    assert any(r.startswith("two-stage: joint, concept_weight 1 (chosen on validation)") for r in routes)
+    assert [r["concept_weight"] for r in data["joint_sweep"]] == [1.0]
+    curve = {(c["pipeline"], c["policy"], c["k"]) for c in data["intervention_curves"]}
+    assert ("sequential, hard", "uncertainty", 10) in curve and ("sequential, soft", "random", 39) in curve
 
 
 def test_bench_groups_quick(tmp_path):

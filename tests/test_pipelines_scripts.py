@@ -331,3 +331,53 @@ def test_a_real_root_plans_the_named_presets(synth_root, tmp_path, monkeypatch):
     plan = plan_run("direct", data_root=str(synth_root))
     assert plan.preset == "direct" and not plan.smoke
     assert plan.config.data_root == str(Path(synth_root).resolve())
+
+
+def test_compare_takes_a_concept_sweep_preset(synth_root, tmp_path, monkeypatch):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "task: attributes\nruns:\n  - {name: seq, mode: staged}\n  - {name: joint_1, mode: joint, concept_weight: 1.0}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main_compare(
+            [
+                "--data-root",
+                str(synth_root),
+                "--config-two-stage",
+                str(sweep),
+                "--bootstrap",
+                "100",
+                *FAST,
+                *TINY,
+            ]
+        )
+    assert rc == 0
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("attr2gender").experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.tags["pipeline"] for r in children) == ["direct", "two_stage", "two_stage"]
+    names = {
+        r.data.tags["mlflow.runName"].split("-")[0]
+        for r in children
+        if r.data.tags["pipeline"] == "two_stage"
+    }
+    assert names == {"seq", "joint_1"}
+    for child in children:
+        if child.data.tags["pipeline"] == "two_stage":
+            assert {
+                "test_leakage_soft_accuracy",
+                "test_leakage_hard_accuracy",
+                "test_leakage_soft_minus_hard",
+                "test_permutation_drop_Goatee",
+            } <= set(child.data.metrics)
+            assert "reports/leakage.md" in _artifacts(client, child.info.run_id)
+    parent = next(r for r in runs if "comparison" in r.data.tags)
+    assert "The concept bottleneck: interventions and leakage" in parent.data.tags["mlflow.note.content"]
+    files = _artifacts(client, parent.info.run_id)
+    assert sum(f.startswith("comparison/intervention_curve_") and f.endswith(".png") for f in files) == 2
+    assert any(k.startswith("intervention_accuracy_k5_uncertainty_") for k in parent.data.metrics)

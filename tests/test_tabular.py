@@ -17,7 +17,6 @@ from attr2gender.tabular import (
     InputKindMismatchError,
     StageTwoClassifier,
     StageTwoFormatError,
-    fit_stage_two,
     from_json_dict,
     load_stage_two,
     save_stage_two,
@@ -180,7 +179,7 @@ def test_accuracy_classes_and_proba_on_celeba_like_data(data, model):
 def test_logistic_fitted_on_probabilities_and_string_labels(data):
     X_train, y_train, X_test, y_test = data
     labels = np.where(y_train == 1, "male", "female")
-    est = fit_stage_two(soften(X_train, 3), labels, model="logistic")
+    est = StageTwoClassifier(model="logistic").fit(soften(X_train, 3), labels)
     assert est.fit_input_is_binary_ is False
     np.testing.assert_array_equal(est.classes_, ["female", "male"])  # sorted: column 1 is "male"
     proba = est.predict_proba(soften(X_test, 4))

@@ -209,7 +209,7 @@ def _run_compare(args) -> int:
     from .config import build_config, parse_overrides
     from .errors import ConfigError
     from .experiments.compare import compare_logged_runs, run_comparison
-    from .experiments.plan import align_plans, materialize, plan_run
+    from .experiments.plan import align_plans, materialize, plan_run, plan_runs
     from .tracking.mlflow_tracking import is_rank_zero, make_tracker
 
     if args.runs:
@@ -230,16 +230,18 @@ def _run_compare(args) -> int:
         measure = _measure_spec(args)
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         overrides = list(args.overrides)
-        two = plan_run("two_stage", args.config_two_stage, args.data_root, overrides, stamp=stamp)
+        # A multi-run two-stage preset (e.g. concept_sweep) gives several two-stage runs, all set against direct.
+        variants = plan_runs("two_stage", args.config_two_stage, args.data_root, overrides, stamp=stamp)
+        two = variants[0]
         direct = plan_run("direct", args.config_direct, args.data_root, overrides, stamp=stamp)
         if two.config.run_name == direct.config.run_name:  # a run_name=... override: keep the folders apart
             two.config.run_name += "-two_stage"
             direct.config.run_name += "-direct"
         direct = align_plans(two, direct)
-        materialize([two, direct])
+        materialize([*variants, direct])
         tracker = make_tracker(two.config)
         result = run_comparison(
-            two,
+            variants,
             direct,
             tracker,
             measure=measure,

@@ -24,6 +24,7 @@ from .errors import ConfigError
 OPTIMIZERS = ("adam", "adamw")
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
 TRAINING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # Lightning's names
+MODES = ("staged", "joint")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 BALANCES = ("none", "male", "groups")
 LOSS_REWEIGHTINGS = ("none", "groups")
@@ -87,9 +88,20 @@ class RunConfig:
     resume: bool = False  # continue from <output_dir>/<run_name>/checkpoints/last.ckpt
     log_every_n_steps: int = 10
     progress: bool = True  # progress bars with images/s
+    # --- the concept bottleneck (Koh et al., ICML 2020) ---
+    # "staged": stage one is trained alone, then stage two is fitted (stage_two_fit_on says on what);
+    # "joint": one network, the 39 attributes and a linear Male head on their probabilities, trained end to
+    # end on BCE(Male) + concept_weight * the attribute loss; the head becomes a logistic stage two.
+    mode: str = "staged"
+    concept_weight: float = 1.0  # joint: lambda, the weight of the attribute loss next to the Male loss
+    # "soft": stage two reads stage one's probabilities; "hard": thresholded at 0.5, at fit and predict time
+    # (the leakage-free bottleneck: only the 39 concepts reach stage two). auto: hard for labels, else soft.
+    bottleneck: str = "auto"
     # --- stage two ---
     stage_two_model: str = "logistic"  # "logistic" | "lightgbm"
-    stage_two_fit_on: str = "predicted"  # stage one's probabilities on held-out images, or true "labels"
+    # "predicted": stage one's probabilities on held-out (validation) images, the *sequential* model of the
+    # literature; "labels": the true attributes of every training-partition row, the *independent* model.
+    stage_two_fit_on: str = "predicted"
     stage_two_class_weight: str = ""  # "" or "balanced"
     stage_two_exclude: list[str] = field(
         default_factory=list
@@ -110,6 +122,11 @@ class RunConfig:
         """Whether any group-robust training key is on (then checkpoints follow val worst-group accuracy)."""
         return self.balance == "groups" or self.loss_reweighting != "none" or self.robust != "none"
 
+    def resolved_bottleneck(self) -> str:
+        if self.bottleneck != "auto":
+            return self.bottleneck
+        return "hard" if self.stage_two_fit_on == "labels" and self.mode == "staged" else "soft"
+
     def resolved_checkpoint_metric(self) -> str:
         if self.checkpoint_metric != "auto":
             return self.checkpoint_metric
@@ -122,7 +139,7 @@ class RunConfig:
         from .data.groups import GROUPINGS
         from .data.splits import SPLIT_STRATEGIES
         from .data.transforms import AUGMENTS
-        from .models.inference import LOSSES
+        from .models.inference import BOTTLENECKS, LOSSES
         from .tabular import MODELS
         from .tabular.robust import OBJECTIVES
 
@@ -143,6 +160,21 @@ class RunConfig:
         _choice("robust", self.robust, ROBUST)
         _choice("checkpoint_metric", self.checkpoint_metric, CHECKPOINT_METRICS)
         _choice("stage_two_objective", self.stage_two_objective, OBJECTIVES)
+        _choice("mode", self.mode, MODES)
+        _choice("bottleneck", self.bottleneck, ("auto", *BOTTLENECKS))
+        if self.mode == "joint" and self.task != "attributes":
+            raise ConfigError(
+                "mode=joint trains stage one with a Male head: it needs task=attributes (the "
+                "two-stage route), not task=direct"
+            )
+        if not (math.isfinite(self.concept_weight) and self.concept_weight >= 0):
+            raise ConfigError(f"concept_weight must be a number >= 0, got {self.concept_weight}")
+        if self.mode == "staged" and self.stage_two_fit_on == "labels" and self.bottleneck == "soft":
+            raise ConfigError(
+                "bottleneck=soft with stage_two_fit_on=labels: a stage two fitted on 0/1 labels "
+                "cannot read probabilities (the trap; a LightGBM called nearly every face male). "
+                "Use bottleneck=hard (or auto), or stage_two_fit_on=predicted"
+            )
         if not self.group_dro_step > 0:
             raise ConfigError(f"group_dro_step must be a positive number, got {self.group_dro_step}")
         from .data.attributes import STAGE_ONE_ATTRIBUTES

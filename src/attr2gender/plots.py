@@ -39,6 +39,7 @@ __all__ = [
     "plot_conv_filters",
     "plot_cost_ratios",
     "plot_feature_maps",
+    "plot_intervention_curve",
     "plot_learning_curves",
     "plot_lr_finder",
     "plot_prediction_grid",
@@ -1053,5 +1054,42 @@ def plot_cost_ratios(metrics: Mapping[str, float], path: str | Path | None = Non
     ax.set_xlabel("two-stage ÷ direct (1 = same cost; above 1 = the detour costs more)")
     ax.set_title("What the detour through 39 attributes costs", fontsize=12, fontweight="bold")
     ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    return save_figure(fig, path)
+
+
+POLICY_STYLE = {
+    "uncertainty": ("#2b6cb0", "-"),
+    "contribution": ("#dd6b20", "-"),
+    "random": ("#4a5568", "--"),
+}
+
+
+def plot_intervention_curve(
+    curve: pd.DataFrame,
+    references: Mapping[str, float] | None = None,
+    path: str | Path | None = None,
+    title: str = "Interventions: correcting the k worst concepts",
+) -> Figure:
+    """Male accuracy against k, the number of attributes corrected to their true values per image, one
+    line per policy (columns ``policy``, ``k``, ``accuracy``); ``references`` are horizontal lines (e.g.
+    the direct route's accuracy, stage two on the true attributes)."""
+    if curve is None or curve.empty:
+        return _message_figure(title, "no intervention curve", path)
+    fig = _new_figure(7.5, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    for policy, part in curve.groupby("policy", sort=False):
+        color, style = POLICY_STYLE.get(str(policy), (NEUTRAL_COLOR, "-"))
+        ax.plot(
+            part["k"], part["accuracy"], color=color, linestyle=style, linewidth=2, label=f"policy: {policy}"
+        )
+    for (name, value), color in zip((references or {}).items(), ("#c62828", "#2f855a", "#805ad5")):
+        if value is not None and math.isfinite(value):
+            ax.axhline(value, color=color, linestyle=":", linewidth=1.5, label=f"{name} ({value:.3f})")
+    ax.set_xlabel("attributes corrected to their true value, per image (k)")
+    ax.set_ylabel("Male accuracy")
+    ax.set_xlim(0, int(curve["k"].max()))
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=12)
     ax.legend(loc="lower right", fontsize=9)
     return save_figure(fig, path)

@@ -38,7 +38,7 @@ def log_comparison(tracker, comparison: Comparison, files: dict[str, Path], tags
 
 
 def run_comparison(
-    two_stage: RunPlan,
+    two_stage: RunPlan | list[RunPlan],
     direct: RunPlan,
     tracker=None,
     measure: MeasureSpec | None = None,
@@ -47,7 +47,12 @@ def run_comparison(
     corruptions: bool = False,
 ) -> ComparisonRun:
     """Both routes as nested child runs of one parent run (tag ``comparison``), then the comparison;
-    with ``corruptions``, both routes are also scored on CelebA-C (the test images, corrupted)."""
+    with ``corruptions``, both routes are also scored on CelebA-C (the test images, corrupted).
+
+    ``two_stage`` may be several plans (a multi-run preset such as ``concept_sweep``): each is a child run,
+    the first is the headline comparison, and a sweep table sets every variant against the direct route."""
+    variants = list(two_stage) if isinstance(two_stage, list | tuple) else [two_stage]
+    two_stage = variants[0]
     tracker = tracker or NullTracker()
     stamp = stamp or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     out_dir = Path(two_stage.config.output_dir).resolve() / f"compare-{stamp}"
@@ -65,14 +70,16 @@ def run_comparison(
             run_pipeline(
                 plan, tracker, nested=True, measure=measure, extra_tags={"comparison_parent": parent_id or ""}
             )
-            for plan in (two_stage, direct)
+            for plan in (two_stage, direct, *variants[1:])
         ]
         comparison = compare_approaches(
             children[0].approach, children[1].approach, n_boot=n_boot, seed=two_stage.config.seed
         )
+        two_stage_children = [children[0], *children[2:]]
+        concept_files = concepts_section(comparison, two_stage_children, children[1], out_dir, n_boot)
         if corruptions:
             comparison.add_corruptions(celeba_c(children, seed=two_stage.config.seed, n_boot=n_boot))
-        files = write_comparison(comparison, out_dir)
+        files = write_comparison(comparison, out_dir) | concept_files
         log_comparison(
             tracker,
             comparison,
@@ -80,6 +87,91 @@ def run_comparison(
             {"two_stage_run_id": children[0].run_id or "", "direct_run_id": children[1].run_id or ""},
         )
     return ComparisonRun(comparison, out_dir, files, parent_id, children)
+
+
+def concepts_section(
+    comparison: Comparison, two_stage: list[PipelineRun], direct: PipelineRun, out_dir: Path, n_boot: int
+) -> dict[str, Path]:
+    """Leakage and intervention curves of every two-stage child, and (for several) the sweep table; added to
+    the comparison's report and metrics. Returns the files written (plots, curves)."""
+    from .. import plots
+    from ..metrics import markdown_table, paired_accuracy_difference_ci
+    from ..pipeline.concepts import curve_from_probabilities
+
+    two_stage = [c for c in two_stage if getattr(getattr(c.pipeline, "report", None), "leakage", None) is not None]
+    if not two_stage:  # nothing trained here to analyse (e.g. runs read back from MLflow)
+        return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files, rows, metrics = {}, [], {}
+    direct_acc = comparison.metrics["accuracy_direct"]
+    for child in two_stage:
+        report, name = child.pipeline.report, child.config.run_name
+        curve = curve_from_probabilities(
+            child.pipeline, report.test_attribute_probabilities, report.test_truth
+        )
+        files[f"curve_{name}"] = out_dir / f"intervention_curve_{name}.csv"
+        curve.to_csv(files[f"curve_{name}"], index=False)
+        references = {
+            "direct route": direct_acc,
+            "stage two on the true attributes": report.metrics.get("leakage_true_accuracy", float("nan")),
+        }
+        files[f"curve_plot_{name}"] = out_dir / f"intervention_curve_{name}.png"
+        plots.plot_intervention_curve(
+            curve,
+            references,
+            files[f"curve_plot_{name}"],
+            title=f"Interventions on {name}: correcting the k worst concepts",
+        )
+        at = curve.set_index(["policy", "k"])["accuracy"]
+        d = paired_accuracy_difference_ci(
+            child.approach.male,
+            child.approach.male_probability >= 0.5,
+            direct.approach.male_probability >= 0.5,
+            n_boot=n_boot,
+        )
+        row = {
+            "variant": name,
+            "mode": child.config.mode,
+            "bottleneck": child.config.resolved_bottleneck(),
+            "concept weight": child.config.concept_weight if child.config.mode == "joint" else "",
+            "test accuracy": child.metrics.get("test_accuracy"),
+            "two-stage - direct, points [95% CI]": f"{100 * d['difference']:+.2f} [{100 * d['low']:+.2f}, "
+            f"{100 * d['high']:+.2f}]",
+            "val Male accuracy": _val_accuracy(child),
+            "soft - hard (leakage)": child.metrics.get("test_leakage_soft_minus_hard"),
+            "k=5 (uncertainty)": at.get(("uncertainty", 5)),
+            "k=10 (uncertainty)": at.get(("uncertainty", 10)),
+        }
+        rows.append(row)
+        for key in ("true", "hard", "soft"):
+            metrics[f"leakage_{key}_accuracy_{name}"] = child.metrics.get(f"test_leakage_{key}_accuracy")
+        for k in (5, 10):
+            metrics[f"intervention_accuracy_k{k}_uncertainty_{name}"] = at.get(("uncertainty", k))
+    text = (
+        "Per two-stage run: Male accuracy after a person corrects the k most uncertain concepts of each image "
+        "(plots: intervention_curve_*.png, all three policies), and leakage: stage two on the true "
+        "attributes, on hard and on soft predictions (each run's reports/leakage.md).\n\n"
+        + markdown_table(rows, floatfmt=".4f")
+    )
+    joint = [r for r in rows if r["mode"] == "joint"]
+    if len(joint) > 1:  # the joint models' concept weight, chosen on validation, never on test
+        best = max(joint, key=lambda r: r["val Male accuracy"])
+        text += (
+            f"\nThe concept weight chosen on validation (never on test): **{best['variant']}** (validation "
+            f"Male accuracy {best['val Male accuracy']:.4f})."
+        )
+        metrics["best_joint_test_accuracy"] = best["test accuracy"]
+    comparison.add_section("The concept bottleneck: interventions and leakage", text, metrics)
+    return files
+
+
+def _val_accuracy(child: PipelineRun) -> float:
+    """A joint model's validation Male accuracy at its best checkpoint (lowest val_loss); NaN for staged
+    models, whose stage two is fitted on the validation images (no honest validation figure)."""
+    history = child.pipeline.report.train_result.history
+    if child.config.mode == "joint" and history is not None and {"val_acc", "val_loss"} <= set(history):
+        return float(history.loc[history["val_loss"].idxmin(), "val_acc"])
+    return float("nan")
 
 
 def celeba_c(children: list[PipelineRun], seed: int, n_boot: int) -> dict:

@@ -179,6 +179,11 @@ class Comparison:
             default=_json_value,
         )
 
+    def add_section(self, title: str, text: str, metrics: dict[str, float] | None = None) -> None:
+        """A section of the report (and its metrics on the parent run)."""
+        self.report += f"\n## {title}\n\n{text}\n"
+        self.metrics |= dict(metrics or {})
+
     def add_corruptions(self, tables: dict[str, pd.DataFrame]) -> None:
         """CelebA-C per route (see :func:`attr2gender.pipeline.robustness.corruption_accuracy`)."""
         self.corruption_tables = dict(tables)

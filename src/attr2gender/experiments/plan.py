@@ -57,6 +57,7 @@ class RunPlan:
     config: RunConfig
     preset: str | None
     data: DataChoice
+    name: str = ""  # the run's name in a multi-run preset (``runs:``)
 
     @property
     def smoke(self) -> bool:
@@ -113,16 +114,16 @@ def _task_keys(kind: str, config: RunConfig) -> dict:
     return keys
 
 
-def plan_run(
+def plan_runs(
     kind: str,
     preset: str | Path | None = None,
     data_root: str | None = None,
     overrides: list[str] | None = None,
     run: str | None = None,
     stamp: str | None = None,
-) -> RunPlan:
-    """Check the arguments and build the run's config; raises ConfigError / CelebANotFoundError /
-    WeightsNotFoundError before any work."""
+) -> list[RunPlan]:
+    """Every run of a preset (one, or several for a ``runs:`` preset such as ``concept_sweep``), checked and
+    resolved; raises ConfigError / CelebANotFoundError / WeightsNotFoundError before any work."""
     if kind not in KINDS:
         raise ConfigError(f"unknown pipeline {kind!r}; choose one of {KINDS}")
     extra = parse_overrides(overrides or [])  # unknown keys and bad values fail here
@@ -135,20 +136,39 @@ def plan_run(
         if not runs:
             names = [n for n, _ in load_preset(preset)]
             raise ConfigError(f"no run named {run!r} in {preset}; choose one of {names}")
-    if len(runs) != 1:
-        raise ConfigError(
-            f"{preset} holds {len(runs)} runs ({', '.join(n for n, _ in runs)}); pick one with --run NAME"
-        )
-    _, config = runs[0]
-    if data.synthetic and config.data_root:  # the preset names a root: it wins over the synthetic fallback
-        data = choose_data(config.data_root)
-    values = config.to_dict() | _task_keys(kind, config) | {"data_root": data.root}
-    if not values.get("run_name"):
-        from ..training.engine import default_run_name
+    from ..training.engine import default_run_name
 
-        values["run_name"] = default_run_name(f"{kind}-{config.backbone}", stamp)
-    # Missing ImageNet weights fail here, naming the file and where to put it, before any work starts.
-    return RunPlan(kind, build_config(values, str(preset)).check_weights(), str(preset), data)
+    plans = []
+    for name, config in runs:
+        chosen = (
+            choose_data(config.data_root) if data.synthetic and config.data_root else data
+        )  # preset's root wins
+        values = config.to_dict() | _task_keys(kind, config) | {"data_root": chosen.root}
+        if len(runs) > 1 and "run_name" not in extra:  # the variants of one sweep, never reusing a folder
+            values["run_name"] = default_run_name(name, stamp)
+        elif not values.get("run_name"):
+            values["run_name"] = default_run_name(f"{kind}-{config.backbone}", stamp)
+        # Missing ImageNet weights fail here, naming the file and where to put it, before any work starts.
+        plans.append(
+            RunPlan(kind, build_config(values, str(preset)).check_weights(), str(preset), chosen, name)
+        )
+    return plans
+
+
+def plan_run(
+    kind: str,
+    preset: str | Path | None = None,
+    data_root: str | None = None,
+    overrides: list[str] | None = None,
+    run: str | None = None,
+    stamp: str | None = None,
+) -> RunPlan:
+    """The one run of a preset (:func:`plan_runs`); a preset with several asks for ``--run NAME``."""
+    plans = plan_runs(kind, preset, data_root, overrides, run, stamp)
+    if len(plans) != 1:
+        names = ", ".join(p.name for p in plans)
+        raise ConfigError(f"{preset} holds {len(plans)} runs ({names}); pick one with --run NAME")
+    return plans[0]
 
 
 def materialize(plans: list[RunPlan], announce=say) -> None:

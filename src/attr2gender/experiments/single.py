@@ -228,6 +228,15 @@ def write_run_artifacts(
             title=f"Feature maps of the first convolution layer ({title})",
         )
 
+    if getattr(report, "leakage", None) is not None:
+        (reports_dir / "leakage.md").write_text(report.leakage.markdown())
+        out["permutation_importance"] = plots_dir / "permutation_importance.png"
+        plots.plot_attribute_importance(
+            report.leakage.permutation.rename("Male accuracy drop when permuted"),
+            path=out["permutation_importance"],
+            top=20,
+            title="Which concepts carry the decision (permutation importance)",
+        )
     if report.group_table is not None:
         report.group_table.to_csv(reports_dir / "groups.csv")
         (reports_dir / "groups.md").write_text(

@@ -7,6 +7,7 @@ from attr2gender.errors import (
     WeightsNotFoundError,
 )
 from attr2gender.models.inference import (
+    BOTTLENECKS,
     LOSSES,
     OUTPUTS,
     ProbabilityModel,
@@ -40,6 +41,7 @@ from attr2gender.models.weights import (
 
 __all__ = [
     "BACKBONES",
+    "BOTTLENECKS",
     "LOSSES",
     "OUTPUTS",
     "build_loss",

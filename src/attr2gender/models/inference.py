@@ -22,6 +22,8 @@ from ..data.attributes import STAGE_ONE_ATTRIBUTES
 # Loss names per task; the first is the default.
 LOSSES = {"attributes": ("multilabel_soft_margin", "bce"), "direct": ("cross_entropy", "bce")}
 TASKS = tuple(LOSSES)
+# What stage two reads from stage one: its probabilities ("soft") or them thresholded at 0.5 ("hard").
+BOTTLENECKS = ("soft", "hard")
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 # State-dict entries a training checkpoint holds besides the network (GroupDRO's group weights); a saved

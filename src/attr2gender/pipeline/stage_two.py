@@ -37,14 +37,15 @@ def fit_stage_two(
     threshold: float = 0.5,
     class_weight: str | None = None,
     seed: int = 0,
+    bottleneck: str = "soft",
 ) -> tuple[StageTwoClassifier, dict[str, float]]:
-    """Stage two on ``data``: ``model``, ``exclude`` (concept editing: attributes it must not use) and
+    """Stage two on ``data``: ``model``, ``exclude`` (concept editing: attributes it must not use),
     ``objective`` (``erm``; or ``worst_group``: group-reweighted vs group DRO on the Male x ``group_by``
-    groups, whichever has the better cross-validated worst-group accuracy). Returns the estimator and
-    what the fit measured."""
+    groups, whichever has the better cross-validated worst-group accuracy) and ``bottleneck`` (``hard``:
+    inputs thresholded at 0.5 at fit and predict time). Returns the estimator and what the fit measured."""
     params = dict(
         model=model,
-        input_kind=data.input_kind,
+        input_kind="binary" if bottleneck == "hard" else data.input_kind,
         threshold=threshold,
         class_weight=class_weight or None,
         random_state=seed,

@@ -17,6 +17,7 @@ from ..data.groups import group_masks
 from ..metrics import binary_metrics, group_accuracy_table, group_metrics
 from ..training import TrainResult, train
 from ..training.evaluate import SplitPredictions, split_metrics
+from .concepts import Leakage, leakage_report
 from .direct import DirectGenderClassifier
 from .stage_two import StageTwoData, fit_stage_two
 from .two_stage import Attr2GenderPipeline, male_probability
@@ -37,6 +38,7 @@ class FitReport:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: stage_one_train, stage_two_fit, ...
     test_truth: pd.DataFrame | None = None  # the 40 true attributes of the test images (groups, slices)
     group_table: pd.DataFrame | None = None  # Male accuracy per group with CIs (see attr2gender.metrics)
+    leakage: Leakage | None = None  # two-stage: stage two on true attributes, hard and soft predictions
 
 
 def test_metrics(
@@ -109,16 +111,20 @@ def train_two_stage(
         time.perf_counter() - start if data.input_kind == "probability" else 0.0
     )
     start = time.perf_counter()
-    stage_two, stage_two_info = fit_stage_two(
-        data,
-        model=config.stage_two_model,
-        objective=config.stage_two_objective,
-        exclude=config.stage_two_exclude,
-        group_by=config.group_by,
-        threshold=config.threshold,
-        class_weight=config.stage_two_class_weight,
-        seed=config.seed,
-    )
+    if config.mode == "joint":  # the jointly trained Male head is stage two: same coefficients
+        stage_two, stage_two_info = result.model.stage_two(), {}
+    else:
+        stage_two, stage_two_info = fit_stage_two(
+            data,
+            model=config.stage_two_model,
+            objective=config.stage_two_objective,
+            exclude=config.stage_two_exclude,
+            group_by=config.group_by,
+            threshold=config.threshold,
+            class_weight=config.stage_two_class_weight,
+            seed=config.seed,
+            bottleneck=config.resolved_bottleneck(),
+        )
     timings["stage_two_fit"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -136,12 +142,32 @@ def train_two_stage(
     test_truth = celeba.attributes.loc[test_ids]
     male_metrics, table = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
     metrics |= male_metrics | stage_two_info
+    # Leakage, on the validation images (stage one's outputs there are cached) and the test images.
+    val_probs, val_errors = stage_one.attribute_probabilities(
+        _paths(celeba, splits.val), progress=config.progress
+    )
+    val_ok = _readable(splits.val, val_errors)
+    val_truth = celeba.attributes.loc[list(np.asarray(splits.val)[val_ok])]
+    scored = stage_one.with_stage_two(stage_two)
+    leakage = leakage_report(scored, val_probs[val_ok], val_truth, probs[ok], test_truth, seed=config.seed)
+    metrics |= leakage.metrics
     metrics["train_seconds"] = (
         result.train_seconds + timings["stage_two_fit"] + timings["stage_one_on_stage_two_rows"]
     )
     metrics["stage_two_rows"] = float(len(data.y))
     report = FitReport(
-        result, test_ids, male, male_prob, metrics, probs[ok], truth, len(data.y), timings, test_truth, table
+        result,
+        test_ids,
+        male,
+        male_prob,
+        metrics,
+        probs[ok],
+        truth,
+        len(data.y),
+        timings,
+        test_truth,
+        table,
+        leakage,
     )
     pipeline = stage_one.with_stage_two(stage_two, metrics=metrics, config=config.to_dict(), report=report)
     pipeline.stage_two_data = data

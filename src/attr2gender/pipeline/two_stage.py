@@ -89,6 +89,39 @@ class Attr2GenderPipeline(GenderPredictor):
         attributes = self._forward(x)
         return {"male_probability": self.stage_two_probability(attributes), "attributes": attributes}
 
+    def predict(
+        self,
+        images,
+        errors: str = "coerce",
+        progress: bool | None = None,
+        batch_size: int | None = None,
+        intervene=None,
+    ) -> pd.DataFrame:
+        """One row per input image, in input order: ``image``, ``male_probability``, ``label``, the 39 attribute
+        probabilities and ``error``.
+
+        ``intervene``: a person corrects concepts and the decision follows. ``{"Eyeglasses": 1,
+        "Wearing_Lipstick": 0}`` overrides those stage-one outputs (values in [0, 1]) for every image before
+        stage two; a DataFrame with one row per image does it per row (NaN keeps stage one's value). The
+        attribute columns then show the values stage two read, and ``male_probability_intervened`` /
+        ``label_intervened`` sit next to the original ``male_probability`` / ``label``."""
+        frame = super().predict(images, errors=errors, progress=progress, batch_size=batch_size)
+        if intervene is None:
+            return frame
+        from .concepts import apply_intervention, intervention_matrix
+
+        attributes = frame[list(STAGE_ONE_ATTRIBUTES)].to_numpy()
+        changed = apply_intervention(attributes, intervention_matrix(intervene, len(frame)))
+        ok = ~np.isnan(attributes).any(axis=1)
+        male = np.full(len(frame), np.nan)
+        if ok.any():
+            male[ok] = self.stage_two_probability(changed[ok])
+        frame[list(STAGE_ONE_ATTRIBUTES)] = changed
+        frame.insert(3, "male_probability_intervened", male)
+        label = np.where(np.isnan(male), None, np.where(male >= self.threshold, "Male", "Female"))
+        frame.insert(4, "label_intervened", label)
+        return frame
+
     # --- stage one alone, cached ---
     def attribute_probabilities(self, images, progress: bool | None = None) -> tuple[np.ndarray, list[str]]:
         """Stage one's (n, 39) probabilities and per-row errors. For file paths with ``cache_dir`` set,

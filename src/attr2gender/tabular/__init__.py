@@ -5,7 +5,7 @@ from attr2gender.tabular.estimators import (
     MODELS,
     InputKindMismatchError,
     StageTwoClassifier,
-    fit_stage_two,
+    logistic_from_coefficients,
 )
 from attr2gender.tabular.persistence import (
     StageTwoFormatError,
@@ -21,7 +21,7 @@ __all__ = [
     "InputKindMismatchError",
     "StageTwoClassifier",
     "StageTwoFormatError",
-    "fit_stage_two",
+    "logistic_from_coefficients",
     "from_json_dict",
     "load_stage_two",
     "save_stage_two",

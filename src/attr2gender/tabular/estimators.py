@@ -368,6 +368,26 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
         return pd.Series(gain, index=index, name="gain")
 
 
-def fit_stage_two(X, y, sample_weight=None, **params) -> StageTwoClassifier:
-    """``StageTwoClassifier(**params).fit(X, y, sample_weight)``."""
-    return StageTwoClassifier(**params).fit(X, y, sample_weight=sample_weight)
+def logistic_from_coefficients(
+    coef, intercept: float, feature_names, input_kind: str = "probability", threshold: float = 0.5
+) -> StageTwoClassifier:
+    """A fitted logistic :class:`StageTwoClassifier` with the given coefficients, no data needed: how a
+    jointly trained network's linear Male head becomes a stage two (same predictions, same explanations)."""
+    coef = np.asarray(coef, dtype=np.float64).reshape(-1)
+    names = [str(n) for n in feature_names]
+    if coef.shape != (len(names),) or not np.isfinite(coef).all() or not np.isfinite(intercept):
+        raise ValueError(f"need {len(names)} finite coefficients (one per feature) and a finite intercept")
+    est = StageTwoClassifier(model="logistic", input_kind=input_kind, threshold=threshold)
+    est._check_params()
+    inner = LogisticRegression(C=est.C, solver="lbfgs", max_iter=est.max_iter)
+    inner.classes_ = np.array([0, 1])
+    inner.coef_ = coef.reshape(1, -1)
+    inner.intercept_ = np.array([float(intercept)])
+    inner.n_features_in_ = len(names)
+    inner.n_iter_ = np.zeros(1, dtype=np.int32)
+    est.estimator_, est.classes_, est.n_features_in_ = inner, np.array([0, 1]), len(names)
+    est.feature_names_in_ = np.asarray(names, dtype=object)
+    est.fit_input_is_binary_ = False
+    est.n_iter_ = np.zeros(1, dtype=np.int32)
+    est.kept_ = est._kept_indices()
+    return est

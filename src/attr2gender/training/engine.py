@@ -172,7 +172,9 @@ def check_checkpoint(path: Path) -> None:
 def build_model(
     config: RunConfig, lr: float, channels_last: bool = False, group_counts: list[int] | None = None
 ) -> ImageModel:
-    return model_class(config.task)(
+    joint = {"concept_weight": config.concept_weight, "bottleneck": config.resolved_bottleneck()}
+    return model_class(config.task, config.mode)(
+        **(joint if config.mode == "joint" else {}),
         backbone=config.backbone,
         weights=config.weights,
         loss=config.resolved_loss(),

@@ -29,8 +29,11 @@ def load_image_model(directory: str | Path) -> tuple[ImageModel, dict]:
     """The trainable model saved in ``directory`` and its ``model.json``."""
     plain = load_model(directory)
     meta = json.loads((Path(directory) / "model.json").read_text())
-    model = model_class(meta["task"])(**dict(meta["hparams"]) | {"weights": "none"})
-    model.net.load_state_dict(plain.net.state_dict())
+    hparams = dict(meta["hparams"]) | {"weights": "none"}
+    model = model_class(meta["task"], "joint" if "concept_weight" in hparams else "staged")(**hparams)
+    model.net.load_state_dict(
+        plain.net.state_dict()
+    )  # a joint model's Male head is its stage two, not saved here
     return model.eval(), meta
 
 

@@ -14,7 +14,15 @@ from torch import nn
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..metrics import binary_metrics, per_attribute_metrics
-from ..models import BACKBONES, ProbabilityModel, build_loss, create_backbone, head_of, probabilities
+from ..models import (
+    BACKBONES,
+    BOTTLENECKS,
+    ProbabilityModel,
+    build_loss,
+    create_backbone,
+    head_of,
+    probabilities,
+)
 from .robust import GroupDRO, GroupReweightedLoss
 
 N_GROUPS = 4  # Male x one attribute (attr2gender.data.groups)
@@ -61,7 +69,8 @@ class ImageModel(L.LightningModule):
             self._freeze_all_but_head()
         self._outputs: dict[str, list] = {"train": [], "val": [], "test": []}
 
-    # Subclasses define: task, target_of(batch), epoch_metrics(prob, target), group_scores(prob, target).
+    # Subclasses define: task, target_of(batch), epoch_metrics(prob, attributes, male) and
+    # group_scores(prob, attributes, male) (per image: what the worst-group criterion averages).
 
     def loss_of(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(logits, target)
@@ -71,10 +80,15 @@ class ImageModel(L.LightningModule):
         loss = self.per_sample_loss_fn(logits, target)
         return loss.mean(dim=1) if loss.ndim == 2 else loss
 
-    def worst_group_accuracy(self, prob: np.ndarray, target: np.ndarray, groups: np.ndarray) -> float:
+    def batch_loss(self, logits: torch.Tensor, batch, per_sample: bool = False) -> torch.Tensor:
+        """The training objective of a batch: its mean, or (B,) per-sample losses for the group objectives."""
+        target = self.target_of(batch)
+        return self.per_sample_loss(logits, target) if per_sample else self.loss_of(logits, target)
+
+    def worst_group_accuracy(self, prob, attributes, male, groups: np.ndarray) -> float:
         """Lowest per-group score among groups with enough images in the split (the checkpoint criterion
         of group-robust training); the overall score when no group has enough."""
-        scores = self.group_scores(prob, target)
+        scores = self.group_scores(prob, attributes, male)
         eligible = [
             scores[groups == g].mean() for g in range(N_GROUPS) if (groups == g).sum() >= MIN_VAL_GROUP
         ]
@@ -130,11 +144,10 @@ class ImageModel(L.LightningModule):
             )
             return None
         logits = self(batch["image"])
-        target = self.target_of(batch)
         if stage == "train" and self.group_objective is not None:
-            loss = self.group_objective(self.per_sample_loss(logits, target), batch["group"])
+            loss = self.group_objective(self.batch_loss(logits, batch, per_sample=True), batch["group"])
         else:
-            loss = self.loss_of(logits, target)
+            loss = self.batch_loss(logits, batch)
         n = len(batch["image"])
         self.log(
             f"{stage}_loss",
@@ -174,10 +187,9 @@ class ImageModel(L.LightningModule):
         male = np.concatenate([o[1] for o in outputs])
         attributes = np.concatenate([o[2] for o in outputs])
         groups = np.concatenate([o[3] for o in outputs])
-        target = attributes if self.num_outputs > 1 else male
-        metrics = self.epoch_metrics(prob, target)
+        metrics = self.epoch_metrics(prob, attributes, male)
         if stage == "val":
-            metrics["worst_group_acc"] = self.worst_group_accuracy(prob, target, groups)
+            metrics["worst_group_acc"] = self.worst_group_accuracy(prob, attributes, male, groups)
         for name, value in metrics.items():
             # Metrics over this process's share of the split; under DDP the mean over ranks.
             self.log(f"{stage}_{name}", float(value), prog_bar=name in ("acc", "mean_acc"), sync_dist=True)
@@ -205,15 +217,17 @@ class AttributeModel(ImageModel):
     num_outputs = len(STAGE_ONE_ATTRIBUTES)
     attribute_names = STAGE_ONE_ATTRIBUTES
 
-    def group_scores(self, prob, target):
+    def group_scores(self, prob, attributes, male):
         """Per image: the share of its 39 attributes predicted right."""
-        return ((prob >= self.hparams.threshold) == (target >= 0.5)).mean(axis=1)
+        return ((prob >= self.hparams.threshold) == (attributes >= 0.5)).mean(axis=1)
 
     def target_of(self, batch):
         return batch["attributes"].float()
 
-    def epoch_metrics(self, prob, target):
-        table = per_attribute_metrics(target, prob, STAGE_ONE_ATTRIBUTES, threshold=self.hparams.threshold)
+    def epoch_metrics(self, prob, attributes, male):
+        table = per_attribute_metrics(
+            attributes, prob, STAGE_ONE_ATTRIBUTES, threshold=self.hparams.threshold
+        )
         return {"mean_acc": table["accuracy"].mean(), "mean_auc": table["roc_auc"].mean(skipna=True)}
 
 
@@ -224,18 +238,83 @@ class DirectModel(ImageModel):
     num_outputs = 1
     attribute_names = ()
 
-    def group_scores(self, prob, target):
+    def group_scores(self, prob, attributes, male):
         """Per image: 1 when Male is predicted right."""
-        return ((prob >= self.hparams.threshold) == (target >= 0.5)).astype(np.float64)
+        return ((prob >= self.hparams.threshold) == (male >= 0.5)).astype(np.float64)
 
     def target_of(self, batch):
         male = batch["male"]
         return male.float().unsqueeze(1) if self.hparams.loss == "bce" else male.long()
 
-    def epoch_metrics(self, prob, target):
-        m = binary_metrics(target, prob, threshold=self.hparams.threshold)
+    def epoch_metrics(self, prob, attributes, male):
+        m = binary_metrics(male, prob, threshold=self.hparams.threshold)
         return {"acc": m["accuracy"], "auc": m["roc_auc"], "f1": m["f1"]}
 
 
-def model_class(task: str) -> type[ImageModel]:
+class JointModel(AttributeModel):
+    """The joint concept bottleneck model (Koh et al., ICML 2020): backbone -> 39 attribute logits ->
+    sigmoid -> one linear Male head on the 39 probabilities and nothing else, trained end to end on
+    ``BCE(Male) + concept_weight * attribute loss``.
+
+    ``bottleneck="hard"`` feeds the head the probabilities thresholded at 0.5 (gradients pass straight
+    through), the leakage-free variant. Its image model is stage one as usual (39 probabilities), and the
+    head becomes a logistic stage two with the same coefficients (:meth:`stage_two`), so a joint model is a
+    normal two-stage bundle whose explanations stay exact."""
+
+    def __init__(self, *args, concept_weight: float = 1.0, bottleneck: str = "soft", **kwargs):
+        super().__init__(*args, **kwargs)
+        if bottleneck not in BOTTLENECKS:
+            raise ValueError(f"bottleneck={bottleneck!r} is not valid; choose one of {BOTTLENECKS}")
+        self.male_head = nn.Linear(len(STAGE_ONE_ATTRIBUTES), 1)
+        self.male_loss_fn = nn.BCEWithLogitsLoss()
+        self.male_per_sample_fn = nn.BCEWithLogitsLoss(reduction="none")
+
+    def concepts(self, attribute_logits: torch.Tensor) -> torch.Tensor:
+        """What the Male head reads: the 39 probabilities, thresholded for a hard bottleneck."""
+        p = torch.sigmoid(attribute_logits.float())
+        if self.hparams.bottleneck == "hard":
+            return (p >= 0.5).float() + p - p.detach()  # straight-through: hard forward, sigmoid gradient
+        return p
+
+    def male_logit(self, attribute_logits: torch.Tensor) -> torch.Tensor:
+        return self.male_head(self.concepts(attribute_logits))[:, 0]
+
+    def batch_loss(self, logits: torch.Tensor, batch, per_sample: bool = False) -> torch.Tensor:
+        concept = super().batch_loss(logits, batch, per_sample)
+        male_fn = self.male_per_sample_fn if per_sample else self.male_loss_fn
+        return male_fn(self.male_logit(logits), batch["male"].float()) + self.hparams.concept_weight * concept
+
+    def male_probability(self, attribute_probabilities: np.ndarray) -> np.ndarray:
+        """P(Male) of the head from (n, 39) attribute probabilities (what stage two computes)."""
+        x = attribute_probabilities >= 0.5 if self.hparams.bottleneck == "hard" else attribute_probabilities
+        w, b = self.male_head.weight.detach().cpu().numpy()[0], float(self.male_head.bias.detach().cpu())
+        return 1.0 / (1.0 + np.exp(-(np.asarray(x, dtype=np.float64) @ w + b)))
+
+    def epoch_metrics(self, prob, attributes, male):
+        m = binary_metrics(male, self.male_probability(prob), threshold=self.hparams.threshold)
+        return super().epoch_metrics(prob, attributes, male) | {"acc": m["accuracy"], "auc": m["roc_auc"]}
+
+    def group_scores(self, prob, attributes, male):
+        """Per image: 1 when Male is predicted right (the joint model predicts Male)."""
+        return ((self.male_probability(prob) >= self.hparams.threshold) == (male >= 0.5)).astype(np.float64)
+
+    def stage_two(self):
+        """The Male head as a fitted logistic stage two: same coefficients, same predictions."""
+        from ..tabular import logistic_from_coefficients
+
+        hard = self.hparams.bottleneck == "hard"
+        return logistic_from_coefficients(
+            self.male_head.weight.detach().cpu().numpy()[0],
+            float(self.male_head.bias.detach().cpu()),
+            STAGE_ONE_ATTRIBUTES,
+            input_kind="binary" if hard else "probability",
+            threshold=0.5,
+        )
+
+
+def model_class(task: str, mode: str = "staged") -> type[ImageModel]:
+    if mode == "joint":
+        if task != "attributes":
+            raise ValueError("mode=joint trains stage one with its Male head: it needs task=attributes")
+        return JointModel
     return {"attributes": AttributeModel, "direct": DirectModel}[task]
