@@ -98,7 +98,9 @@ def concepts_section(
     from ..metrics import markdown_table, paired_accuracy_difference_ci
     from ..pipeline.concepts import curve_from_probabilities
 
-    two_stage = [c for c in two_stage if getattr(getattr(c.pipeline, "report", None), "leakage", None) is not None]
+    two_stage = [
+        c for c in two_stage if getattr(getattr(c.pipeline, "report", None), "leakage", None) is not None
+    ]
     if not two_stage:  # nothing trained here to analyse (e.g. runs read back from MLflow)
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -155,19 +155,12 @@ def plan_runs(
     return plans
 
 
-def plan_run(
-    kind: str,
-    preset: str | Path | None = None,
-    data_root: str | None = None,
-    overrides: list[str] | None = None,
-    run: str | None = None,
-    stamp: str | None = None,
-) -> RunPlan:
-    """The one run of a preset (:func:`plan_runs`); a preset with several asks for ``--run NAME``."""
-    plans = plan_runs(kind, preset, data_root, overrides, run, stamp)
+def plan_run(kind: str, *args, **kwargs) -> RunPlan:
+    """The one run of a preset (:func:`plan_runs`, same arguments); a preset with several asks for ``--run``."""
+    plans = plan_runs(kind, *args, **kwargs)
     if len(plans) != 1:
         names = ", ".join(p.name for p in plans)
-        raise ConfigError(f"{preset} holds {len(plans)} runs ({names}); pick one with --run NAME")
+        raise ConfigError(f"{plans[0].preset} holds {len(plans)} runs ({names}); pick one with --run NAME")
     return plans[0]
 
 

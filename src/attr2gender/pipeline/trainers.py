@@ -161,13 +161,13 @@ def train_two_stage(
         male,
         male_prob,
         metrics,
-        probs[ok],
-        truth,
-        len(data.y),
-        timings,
-        test_truth,
-        table,
-        leakage,
+        test_attribute_probabilities=probs[ok],
+        test_attributes=truth,
+        stage_two_rows=len(data.y),
+        timings=timings,
+        test_truth=test_truth,
+        group_table=table,
+        leakage=leakage,
     )
     pipeline = stage_one.with_stage_two(stage_two, metrics=metrics, config=config.to_dict(), report=report)
     pipeline.stage_two_data = data
@@ -224,11 +224,11 @@ def train_direct(
         "train_seconds": result.train_seconds,
     }
     report = FitReport(
-        result,
-        test_ids,
-        male,
-        male_prob,
-        metrics,
+        train_result=result,
+        test_ids=test_ids,
+        test_male=male,
+        test_male_probability=male_prob,
+        metrics=metrics,
         timings={"train": result.train_seconds, "test_inference": seconds},
         test_truth=test_truth,
         group_table=table,
