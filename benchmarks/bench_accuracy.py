@@ -14,6 +14,9 @@ EfficientNet-Lite0, 128 px):
 - stage one's mean accuracy over the 39 attributes;
 - the ceiling of the attribute route: stage two on the *true* attributes, trained on the official train
   partition (162,770 rows) and scored on the official test partition (19,962 rows);
+- a user's photos, simulated: 500 test crops pasted into larger canvases (2-4x, +-25 degrees, some with a
+  second face): detection recall, whether the central face is picked, and Male accuracy on the original
+  crops vs the composites with and without alignment (``predict(align="auto")`` vs ``"none"``);
 each with a 95 % bootstrap confidence interval over test images, and how long each step took.
 
     python benchmarks/bench_accuracy.py                 # real sample; under an hour on 2 cores
@@ -106,7 +109,7 @@ def two_stage_variants(
     test_probs = report.test_attribute_probabilities
     val_paths = [celeba.image_path(i) for i in splits.val]
     start = time.perf_counter()
-    val_probs, errors = pipeline.attribute_probabilities(val_paths)  # served from the stage-one cache
+    val_probs, errors = pipeline.attribute_probabilities(val_paths, align="none")  # from the stage-one cache
     ok = np.array([not e for e in errors])
     y_val = celeba.male(np.asarray(splits.val)[ok])
     cached_seconds = time.perf_counter() - start
@@ -271,12 +274,12 @@ def runtime_agreement(pipeline, paths: list[Path], bundle_dir: Path) -> list[dic
     from attr2gender.pipeline.runtime import onnx_runtime_available
 
     pipeline.save(bundle_dir)
-    reference = load_pipeline(bundle_dir, device="cpu", runtime="torch", precision="fp32")
+    reference = load_pipeline(bundle_dir, device="cpu", runtime="torch", precision="fp32", align="none")
     ref = reference.predict(paths, progress=False)
     variants = [("torch", "bf16")] + ([("onnx", "auto")] if onnx_runtime_available() else [])
     rows = []
     for runtime, precision in variants:
-        other = load_pipeline(bundle_dir, device="cpu", runtime=runtime, precision=precision)
+        other = load_pipeline(bundle_dir, device="cpu", runtime=runtime, precision=precision, align="none")
         frame = other.predict(paths, progress=False)
         ok = (ref["error"] == "") & (frame["error"] == "")
         delta = np.abs(
@@ -295,6 +298,117 @@ def runtime_agreement(pipeline, paths: list[Path], bundle_dir: Path) -> list[dic
     return rows
 
 
+def _composite_chunks(paths: list[Path], n: int, seed: int, chunk: int = 100):
+    """``n`` composites whose main faces are ``paths[:n]`` in order, built ``chunk`` at a time (memory)."""
+    from attr2gender.data.composites import make_composites
+
+    for start in range(0, n, chunk):
+        # Main faces paths[start:start+chunk]; backgrounds and second faces from the whole list.
+        pool = paths[start : start + chunk] + paths[:start] + paths[start + chunk :]
+        yield make_composites(pool, min(chunk, n - start), seed=seed + start)
+
+
+def _centre(face) -> tuple[float, float]:
+    x0, y0, x1, y1 = face.box
+    return ((x0 + x1) / 2, (y0 + y1) / 2)
+
+
+def composite_rows(pipelines: dict, celeba, ids: list[str], n: int, seed: int, threshold: float) -> dict:
+    """Real photos, simulated: ``n`` crops pasted into larger canvases (2-4x, +-25 degrees, some with a
+    second smaller face; attr2gender.data.composites). Detection recall (a detected face centred on the
+    pasted one), whether the face picked is the pasted central one, and each pipeline's Male accuracy on
+    the original crops, on the composites with ``align="auto"`` and with ``align="none"``, with bootstrap
+    CIs and the paired aligned - original difference. A composite whose face is not used counts as wrong."""
+    from attr2gender.data.faces import FaceDetector
+
+    ids = list(ids)[:n]
+    paths = [celeba.image_path(i) for i in ids]
+    male = celeba.male(ids)
+    detector = FaceDetector.shared()
+    found, picked, second = [], [], []
+    probs = {name: {"aligned": [], "unaligned": []} for name in pipelines}
+    for chunk in _composite_chunks(paths, len(paths), seed):
+        images = [c.image for c in chunk]
+        for c in chunk:
+            faces = detector.detect_central(c.image)  # what predict(align="auto") picks from
+            found.append(any(c.main.contains(_centre(f)) for f in faces))
+            picked.append(bool(faces) and c.main.contains(_centre(faces[0])))
+            second.append(bool(c.others))
+        for name, pipe in pipelines.items():
+            probs[name]["aligned"].append(pipe.predict(images, progress=False)["male_probability"].to_numpy())
+            frame = pipe.predict(images, progress=False, align="none")
+            probs[name]["unaligned"].append(frame["male_probability"].to_numpy())
+    out = {
+        "images": len(paths),
+        "with_second_face": int(np.sum(second)),
+        "detection_recall": float(np.mean(found)),
+        "picked_the_pasted_face": float(np.mean(picked)),
+        "rows": [],
+    }
+    for name, pipe in pipelines.items():
+        original = pipe.predict(paths, progress=False, align="none")["male_probability"].to_numpy()
+        correct = {"original": (original >= threshold) == male}
+        for how in ("aligned", "unaligned"):
+            prob = np.concatenate(probs[name][how])
+            correct[how] = np.where(np.isnan(prob), False, (prob >= threshold) == male)
+        aligned = np.concatenate(probs[name]["aligned"])
+        row = {"pipeline": name, "faces_not_used": int(np.isnan(aligned).sum())}
+        for how, c in correct.items():
+            acc, low, high = bootstrap_ci(
+                lambda x: x.mean(axis=-1), c.astype(float), n_boot=2000, seed=seed, vectorized=True
+            )
+            row[how] = {"accuracy": acc, "ci_low": low, "ci_high": high}
+        for how in ("aligned", "unaligned"):
+            row[f"{how}_minus_original"] = _paired_correct_difference(correct[how], correct["original"], seed)
+        out["rows"].append(row)
+    return out
+
+
+def _paired_correct_difference(a: np.ndarray, b: np.ndarray, seed: int) -> dict:
+    """mean(a) - mean(b) over the same images (0/1 correctness), with a paired bootstrap 95 % CI."""
+    diff = a.astype(float) - b.astype(float)
+    value, low, high = bootstrap_ci(lambda x: x.mean(axis=-1), diff, n_boot=2000, seed=seed, vectorized=True)
+    return {"difference": value, "ci_low": low, "ci_high": high}
+
+
+def detect_side_sweep(
+    pipelines: dict, celeba, ids: list[str], n: int, seed: int, threshold: float, sides
+) -> list:
+    """Validation composites: aligned Male accuracy per first-pass detection size (how the default was
+    chosen; the test composites are not used for it)."""
+    from attr2gender.data import faces as face_module
+
+    ids = list(ids)[:n]
+    paths = [celeba.image_path(i) for i in ids]
+    male = celeba.male(ids)
+    chunks = list(_composite_chunks(paths, len(paths), seed + 1))
+    default, rows = face_module.DETECT_MAX_SIDE, []
+    try:
+        for side in sides:
+            face_module.DETECT_MAX_SIDE = side
+            for name, pipe in pipelines.items():
+                start = time.perf_counter()
+                prob = np.concatenate(
+                    [
+                        pipe.predict([c.image for c in chunk], progress=False)["male_probability"].to_numpy()
+                        for chunk in chunks
+                    ]
+                )
+                correct = np.where(np.isnan(prob), False, (prob >= threshold) == male)
+                rows.append(
+                    {
+                        "detect_side": side,
+                        "pipeline": name,
+                        "val_accuracy": float(correct.mean()),
+                        "images": len(ids),
+                        "seconds": time.perf_counter() - start,
+                    }
+                )
+    finally:
+        face_module.DETECT_MAX_SIDE = default
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=SHARED)
@@ -303,6 +417,14 @@ def main(argv=None) -> int:
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument(
         "--joint-weights", default="0.01,0.1,1,10", help="concept weights of the joint models ('' skips them)"
+    )
+    parser.add_argument(
+        "--composites", type=int, default=500, help="photo-like composites of test crops (alignment section)"
+    )
+    parser.add_argument(
+        "--detect-sides",
+        default="96,128,192,320",
+        help="first-pass detection sizes compared on validation composites ('' skips the sweep)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="synthetic data, tiny model: proves the script runs"
@@ -317,7 +439,7 @@ def main(argv=None) -> int:
         from attr2gender.data.synth import make_synthetic_celeba
 
         args.data_root = make_synthetic_celeba(Path(tmp.name) / "celeba", n=240, seed=0, image_size=40)
-        args.joint_weights = "1"
+        args.joint_weights, args.composites, args.detect_sides = "1", 12, "128"
         overrides = [
             "backbone=test_efficientnet",
             "weights=none",
@@ -415,6 +537,14 @@ def main(argv=None) -> int:
     celeba_c = {
         p.kind: corruption_accuracy(p, test_paths, direct_report.test_male, seed=seed) for p in (two, direct)
     }
+    # A user's photos, simulated: test crops pasted into larger canvases; aligned as predict() does by default.
+    print(f"alignment: {args.composites} composites of test crops", flush=True)
+    routes = {"two_stage": two, "direct": direct}
+    sides = [int(x) for x in args.detect_sides.split(",") if x.strip()]
+    sweep = detect_side_sweep(routes, celeba, splits.val, args.composites, seed, config.threshold, sides)
+    composites = composite_rows(
+        routes, celeba, direct_report.test_ids, args.composites, seed, config.threshold
+    )
     has_partition = celeba.partition is not None and set(np.unique(celeba.partition)) >= {0, 2}
     rows += ceiling(celeba, seed) if has_partition else []
     attr_acc = two.metrics["attr_mean_accuracy"]
@@ -473,7 +603,37 @@ def main(argv=None) -> int:
         "celeba_c": {k: t.reset_index().to_dict(orient="records") for k, t in celeba_c.items()},
         "joint_sweep": joint_sweep,
         "intervention_curves": curves,
+        "composites": composites,
+        "detect_side_sweep": sweep,
     }
+    composite_headers = [
+        "pipeline",
+        "original crops",
+        "composites, aligned",
+        "composites, not aligned",
+        "aligned - original (paired 95% CI)",
+        "not aligned - original (paired 95% CI)",
+        "faces not used",
+    ]
+
+    def with_ci(c: dict) -> str:
+        return f"{c['accuracy']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
+
+    def diff(d: dict) -> str:
+        return f"{d['difference']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+
+    composite_table = [
+        [
+            r["pipeline"],
+            with_ci(r["original"]),
+            with_ci(r["aligned"]),
+            with_ci(r["unaligned"]),
+            diff(r["aligned_minus_original"]),
+            diff(r["unaligned_minus_original"]),
+            r["faces_not_used"],
+        ]
+        for r in composites["rows"]
+    ]
     curve_at = {(c["pipeline"], c["policy"], c["k"]): c["accuracy"] for c in curves}
     curve_rows = [
         [name, policy, *[curve_at.get((name, policy, k)) for k in (0, 5, 10, 20, 39)]]
@@ -521,6 +681,20 @@ def main(argv=None) -> int:
             markdown_table(
                 ["pipeline", "policy", "k=0", "k=5", "k=10", "k=20", "k=39"], curve_rows, digits=4
             ),
+            f"A user's photos, simulated: {composites['images']} test crops pasted into canvases 2-4 times their "
+            f"size at random positions, scales and rotations (+-25 degrees), {composites['with_second_face']} with "
+            f"a second, smaller face. Detection recall {composites['detection_recall']:.4f}; the face picked is "
+            f"the pasted central one in {composites['picked_the_pasted_face']:.4f}. Male accuracy (a composite "
+            "whose face is not used counts as wrong) on the original crops, on the composites as predict() reads "
+            'them by default (`align="auto"`), and read as they are (`align="none"`):',
+            markdown_table(composite_headers, composite_table, digits=4),
+            "How the first-pass detection size was chosen: aligned Male accuracy on composites of the "
+            "validation crops (the test composites above were not used):",
+            markdown_table(
+                ["detect side (px)", "pipeline", "val accuracy", "seconds"],
+                [[r["detect_side"], r["pipeline"], r["val_accuracy"], r["seconds"]] for r in sweep],
+                digits=4,
+            ),
             "CelebA-C: Male accuracy on the test images under deterministic corruptions:",
             markdown_table(corruption_headers, corruption_rows, digits=4),
             f"Runtimes against PyTorch fp32 on the same {len(agreement_paths):,} validation and test images:",
@@ -561,6 +735,15 @@ def main(argv=None) -> int:
             f"{r['label_agreement']:.4%} of {r['images']:,}"
         )
     print(f"stage one mean attribute accuracy {attr_acc:.4f}")
+    print(
+        f"composites: recall {composites['detection_recall']:.4f}, picked the pasted face "
+        f"{composites['picked_the_pasted_face']:.4f}; "
+        + "; ".join(
+            f"{r['pipeline']} original {r['original']['accuracy']:.4f}, aligned {r['aligned']['accuracy']:.4f}, "
+            f"not aligned {r['unaligned']['accuracy']:.4f}"
+            for r in composites["rows"]
+        )
+    )
     print(
         f"test accuracy: direct {direct_acc:.4f}, best two-stage {best_two:.4f} (loss {direct_acc - best_two:+.4f})"
     )

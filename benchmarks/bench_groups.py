@@ -162,7 +162,7 @@ def run_variant(
         )
         seconds = time.perf_counter() - start
         corrupted_probs = {
-            c: pipe.predict(images, progress=False)["male_probability"].to_numpy()
+            c: pipe.predict(images, progress=False, align="none")["male_probability"].to_numpy()
             for c, images in corrupted_paths(report).items()
             if c != "clean"
         }
@@ -184,7 +184,7 @@ def run_variant(
     report = pipe.fit_report_
     seconds = time.perf_counter() - start
     stage_one = {
-        c: pipe.attribute_probabilities(images, progress=False)[0]
+        c: pipe.attribute_probabilities(images, progress=False, align="none")[0]
         for c, images in corrupted_paths(report).items()
         if c != "clean"
     }

@@ -20,6 +20,9 @@ Method (this machine is noisy, so everything compared is measured in one run, in
 3. The source's "inference time for 500 images" for each preset backbone (direct route, batch 64).
 4. Peak memory (RSS; CUDA max allocated on GPU) of ``predict`` over a folder at batch 64, for 1,000 and
    10,000 images, each in a fresh subprocess; streaming means it should not grow with the image count.
+5. Face alignment's cost: ``predict(align="auto")`` over ``align="none"`` on the same 250x250 photos (crops
+   pasted into larger canvases: CelebA's with ``--faces-root``, else synthetic faces) at batch 64, both
+   routes, interleaved. Target <= 1.5x.
 
     python benchmarks/bench_inference.py            # a few minutes on 2 CPU cores
     python benchmarks/bench_inference.py --quick    # CI: proves the script works, judges nothing
@@ -38,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES  # noqa: E402
@@ -61,15 +65,21 @@ def build_pipelines(backbone: str, weights: str, image_size: int, device: str):
     X = (rng.random((2000, 39)) < np.where(male[:, None], rates[:, 1], rates[:, 0])).astype(float)
     stage_two = StageTwoClassifier(input_kind="binary").fit(X, male.astype(int))
     torch.manual_seed(0)
+    # align="none": these sections time the models on crops; alignment's cost has its own section.
     two = Attr2GenderPipeline(
         AttributeModel(backbone=backbone, weights=weights),
         stage_two,
         image_size,
         device=device,
         num_workers=0,
+        align="none",
     )
     direct = DirectGenderClassifier(
-        DirectModel(backbone=backbone, weights=weights), image_size, device=device, num_workers=0
+        DirectModel(backbone=backbone, weights=weights),
+        image_size,
+        device=device,
+        num_workers=0,
+        align="none",
     )
     return two, direct
 
@@ -156,7 +166,7 @@ def five_hundred_images(backbones, n: int, image_size: int, batch: int, device: 
     for name in backbones:
         torch.manual_seed(0)
         pipeline = DirectGenderClassifier(
-            DirectModel(backbone=name, weights="none"), image_size, device=device, num_workers=0
+            DirectModel(backbone=name, weights="none"), image_size, device=device, num_workers=0, align="none"
         )
         pipeline.predict(pool[:batch], progress=False, batch_size=batch)  # warm-up
         seconds = timed(lambda p=pipeline: p.predict(pool, progress=False, batch_size=batch), device)
@@ -315,6 +325,40 @@ def routes_per_runtime(two, direct, images, size: int, repeats: int, names, tmp:
     return out
 
 
+def alignment_cost(pipelines: dict, photos: list, batch: int, repeats: int, device: str) -> dict:
+    """``predict(align="auto")`` over ``predict(align="none")`` on the same photos (pre-decoded PIL images),
+    per pipeline, interleaved (mode order rotated per repeat); paired ratios of ms per image."""
+    chunk = photos[:batch]
+    out = {}
+    for name, pipe in pipelines.items():
+        frame = pipe.predict(chunk, progress=False, batch_size=batch, align="auto")  # warm-up (+ detector)
+        pipe.predict(chunk, progress=False, batch_size=batch, align="none")
+        times = {"auto": [], "none": []}
+        for r in range(repeats):
+            for mode in rotate(["auto", "none"], r):
+                t = timed(
+                    lambda m=mode, p=pipe: p.predict(chunk, progress=False, batch_size=batch, align=m), device
+                )
+                times[mode].append(t / len(chunk))
+        out[name] = {
+            "auto_ms_per_image": summarize([t * 1e3 for t in times["auto"]]),
+            "none_ms_per_image": summarize([t * 1e3 for t in times["none"]]),
+            "ratio_auto_over_none": paired_ratio(times["auto"], times["none"]),
+            "faces_found": float(frame["male_probability"].notna().mean()),
+        }
+    return out
+
+
+def alignment_photos(crops: list, n: int, side: int = 250) -> list:
+    """``n`` photo-like test images at ``side`` x ``side`` px, framed like LFW's 250 x 250 photos (the crop
+    takes about half the side: eyes ~30-45 px apart): crops pasted into canvases 1.4-2.2 times their size at
+    a random position, scale and rotation (see attr2gender.data.composites)."""
+    from attr2gender.data.composites import make_composites
+
+    made = make_composites(crops, n, seed=0, canvas_factor=(1.4, 2.2))
+    return [c.image.resize((side, side), Image.BILINEAR) for c in made]
+
+
 MEMORY_CHILD = r"""
 import json, resource, sys, threading, time, torch
 from pathlib import Path
@@ -387,13 +431,20 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-counts", default="1000,10000")
     parser.add_argument("--runtime-sizes", default="128,224", help="image sizes of the runtime section")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--faces-root",
+        type=Path,
+        default=None,
+        help="CelebA root whose crops make the alignment section's 250x250 photos (default: synthetic faces)",
+    )
+    parser.add_argument("--align-photos", type=int, default=128, help="photos in the alignment section")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--quick", action="store_true", help="tiny and fast, for CI: proves the script runs")
     args = parser.parse_args(argv)
     if args.quick:
         args.backbone, args.image_size, args.repeats = "test_efficientnet", 32, 1
         args.n_500, args.size_500, args.presets, args.memory_counts = 64, 32, "test_efficientnet", "100,300"
-        args.runtime_sizes = "32"
+        args.runtime_sizes, args.align_photos = "32", 16
     device = (
         "cuda"
         if args.device == "auto" and torch.cuda.is_available()
@@ -409,8 +460,8 @@ def main(argv=None) -> int:
         two, direct = build_pipelines(args.backbone, args.weights, args.image_size, device)
         # As users get them: saved and loaded, so runtime="auto" picks what a loaded bundle runs on
         # (ONNX Runtime on CPU when the [onnx] extra is installed).
-        two = load_pipeline(two.save(Path(tmp) / "two"), device=device, num_workers=0)
-        direct = load_pipeline(direct.save(Path(tmp) / "direct"), device=device, num_workers=0)
+        two = load_pipeline(two.save(Path(tmp) / "two"), device=device, num_workers=0, align="none")
+        direct = load_pipeline(direct.save(Path(tmp) / "direct"), device=device, num_workers=0, align="none")
         default_runtime = direct.forward_runtime.describe()
         default_key = (
             "onnx"
@@ -430,6 +481,15 @@ def main(argv=None) -> int:
         latency = route_comparison(two, direct, images, 1, args.repeats, device)
         throughput = route_comparison(two, direct, images, 64, args.repeats, device)
         overhead = predict_overhead(two, paths, 64, args.repeats, device)
+        crops = (
+            sorted((args.faces_root / "img_align_celeba").glob("*.jpg"))[: max(64, args.align_photos)]
+            if args.faces_root is not None
+            else paths
+        )
+        photos = alignment_photos(crops, args.align_photos)
+        alignment = alignment_cost(
+            {"two_stage": two, "direct": direct}, photos, min(64, len(photos)), args.repeats, device
+        )
         presets = five_hundred_images(args.presets.split(","), args.n_500, args.size_500, 64, device, images)
         memory = memory_growth(
             "test_efficientnet" if args.quick else args.backbone,
@@ -520,6 +580,18 @@ def main(argv=None) -> int:
     if forward:
         print(text_table(forward_headers, forward_rows))
         print(text_table(route_headers, route_rows))
+    align_headers = ["pipeline", "align=none ms/image", "align=auto ms/image", "auto / none", "faces found"]
+    align_rows = [
+        [
+            name,
+            a["none_ms_per_image"]["median"],
+            a["auto_ms_per_image"]["median"],
+            a["ratio_auto_over_none"]["median"],
+            a["faces_found"],
+        ]
+        for name, a in alignment.items()
+    ]
+    print(text_table(align_headers, align_rows))
     payload = {
         "default_runtime": default_runtime,
         "forward_runtimes": forward,
@@ -538,6 +610,12 @@ def main(argv=None) -> int:
         "five_hundred_images_size": args.size_500,
         "memory": memory,
         "memory_growth_ratio": growth,
+        "alignment": alignment,
+        "alignment_photos": {
+            "n": len(photos),
+            "side": 250,
+            "crops": "CelebA (--faces-root)" if args.faces_root is not None else "synthetic faces",
+        },
     }
     peak = forward["peak"] if forward else {}
     runtime_md = (
@@ -572,6 +650,10 @@ def main(argv=None) -> int:
                     ],
                 ],
             ),
+            f'Face alignment (`predict(align="auto")`: detect, pick, warp) against `align="none"` on the same '
+            f"{len(photos)} photos of 250x250 px ({payload['alignment_photos']['crops']} pasted into larger "
+            f"canvases), pre-decoded, batch {min(64, len(photos))}; the target is at most x1.5:",
+            markdown_table(align_headers, align_rows),
             f"Inference time for {args.n_500} images at {args.size_500} px, batch 64 (the source's figure):",
             markdown_table(
                 ["backbone", "seconds", "images/s", "params (M)"],

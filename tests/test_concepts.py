@@ -45,7 +45,9 @@ def _config(root, out, **kw) -> RunConfig:
 @pytest.fixture(scope="module")
 def joint(synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("joint")
-    return Attr2GenderPipeline.train(_config(synth_root, out, mode="joint", concept_weight=0.5))
+    pipe, report = Attr2GenderPipeline.train(_config(synth_root, out, mode="joint", concept_weight=0.5))
+    pipe.align = "none"  # the synthetic images are crops like the training images (alignment: test_faces.py)
+    return pipe, report
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_joint_model_exports_its_head_as_a_logistic_stage_two(joint, images, tmp
     np.testing.assert_allclose(
         why.contributions.sum(axis=1).to_numpy(), logit.to_numpy(), rtol=1e-5, atol=1e-6
     )
-    loaded = load_pipeline(pipe.save(tmp_path / "b", onnx=False))
+    loaded = load_pipeline(pipe.save(tmp_path / "b", onnx=False), align="none")
     pd.testing.assert_frame_equal(loaded.predict(images), frame)
     assert pipe.config["mode"] == "joint" and "val_acc" in report.train_result.history.columns
 
@@ -101,7 +103,7 @@ def test_the_joint_loss_trains_both_heads(synth_root, tmp_path):
 def test_hard_bottleneck_reads_only_the_thresholded_concepts(synth_root, tmp_path, images):
     pipe, _ = Attr2GenderPipeline.train(_config(synth_root, tmp_path, bottleneck="hard", max_steps=2))
     assert pipe.stage_two.input_kind == "binary"
-    frame = pipe.predict(images)
+    frame = pipe.predict(images, align="none")
     attrs = frame[ATTRS].to_numpy()
     nudged = np.clip(np.where(attrs >= 0.5, attrs + 0.01, attrs - 0.01), 0, 1)  # no value crosses 0.5
     np.testing.assert_allclose(pipe.stage_two_probability(nudged), frame["male_probability"])
@@ -139,7 +141,11 @@ def pipeline():
     y = (X[:, ATTRS.index("Goatee")] + X[:, ATTRS.index("Wearing_Lipstick")] < 1.0).astype(int)
     stage_two = StageTwoClassifier().fit(pd.DataFrame(X, columns=ATTRS), y)
     return Attr2GenderPipeline(
-        AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32, num_workers=0
+        AttributeModel(backbone="test_efficientnet", weights="none"),
+        stage_two,
+        32,
+        num_workers=0,
+        align="none",
     )
 
 
@@ -182,7 +188,9 @@ def test_intervening_with_the_truth_raises_accuracy_to_the_ceiling(images):
     truth, probs = _noisy_world()
     stage_two = StageTwoClassifier(input_kind="binary").fit(truth[ATTRS].astype(float), truth["Male"])
     torch.manual_seed(0)
-    pipe = Attr2GenderPipeline(AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32)
+    pipe = Attr2GenderPipeline(
+        AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32, align="none"
+    )
     curve = curve_from_probabilities(pipe, probs, truth)
     assert set(curve["policy"]) == {"random", "uncertainty", "contribution"} and curve["k"].max() == 39
     start = ((pipe.stage_two_probability(probs) >= 0.5) == truth["Male"]).mean()

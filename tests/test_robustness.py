@@ -43,8 +43,13 @@ def two_stage():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     stage_two = StageTwoClassifier().fit(rng.random((40, 39)), rng.integers(0, 2, 40))
+    # Noise images stand in for crops here, read as they are (photos and alignment: test_faces.py).
     return Attr2GenderPipeline(
-        AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32, num_workers=0
+        AttributeModel(backbone="test_efficientnet", weights="none"),
+        stage_two,
+        32,
+        num_workers=0,
+        align="none",
     )
 
 
@@ -149,7 +154,8 @@ def test_a_thin_png_is_refused_before_decoding_with_bounded_memory(tmp_path):
         import resource, torch
         from attr2gender.pipeline import DirectGenderClassifier
         from attr2gender.training import DirectModel
-        pipe = DirectGenderClassifier(DirectModel(backbone="test_efficientnet", weights="none"), 32, num_workers=0)
+        pipe = DirectGenderClassifier(DirectModel(backbone="test_efficientnet", weights="none"), 32, num_workers=0,
+                                      align="none")
         pipe.predict([torch.zeros(3, 32, 32)])
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         out = pipe.predict([{str(bomb)!r}])
@@ -188,10 +194,23 @@ def test_non_utf8_file_names_are_kept_and_written(bundle, faces, tmp_path):
     with open(raw, "wb") as f:
         f.write((sorted(faces.glob("*.jpg"))[0]).read_bytes())
     out_csv = tmp_path / "out.csv"
-    assert cli_main(["predict", str(bundle), str(folder), "--out", str(out_csv), "--quiet"]) == 0
+    assert (
+        cli_main(["predict", str(bundle), str(folder), "--out", str(out_csv), "--quiet", "--align", "none"])
+        == 0
+    )
     assert b"caf\xe9.jpg" in out_csv.read_bytes()  # the file's own bytes, not a crash
     proc = subprocess.run(
-        [sys.executable, "-m", "attr2gender.cli", "predict", str(bundle), str(folder), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "attr2gender.cli",
+            "predict",
+            str(bundle),
+            str(folder),
+            "--quiet",
+            "--align",
+            "none",
+        ],
         capture_output=True,
         timeout=120,
     )

@@ -42,7 +42,11 @@ def two_stage():
     rng = np.random.default_rng(1)
     stage_two = StageTwoClassifier().fit(rng.random((60, 39)), rng.integers(0, 2, 60))
     return Attr2GenderPipeline(
-        AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32, num_workers=0
+        AttributeModel(backbone="test_efficientnet", weights="none"),
+        stage_two,
+        32,
+        num_workers=0,
+        align="none",
     )
 
 
@@ -50,7 +54,7 @@ def two_stage():
 def direct():
     torch.manual_seed(0)
     return DirectGenderClassifier(
-        DirectModel(backbone="test_efficientnet", weights="none"), 32, num_workers=0
+        DirectModel(backbone="test_efficientnet", weights="none"), 32, num_workers=0, align="none"
     )
 
 
@@ -84,9 +88,9 @@ def test_bundle_runs_on_onnx_runtime_by_default_with_the_same_answers(
 ):
     manifest = json.loads((bundles[kind] / "pipeline.json").read_text())
     assert "model.onnx" in manifest["files"]  # listed and hashed like every other file
-    auto = load_pipeline(bundles[kind], device="cpu")
+    auto = load_pipeline(bundles[kind], device="cpu", align="none")
     assert auto.forward_runtime.name == "onnx"
-    torch_pipe = load_pipeline(bundles[kind], device="cpu", runtime="torch")
+    torch_pipe = load_pipeline(bundles[kind], device="cpu", runtime="torch", align="none")
     assert torch_pipe.forward_runtime.name == "torch" and torch_pipe.forward_runtime.channels_last
     a, b = auto.predict(images), torch_pipe.predict(images)
     np.testing.assert_allclose(a["male_probability"], b["male_probability"], atol=1e-5)
@@ -95,9 +99,9 @@ def test_bundle_runs_on_onnx_runtime_by_default_with_the_same_answers(
     np.testing.assert_allclose(a["male_probability"], original["male_probability"], atol=1e-5)
 
 
-def test_onnx_without_the_extra_names_the_install(bundles, monkeypatch):
+def test_onnx_without_onnxruntime_names_the_install(bundles, monkeypatch):
     monkeypatch.setattr(runtime_module, "onnx_runtime_available", lambda: False)
-    with pytest.raises(RuntimeUnavailableError, match=r"attr2gender\[onnx\]"):
+    with pytest.raises(RuntimeUnavailableError, match=r"pip install onnxruntime"):
         load_pipeline(bundles["direct"], device="cpu", runtime="onnx")
     assert load_pipeline(bundles["direct"], device="cpu").forward_runtime.name == "torch"  # auto falls back
 

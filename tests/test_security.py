@@ -88,7 +88,11 @@ def two_stage():
     rng = np.random.default_rng(0)
     stage_two = StageTwoClassifier().fit(rng.random((40, 39)), rng.integers(0, 2, 40))
     return Attr2GenderPipeline(
-        AttributeModel(backbone="test_efficientnet", weights="none"), stage_two, 32, num_workers=0
+        AttributeModel(backbone="test_efficientnet", weights="none"),
+        stage_two,
+        32,
+        num_workers=0,
+        align="none",
     )
 
 

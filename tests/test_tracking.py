@@ -75,7 +75,13 @@ def test_pyfunc_signature_is_column_based():
     sig = pyfunc_signature()
     assert sig.inputs.input_names() == ["image_base64", "path"]
     assert not any(c.required for c in sig.inputs.inputs)  # either column may be absent
-    assert sig.outputs.input_names() == ["male_probability", "label", "error"]
+    assert sig.outputs.input_names() == ["male_probability", "label", "face_box", "n_faces", "error"]
+    # Per request: the alignment of the images, e.g. {"align": "none"} for crops like the training images.
+    assert {p.name: p.default for p in sig.params.params} == {
+        "align": "auto",
+        "fallback": "error",
+        "min_eye_distance": 24.0,
+    }
 
 
 # --- comparison maths (no tracking at all) ---
@@ -287,11 +293,12 @@ def test_log_comparison_with_a_mock_tracker(tmp_path):
 
 class _FakePipeline:
     threshold = 0.5
+    align = "auto"
 
     def __init__(self):
         self.calls = []
 
-    def predict(self, images, errors="coerce", progress=None, batch_size=None):
+    def predict(self, images, errors="coerce", progress=None, batch_size=None, **alignment):
         self.calls.append((len(images), batch_size))
         rows = []
         for img in images:
@@ -360,7 +367,9 @@ def test_pyfunc_rows_base64_paths_and_errors(tmp_path):
         }
     )
     out = predict_frame(_FakePipeline(), frame)
-    assert list(out.columns) == ["male_probability", "label", "error"] and len(out) == 6
+    assert (
+        list(out.columns) == ["male_probability", "label", "face_box", "n_faces", "error"] and len(out) == 6
+    )
     assert out["male_probability"][:2].tolist() == [1.0, 0.0] and out["label"][:2].tolist() == [
         "Male",
         "Female",

@@ -3,6 +3,7 @@
     attr2gender run two-stage|direct|compare ... train, evaluate and track a route, or compare both
     attr2gender train --config PRESET k=v        train one image model (stage one or direct)
     attr2gender predict BUNDLE IMAGE|DIR ...     predict with a saved pipeline, CSV to stdout or --out
+    attr2gender align IN_DIR OUT_DIR             the faces as the model sees them, and a contact sheet
     attr2gender presets [show NAME]              the presets that ship with the package
     attr2gender data summary|synth|export-target inspect, make or export CelebA-format data
 
@@ -102,6 +103,11 @@ def _predict(args) -> int:
         runtime=args.runtime,
         precision=args.precision,
     )
+    alignment = dict(
+        align=args.align, faces=args.faces, fallback=args.fallback, min_eye_distance=args.min_eye_distance
+    )
+    if args.align == "none" and (args.faces != "center" or args.fallback != "error"):
+        raise UsageError("--faces and --fallback apply to detected faces; drop them with --align none")
     if args.explain and not hasattr(pipeline, "explain"):
         raise UsageError(
             f"--explain needs a two-stage bundle; {args.bundle} holds a {pipeline.kind} pipeline"
@@ -109,15 +115,15 @@ def _predict(args) -> int:
     images = [os.fspath(p) for p in args.images]
     progress = False if args.quiet else None
     if args.explain:
-        explanation = pipeline.explain(images, progress=progress)
+        explanation = pipeline.explain(images, progress=progress, **alignment)
         frame = explanation.predictions
         for i, name in enumerate(frame["image"]):
             if not frame["error"].iloc[i]:
                 top = explanation.top(i, 3)
                 print(f"{name}: " + ", ".join(f"{k} {v:+.2f}" for k, v in top.items()), file=sys.stderr)
     else:
-        frame = pipeline.predict(images, progress=progress)
-    failed = int((frame["error"] != "").sum())
+        frame = pipeline.predict(images, progress=progress, **alignment)
+    failed = int(frame["male_probability"].isna().sum())  # a whole-image fallback has a note, not a failure
     # File names that are not UTF-8 keep their original bytes (surrogateescape) instead of failing the write.
     if args.out:
         frame.to_csv(args.out, index=False, errors="surrogateescape")
@@ -133,6 +139,39 @@ def _predict(args) -> int:
         )
         return 3
     return 0
+
+
+def _align(args) -> int:
+    from .data.faces import FaceTemplate, align_folder
+
+    if not args.in_dir.is_dir():
+        raise UsageError(f"IN_DIR {args.in_dir} is not a folder; give the folder of photos to align")
+    if args.out_dir.exists() and args.out_dir.resolve() == args.in_dir.resolve():
+        raise UsageError("OUT_DIR must differ from IN_DIR (aligned crops would mix with the photos)")
+    if args.bundle is not None:
+        from .pipeline.loading import bundle_face_template
+
+        template = bundle_face_template(args.bundle)
+    else:
+        template = FaceTemplate.celeba()
+    table = align_folder(
+        args.in_dir,
+        args.out_dir,
+        template,
+        faces=args.faces,
+        fallback=args.fallback,
+        min_eye_distance=args.min_eye_distance,
+        progress=not args.quiet,
+    )
+    written = int((table["file"] != "").sum())
+    failed = int((table["file"] == "").sum())
+    where = f"{args.bundle}'s" if args.bundle is not None else "CelebA's published"
+    print(
+        f"aligned {written:,} face(s) onto {where} template ({template.size[0]}x{template.size[1]} px) in "
+        f"{args.out_dir}; {failed} image(s) failed (see faces.csv); contact sheet: "
+        f"{args.out_dir / 'contact_sheet.png'}"
+    )
+    return 0 if written or table.empty else 3
 
 
 def _presets(args) -> int:
@@ -350,6 +389,48 @@ def _add_run_parsers(sub) -> None:
     p.set_defaults(func=_run_compare)
 
 
+def _add_alignment_arguments(parser: argparse.ArgumentParser, with_none: bool) -> None:
+    from .constants import ALIGN_MODES, FACE_MODES, FALLBACKS, MIN_EYE_DISTANCE
+
+    if with_none:
+        parser.add_argument(
+            "--align",
+            default="auto",
+            choices=ALIGN_MODES,
+            help="auto: find the face and align it as the training crops (default); none: the images are "
+            "such crops already",
+        )
+    parser.add_argument(
+        "--faces",
+        default="center",
+        choices=FACE_MODES,
+        help="center: the face nearest the image centre (default); all: one row per face",
+    )
+    parser.add_argument(
+        "--fallback",
+        default="error",
+        choices=FALLBACKS,
+        help="no face found: an error row (default), or predict on the whole image and say so",
+    )
+    parser.add_argument(
+        "--min-eye-distance",
+        type=_non_negative_float,
+        default=MIN_EYE_DISTANCE,
+        metavar="PX",
+        help=f"smaller faces are refused (default {MIN_EYE_DISTANCE:g} px between the eyes)",
+    )
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of pixels >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of pixels >= 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -428,9 +509,28 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         p.add_argument(flag, default="auto", choices=choices, help=text)
+    _add_alignment_arguments(p, with_none=True)
     p.add_argument("--explain", action="store_true", help="two-stage: print each image's top 3 attributes")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "align",
+        help="write each photo's face as the model sees it, and a contact sheet",
+        description="Find each photo's face, warp it onto a bundle's face template (or CelebA's) as "
+        "predict does, and write the crops, faces.csv and contact_sheet.png (the first 64: original with "
+        "box and landmarks | aligned crop) into OUT_DIR.",
+        epilog="exit status: 0 when at least one face was written; 2 on a usage error; 3 when every image "
+        "failed.",
+    )
+    p.add_argument("in_dir", type=Path, metavar="IN_DIR", help="folder of photos")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder for the aligned crops (created)")
+    p.add_argument(
+        "--bundle", type=Path, default=None, help="align to this bundle's template (default: CelebA's)"
+    )
+    _add_alignment_arguments(p, with_none=False)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_align)
 
     p = sub.add_parser("presets", help=PRESETS_HELP, description=PRESETS_DESCRIPTION)
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")

@@ -53,6 +53,9 @@ class RunConfig:
     num_workers: int = 2  # decode processes; 2 matches the 2-core CI machine
     decode_cache: bool = False  # decode-once uint8 cache (helps when decoding is the bottleneck, i.e. GPU)
     cache_dir: str = ".cache/attr2gender"  # decode cache and stage-one probability cache
+    # Training images whose median landmark positions become the bundle's face template (what predict's
+    # align="auto" warps photos onto); 0 = CelebA's published aligned-crop template.
+    face_template_images: int = 2000
     # --- model ---
     task: str = "attributes"  # "attributes": stage one (39 logits); "direct": Male from pixels
     backbone: str = "resnet18"  # any name from attr2gender.models or timm
@@ -218,7 +221,14 @@ class RunConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.image_size < 16:
             raise ConfigError(f"image_size must be at least 16, got {self.image_size}")
-        for name in ("weight_decay", "dropout", "max_train_images", "max_eval_images", "num_workers"):
+        for name in (
+            "weight_decay",
+            "dropout",
+            "max_train_images",
+            "max_eval_images",
+            "num_workers",
+            "face_template_images",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.threshold < 1:

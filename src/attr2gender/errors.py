@@ -14,6 +14,8 @@ __all__ = [
     "CelebAFormatError",
     "CelebANotFoundError",
     "ConfigError",
+    "DetectorUnavailableError",
+    "FaceNotUsableError",
     "ImageLoadError",
     "IncompatibleWeightsError",
     "InputKindMismatchError",
@@ -74,6 +76,18 @@ class ImageLoadError(Attr2GenderError, ValueError):
     def __init__(self, source: str, reason: str):
         self.source, self.reason = source, reason
         super().__init__(f"{source}: {reason}")
+
+
+class FaceNotUsableError(ImageLoadError):
+    """``align="auto"``: the image holds no face, or none big enough; ``n_faces`` says how many were found."""
+
+    def __init__(self, source: str, reason: str, n_faces: int, box: tuple[int, int, int, int] | None = None):
+        self.n_faces, self.box = n_faces, box  # faces found; the box of the one refused (too small)
+        super().__init__(source, reason)
+
+
+class DetectorUnavailableError(Attr2GenderError, RuntimeError):
+    """The face detector's package is missing, or its weights are not the pinned ones."""
 
 
 # --- models and weights ---

@@ -187,3 +187,18 @@ def load_image(source, name: str | None = None) -> Image.Image:
         f"unsupported image type {type(source).__name__}; pass a path, encoded bytes, a PIL "
         "image, an array or a tensor",
     )
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The folder's files that Pillow can open (by extension), sorted; says in one line what it skipped."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    others = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    if others:
+        kinds = sorted({p.suffix.lower() or "(no extension)" for p in others})
+        warnings.warn(
+            f"{os.fsdecode(folder)}: {len(others)} file(s) are not images and were skipped "
+            f"({', '.join(kinds[:5])}{', ...' if len(kinds) > 5 else ''})",
+            stacklevel=3,
+        )
+    return images

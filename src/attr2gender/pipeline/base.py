@@ -8,21 +8,36 @@ does, and hands the trained module over.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..data.faces import MIN_EYE_DISTANCE, FaceAlignment, FaceDetector, FaceTemplate, save_template
 from ..data.images import ImageLoadError
 from ..data.transforms import EvalPreprocessing, preprocessing_spec
+from ..errors import FaceNotUsableError
 from ..models.inference import RUNTIME_PRECISIONS, ProbabilityModel, TorchRuntime, resolve_device, save_model
-from .bundle import write_manifest
-from .inputs import expand_images, stream_batches
+from .bundle import TEMPLATE_FILE, write_manifest
+from .inputs import FaceInfo, expand_images, stream_batches
 from .runtime import ONNX_FILE, OnnxRuntime, export_onnx, onnx_export_available, resolve_runtime
 
 LABELS = ("Female", "Male")
 PROGRESS_MIN_IMAGES = 512  # show a progress bar on calls at least this long (or with progress=True)
+
+
+@dataclass
+class PredictionRows:
+    """What a streamed call produced, one entry per output row (input order; faces of one image together)."""
+
+    names: list  # the input's ``image`` value
+    positions: list[int]  # which input image the row comes from
+    errors: list[str]
+    outputs: dict[str, np.ndarray]  # NaN where the row got no prediction
+    faces: list[FaceInfo | None]
+    alignment: FaceAlignment
 
 
 class GenderPredictor:
@@ -51,6 +66,8 @@ class GenderPredictor:
         metrics: dict | None = None,
         config: dict | None = None,
         report=None,
+        face_template: FaceTemplate | None = None,
+        align: str = "auto",
     ):
         if hasattr(image_model, "inference_module"):  # a trained Lightning module: keep only what predicts
             image_model = image_model.inference_module()
@@ -75,6 +92,13 @@ class GenderPredictor:
         self.onnx_path = Path(onnx_path) if onnx_path is not None else None  # model.onnx of a loaded bundle
         self._device = device  # "auto": CUDA when present, else CPU
         self.set_runtime(runtime, precision)
+        # Where the 5 landmarks sit in the training crops (measured when the pipeline is trained); photos are
+        # warped onto it. Without one: CelebA's published aligned-crop template.
+        self.face_template = face_template or FaceTemplate.celeba()
+        FaceAlignment(align)  # validated now, not on the first predict
+        self.align = (
+            align  # predict's default: "auto" (find and align the face) or "none" (crops as they are)
+        )
 
     # --- where the forward pass runs ---
     @property
@@ -128,72 +152,168 @@ class GenderPredictor:
         a dynamic batch axis. Needs the ``[onnx]`` extra."""
         return export_onnx(self.image_model, path, int(self.preprocessing["crop"]))
 
-    def _run(self, images, errors: str, progress: bool | None, batch_size: int | None, batch_fn=None):
-        """Stream ``images`` through ``batch_fn`` (default ``_predict_batch``); returns names, per-row
-        errors and the stacked outputs (NaN rows where an image could not be read)."""
+    # --- alignment of a user's photos ---
+    def alignment(
+        self,
+        align: str | None = None,
+        faces: str = "center",
+        fallback: str = "error",
+        min_eye_distance: float = MIN_EYE_DISTANCE,
+    ) -> FaceAlignment:
+        """The :class:`~attr2gender.data.faces.FaceAlignment` of a call: ``align`` (default: this pipeline's
+        ``align`` attribute, ``"auto"``) with this pipeline's face template. Raises on an invalid value."""
+        return FaceAlignment(
+            self.align if align is None else align, faces, fallback, min_eye_distance, self.face_template
+        )
+
+    def _run(
+        self,
+        images,
+        errors: str,
+        progress: bool | None,
+        batch_size: int | None,
+        batch_fn=None,
+        alignment: FaceAlignment | None = None,
+    ) -> PredictionRows:
+        """Stream ``images`` through ``batch_fn`` (default ``_predict_batch``), aligned by ``alignment``
+        (default: this pipeline's). One row per input image, or per face with ``faces="all"``, in input
+        order; NaN outputs where an image gave nothing."""
         batch_fn = batch_fn or self._predict_batch
+        alignment = alignment or self.alignment()
         if errors not in ("coerce", "raise"):
             raise ValueError(f"errors must be 'coerce' (error rows) or 'raise', got {errors!r}")
+        if alignment.enabled:
+            FaceDetector.shared()  # a missing or altered detector fails the call here, not every row
         items = expand_images(images)
         names = [name for name, _ in items]
         sources = [source for _, source in items]
         n = len(items)
-        row_errors = [""] * n
-        outputs: dict[str, np.ndarray] = {}
+        batch_size = batch_size or self.batch_size
+        order: list[tuple[int, int]] = []  # per row: (input position, face index), the sort key of the rows
+        faces: list = []  # per row: its FaceInfo (None: no alignment, or no image)
+        row_errors: list[str] = []
+        value_rows: list[int] = []  # the rows that got outputs, in the order of the blocks below
+        blocks: dict[str, list[np.ndarray]] = {}
         show = progress if progress is not None else n >= PROGRESS_MIN_IMAGES
         from tqdm.auto import tqdm
 
         with tqdm(total=n, desc=f"{self.kind} predict", unit="img", disable=not show) as bar:
-            for batch in stream_batches(
-                sources, self._transform, batch_size or self.batch_size, self.num_workers
-            ):
-                for position, message in batch.errors:
+            for batch in stream_batches(sources, self._transform, batch_size, self.num_workers, alignment):
+                for position, message, face in batch.errors:
                     if errors == "raise":
-                        raise ImageLoadError(str(names[position]), message.split(": ", 1)[-1])
-                    row_errors[position] = message
+                        reason = message.split(": ", 1)[-1]
+                        if face is not None:  # no face, or one too small
+                            raise FaceNotUsableError(str(names[position]), reason, face.n_faces, face.box)
+                        raise ImageLoadError(str(names[position]), reason)
+                    order.append((position, face.index if face is not None else 0))
+                    faces.append(face)
+                    row_errors.append(message)
                 if batch.positions:
-                    result = batch_fn(batch.images)
-                    for key, values in result.items():
-                        if key not in outputs:
-                            outputs[key] = np.full((n, *values.shape[1:]), np.nan, dtype=np.float64)
-                        outputs[key][batch.positions] = values
-                bar.update(len(batch.positions) + len(batch.errors))
+                    for chunk in range(0, len(batch.positions), batch_size):  # faces="all" can give more rows
+                        result = batch_fn(batch.images[chunk : chunk + batch_size])
+                        for key, values in result.items():
+                            blocks.setdefault(key, []).append(values)
+                    for position, face in zip(batch.positions, batch.faces):
+                        value_rows.append(len(order))
+                        order.append((position, face.index if face is not None else 0))
+                        faces.append(face)
+                        row_errors.append(face.note if face is not None else "")
+                bar.update(len({*batch.positions, *(position for position, _, _ in batch.errors)}))
+        m = len(order)
+        outputs: dict[str, np.ndarray] = {}
+        for key, parts in blocks.items():
+            values = np.concatenate(parts)
+            outputs[key] = np.full((m, *values.shape[1:]), np.nan, dtype=np.float64)
+            outputs[key][value_rows] = values
         if "male_probability" not in outputs:
-            outputs["male_probability"] = np.full(n, np.nan)
-        return names, row_errors, outputs
+            outputs["male_probability"] = np.full(m, np.nan)
+        rank = sorted(range(m), key=order.__getitem__)  # batches arrive in order; errors and rows interleave
+        return PredictionRows(
+            [names[order[r][0]] for r in rank],
+            [order[r][0] for r in rank],
+            [row_errors[r] for r in rank],
+            {key: values[rank] for key, values in outputs.items()},
+            [faces[r] for r in rank],
+            alignment,
+        )
 
     def predict(
-        self, images, errors: str = "coerce", progress: bool | None = None, batch_size: int | None = None
+        self,
+        images,
+        errors: str = "coerce",
+        progress: bool | None = None,
+        batch_size: int | None = None,
+        align: str | None = None,
+        faces: str = "center",
+        fallback: str = "error",
+        min_eye_distance: float = MIN_EYE_DISTANCE,
     ) -> pd.DataFrame:
         """One row per input image, in input order: ``image``, ``male_probability``, ``label``, ``error``
         (and, for the two-stage pipeline, the 39 attribute probabilities). An unreadable image gets an
-        ``error`` and no prediction; ``errors="raise"`` raises instead."""
-        names, row_errors, outputs = self._run(images, errors, progress, batch_size)
-        prob = outputs["male_probability"]
+        ``error`` and no prediction; ``errors="raise"`` raises instead.
+
+        ``align="auto"`` (the default; see :attr:`align`): each photo's face is found, the one nearest the
+        centre is picked, and it is warped onto the template of this pipeline's training crops before the
+        model reads it. The rows then also say where: ``face_box`` (x0, y0, x1, y1 in the input image) and
+        ``n_faces``. ``faces="all"``: one row per face (``face_index`` 0 is the one nearest the centre), all
+        keyed by the input's ``image``. No face is an error row (``fallback="whole_image"``: predicted on the
+        whole image, noted in ``error``); so is a face with eyes closer than ``min_eye_distance`` px.
+        ``align="none"``: the images are crops like the training images already, read as they are."""
+        rows = self._run(
+            images,
+            errors,
+            progress,
+            batch_size,
+            alignment=self.alignment(align, faces, fallback, min_eye_distance),
+        )
+        return self._frame(rows)
+
+    def _frame(self, rows: PredictionRows) -> pd.DataFrame:
+        prob = rows.outputs["male_probability"]
+        m = len(rows.names)
         label = np.where(np.isnan(prob), None, np.where(prob >= self.threshold, LABELS[1], LABELS[0]))
-        # Numeric columns as one block (cheap to build, even at batch 1), then the three text columns.
+        # Numeric columns as one block (cheap to build, even at batch 1), then the text columns.
         # The same columns whatever was readable: a call where every image failed still has them all (NaN).
         blocks = [prob[:, None]] + [
-            outputs.get(k, np.full((len(names), len(self.extra_column_names(k))), np.nan))
+            rows.outputs.get(k, np.full((m, len(self.extra_column_names(k))), np.nan))
             for k in self.extra_columns
         ]
         numeric = ["male_probability"] + [c for k in self.extra_columns for c in self.extra_column_names(k)]
         frame = pd.DataFrame(np.hstack(blocks), columns=numeric)
         # object dtype: file names that are not UTF-8 (surrogate-escaped) cannot live in an Arrow string column
-        frame.insert(0, "image", pd.Series(names, dtype=object))
+        frame.insert(0, "image", pd.Series(rows.names, dtype=object))
         frame.insert(2, "label", label)
-        frame["error"] = row_errors
+        if rows.alignment.enabled:
+            if rows.alignment.faces == "all":
+                index = [f.index if f is not None and f.box is not None else None for f in rows.faces]
+                frame.insert(1, "face_index", pd.array(index, dtype="Int64"))
+            frame["face_box"] = pd.Series(
+                [f.box if f is not None else None for f in rows.faces], dtype=object
+            )
+            frame["n_faces"] = pd.array(
+                [f.n_faces if f is not None else None for f in rows.faces], dtype="Int64"
+            )
+        frame["error"] = rows.errors
         return frame
 
     def extra_column_names(self, key: str) -> list[str]:
         return [key]
 
     def predict_proba(
-        self, images, batch_size: int | None = None, progress: bool | None = None
+        self,
+        images,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        align: str | None = None,
+        fallback: str = "error",
+        min_eye_distance: float = MIN_EYE_DISTANCE,
     ) -> np.ndarray:
-        """(n, 2) array of P(Female), P(Male) in input order; raises on an unreadable image."""
-        _, _, outputs = self._run(images, "raise", progress, batch_size)
-        male = outputs["male_probability"]
+        """(n, 2) array of P(Female), P(Male), one row per input image in input order (the face nearest the
+        centre with ``align="auto"``); raises on an unreadable image or one with no usable face."""
+        alignment = self.alignment(align, "center", fallback, min_eye_distance)
+        male = self._run(images, "raise", progress, batch_size, alignment=alignment).outputs[
+            "male_probability"
+        ]
         return np.column_stack([1.0 - male, male])
 
     # --- identity and persistence ---
@@ -232,6 +352,7 @@ class GenderPredictor:
             {"image_size": int(self.preprocessing["crop"]), "preprocessing": self.preprocessing},
         )
         self._save_parts(directory)
+        save_template(self.face_template, directory / TEMPLATE_FILE)
         if onnx or (onnx is None and onnx_export_available()):
             self.export_onnx(directory / ONNX_FILE)
         else:
@@ -245,10 +366,19 @@ class GenderPredictor:
         return self.report
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "auto", batch_size: int = 64, runtime: str = "auto"):
+    def load(
+        cls,
+        directory: str | Path,
+        device: str = "auto",
+        batch_size: int = 64,
+        runtime: str = "auto",
+        align: str = "auto",
+    ):
         from .loading import load_pipeline
 
-        pipeline = load_pipeline(directory, device=device, batch_size=batch_size, runtime=runtime)
+        pipeline = load_pipeline(
+            directory, device=device, batch_size=batch_size, runtime=runtime, align=align
+        )
         if not isinstance(pipeline, cls):
             raise TypeError(
                 f"{directory} holds a {pipeline.kind} pipeline, not {cls.__name__}; "

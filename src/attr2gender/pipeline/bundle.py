@@ -6,6 +6,8 @@
       model.safetensors    image model weights
       model.json           image model architecture (backbone name, head, loss)
       model.onnx           optional: the same image model for ONNX Runtime (the [onnx] extra)
+      template.json        where the 5 face landmarks sit in the training crops (predict's alignment);
+                           bundles saved before it existed load with CelebA's published template
       stage_two.json       two-stage only: logistic coefficients, or LightGBM metadata ...
       stage_two_lightgbm.txt  ... and LightGBM's own text model (LightGBM stage two only)
 
@@ -37,7 +39,8 @@ REQUIRED_FILES = {
     "direct": ("model.safetensors", "model.json"),
     "two_stage": ("model.safetensors", "model.json", "stage_two.json"),
 }
-OPTIONAL_FILES = ("model.onnx",)
+TEMPLATE_FILE = "template.json"  # the face template predict(align="auto") warps photos onto
+OPTIONAL_FILES = ("model.onnx", TEMPLATE_FILE)  # a bundle without a template is from before templates
 LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two: required
 MAX_SIDE = 4096  # preprocessing resize/crop: beyond this a bundle would cost gigabytes per image
 TOP_LEVEL = {

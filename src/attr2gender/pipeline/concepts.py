@@ -127,8 +127,10 @@ def intervention_curve(
     max_k: int = 39,
     seeds=(0, 1, 2),
     progress: bool | None = None,
+    align: str | None = None,
 ) -> pd.DataFrame:
     """Male accuracy after correcting each image's k worst attributes to their true values, k = 0..max_k.
+    ``align``: as in ``predict`` (``"none"`` for CelebA crops).
 
     ``true_attributes``: one row per image with ``Male`` and the 39 attribute columns (0/1). ``policy``: one
     of :data:`POLICIES` or several: ``random`` (averaged over ``seeds``), ``uncertainty`` (the attribute
@@ -139,7 +141,7 @@ def intervention_curve(
         raise ValueError(
             f"true_attributes lacks column(s) {missing[:5]}; it needs Male and the 39 attributes"
         )
-    probs, errors = pipe.attribute_probabilities(images, progress=progress)
+    probs, errors = pipe.attribute_probabilities(images, progress=progress, align=align)
     if len(true_attributes) != len(errors):
         raise ValueError(f"{len(errors)} images but {len(true_attributes)} rows of true attributes")
     ok = np.array([not e for e in errors])

@@ -1,4 +1,5 @@
-"""What ``predict(images)`` accepts, expanded to one (name, source) per image, and streamed in batches.
+"""What ``predict(images)`` accepts, expanded to one (name, source) per image, and streamed in batches
+(aligned to the template first, with ``align="auto"``: one image gives one row, or one per face).
 
 Accepted: a path, a folder (its image files, sorted), a list of paths, PIL images, HxWx3 uint8 arrays,
 CHW tensors, NxHxWx3 arrays and NCHW tensors (one row per image), or any mix in a list.
@@ -7,7 +8,6 @@ CHW tensors, NxHxWx3 arrays and NCHW tensors (one row per image), or any mix in 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,23 +17,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.images import IMAGE_EXTENSIONS, ImageLoadError, clean_message, describe, load_image
+from ..data.faces import FaceAlignment
+from ..data.images import ImageLoadError, clean_message, describe, folder_images, load_image
 from ..data.transforms import EvalPreprocessing
-
-
-def folder_images(folder: Path) -> list[Path]:
-    """The folder's files that Pillow can open (by extension), sorted; says in one line what it skipped."""
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    others = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
-    if others:
-        kinds = sorted({p.suffix.lower() or "(no extension)" for p in others})
-        warnings.warn(
-            f"{os.fsdecode(folder)}: {len(others)} file(s) are not images and were skipped "
-            f"({', '.join(kinds[:5])}{', ...' if len(kinds) > 5 else ''})",
-            stacklevel=3,
-        )
-    return images
+from ..errors import FaceNotUsableError
 
 
 def expand_images(images) -> list[tuple[object, object]]:
@@ -66,47 +53,83 @@ def expand_images(images) -> list[tuple[object, object]]:
     return out
 
 
-class _SourceDataset(Dataset):
-    """Decodes one source and resizes/crops it to uint8; failures become an error string, never an exception."""
+@dataclass(frozen=True)
+class FaceInfo:
+    """Where a row's face came from (``align="auto"``); ``note`` goes to the row's ``error`` column."""
 
-    def __init__(self, sources: list, preprocessing: EvalPreprocessing):
+    box: tuple[int, int, int, int] | None  # x0, y0, x1, y1 in the input image; None: the whole image
+    n_faces: int
+    index: int  # among the image's faces, nearest the centre first
+    note: str = ""
+
+
+class _SourceDataset(Dataset):
+    """Decodes one source, aligns its face(s) when asked, and resizes/crops each to uint8; a failure becomes
+    an error string, never an exception."""
+
+    def __init__(
+        self, sources: list, preprocessing: EvalPreprocessing, alignment: FaceAlignment | None = None
+    ):
         self.sources, self.preprocessing = sources, preprocessing
+        self.alignment = alignment if alignment is not None and alignment.enabled else None
 
     def __len__(self):
         return len(self.sources)
 
     def __getitem__(self, i):
         try:
-            return i, self.preprocessing.image(load_image(self.sources[i])), ""
+            image = load_image(self.sources[i])
+            if self.alignment is None:
+                return i, [(self.preprocessing.image(image), None)], []
+            crops, failed = [], []
+            # Warped straight to the size the preprocessing resizes to: one resampling, not two.
+            short_side = int(self.preprocessing.spec["resize"])
+            for face in self.alignment.apply(image, describe(self.sources[i]), short_side):
+                info = FaceInfo(face.face_box, face.n_faces, face.index, face.note)
+                if face.image is None:  # faces="all": a face too small to read gets its own error row
+                    failed.append((face.note, info))
+                else:
+                    crops.append((self.preprocessing.image(face.image), info))
+            return i, crops, failed
+        except FaceNotUsableError as exc:
+            return i, [], [(str(exc), FaceInfo(exc.box, exc.n_faces, 0))]
         except ImageLoadError as exc:
-            return i, None, str(exc)
+            return i, [], [(str(exc), None)]
         except Exception as exc:  # a broken decoder must not lose the other images
-            return i, None, f"{describe(self.sources[i])}: {type(exc).__name__}: {clean_message(exc)}"
+            return i, [], [(f"{describe(self.sources[i])}: {type(exc).__name__}: {clean_message(exc)}", None)]
 
 
 def _collate(items):
-    good = [(i, a) for i, a, _ in items if a is not None]
-    bad = [(i, e) for i, _, e in items if e]
-    arrays = torch.from_numpy(np.stack([a for _, a in good])) if good else None  # uint8 (B, H, W, 3)
-    return [i for i, _ in good], arrays, bad
+    good = [(i, array, info) for i, crops, _ in items for array, info in crops]
+    bad = [(i, message, info) for i, _, failed in items for message, info in failed]
+    arrays = torch.from_numpy(np.stack([a for _, a, _ in good])) if good else None  # uint8 (B, H, W, 3)
+    return [i for i, _, _ in good], [info for _, _, info in good], arrays, bad
 
 
 @dataclass
 class Batch:
-    positions: list[int]  # rows of the input these tensors belong to
+    positions: list[int]  # the input image of each row of ``images`` (repeated when one gave several faces)
+    faces: list[FaceInfo | None]  # per row: where its face came from (None without alignment)
     images: torch.Tensor | None  # preprocessed, (len(positions), 3, H, W)
-    errors: list[tuple[int, str]]  # rows that could not be read, with why
+    errors: list[
+        tuple[int, str, int | None]
+    ]  # input images that gave no row: why, and faces found (if known)
 
 
 def stream_batches(
-    sources: list, preprocessing: EvalPreprocessing, batch_size: int, num_workers: int
+    sources: list,
+    preprocessing: EvalPreprocessing,
+    batch_size: int,
+    num_workers: int,
+    alignment: FaceAlignment | None = None,
 ) -> Iterator[Batch]:
-    """Decode in worker processes with prefetch when every source is a file path, so memory stays
-    flat however many images there are; in-memory images are preprocessed in this process. Workers
-    send uint8 crops; the batch is normalised here in one vectorised step."""
+    """Decode (and align) in worker processes with prefetch when every source is a file path, so memory
+    stays flat however many images there are; in-memory images are handled in this process. Workers send
+    uint8 crops; the batch is normalised here in one vectorised step. With ``faces="all"`` a batch holds
+    every face of ``batch_size`` images."""
     all_paths = all(isinstance(s, Path) for s in sources)
     workers = num_workers if all_paths and len(sources) > batch_size else 0
-    dataset = _SourceDataset(sources, preprocessing)
+    dataset = _SourceDataset(sources, preprocessing, alignment)
     if workers:
         loader = DataLoader(
             dataset,
@@ -121,5 +144,6 @@ def stream_batches(
             _collate([dataset[i] for i in range(start, min(start + batch_size, len(sources)))])
             for start in range(0, len(sources), batch_size)
         )
-    for positions, arrays, errors in loader:
-        yield Batch(positions, preprocessing.batch(arrays.numpy()) if arrays is not None else None, errors)
+    for positions, faces, arrays, errors in loader:
+        images = preprocessing.batch(arrays.numpy()) if arrays is not None else None
+        yield Batch(positions, faces, images, errors)

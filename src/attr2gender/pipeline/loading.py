@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+from ..data.faces import FaceTemplate, load_template
 from ..models import load_model
 from ..tabular import load_stage_two
-from .bundle import BundleError, read_manifest
+from .bundle import TEMPLATE_FILE, BundleError, read_manifest
 from .direct import DirectGenderClassifier
 from .runtime import ONNX_FILE
 from .two_stage import Attr2GenderPipeline
@@ -19,13 +21,16 @@ def load_pipeline(
     num_workers: int = 2,
     runtime: str = "auto",
     precision: str = "auto",
+    align: str = "auto",
 ):
     """Load a bundle written by ``save()``: safetensors weights, JSON config, LightGBM text or JSON
     coefficients. Fails clearly on a missing or modified file, or a bundle from another format.
 
     ``runtime``: ``auto`` (ONNX Runtime on CPU when the ``[onnx]`` extra is installed and the bundle holds
     ``model.onnx``, else PyTorch channels-last), ``torch`` or ``onnx``; ``precision`` (torch only):
-    ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16``."""
+    ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16``. ``align``: predict's default, ``auto``
+    (find each photo's face and warp it onto the bundle's template) or ``none`` (the images are crops like
+    the training images already)."""
     directory = Path(directory)
     manifest = read_manifest(directory)  # every file hashed, every value checked, before anything is read
     try:
@@ -35,6 +40,7 @@ def load_pipeline(
                 f"model.json holds a {model.task!r} model, not the {manifest['kind']} pipeline's"
             )
         stage_two = load_stage_two(directory) if manifest["kind"] == "two_stage" else None
+        template = load_template(directory / TEMPLATE_FILE) if TEMPLATE_FILE in manifest["files"] else None
     except BundleError:
         raise
     except (
@@ -47,6 +53,13 @@ def load_pipeline(
         raise BundleError(
             f"{directory}: {type(exc).__name__}: {exc}; the bundle is damaged, save it again"
         ) from None
+    if template is None:
+        warnings.warn(
+            f"{directory} was saved before bundles held a face template: photos are aligned to CelebA's "
+            "published aligned-crop template. To align to its own training crops, set "
+            "pipe.face_template = attr2gender.data.faces.measure_template(<training image paths>) and save it.",
+            stacklevel=2,
+        )
     onnx_path = directory / ONNX_FILE if ONNX_FILE in manifest["files"] else None
     kw = dict(
         threshold=manifest["threshold"],
@@ -56,6 +69,8 @@ def load_pipeline(
         runtime=runtime,
         precision=precision,
         onnx_path=onnx_path,
+        face_template=template,
+        align=align,
     )
     if manifest["kind"] == "two_stage":
         pipeline = Attr2GenderPipeline(model, stage_two, manifest["preprocessing"], **kw)
@@ -63,3 +78,19 @@ def load_pipeline(
         pipeline = DirectGenderClassifier(model, manifest["preprocessing"], **kw)
     pipeline._restore_common(manifest)
     return pipeline
+
+
+def bundle_face_template(directory: str | Path) -> FaceTemplate:
+    """The face template of a bundle (verified like the rest of it), without loading its weights; CelebA's
+    published one, with a warning, for bundles saved before templates."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if TEMPLATE_FILE not in manifest["files"]:
+        warnings.warn(f"{directory} holds no face template; using CelebA's published one", stacklevel=2)
+        return FaceTemplate.celeba()
+    try:
+        return load_template(directory / TEMPLATE_FILE)
+    except (ValueError, OSError) as exc:
+        raise BundleError(
+            f"{directory / TEMPLATE_FILE}: {exc}; the bundle is damaged, save it again"
+        ) from None

@@ -34,7 +34,9 @@ def corruption_accuracy(
     rows = []
     for name in tqdm(["clean", *corruptions], desc=f"CelebA-C ({pipeline.kind})", disable=not progress):
         shown = decoded if name == "clean" else [corrupt(im, name, seed, i) for i, im in enumerate(decoded)]
-        prob = pipeline.predict(shown, progress=False, batch_size=batch_size)["male_probability"].to_numpy()
+        # CelebA crops, read as they are: alignment would add the detector's misses to the corruption's effect
+        frame = pipeline.predict(shown, progress=False, batch_size=batch_size, align="none")
+        prob = frame["male_probability"].to_numpy()
         correct = ((prob >= pipeline.threshold).astype(int) == male).astype(float)
         acc, low, high = bootstrap_ci(
             lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, vectorized=True

@@ -7,8 +7,9 @@ in a bundle, written by :func:`export_onnx`).
 
 Why: on a CPU the eager, contiguous fp32 forward of a depthwise-separable network (EfficientNet-Lite0)
 reaches a small fraction of the machine's peak; channels-last roughly doubles it and ONNX Runtime does
-better still (``benchmarks/bench_inference.py``). ``runtime="auto"`` picks ONNX Runtime on CPU when the
-``[onnx]`` extra is installed and the bundle holds ``model.onnx``, else PyTorch channels-last.
+better still (``benchmarks/bench_inference.py``). ``runtime="auto"`` picks ONNX Runtime (a dependency: it
+also runs the face detector) on CPU when the bundle holds ``model.onnx``, else PyTorch channels-last. Writing
+``model.onnx`` needs the exporter, the ``[onnx]`` extra (onnx, onnxscript).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from ..models.inference import resolve_device
 RUNTIMES = ("auto", "torch", "onnx")
 ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "image", "probability"
-ONNX_EXTRA_HINT = 'pip install "attr2gender[onnx]" (onnx, onnxscript, onnxruntime)'
+ONNX_EXTRA_HINT = 'pip install "attr2gender[onnx]" (onnx, onnxscript: the exporter)'
 
 
 def onnx_runtime_available() -> bool:
-    """True when ``onnxruntime`` can be imported (the ``[onnx]`` extra)."""
+    """True when ``onnxruntime`` can be imported (a dependency; False only in a broken install)."""
     return importlib.util.find_spec("onnxruntime") is not None
 
 
@@ -48,7 +49,8 @@ class OnnxRuntime:
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         if not onnx_runtime_available():
             raise RuntimeUnavailableError(
-                f"runtime='onnx' needs onnxruntime: {ONNX_EXTRA_HINT}; or use runtime='torch'"
+                "runtime='onnx' needs onnxruntime (an attr2gender dependency): pip install onnxruntime; "
+                "or use runtime='torch'"
             )
         import onnxruntime as ort
 
@@ -116,7 +118,8 @@ def resolve_runtime(runtime: str, device: str | torch.device = "auto", onnx_path
             )
         if not onnx_runtime_available():
             raise RuntimeUnavailableError(
-                f"runtime='onnx' needs onnxruntime: {ONNX_EXTRA_HINT}; or use runtime='torch'"
+                "runtime='onnx' needs onnxruntime (an attr2gender dependency): pip install onnxruntime; "
+                "or use runtime='torch'"
             )
         if not has_file:
             where = (

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..config import RunConfig, build_config, load_preset
 from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
+from ..data.faces import FaceTemplate, measure_template
 from ..data.groups import group_masks
 from ..metrics import binary_metrics, group_accuracy_table, group_metrics
 from ..training import TrainResult, train
@@ -68,6 +69,16 @@ def _paths(celeba, ids) -> list[Path]:
     return [celeba.image_path(i) for i in ids]
 
 
+def training_face_template(config: RunConfig, celeba, splits) -> FaceTemplate:
+    """The template ``predict(align="auto")`` warps photos onto: the median landmarks of up to
+    ``face_template_images`` training images (CelebA's published one when 0, or when no face is found)."""
+    if config.face_template_images == 0:
+        return FaceTemplate.celeba()
+    return measure_template(
+        _paths(celeba, splits.train), config.face_template_images, config.seed, progress=config.progress
+    )
+
+
 def _readable(ids: list[str], errors: list[str]) -> np.ndarray:
     return np.array([not e for e in errors], dtype=bool) if ids else np.zeros(0, dtype=bool)
 
@@ -95,6 +106,7 @@ def train_two_stage(
     config = result.config
     dm = result.datamodule
     celeba, splits = dm.celeba, dm.splits
+    # The CelebA images of the splits are crops already: evaluated as they are (align="none").
     stage_one = Attr2GenderPipeline._stage_one_only(
         result.model,
         config.image_size,
@@ -102,6 +114,7 @@ def train_two_stage(
         cache_dir=config.cache_dir,
         batch_size=config.batch_size,
         num_workers=config.num_workers,
+        face_template=training_face_template(config, celeba, splits),
     )
     timings = {"stage_one_train": result.train_seconds}
 
@@ -128,7 +141,9 @@ def train_two_stage(
     timings["stage_two_fit"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    probs, errors = stage_one.attribute_probabilities(_paths(celeba, splits.test), progress=config.progress)
+    probs, errors = stage_one.attribute_probabilities(
+        _paths(celeba, splits.test), progress=config.progress, align="none"
+    )
     timings["test_inference"] = time.perf_counter() - start
     ok = _readable(splits.test, errors)
     test_ids = list(np.asarray(splits.test)[ok])
@@ -144,7 +159,7 @@ def train_two_stage(
     metrics |= male_metrics | stage_two_info
     # Leakage, on the validation images (stage one's outputs there are cached) and the test images.
     val_probs, val_errors = stage_one.attribute_probabilities(
-        _paths(celeba, splits.val), progress=config.progress
+        _paths(celeba, splits.val), progress=config.progress, align="none"
     )
     val_ok = _readable(splits.val, val_errors)
     val_truth = celeba.attributes.loc[list(np.asarray(splits.val)[val_ok])]
@@ -180,7 +195,9 @@ def stage_two_training_data(pipeline, config: RunConfig, celeba, splits) -> Stag
     every training-partition row (``labels``, *independent*)."""
     if config.stage_two_fit_on == "predicted":
         # Stage one's probabilities on images it did not train on, so stage two learns its real errors.
-        probs, errors = pipeline.attribute_probabilities(_paths(celeba, splits.val), progress=config.progress)
+        probs, errors = pipeline.attribute_probabilities(
+            _paths(celeba, splits.val), progress=config.progress, align="none"
+        )
         ok = _readable(splits.val, errors)
         ids = list(np.asarray(splits.val)[ok])
         X = pd.DataFrame(probs[ok], columns=list(STAGE_ONE_ATTRIBUTES))
@@ -206,10 +223,15 @@ def train_direct(
     config = result.config
     dm = result.datamodule
     celeba, splits = dm.celeba, dm.splits
-    settings = dict(threshold=config.threshold, batch_size=config.batch_size, num_workers=config.num_workers)
+    settings = dict(
+        threshold=config.threshold,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        face_template=training_face_template(config, celeba, splits),
+    )
     start = time.perf_counter()
     frame = DirectGenderClassifier(result.model, config.image_size, **settings).predict(
-        _paths(celeba, splits.test), progress=config.progress
+        _paths(celeba, splits.test), progress=config.progress, align="none"
     )
     seconds = time.perf_counter() - start
     ok = (frame["error"] == "").to_numpy()

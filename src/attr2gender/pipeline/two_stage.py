@@ -89,23 +89,18 @@ class Attr2GenderPipeline(GenderPredictor):
         attributes = self._forward(x)
         return {"male_probability": self.stage_two_probability(attributes), "attributes": attributes}
 
-    def predict(
-        self,
-        images,
-        errors: str = "coerce",
-        progress: bool | None = None,
-        batch_size: int | None = None,
-        intervene=None,
-    ) -> pd.DataFrame:
+    def predict(self, images, *args, intervene=None, **kwargs) -> pd.DataFrame:
         """One row per input image, in input order: ``image``, ``male_probability``, ``label``, the 39 attribute
-        probabilities and ``error``.
+        probabilities and ``error``. Every argument of :meth:`attr2gender.pipeline.base.GenderPredictor.predict`
+        (``errors``, ``progress``, ``batch_size``; the photo alignment ``align``, ``faces``, ``fallback``,
+        ``min_eye_distance``), and:
 
         ``intervene``: a person corrects concepts and the decision follows. ``{"Eyeglasses": 1,
         "Wearing_Lipstick": 0}`` overrides those stage-one outputs (values in [0, 1]) for every image before
         stage two; a DataFrame with one row per image does it per row (NaN keeps stage one's value). The
         attribute columns then show the values stage two read, and ``male_probability_intervened`` /
         ``label_intervened`` sit next to the original ``male_probability`` / ``label``."""
-        frame = super().predict(images, errors=errors, progress=progress, batch_size=batch_size)
+        frame = super().predict(images, *args, **kwargs)
         if intervene is None:
             return frame
         from .concepts import apply_intervention, intervention_matrix
@@ -123,29 +118,35 @@ class Attr2GenderPipeline(GenderPredictor):
         return frame
 
     # --- stage one alone, cached ---
-    def attribute_probabilities(self, images, progress: bool | None = None) -> tuple[np.ndarray, list[str]]:
-        """Stage one's (n, 39) probabilities and per-row errors. For file paths with ``cache_dir`` set,
-        cached on disk by (model hash, image list), so refitting or swapping stage two never re-runs the CNN."""
+    def attribute_probabilities(
+        self, images, progress: bool | None = None, align: str | None = None
+    ) -> tuple[np.ndarray, list[str]]:
+        """Stage one's (n, 39) probabilities and per-row errors, one row per input image (its face nearest
+        the centre with ``align="auto"``). For file paths with ``cache_dir`` set, cached on disk by (model
+        hash, preprocessing and alignment, image list), so refitting or swapping stage two never re-runs the
+        CNN."""
+        alignment = self.alignment(align)
         items = expand_images(images)
         self.last_cache_hit = False
         if not (self.cache_dir and items and all(isinstance(source, Path) for _, source in items)):
-            return self._stage_one(images, progress)
+            return self._stage_one(images, progress, alignment)
         paths = [source for _, source in items]
         cache = StageOneCache(self.cache_dir)
-        key, described = cache.key(self.model_hash, self.preprocessing, paths)
+        what = self.preprocessing | ({"align": alignment.cache_key()} if alignment.enabled else {})
+        key, described = cache.key(self.model_hash, what, paths)
         hit = cache.load(key, len(paths), len(STAGE_ONE_ATTRIBUTES))
         if hit is not None:
             self.last_cache_hit = True
             return hit
-        probs, errors = self._stage_one(paths, progress)
+        probs, errors = self._stage_one(paths, progress, alignment)
         cache.store(key, described, probs, errors)
         return probs, errors
 
-    def _stage_one(self, images, progress) -> tuple[np.ndarray, list[str]]:
+    def _stage_one(self, images, progress, alignment) -> tuple[np.ndarray, list[str]]:
         stage_one = lambda x: {"attributes": self._forward(x)}  # noqa: E731
-        _, errors, outputs = self._run(images, "coerce", progress, None, batch_fn=stage_one)
-        n = len(errors)
-        return outputs.get("attributes", np.full((n, len(STAGE_ONE_ATTRIBUTES)), np.nan)), errors
+        rows = self._run(images, "coerce", progress, None, stage_one, alignment)
+        n = len(rows.errors)
+        return rows.outputs.get("attributes", np.full((n, len(STAGE_ONE_ATTRIBUTES)), np.nan)), rows.errors
 
     def with_stage_two(
         self,
@@ -235,9 +236,10 @@ class Attr2GenderPipeline(GenderPredictor):
         return frame.loc[order]
 
     # --- explanation ---
-    def explain(self, images, progress: bool | None = None) -> Explanation:
-        """Per image, each attribute's contribution to the Male log-odds, and the global ranking."""
-        predictions = self.predict(images, progress=progress)
+    def explain(self, images, progress: bool | None = None, **alignment) -> Explanation:
+        """Per row of :meth:`predict` (``alignment``: its ``align``, ``faces``, ``fallback`` and
+        ``min_eye_distance``), each attribute's contribution to the Male log-odds, and the global ranking."""
+        predictions = self.predict(images, progress=progress, **alignment)
         attributes = predictions[list(STAGE_ONE_ATTRIBUTES)].to_numpy()
         ok = ~np.isnan(attributes).any(axis=1)
         contrib = np.full((len(predictions), len(STAGE_ONE_ATTRIBUTES) + 1), np.nan)

@@ -54,8 +54,9 @@ def _cycle(images: list, n: int) -> list:
 def measure_latency(pipeline, images: list, spec: MeasureSpec | None = None) -> dict[str, float]:
     """Median wall time of ``pipeline.predict`` per image, per batch size in ``spec``.
 
-    ``images``: decoded images (PIL) or paths. Returns, for each batch size ``b``,
-    ``inference_ms_per_image_b{b}`` and ``inference_images_per_s_b{b}``.
+    ``images``: decoded images (PIL) or paths, crops like the training images: timed with ``align="none"``,
+    the model's own cost (face alignment's is measured in ``benchmarks/bench_inference.py``). Returns, for
+    each batch size ``b``, ``inference_ms_per_image_b{b}`` and ``inference_images_per_s_b{b}``.
     """
     spec = spec or MeasureSpec()
     out: dict[str, float] = {}
@@ -63,7 +64,7 @@ def measure_latency(pipeline, images: list, spec: MeasureSpec | None = None) -> 
         batch_images = _cycle(list(images), count)
 
         def call(batch_images=batch_images, batch=batch):
-            pipeline.predict(batch_images, errors="raise", progress=False, batch_size=batch)
+            pipeline.predict(batch_images, errors="raise", progress=False, batch_size=batch, align="none")
 
         if spec.warmup:
             call()

