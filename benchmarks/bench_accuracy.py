@@ -45,6 +45,9 @@ from attr2gender.data.groups import group_masks  # noqa: E402
 from attr2gender.data.splits import Splits  # noqa: E402
 from attr2gender.metrics import (  # noqa: E402
     bootstrap_ci,
+    brier_score,
+    expected_calibration_error,
+    expected_calibration_error_ci,
     group_accuracy_table,
     group_metrics,
     paired_accuracy_difference_ci,
@@ -62,16 +65,30 @@ SHARED = REPO_ROOT.parent / "shared" / "celeba"
 
 
 def accuracy_ci(y: np.ndarray, prob: np.ndarray, seed: int, threshold: float = 0.5, truth=None) -> dict:
-    """Accuracy with its 95 % CI and, when the true attributes are given, the worst group's accuracy."""
+    """Accuracy with its 95 % CI, calibration (ECE, 15 bins, with its CI; Brier) and, when the true
+    attributes are given, the worst group's accuracy with its CI."""
     correct = ((prob >= threshold).astype(int) == y).astype(float)
     point, low, high = bootstrap_ci(np.mean, correct, n_boot=2000, seed=seed)
-    out = {"accuracy": point, "ci_low": low, "ci_high": high, "n": len(y)}
+    ece, ece_low, ece_high = expected_calibration_error_ci(y, prob, n_boot=1000, seed=seed)
+    out = {
+        "accuracy": point,
+        "ci_low": low,
+        "ci_high": high,
+        "n": len(y),
+        "ece": ece,
+        "ece_ci": [ece_low, ece_high],
+        "brier": brier_score(y, prob),
+    }
     if truth is not None:
         table = group_accuracy_table(y, prob, group_masks(truth), threshold=threshold, n_boot=1000, seed=seed)
         flat = group_metrics(table, point)
+        worst = worst_group_name(table)
         out |= {
-            "worst_group": worst_group_name(table),
+            "worst_group": worst,
             "worst_group_accuracy": flat["worst_group_accuracy"],
+            "worst_group_ci": [float(table.loc[worst, "ci_low"]), float(table.loc[worst, "ci_high"])]
+            if worst
+            else [float("nan"), float("nan")],
             "worst_group_gap": flat["worst_group_gap"],
         }
     return out
@@ -256,7 +273,11 @@ def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dic
                         "n",
                         "worst_group",
                         "worst_group_accuracy",
+                        "worst_group_ci",
                         "worst_group_gap",
+                        "ece",
+                        "ece_ci",
+                        "brier",
                         "seconds",
                     )
                 },
@@ -548,6 +569,18 @@ def main(argv=None) -> int:
     has_partition = celeba.partition is not None and set(np.unique(celeba.partition)) >= {0, 2}
     rows += ceiling(celeba, seed) if has_partition else []
     attr_acc = two.metrics["attr_mean_accuracy"]
+    # Stage two reads stage one's probabilities, so their calibration matters too: mean ECE over the 39.
+    truth = two.fit_report_.test_truth
+    attr_ece = float(
+        np.mean(
+            [
+                expected_calibration_error(
+                    truth[a].to_numpy(), two.fit_report_.test_attribute_probabilities[:, j]
+                )
+                for j, a in enumerate(STAGE_ONE_ATTRIBUTES)
+            ]
+        )
+    )
     per_attribute = {a: two.metrics[f"attr_accuracy_{a}"] for a in STAGE_ONE_ATTRIBUTES}
 
     def paired(r):
@@ -555,6 +588,12 @@ def main(argv=None) -> int:
             return ""
         low, high = r["direct_minus_this_ci"]
         return f"{r['direct_minus_this']:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+    def interval(r, key, ci_key):
+        if not np.isfinite(r.get(key, float("nan"))):
+            return ""
+        low, high = r.get(ci_key, [float("nan")] * 2)
+        return f"{r[key]:.4f} [{low:.4f}, {high:.4f}]"
 
     table = [
         [
@@ -565,8 +604,9 @@ def main(argv=None) -> int:
             r["accuracy"],
             f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if np.isfinite(r["ci_low"]) else "",
             paired(r),
-            r.get("worst_group_accuracy", float("nan")),
+            interval(r, "worst_group_accuracy", "worst_group_ci"),
             r.get("worst_group", "").replace("_", " "),
+            interval(r, "ece", "ece_ci"),
             r["seconds"],
         ]
         for r in rows
@@ -579,8 +619,9 @@ def main(argv=None) -> int:
         "test accuracy",
         "95% CI",
         "direct - this (paired 95% CI)",
-        "worst-group accuracy",
+        "worst-group accuracy [95% CI]",
         "worst group",
+        "ECE (15 bins) [95% CI]",
         "seconds",
     ]
     corruption_headers = ["route", "clean", *CORRUPTIONS, "mean of corruptions"]
@@ -597,6 +638,7 @@ def main(argv=None) -> int:
         "split": splits.sizes() | {"strategy": splits.strategy},
         "rows": rows,
         "stage_one_mean_attribute_accuracy": attr_acc,
+        "stage_one_mean_attribute_ece": attr_ece,
         "stage_one_per_attribute_accuracy": per_attribute,
         "timings": timings,
         "runtime_agreement": agreement,
@@ -661,7 +703,8 @@ def main(argv=None) -> int:
             "Worst group: the lowest Male accuracy among the Male x makeup and Male x blond groups with 30+ test "
             "images (true attributes); the 68-person test split has few images in the rare groups, see "
             "`bench_groups.md` for a larger test side.",
-            f"Stage one's mean accuracy over the 39 attributes: {attr_acc:.4f}.",
+            f"Stage one's mean accuracy over the 39 attributes: {attr_acc:.4f}; its mean ECE (15 bins) over "
+            f"them: {attr_ece:.4f}. ECE is top-label (Guo et al. 2017); Brier scores are in the JSON.",
             "Joint concept bottleneck models (loss = BCE(Male) + concept_weight x attribute loss), one per concept "
             "weight; the table's joint row is the one with the best validation Male accuracy:",
             markdown_table(

@@ -16,7 +16,10 @@ import pandas as pd
 __all__ = [
     "binary_metrics",
     "bootstrap_ci",
+    "brier_score",
+    "calibration_bins",
     "classification_report_text",
+    "expected_calibration_error",
     "group_accuracy_table",
     "group_metrics",
     "markdown_table",
@@ -163,6 +166,88 @@ def binary_metrics(y_true: Any, prob_male: Any, threshold: float = 0.5) -> dict[
         "n": float(n),
         "threshold": float(threshold),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# calibration
+# --------------------------------------------------------------------------------------------------
+
+ECE_BINS = 15  # Guo et al. (2017), the usual choice
+
+
+def _top_label_ece(y: np.ndarray, p: np.ndarray, n_bins: int) -> np.ndarray:
+    """ECE along the last axis of ``(..., n)`` arrays (vectorised for the bootstrap)."""
+    pred = (p >= 0.5).astype(np.int64)
+    confidence = np.where(pred == 1, p, 1 - p)
+    correct = (pred == y).astype(float)
+    bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
+    n = confidence.shape[-1]
+    total = np.zeros(confidence.shape[:-1])
+    for b in range(n_bins):
+        in_bin = bins == b
+        gap = np.abs(np.sum(np.where(in_bin, confidence - correct, 0.0), axis=-1))
+        total += gap  # |sum(conf - correct)| / n == (n_b / n) * |mean conf - accuracy|
+    return total / max(n, 1)
+
+
+def expected_calibration_error(y_true: Any, prob_male: Any, n_bins: int = ECE_BINS) -> float:
+    """Top-label expected calibration error (Guo et al. 2017): the predicted label's confidence
+    ``max(p, 1 - p)`` is binned into ``n_bins`` equal-width bins over [0, 1]; ECE is the bin-size-weighted
+    mean of |mean confidence - accuracy|. 0 for a perfectly calibrated model; NaN for no rows."""
+    y = _as_binary(y_true).reshape(-1)
+    p = _prob_of_positive(prob_male)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and prob_male differ in length: {y.shape} vs {p.shape}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    if y.size == 0:
+        return float("nan")
+    return float(_top_label_ece(y, p, n_bins))
+
+
+def expected_calibration_error_ci(
+    y_true: Any, prob_male: Any, n_bins: int = ECE_BINS, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """:func:`expected_calibration_error` with a percentile bootstrap 95 % CI: ``(point, low, high)``."""
+    y = _as_binary(y_true).reshape(-1)
+    p = _prob_of_positive(prob_male)
+    return bootstrap_ci(
+        lambda yy, pp: _top_label_ece(yy, pp, n_bins), y, p, n_boot=n_boot, seed=seed, vectorized=True
+    )
+
+
+def brier_score(y_true: Any, prob_male: Any) -> float:
+    """Mean squared difference between P(Male) and the 0/1 label (0 is perfect; 0.25 is a coin)."""
+    y = _as_binary(y_true).reshape(-1)
+    p = _prob_of_positive(prob_male)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and prob_male differ in length: {y.shape} vs {p.shape}")
+    return float(np.mean((p - y) ** 2)) if y.size else float("nan")
+
+
+def calibration_bins(y_true: Any, prob_male: Any, n_bins: int = ECE_BINS) -> pd.DataFrame:
+    """The reliability diagram's data: P(Male) binned into ``n_bins`` equal-width bins; per bin ``lower``,
+    ``upper``, ``n``, ``mean_probability`` (mean predicted P(Male)) and ``male_rate`` (the observed share
+    of Male). A calibrated model has ``male_rate`` close to ``mean_probability`` in every bin."""
+    y = _as_binary(y_true).reshape(-1)
+    p = _prob_of_positive(prob_male)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and prob_male differ in length: {y.shape} vs {p.shape}")
+    bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        m = bins == b
+        n = int(m.sum())
+        rows.append(
+            {
+                "lower": b / n_bins,
+                "upper": (b + 1) / n_bins,
+                "n": n,
+                "mean_probability": float(p[m].mean()) if n else float("nan"),
+                "male_rate": float(y[m].mean()) if n else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------------
