@@ -23,6 +23,7 @@ _EXPORTS = {
     "load_preset": "attr2gender.config",
     "StageTwoClassifier": "attr2gender.tabular",
     "create_backbone": "attr2gender.models",
+    "slice_report": "attr2gender.experiments.evaluation",
 }
 __all__ = [*_EXPORTS, *_ERRORS, "__version__"]
 

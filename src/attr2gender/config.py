@@ -64,6 +64,7 @@ class RunConfig:
     freeze_backbone: bool = False  # linear probing: train only the head (fast on CPU; fine-tuning is better)
     loss: str = ""  # "" = the task's default: multilabel_soft_margin (attributes), cross_entropy (direct)
     threshold: float = 0.5  # probability above which an attribute / Male is predicted (source: 0.5)
+    calibrate: bool = False  # temperature-scale P(Male) on the validation split (labels at 0.5 unchanged)
     loss_reweighting: str = "none"  # "groups": each sample's loss weighted by 1 / its group's frequency
     robust: str = "none"  # "group_dro": the GroupDRO objective (Sagawa et al., ICLR 2020)
     group_dro_step: float = 0.01  # GroupDRO's step size for the group weights (Sagawa et al.: 0.01)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "attribute_table_markdown",
     "binary_metrics",
     "bootstrap_ci",
     "brier_score",
@@ -26,6 +27,8 @@ __all__ = [
     "mean_attribute_accuracy",
     "paired_accuracy_difference_ci",
     "per_attribute_metrics",
+    "slice_metrics",
+    "slice_table",
 ]
 
 # Upper bound on the bootstrap index matrix held at once (elements); keeps memory ~64 MB.
@@ -263,8 +266,9 @@ def per_attribute_metrics(
     ``y_true`` ``(n, k)`` 0/1 (or -1/1), ``prob`` ``(n, k)`` probabilities, ``names`` length k. Returns a
     DataFrame indexed by name (index name ``attribute``) with columns ``accuracy``, ``roc_auc`` (NaN where
     an attribute has one class), ``positive_rate`` (share of true positives, i.e. prevalence),
-    ``predicted_positive_rate`` and ``majority_accuracy`` (accuracy of always predicting the more common
-    class: the baseline each accuracy should beat).
+    ``predicted_positive_rate``, ``majority_accuracy`` (accuracy of always predicting the more common
+    class: the baseline each accuracy should beat), ``balanced_accuracy`` (mean of the recalls of the
+    classes present), ``f1`` (positive class) and ``below_majority`` (accuracy < majority_accuracy).
     """
     y = _as_binary(y_true)
     p = to_numpy(prob).astype(float)
@@ -282,17 +286,52 @@ def per_attribute_metrics(
         pos_rate = y.mean(axis=0) if n else np.full(y.shape[1], np.nan)
         pred_rate = pred.mean(axis=0) if n else np.full(y.shape[1], np.nan)
     auc = np.array([_roc_auc(y[:, j], p[:, j]) for j in range(y.shape[1])])
+    tp = ((pred == 1) & (y == 1)).sum(axis=0)
+    fp = ((pred == 1) & (y == 0)).sum(axis=0)
+    fn = ((pred == 0) & (y == 1)).sum(axis=0)
+    tn = ((pred == 0) & (y == 0)).sum(axis=0)
+    balanced, f1 = [], []
+    for j in range(y.shape[1]):
+        present = [_safe_div(tp[j], tp[j] + fn[j])] if tp[j] + fn[j] else []
+        present += [_safe_div(tn[j], tn[j] + fp[j])] if tn[j] + fp[j] else []
+        balanced.append(float(np.mean(present)) if present else float("nan"))
+        f1.append(_f1(_safe_div(tp[j], tp[j] + fp[j]), _safe_div(tp[j], tp[j] + fn[j])))
+    majority = np.maximum(pos_rate, 1 - pos_rate)
     df = pd.DataFrame(
         {
             "accuracy": accuracy,
+            "balanced_accuracy": balanced,
+            "f1": f1,
             "roc_auc": auc,
             "positive_rate": pos_rate,
             "predicted_positive_rate": pred_rate,
-            "majority_accuracy": np.maximum(pos_rate, 1 - pos_rate),
+            "majority_accuracy": majority,
+            # CelebA's labels are noisy: below this, always answering the common class would do better.
+            "below_majority": accuracy < majority,
         },
         index=pd.Index(names, name="attribute"),
     )
     return df
+
+
+def attribute_table_markdown(table: pd.DataFrame) -> str:
+    """:func:`per_attribute_metrics` as a report table, worst balanced accuracy first; a ``!`` marks an
+    attribute whose accuracy is below the always-majority rate."""
+    rows = []
+    for name, r in table.sort_values("balanced_accuracy").iterrows():
+        rows.append(
+            {
+                "attribute": name,
+                "balanced accuracy": r["balanced_accuracy"],
+                "accuracy": f"{r['accuracy']:.4f}" + (" !" if r["below_majority"] else ""),
+                "majority rate": r["majority_accuracy"],
+                "F1": r["f1"],
+                "AUC": r["roc_auc"],
+                "predicted rate": r["predicted_positive_rate"],
+                "true rate (prevalence)": r["positive_rate"],
+            }
+        )
+    return markdown_table(rows)
 
 
 def mean_attribute_accuracy(y_true_or_table: Any, prob: Any = None, threshold: float = 0.5) -> float:
@@ -488,6 +527,94 @@ def group_accuracy_table(
     return pd.DataFrame(
         rows, columns=["group", "n", "accuracy", "ci_low", "ci_high", "enough", "note"]
     ).set_index("group")
+
+
+def _rate_ci(flags: np.ndarray, n_boot: int, seed: int, alpha: float) -> tuple[float, float, float]:
+    if flags.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    return bootstrap_ci(
+        lambda c: c.mean(axis=-1), flags.astype(float), n_boot=n_boot, seed=seed, alpha=alpha, vectorized=True
+    )
+
+
+def slice_table(
+    y_true: Any,
+    prob_male: Any,
+    masks: Mapping[str, Any],
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    min_size: int = MIN_GROUP_SIZE,
+) -> pd.DataFrame:
+    """Per slice: Male accuracy, false-male rate (women called men, over the slice's women) and
+    false-female rate (men called women, over its men), each with a percentile bootstrap CI.
+
+    Extends :func:`group_accuracy_table` (same ``n``/``enough``/``note`` columns; accuracy is NaN for a
+    slice of fewer than ``min_size`` images) with ``women``, ``men``, ``false_male_rate`` (+ ``_low`` /
+    ``_high``) and ``false_female_rate`` (+ ``_low``/``_high``); a rate is NaN where its denominator is
+    under ``min_size`` too, so no number rests on a handful of people."""
+    table = group_accuracy_table(
+        y_true,
+        prob_male,
+        masks,
+        threshold=threshold,
+        n_boot=n_boot,
+        seed=seed,
+        alpha=alpha,
+        min_size=min_size,
+    )
+    y = _as_binary(y_true).reshape(-1)
+    pred = (_prob_of_positive(prob_male) >= threshold).astype(np.int64)
+    extra = []
+    for mask in masks.values():
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        women, men = mask & (y == 0), mask & (y == 1)
+        row = {"women": int(women.sum()), "men": int(men.sum())}
+        for key, group, wrong_label in (("false_male_rate", women, 1), ("false_female_rate", men, 0)):
+            if group.sum() >= min_size:
+                point, low, high = _rate_ci(pred[group] == wrong_label, n_boot, seed, alpha)
+            else:
+                point = low = high = float("nan")
+            row |= {key: point, f"{key}_low": low, f"{key}_high": high}
+        extra.append(row)
+    return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
+
+
+def slice_metrics(table: pd.DataFrame, overall_accuracy: float) -> dict[str, float]:
+    """``worst_slice_accuracy``, ``worst_slice_gap`` (overall minus it) and ``slice_accuracy_<name>`` for
+    every slice with enough images, from :func:`slice_table`."""
+    eligible = table[table["enough"]]
+    worst = float(eligible["accuracy"].min()) if len(eligible) else float("nan")
+    out = {"worst_slice_accuracy": worst, "worst_slice_gap": float(overall_accuracy) - worst}
+    for name, row in eligible.iterrows():
+        out[f"slice_accuracy_{name}"] = float(row["accuracy"])
+    return out
+
+
+def slice_table_markdown(table: pd.DataFrame) -> str:
+    """:func:`slice_table` for a report: "too few" instead of a number for small slices and rates."""
+
+    def shown(r, key: str, n: int) -> str:
+        if not np.isfinite(r[key]):
+            return f"too few ({n} < {MIN_GROUP_SIZE})" if n else "none"
+        return f"{r[key]:.3f} [{r[f'{key}_low']:.3f}, {r[f'{key}_high']:.3f}]"
+
+    rows = []
+    for name, r in table.iterrows():
+        accuracy = (
+            f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["enough"] else r["note"]
+        )
+        rows.append(
+            {
+                "slice": name,
+                "images": int(r["n"]),
+                "Male accuracy [95% CI]": accuracy,
+                "false-male rate (women called men)": shown(r, "false_male_rate", int(r["women"])),
+                "false-female rate (men called women)": shown(r, "false_female_rate", int(r["men"])),
+            }
+        )
+    return markdown_table(rows)
 
 
 def group_metrics(table: pd.DataFrame, overall_accuracy: float) -> dict[str, float]:

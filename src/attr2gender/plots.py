@@ -796,19 +796,21 @@ def plot_attribute_accuracy(
     path: str | Path | None = None,
     title: str = "Stage one: per-attribute test performance",
     baseline: pd.Series | None = None,
+    label: str = "accuracy",
 ) -> Figure:
     """Horizontal bars of per-attribute accuracy (sorted, best on top), ROC AUC as diamonds when given,
     the optional majority-class accuracy (``baseline``, e.g. ``max(p, 1 - p)``) as grey ticks, and a
-    dashed line at the mean accuracy. The x-axis is zoomed to the data range."""
+    dashed line at the mean accuracy. The x-axis is zoomed to the data range. ``label`` names the bars'
+    metric (e.g. "balanced accuracy", whose always-majority baseline is 0.5)."""
     acc = pd.Series(accuracy, dtype=float).dropna().sort_values()
     if acc.empty:
         return _message_figure(title, "no attribute accuracies", path)
     fig = _new_figure(8.0, 0.27 * len(acc) + 1.8)
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(len(acc))
-    ax.barh(y, acc.to_numpy(), color="#90b4d8", height=0.72, label="accuracy")
+    ax.barh(y, acc.to_numpy(), color="#90b4d8", height=0.72, label=label)
     values = [acc.to_numpy()]
-    handles: list[Any] = [Patch(color="#90b4d8", label="accuracy")]
+    handles: list[Any] = [Patch(color="#90b4d8", label=label)]
     if baseline is not None:
         b = pd.Series(baseline, dtype=float).reindex(acc.index)
         ax.scatter(b.to_numpy(), y, marker="|", s=160, color="#555555", linewidths=2.2, zorder=3)
@@ -834,7 +836,7 @@ def plot_attribute_accuracy(
         )
     mean_acc = float(acc.mean())
     ax.axvline(mean_acc, color="black", linestyle="--", linewidth=1.2)
-    handles.append(Line2D([], [], color="black", linestyle="--", label=f"mean accuracy {mean_acc:.3f}"))
+    handles.append(Line2D([], [], color="black", linestyle="--", label=f"mean {label} {mean_acc:.3f}"))
     ax.set_yticks(y, labels=[str(i) for i in acc.index], fontsize=9)
     ax.set_ylim(-0.6, len(acc) - 0.4)
     lo = float(np.nanmin(np.concatenate(values)))
@@ -842,7 +844,7 @@ def plot_attribute_accuracy(
     ax.set_xlim(left, 1.005 if np.nanmax(np.concatenate(values)) <= 1.0 else None)
     ax.set_xlabel("score on the test set" + (" (axis does not start at 0)" if left > 0 else ""), fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.set_title(f"{title}\n({len(acc)} attributes, sorted by accuracy)", fontsize=12)
+    ax.set_title(f"{title}\n({len(acc)} attributes, sorted by {label})", fontsize=12)
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8.5, frameon=False)
     return save_figure(fig, path)
 
@@ -1143,3 +1145,41 @@ def contact_sheet(
     if path is not None:
         sheet.save(path)
     return sheet
+
+
+def plot_reliability(
+    curves: Mapping[str, pd.DataFrame],
+    ece: Mapping[str, float] | None = None,
+    path: str | Path | None = None,
+    title: str = "Reliability: predicted P(Male) against the observed share of men",
+) -> Figure:
+    """Reliability diagram, one line per route: per bin of predicted P(Male), the mean prediction (x)
+    against the observed share of Male (y), marker area ~ images in the bin. The diagonal is perfect
+    calibration; ``ece`` values go into the legend. ``curves``: ``{route: calibration_bins(...)}``."""
+    curves = {k: v[v["n"] > 0] for k, v in curves.items() if v is not None and (v["n"] > 0).any()}
+    if not curves:
+        return _message_figure(title, "no predictions", path)
+    fig = _new_figure(6.4, 6.0)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], color="#888888", linestyle="--", linewidth=1, label="perfect calibration")
+    biggest = max(float(c["n"].max()) for c in curves.values())
+    for j, (route, c) in enumerate(curves.items()):
+        color = ROUTE_COLORS[j % len(ROUTE_COLORS)]
+        label = route + (f" (ECE {ece[route]:.3f})" if ece and route in ece else "")
+        ax.plot(c["mean_probability"], c["male_rate"], color=color, linewidth=1.5, label=label)
+        ax.scatter(
+            c["mean_probability"],
+            c["male_rate"],
+            s=15 + 185 * c["n"] / biggest,
+            color=color,
+            alpha=0.7,
+            zorder=3,
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted P(Male), mean per bin")
+    ax.set_ylabel("observed share of men")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=11)
+    ax.legend(loc="upper left", fontsize=9, frameon=False)
+    return save_figure(fig, path)

@@ -24,6 +24,8 @@ GROUPINGS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 # The grouping group-robust training balances, reweights and takes the worst of.
 TRAINING_GROUPING = "makeup"
+# Fairness slices reported for both routes (each attribute with and without), beside the blond groups.
+SLICE_ATTRIBUTES = ("Young", "Pale_Skin", "Eyeglasses", "Wearing_Hat", "Heavy_Makeup", "Bald")
 
 
 def group_names(grouping: str) -> tuple[str, ...]:
@@ -70,6 +72,41 @@ def group_masks(attributes, male=None, groupings=tuple(GROUPINGS)) -> dict[str, 
         ids = group_ids(attributes, male, grouping)
         for k, name in enumerate(group_names(grouping)):
             out[name] = ids == k
+    return out
+
+
+def slice_masks(attributes: pd.DataFrame, names=SLICE_ATTRIBUTES) -> dict[str, np.ndarray]:
+    """``{slice name: boolean mask}`` from the true attributes (a 0/1 or -1/1 frame with ``Male`` and the
+    named columns): ``Young`` and ``not_Young`` for each named attribute, then the four Blond_Hair x Male
+    groups. Slices overlap; every image is in exactly one of each pair."""
+    missing = [c for c in (*names, TARGET, "Blond_Hair") if c not in attributes.columns]
+    if missing:
+        raise ValueError(f"slice_masks needs the true attributes {missing}; pass CelebA's attribute columns")
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        has = attributes[name].to_numpy() > 0
+        out[name] = has
+        out[f"not_{name}"] = ~has
+    return out | group_masks((attributes > 0).astype(int), groupings=("blond",))
+
+
+def masks_from_frame(groups: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Slices from a user's group labels: a boolean / 0-1 column gives ``col`` and ``not_col``; any other
+    column gives ``col=value`` per distinct value (missing values belong to no slice of that column)."""
+    if not isinstance(groups, pd.DataFrame) or groups.shape[1] == 0:
+        raise ValueError("groups must be a DataFrame with one column per grouping (e.g. age_band, skin_tone)")
+    out: dict[str, np.ndarray] = {}
+    for col in groups.columns:
+        values = groups[col]
+        present = values.dropna().unique()
+        if values.dtype == bool or (len(present) and set(present.tolist()) <= {0, 1}):
+            has = values.fillna(False).astype(bool).to_numpy()
+            known = values.notna().to_numpy()
+            out[str(col)] = has & known
+            out[f"not_{col}"] = ~has & known
+        else:
+            for v in sorted(present.tolist(), key=str):
+                out[f"{col}={v}"] = (values == v).to_numpy()
     return out
 
 

@@ -24,13 +24,18 @@ import pandas as pd
 from ..metrics import (
     binary_metrics,
     bootstrap_ci,
+    brier_score,
+    calibration_bins,
+    expected_calibration_error,
     group_accuracy_table,
     group_metrics,
     markdown_table,
     paired_accuracy_difference_ci,
+    slice_metrics,
+    slice_table,
     worst_group_name,
 )
-from ..plots import plot_comparison, plot_cost_ratios, plot_group_accuracy
+from ..plots import plot_comparison, plot_cost_ratios, plot_group_accuracy, plot_reliability
 
 PREDICTIONS_ARTIFACT = "predictions/test_predictions.csv"  # logged by every pipeline run
 SOURCE_CLAIMS = {
@@ -58,6 +63,8 @@ class ApproachResult:
     # Per grouping ("makeup", "blond"): each test image's group id (attr2gender.data.groups), from its true
     # attributes; empty when unknown.
     groups: dict[str, np.ndarray] = field(default_factory=dict)
+    # Fairness slices (attr2gender.data.groups.slice_masks): {slice name: mask over the test images}.
+    slices: dict[str, np.ndarray] = field(default_factory=dict)
 
     def predictions_frame(self) -> pd.DataFrame:
         prob = np.asarray(self.male_probability, dtype=float)
@@ -71,6 +78,8 @@ class ApproachResult:
         )
         for grouping, ids in self.groups.items():
             frame[f"group_{grouping}"] = np.asarray(ids, dtype=int)
+        for name, mask in self.slices.items():
+            frame[f"slice_{name}"] = np.asarray(mask, dtype=int)
         return frame
 
     @classmethod
@@ -81,12 +90,16 @@ class ApproachResult:
         groups = {
             c[len("group_") :]: frame[c].to_numpy(dtype=int) for c in frame.columns if c.startswith("group_")
         }
+        slices = {
+            c[len("slice_") :]: frame[c].to_numpy(dtype=bool) for c in frame.columns if c.startswith("slice_")
+        }
         return cls(
             name,
             frame["image_id"].astype(str).tolist(),
             frame["male"].to_numpy(dtype=int),
             frame["male_probability"].to_numpy(dtype=float),
             groups=groups,
+            slices=slices,
             **kw,
         )
 
@@ -166,11 +179,13 @@ class Comparison:
     report: str = ""
     group_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # per route: accuracy per group
     corruption_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # per route: CelebA-C
+    slice_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # per route: fairness slices
+    calibration: dict[str, pd.DataFrame] = field(default_factory=dict)  # per route: reliability bins
 
     def to_json(self) -> str:
         tables = {
             kind: {k: v.reset_index().to_dict(orient="records") for k, v in getattr(self, kind).items()}
-            for kind in ("group_tables", "corruption_tables")
+            for kind in ("group_tables", "corruption_tables", "slice_tables", "calibration")
         }
         return json.dumps(
             {"metrics": self.metrics, "per_approach": self.per_approach, "costs": self.costs, **tables},
@@ -237,6 +252,25 @@ def compare_approaches(
             per_approach[name]["worst_group_accuracy"] = g["worst_group_accuracy"]
             per_approach[name]["worst_group_gap"] = g["worst_group_gap"]
 
+    slice_masks = {
+        name: np.asarray(mask, dtype=bool)[[index_two[i] for i in ids]]
+        for name, mask in two_stage.slices.items()
+    }
+    slice_tables, calibration = {}, {}
+    for name, prob, threshold in (
+        ("two_stage", p_two, two_stage.threshold),
+        ("direct", p_direct, direct.threshold),
+    ):
+        per_approach[name]["ece"] = expected_calibration_error(y, prob)
+        per_approach[name]["brier"] = brier_score(y, prob)
+        calibration[name] = calibration_bins(y, prob)
+        if slice_masks:
+            table = slice_table(
+                y, prob, slice_masks, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha
+            )
+            slice_tables[name] = table
+            per_approach[name] |= slice_metrics(table, per_approach[name]["accuracy"])
+
     metrics = {
         "n_test_images": float(len(ids)),
         "n_test_images_two_stage": float(len(two_stage.test_ids)),
@@ -254,6 +288,12 @@ def compare_approaches(
     for name in group_tables:
         metrics[f"worst_group_accuracy_{name}"] = per_approach[name]["worst_group_accuracy"]
         metrics[f"worst_group_gap_{name}"] = per_approach[name]["worst_group_gap"]
+    for name in ("two_stage", "direct"):
+        metrics[f"ece_{name}"] = per_approach[name]["ece"]
+        metrics[f"brier_{name}"] = per_approach[name]["brier"]
+    for name in slice_tables:
+        metrics[f"worst_slice_accuracy_{name}"] = per_approach[name]["worst_slice_accuracy"]
+        metrics[f"worst_slice_gap_{name}"] = per_approach[name]["worst_slice_gap"]
     m2, md = two_stage.metrics, direct.metrics
     batches = [b for b in latency_batches(m2) if b in latency_batches(md)]
     for b in batches:
@@ -275,7 +315,14 @@ def compare_approaches(
     costs = {
         r.name: {k: float(r.metrics[k]) for k in cost_keys if k in r.metrics} for r in (two_stage, direct)
     }
-    comparison = Comparison(metrics, per_approach, costs, group_tables=group_tables)
+    comparison = Comparison(
+        metrics,
+        per_approach,
+        costs,
+        group_tables=group_tables,
+        slice_tables=slice_tables,
+        calibration=calibration,
+    )
     comparison.report = comparison_report(comparison, two_stage, direct, alpha=alpha)
     return comparison
 
@@ -410,6 +457,9 @@ def comparison_report(
     ]
     if c.group_tables:
         lines += ["## The people the average hides", "", group_comparison_text(c), ""]
+    if c.slice_tables:
+        lines += ["## Fairness slices", "", slice_comparison_text(c), ""]
+    lines += ["## Calibration", "", calibration_text(c), ""]
     info = _setup_lines(two_stage, direct)
     if info:
         lines += ["## Setup", "", *info, ""]
@@ -451,6 +501,59 @@ def group_comparison_text(c: Comparison) -> str:
         'images shows "too few" instead of a number. ' + "; ".join(words) + "."
     )
     return note + "\n\n" + markdown_table(rows)
+
+
+def slice_comparison_text(c: Comparison) -> str:
+    """Both routes per slice of true attributes: accuracy and the two error rates, worst slice named."""
+    tables = c.slice_tables
+    first = next(iter(tables.values()))
+    rows = []
+    for name in first.index:
+        row = {"slice (true attributes)": name.replace("_", " "), "images": int(first.loc[name, "n"])}
+        for route, table in tables.items():
+            r = table.loc[name]
+            label = route.replace("_", "-")
+            row[f"{label} accuracy"] = (
+                f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["enough"] else r["note"]
+            )
+            rates = [
+                f"{r[key]:.3f}" if np.isfinite(r[key]) else "-"
+                for key in ("false_male_rate", "false_female_rate")
+            ]
+            row[f"{label} false-male / false-female"] = " / ".join(rates)
+        rows.append(row)
+    words = []
+    for route, table in tables.items():
+        eligible = table[table["enough"]]
+        if len(eligible):
+            worst = str(eligible["accuracy"].idxmin())
+            words.append(
+                f"{route.replace('_', '-')}: worst slice {worst.replace('_', ' ')} at "
+                f"{eligible.loc[worst, 'accuracy']:.4f} ({c.per_approach[route]['worst_slice_gap'] * 100:.1f} "
+                "points below its average)"
+            )
+    return (
+        "Male accuracy per slice of true attributes (95 % bootstrap CI), and the false-male rate (women "
+        'called men) and false-female rate (men called women); fewer than 30 images says "too few". '
+        + "; ".join(words)
+        + ".\n\n"
+        + markdown_table(rows)
+    )
+
+
+def calibration_text(c: Comparison) -> str:
+    """ECE and Brier per route, in words a reader can act on."""
+    parts = []
+    for route in ("two_stage", "direct"):
+        p = c.per_approach[route]
+        parts.append(f"{route.replace('_', '-')} ECE {p['ece']:.4f}, Brier {p['brier']:.4f}")
+    return (
+        "Expected calibration error (15 bins, top-label; 0 = a predicted 80 % is right 80 % of the time) "
+        "and Brier score (mean squared error of P(Male)): "
+        + "; ".join(parts)
+        + ". `calibrate: true` fits a temperature on the validation split, which lowers ECE without "
+        "changing a single label at threshold 0.5."
+    )
 
 
 def corruption_comparison_text(tables: dict[str, pd.DataFrame]) -> str:
@@ -518,5 +621,19 @@ def write_comparison(c: Comparison, out_dir: str | Path) -> dict[str, Path]:
             {k.replace("_", "-"): v for k, v in c.group_tables.items()},
             path=paths["groups_plot"],
             title="Male accuracy per group: the people the average hides",
+        )
+    if c.slice_tables:
+        paths["slices_plot"] = out_dir / "slices.png"
+        plot_group_accuracy(
+            {k.replace("_", "-"): v for k, v in c.slice_tables.items()},
+            path=paths["slices_plot"],
+            title="Male accuracy per slice, both routes",
+        )
+    if c.calibration:
+        paths["reliability_plot"] = out_dir / "reliability.png"
+        plot_reliability(
+            {k.replace("_", "-"): v for k, v in c.calibration.items()},
+            {k.replace("_", "-"): c.per_approach[k]["ece"] for k in c.calibration},
+            path=paths["reliability_plot"],
         )
     return paths

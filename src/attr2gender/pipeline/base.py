@@ -8,6 +8,7 @@ does, and hands the trained module over.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class GenderPredictor:
         report=None,
         face_template: FaceTemplate | None = None,
         align: str = "auto",
+        temperature: float = 1.0,
     ):
         if hasattr(image_model, "inference_module"):  # a trained Lightning module: keep only what predicts
             image_model = image_model.inference_module()
@@ -99,6 +101,21 @@ class GenderPredictor:
         self.align = (
             align  # predict's default: "auto" (find and align the face) or "none" (crops as they are)
         )
+        # Temperature scaling of P(Male), fitted on validation when trained with calibrate: true; 1 = off.
+        self.temperature = self._checked_temperature(temperature)
+
+    @staticmethod
+    def _checked_temperature(value) -> float:
+        value = float(value)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"temperature must be a finite number above 0, got {value}")
+        return value
+
+    def calibrated(self, male_probability: np.ndarray) -> np.ndarray:
+        """P(Male) after this pipeline's temperature (unchanged when it is 1)."""
+        from .calibration import apply_temperature
+
+        return apply_temperature(male_probability, self.temperature)
 
     # --- where the forward pass runs ---
     @property
@@ -336,6 +353,7 @@ class GenderPredictor:
             "metrics": self.metrics,
             "config": self.config,
             "model_hash": self.model_hash,
+            "temperature": self.temperature,
         }
 
     def _save_parts(self, directory: Path) -> None:
@@ -390,3 +408,4 @@ class GenderPredictor:
         # Strict JSON stores NaN metrics (e.g. an AUC with one class) as null: they come back as NaN.
         self.metrics = {k: float("nan") if v is None else v for k, v in manifest.get("metrics", {}).items()}
         self.config = manifest.get("config", {})
+        self.temperature = self._checked_temperature(manifest.get("temperature", 1.0))

@@ -56,6 +56,7 @@ TOP_LEVEL = {
     "manifest_sha256",
     "attribute_names",
     "stage_two",
+    "temperature",  # optional: temperature scaling of P(Male); absent in bundles saved before it
 }
 
 
@@ -177,6 +178,9 @@ def _check_values(m: dict, path: Path) -> None:
     threshold = m.get("threshold")
     if not (_number(threshold) and 0 < threshold < 1):
         raise _fail(path, "threshold", f"{threshold!r} must be a number strictly between 0 and 1")
+    temperature = m.get("temperature", 1.0)
+    if not (_number(temperature) and 0 < temperature <= 1000):
+        raise _fail(path, "temperature", f"{temperature!r} must be a number above 0")
     pre = m.get("preprocessing")
     if not isinstance(pre, dict):
         raise _fail(path, "preprocessing", "must be an object")

@@ -16,7 +16,7 @@ class DirectGenderClassifier(GenderPredictor):
     outputs = ("softmax", "sigmoid")
 
     def _predict_batch(self, x: torch.Tensor) -> dict[str, np.ndarray]:
-        return {"male_probability": self._forward(x)}
+        return {"male_probability": self.calibrated(self._forward(x))}
 
     @classmethod
     def train(cls, config=None, **overrides) -> tuple[DirectGenderClassifier, object]:

@@ -14,10 +14,19 @@ import pandas as pd
 from ..config import RunConfig, build_config, load_preset
 from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
 from ..data.faces import FaceTemplate, measure_template
-from ..data.groups import group_masks
-from ..metrics import binary_metrics, group_accuracy_table, group_metrics
+from ..data.groups import group_masks, slice_masks
+from ..metrics import (
+    binary_metrics,
+    brier_score,
+    expected_calibration_error,
+    group_accuracy_table,
+    group_metrics,
+    slice_metrics,
+    slice_table,
+)
 from ..training import TrainResult, train
 from ..training.evaluate import SplitPredictions, split_metrics
+from .calibration import fit_temperature
 from .concepts import Leakage, leakage_report
 from .direct import DirectGenderClassifier
 from .stage_two import StageTwoData, fit_stage_two
@@ -39,16 +48,37 @@ class FitReport:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: stage_one_train, stage_two_fit, ...
     test_truth: pd.DataFrame | None = None  # the 40 true attributes of the test images (groups, slices)
     group_table: pd.DataFrame | None = None  # Male accuracy per group with CIs (see attr2gender.metrics)
+    slice_table: pd.DataFrame | None = None  # fairness slices: accuracy, false-male/-female rates, CIs
     leakage: Leakage | None = None  # two-stage: stage two on true attributes, hard and soft predictions
 
 
 def test_metrics(
     male: np.ndarray, prob: np.ndarray, truth: pd.DataFrame, threshold: float, seed: int = 0
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """Binary metrics, plus the worst group and every group's accuracy (Male x makeup, Male x blond)."""
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+    """Binary metrics, calibration (``ece``, ``brier``), the worst group and every group's accuracy
+    (Male x makeup, Male x blond), and the fairness slices; returns (metrics, group table, slice table)."""
     metrics = {k: float(v) for k, v in binary_metrics(male, prob, threshold=threshold).items()}
+    metrics |= {"ece": expected_calibration_error(male, prob), "brier": brier_score(male, prob)}
     table = group_accuracy_table(male, prob, group_masks(truth), threshold=threshold, seed=seed)
-    return metrics | group_metrics(table, metrics["accuracy"]), table
+    slices = slice_table(male, prob, slice_masks(truth), threshold=threshold, seed=seed)
+    metrics |= group_metrics(table, metrics["accuracy"]) | slice_metrics(slices, metrics["accuracy"])
+    return metrics, table, slices
+
+
+def validation_temperature(pipeline, celeba, splits, config: RunConfig) -> float:
+    """``calibrate: true``: the temperature that best fits P(Male) on the validation images (1 when off)."""
+    if not config.calibrate:
+        return 1.0
+    paths = _paths(celeba, splits.val)
+    if isinstance(pipeline, Attr2GenderPipeline):  # stage one's validation outputs are cached: no CNN pass
+        probs, errors = pipeline.attribute_probabilities(paths, progress=False, align="none")
+        ok = _readable(splits.val, errors)
+        prob = male_probability(pipeline.stage_two, probs[ok])
+    else:
+        frame = pipeline.predict(paths, progress=False, align="none")
+        ok = (frame["error"] == "").to_numpy()
+        prob = frame.loc[ok, "male_probability"].to_numpy()
+    return fit_temperature(celeba.male(list(np.asarray(splits.val)[ok])), prob)
 
 
 def resolve_config(config, task: str, overrides: dict) -> RunConfig:
@@ -149,21 +179,25 @@ def train_two_stage(
     test_ids = list(np.asarray(splits.test)[ok])
     truth = celeba.stage_one_targets(test_ids).astype(np.int64)
     male = celeba.male(test_ids)
-    male_prob = male_probability(stage_two, probs[ok])
+    scored = stage_one.with_stage_two(stage_two)
+    scored.temperature = validation_temperature(scored, celeba, splits, config)
+    male_prob = scored.stage_two_probability(probs[ok])
     split = SplitPredictions(
         probs[ok], male, truth, np.flatnonzero(ok), int((~ok).sum()), timings["test_inference"]
     )
     metrics = split_metrics("attributes", split, config.threshold)
+    metrics["attr_mean_ece"] = float(
+        np.mean([expected_calibration_error(truth[:, j], probs[ok][:, j]) for j in range(truth.shape[1])])
+    )
     test_truth = celeba.attributes.loc[test_ids]
-    male_metrics, table = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
-    metrics |= male_metrics | stage_two_info
+    male_metrics, table, slices = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
+    metrics |= male_metrics | stage_two_info | {"temperature": scored.temperature}
     # Leakage, on the validation images (stage one's outputs there are cached) and the test images.
     val_probs, val_errors = stage_one.attribute_probabilities(
         _paths(celeba, splits.val), progress=config.progress, align="none"
     )
     val_ok = _readable(splits.val, val_errors)
     val_truth = celeba.attributes.loc[list(np.asarray(splits.val)[val_ok])]
-    scored = stage_one.with_stage_two(stage_two)
     leakage = leakage_report(scored, val_probs[val_ok], val_truth, probs[ok], test_truth, seed=config.seed)
     metrics |= leakage.metrics
     metrics["train_seconds"] = (
@@ -182,9 +216,11 @@ def train_two_stage(
         timings=timings,
         test_truth=test_truth,
         group_table=table,
+        slice_table=slices,
         leakage=leakage,
     )
     pipeline = stage_one.with_stage_two(stage_two, metrics=metrics, config=config.to_dict(), report=report)
+    pipeline.temperature = scored.temperature
     pipeline.stage_two_data = data
     return pipeline, report
 
@@ -229,6 +265,8 @@ def train_direct(
         num_workers=config.num_workers,
         face_template=training_face_template(config, celeba, splits),
     )
+    uncalibrated = DirectGenderClassifier(result.model, config.image_size, **settings)
+    settings["temperature"] = validation_temperature(uncalibrated, celeba, splits, config)
     start = time.perf_counter()
     frame = DirectGenderClassifier(result.model, config.image_size, **settings).predict(
         _paths(celeba, splits.test), progress=config.progress, align="none"
@@ -239,8 +277,9 @@ def train_direct(
     male = celeba.male(test_ids)
     male_prob = frame.loc[ok, "male_probability"].to_numpy()
     test_truth = celeba.attributes.loc[test_ids]
-    metrics, table = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
+    metrics, table, slices = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
     metrics |= {
+        "temperature": settings["temperature"],
         "n_images": float(ok.sum()),
         "skipped_images": float((~ok).sum()),
         "train_seconds": result.train_seconds,
@@ -254,6 +293,7 @@ def train_direct(
         timings={"train": result.train_seconds, "test_inference": seconds},
         test_truth=test_truth,
         group_table=table,
+        slice_table=slices,
     )
     pipeline = DirectGenderClassifier(
         result.model, config.image_size, metrics=metrics, config=config.to_dict(), report=report, **settings

@@ -83,7 +83,7 @@ class Attr2GenderPipeline(GenderPredictor):
     def stage_two_probability(self, attributes: np.ndarray) -> np.ndarray:
         if self.stage_two is _STAGE_ONE_ONLY:
             raise RuntimeError("this pipeline has no stage two yet; use with_stage_two(...)")
-        return male_probability(self.stage_two, attributes)
+        return self.calibrated(male_probability(self.stage_two, attributes))
 
     def _predict_batch(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         attributes = self._forward(x)
@@ -163,6 +163,7 @@ class Attr2GenderPipeline(GenderPredictor):
         other.metrics = dict(metrics or {})
         other.config = dict(self.config if config is None else config)
         other.stage_two_data, other.edited_from = None, None
+        other.temperature = 1.0  # fitted for the old stage two's probabilities
         return other
 
     # --- concept editing ---

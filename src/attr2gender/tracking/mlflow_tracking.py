@@ -214,6 +214,9 @@ class NullTracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         pass
 
+    def log_table(self, table, artifact_file: str) -> None:
+        pass
+
     def log_pyfunc_model(self, bundle_dir, input_example=None) -> str | None:
         return None
 
@@ -378,6 +381,12 @@ class MlflowTracker(NullTracker):
         import mlflow
 
         mlflow.log_text(text, artifact_file)
+
+    def log_table(self, table, artifact_file: str) -> None:
+        """A DataFrame as an MLflow table artifact (``.json``): the UI shows it sortable."""
+        import mlflow
+
+        mlflow.log_table(data=table, artifact_file=artifact_file)
 
     def log_pyfunc_model(self, bundle_dir, input_example=None) -> str:
         """Log the bundle as a models-from-code pyfunc (``pyfunc_model.py``; no pickle). Returns its URI."""
