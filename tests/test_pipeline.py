@@ -230,7 +230,9 @@ def test_explain_contributions_sum_to_the_decision(fitted, images):
     np.testing.assert_allclose(1 / (1 + np.exp(-log_odds)), male, atol=1e-9)
     ranking = explanation.global_importance
     assert len(ranking) == 39 and ranking.abs().is_monotonic_decreasing
-    assert len(explanation.top(0, 5)) == 5
+    top = explanation.top(0, 5)
+    assert len(top) == 6 and top.index[0].startswith("(bias")  # the base rate first, then 5 pushes
+    assert len(explanation.top(0, 5, bias=False)) == 5
 
 
 def test_from_parts_validates(fitted):

@@ -125,16 +125,19 @@ def test_accuracy_loss_and_ratios_on_known_predictions():
     )
     c = cmp.compare_approaches(two, direct, n_boot=500, seed=0)
     m = c.metrics
-    expected = direct_right.mean() - two_right.mean()
-    assert m["accuracy_loss"] == pytest.approx(expected)
+    expected = two_right.mean() - direct_right.mean()  # positive: two-stage more accurate
+    assert m["two_stage_minus_direct"] == pytest.approx(expected)
     assert m["accuracy_direct"] == pytest.approx(direct_right.mean())
-    assert m["accuracy_loss_ci_low"] < expected < m["accuracy_loss_ci_high"]
-    assert m["accuracy_loss_ci_low"] > 0  # a 10-point gap on 400 images is clear
+    assert m["two_stage_minus_direct_ci_low"] < expected < m["two_stage_minus_direct_ci_high"]
+    assert m["two_stage_minus_direct_ci_high"] < 0  # a 10-point gap on 400 images is clear
+    assert m["inference_ratio_b64"] == 1.25
     assert m["inference_time_ratio_b1"] == 2.0 and m["inference_time_ratio_b64"] == 1.25
     assert m["inference_time_ratio"] == 2.0  # the headline is the smallest batch (one request)
     assert m["training_time_ratio"] == 2.0 and m["size_ratio"] == 1.5 and m["param_ratio"] == 1.1
     assert m["n_test_images"] == n
     assert "Accuracy drops" in c.report and "**reproduced**" in c.report and "about twice" in c.report
+    # plain words, a positive number of points
+    assert f"direct is {-100 * expected:.1f} points more accurate than two-stage" in c.report
     ci = c.per_approach["direct"]
     assert ci["accuracy_ci_low"] < ci["accuracy"] < ci["accuracy_ci_high"]
 
@@ -145,10 +148,11 @@ def test_identical_predictions_give_a_zero_loss_and_the_report_says_so():
     ids = list("abcde")
     c = cmp.compare_approaches(_approach("two_stage", ids, y, p), _approach("direct", ids, y, p), n_boot=100)
     assert (
-        c.metrics["accuracy_loss"],
-        c.metrics["accuracy_loss_ci_low"],
-        c.metrics["accuracy_loss_ci_high"],
+        c.metrics["two_stage_minus_direct"],
+        c.metrics["two_stage_minus_direct_ci_low"],
+        c.metrics["two_stage_minus_direct_ci_high"],
     ) == (0, 0, 0)
+    assert "no significant difference" in c.report
     assert np.isnan(c.metrics["inference_time_ratio"])  # nothing measured: NaN, not a crash
     assert "**not shown**" in c.report and "not measured" in c.report
 
@@ -270,7 +274,7 @@ def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
     )
     assert (two["tags"]["pipeline"], direct["tags"]["pipeline"]) == ("two_stage", "direct")
     assert parent["metrics"]["inference_time_ratio"] == 2.0
-    assert parent["metrics"]["accuracy_loss"] == 0.0  # both right on every image
+    assert parent["metrics"]["two_stage_minus_direct"] == 0.0  # both right on every image
     assert "Accuracy drops" in parent["tags"]["mlflow.note.content"]
     assert parent["tags"]["two_stage_run_id"] == two["id"]
     assert {"report.md", "comparison.png", "costs.png"} <= set(parent["artifacts"])
@@ -280,10 +284,10 @@ def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
 def test_log_comparison_with_a_mock_tracker(tmp_path):
     from attr2gender.experiments.compare import log_comparison
 
-    c = cmp.Comparison({"accuracy_loss": 0.01}, {}, {}, report="# r")
+    c = cmp.Comparison({"two_stage_minus_direct": 0.01}, {}, {}, report="# r")
     tracker = mock.MagicMock()
     log_comparison(tracker, c, {"report": tmp_path / "report.md"}, {"direct_run_id": "x"})
-    tracker.log_metrics.assert_called_once_with({"accuracy_loss": 0.01})
+    tracker.log_metrics.assert_called_once_with({"two_stage_minus_direct": 0.01})
     tracker.set_tags.assert_called_once_with({"mlflow.note.content": "# r", "direct_run_id": "x"})
     tracker.log_artifact.assert_called_once_with(tmp_path / "report.md", "comparison")
 

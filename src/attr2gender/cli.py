@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import Attr2GenderError, UsageError
@@ -96,13 +97,17 @@ def _predict(args) -> int:
     if args.out is not None:
         _check_output_path(args.out)
     _check_device(args.device)
-    pipeline = load_pipeline(
-        args.bundle,
-        device=args.device,
-        batch_size=args.batch_size,
-        runtime=args.runtime,
-        precision=args.precision,
-    )
+    with warnings.catch_warnings(record=True) as caught:  # one line each, not Python's two-line format
+        warnings.simplefilter("always")
+        pipeline = load_pipeline(
+            args.bundle,
+            device=args.device,
+            batch_size=args.batch_size,
+            runtime=args.runtime,
+            precision=args.precision,
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     alignment = dict(
         align=args.align, faces=args.faces, fallback=args.fallback, min_eye_distance=args.min_eye_distance
     )
@@ -244,13 +249,62 @@ def _run_single(args) -> int:
     return 0
 
 
+def _plan_comparison(args, overrides: list[str], stamp: str, seeded: bool = False):
+    """The two-stage plan(s) and the direct plan of one comparison, checked before any work. ``seeded``
+    (one seed of ``--seeds``): split=auto becomes split=identity, so the seed draws the split too."""
+    import dataclasses
+
+    from .experiments.plan import align_plans, plan_run, plan_runs
+
+    # A multi-run two-stage preset (e.g. concept_sweep) gives several two-stage runs, all set against direct.
+    variants = plan_runs("two_stage", args.config_two_stage, args.data_root, overrides, stamp=stamp)
+    direct = plan_run("direct", args.config_direct, args.data_root, overrides, stamp=stamp)
+    two = variants[0]
+    if two.config.run_name == direct.config.run_name:  # a run_name=... override: keep the folders apart
+        two.config.run_name += "-two_stage"
+        direct.config.run_name += "-direct"
+    if seeded:
+        for plan in (*variants, direct):
+            # auto takes CelebA's official partition whenever it can serve, and that ignores the seed.
+            if plan.config.split == "auto":
+                plan.config = dataclasses.replace(plan.config, split="identity")
+            # A fixed run_name (override or preset) would send every seed into one run folder.
+            if stamp not in plan.config.run_name:
+                plan.config.run_name += f"-{stamp.rsplit('-', 1)[-1]}"
+    return variants, align_plans(two, direct)
+
+
+def _check_seeds(args) -> None:
+    """--seeds: before any work, refuse what cannot mean a per-seed comparison."""
+    from .config import parse_overrides
+
+    if args.runs:
+        raise UsageError(
+            "--seeds and --runs do not combine: --runs compares two finished runs (one seed each); "
+            "drop one of them"
+        )
+    if len(args.seeds) < 2:
+        raise UsageError(
+            f"--seeds {args.seeds[0]}: give two or more seeds (a spread needs several); for one seed "
+            f"pass seed={args.seeds[0]}"
+        )
+    if len(set(args.seeds)) != len(args.seeds):
+        raise UsageError(f"--seeds {' '.join(map(str, args.seeds))}: each seed once")
+    if "seed" in parse_overrides(args.overrides):
+        raise UsageError("--seeds sets the seed of each comparison; drop the seed=... override")
+
+
 def _run_compare(args) -> int:
     from .config import build_config, parse_overrides
     from .errors import ConfigError
-    from .experiments.compare import compare_logged_runs, run_comparison
-    from .experiments.plan import align_plans, materialize, plan_run, plan_runs
+    from .experiments.compare import compare_logged_runs, run_comparison, run_seed_comparisons
+    from .experiments.comparison import difference_words
+    from .experiments.plan import materialize, say
+    from .experiments.seeds import WHAT_VARIES
     from .tracking.mlflow_tracking import is_rank_zero, make_tracker
 
+    if args.seeds:
+        _check_seeds(args)
     if args.runs:
         extra = parse_overrides(args.overrides)
         config = build_config(
@@ -263,22 +317,56 @@ def _run_compare(args) -> int:
             tracker, args.runs[0], args.runs[1], config.output_dir, n_boot=args.bootstrap
         )
         lines = []
+    elif args.seeds:
+        import secrets
+
+        measure = _measure_spec(args)
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        plans = {
+            seed: _plan_comparison(
+                args, [*args.overrides, f"seed={seed}"], f"{stamp}-seed{seed}", seeded=True
+            )
+            for seed in args.seeds
+        }
+        first = plans[args.seeds[0]][0][0]
+        if first.config.split == "official":
+            what_varies = "the initialisation and the data order (split=official: the same partition)"
+            say(
+                "compare --seeds: split=official keeps CelebA's partition for every seed; only the "
+                "initialisation and the data order change"
+            )
+        else:
+            what_varies = WHAT_VARIES
+            say(
+                "compare --seeds: split=identity, so each seed draws its own identity-disjoint split "
+                "(split=official keeps CelebA's partition instead)"
+            )
+        materialize([plan for variants, direct in plans.values() for plan in (*variants, direct)])
+        tracker = make_tracker(first.config)
+        seeds_run = run_seed_comparisons(
+            plans,
+            tracker,
+            measure=measure,
+            n_boot=args.bootstrap,
+            stamp=stamp,
+            corruptions=args.corruptions,
+            what_varies=what_varies,
+        )
+        if not is_rank_zero():
+            return 0
+        print(
+            "\n".join(["", "Results:", *_seeds_lines(seeds_run), f"To see them: {tracker.ui_line()}"]),
+            flush=True,
+        )
+        return 0
     else:
         import secrets
 
         measure = _measure_spec(args)
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        overrides = list(args.overrides)
-        # A multi-run two-stage preset (e.g. concept_sweep) gives several two-stage runs, all set against direct.
-        variants = plan_runs("two_stage", args.config_two_stage, args.data_root, overrides, stamp=stamp)
-        two = variants[0]
-        direct = plan_run("direct", args.config_direct, args.data_root, overrides, stamp=stamp)
-        if two.config.run_name == direct.config.run_name:  # a run_name=... override: keep the folders apart
-            two.config.run_name += "-two_stage"
-            direct.config.run_name += "-direct"
-        direct = align_plans(two, direct)
+        variants, direct = _plan_comparison(args, list(args.overrides), stamp)
         materialize([*variants, direct])
-        tracker = make_tracker(two.config)
+        tracker = make_tracker(variants[0].config)
         result = run_comparison(
             variants,
             direct,
@@ -293,8 +381,13 @@ def _run_compare(args) -> int:
         return 0
     m = result.comparison.metrics
     lines += [
-        f"[comparison] accuracy loss (direct - two-stage) {100 * m['accuracy_loss']:+.2f} points "
-        f"(95% CI {100 * m['accuracy_loss_ci_low']:+.2f} to {100 * m['accuracy_loss_ci_high']:+.2f}); "
+        "[comparison] "
+        + difference_words(
+            m["two_stage_minus_direct"],
+            m["two_stage_minus_direct_ci_low"],
+            m["two_stage_minus_direct_ci_high"],
+        )
+        + "; "
         f"inference time x{m['inference_time_ratio']:.2f}, training time x{m['training_time_ratio']:.2f}, "
         f"size x{m['size_ratio']:.2f} (two-stage / direct)",
         *(
@@ -314,6 +407,7 @@ def _run_compare(args) -> int:
             else []
         ),
         f"[comparison] report:    {result.files['report']}",
+        f"[comparison] HTML:      {result.files['html']} (plots embedded; one file to read or share)",
     ]
     if result.run_id:
         nested = (
@@ -322,6 +416,41 @@ def _run_compare(args) -> int:
         lines.append(f"[comparison] MLflow run {result.run_id} (tag comparison; {nested})")
     print("\n".join(["", "Results:", *lines, f"To see them: {tracker.ui_line()}"]), flush=True)
     return 0
+
+
+def _seeds_lines(run) -> list[str]:
+    """The results of ``compare --seeds``: one line per seed, the spread, the files and the runs."""
+    from .experiments.comparison import difference_words
+
+    s = run.summary
+    lines = []
+    for row in s.rows:
+        lines.append(
+            f"[seed {row.seed}] accuracy two-stage {row.accuracy_two_stage:.4f}, direct "
+            f"{row.accuracy_direct:.4f}; "
+            + difference_words(
+                row.two_stage_minus_direct,
+                row.two_stage_minus_direct_ci_low,
+                row.two_stage_minus_direct_ci_high,
+            )
+            + "; "
+            f"report {run.comparisons[row.seed].files['html']}"
+        )
+    mean, std = s.mean, s.std
+    lines += [
+        f"[seeds] accuracy two-stage {mean['accuracy_two_stage']:.4f} ± {std['accuracy_two_stage']:.4f}, "
+        f"direct {mean['accuracy_direct']:.4f} ± {std['accuracy_direct']:.4f}; two-stage minus direct "
+        f"{100 * mean['two_stage_minus_direct']:+.2f} ± {100 * std['two_stage_minus_direct']:.2f} points (mean ± std over "
+        f"{len(s.rows)} seeds); the sign is {'stable' if s.sign_stable else 'NOT stable'} across seeds",
+        f"[seeds] report:    {run.files['seeds_report']}",
+        f"[seeds] HTML:      {run.files['html']} (across seeds, then each seed's comparison)",
+    ]
+    if run.run_id:
+        lines.append(
+            f"[seeds] MLflow run {run.run_id} (tag comparison=seeds; one comparison run per seed under it, "
+            "each holding its two routes)"
+        )
+    return lines
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -369,7 +498,8 @@ def _add_run_parsers(sub) -> None:
         "compare",
         help="both routes on the same split and seed, as nested MLflow runs",
         description="Two-stage vs direct on the same split and seed, as nested MLflow runs under one "
-        "comparison run; or two finished runs with --runs.",
+        "comparison run; or two finished runs with --runs; or one comparison per seed with --seeds. Writes "
+        "report.md and a self-contained report.html (plots embedded).",
     )
     p.add_argument("--config-two-stage", default=None, help="preset or YAML file (default: two_stage)")
     p.add_argument("--config-direct", default=None, help="preset or YAML file (default: direct)")
@@ -378,6 +508,14 @@ def _add_run_parsers(sub) -> None:
         nargs=2,
         metavar=("RUN_ID_TWO_STAGE", "RUN_ID_DIRECT"),
         help="compare two finished runs instead of training",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=_seed,
+        metavar="N",
+        help="one comparison per seed (split, initialisation and data order change; split=auto becomes "
+        "identity), reported as mean ± std across seeds; put key=value overrides before --seeds",
     )
     p.add_argument("--bootstrap", type=_positive_int, default=2000, help="resamples for the accuracy-loss CI")
     p.add_argument(
@@ -428,6 +566,17 @@ def _non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number of pixels >= 0, got {text!r}") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of pixels >= 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        hint = " (put key=value overrides before --seeds)" if "=" in text else ""
+        raise argparse.ArgumentTypeError(f"must be a seed (an integer >= 0), got {text!r}{hint}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a seed (an integer >= 0), got {value}")
     return value
 
 

@@ -92,6 +92,7 @@ class RunConfig:
     resume: bool = False  # continue from <output_dir>/<run_name>/checkpoints/last.ckpt
     log_every_n_steps: int = 10
     progress: bool = True  # progress bars with images/s
+    system_metrics: bool = False  # MLflow CPU/memory charts per run (opt-in: they crowd the compare view)
     # --- the concept bottleneck (Koh et al., ICML 2020) ---
     # "staged": stage one is trained alone, then stage two is fitted (stage_two_fit_on says on what);
     # "joint": one network, the 39 attributes and a linear Male head on their probabilities, trained end to

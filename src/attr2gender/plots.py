@@ -1183,3 +1183,87 @@ def plot_reliability(
     ax.set_title(title, fontsize=11)
     ax.legend(loc="upper left", fontsize=9, frameon=False)
     return save_figure(fig, path)
+
+
+def plot_explanation_waterfall(
+    explanation, i: int, k: int = 10, path: str | Path | None = None, title: str | None = None
+) -> Figure:
+    """Why image ``i`` of ``explanation`` (:meth:`Attr2GenderPipeline.explain`) got its P(Male), as a
+    waterfall in Male log-odds, top to bottom: the bias (where every image starts), then the ``k``
+    attributes that pushed hardest (each bar starts where the last ended; blue toward Male, pink toward
+    Female), the rest lumped as "other N attributes", and the image's log-odds, with P(Male) in the title.
+
+    Whatever stage two is, its contributions add up to the log-odds (logistic: coefficient x value and
+    the intercept; LightGBM: SHAP values and the expected value), so the last bar ends where the pushes do.
+    A row with no prediction gets a figure saying why."""
+    predictions = explanation.predictions
+    contrib = explanation.contributions.iloc[i]
+    image = predictions["image"].iloc[i]
+    name = Path(image).name if isinstance(image, str) else f"image #{image}"
+    if contrib.isna().all():
+        error = predictions["error"].iloc[i] if "error" in predictions else ""
+        return _message_figure(title or f"Why {name}?", f"no prediction\n{error}"[:200], path)
+    bias = float(contrib["bias"])
+    pushes = contrib.drop("bias").astype(float)
+    pushes = pushes.reindex(pushes.abs().sort_values(ascending=False, kind="stable").index)
+    shown, rest = pushes[:k], pushes[k:]
+    log_odds = float(contrib.sum())
+    probability = float(predictions["male_probability"].iloc[i])
+    label = predictions["label"].iloc[i] if "label" in predictions else None
+
+    def attribute_label(attribute: str) -> str:  # with the value stage two read, when predict gave it
+        if attribute in predictions:
+            return f"{attribute} = {float(predictions[attribute].iloc[i]):.2f}"
+        return str(attribute)
+
+    steps = [("bias (base rate)", bias)] + [(attribute_label(a), float(v)) for a, v in shown.items()]
+    if len(rest):
+        steps.append((f"other {len(rest)} attributes", float(rest.sum())))
+    starts = np.cumsum([0.0] + [v for _, v in steps])  # where each bar starts; the last is the log-odds
+
+    fig = _new_figure(8.5, 0.32 * (len(steps) + 1) + 1.8)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(steps) + 1)[::-1]  # the bias on top, the log-odds at the bottom
+    for yi, (_, v), start in zip(y, steps, starts):
+        ax.barh(yi, v, left=start, height=0.7, color=MALE_COLOR if v >= 0 else FEMALE_COLOR)
+    ax.barh(y[-1], log_odds, height=0.7, color=NEUTRAL_COLOR)
+    # Thin connectors: each bar starts where the one above ended.
+    for yi, end in zip(y[:-1], starts[1:]):
+        ax.plot([end, end], [yi - 0.35, yi - 0.65], color="#888888", linewidth=0.8)
+    span = float(max(np.abs(starts).max(), abs(log_odds), 1e-9))
+    values = [v for _, v in steps] + [log_odds]
+    ends = list(starts[1:]) + [log_odds]
+    for yi, v, end in zip(y, values, ends):  # each value past the end of its bar
+        ax.text(
+            end + (0.01 * span if v >= 0 else -0.01 * span),
+            yi,
+            f"{v:+.2f}",
+            va="center",
+            ha="left" if v >= 0 else "right",
+            fontsize=7.5,
+            color="#333333",
+        )
+    ax.set_yticks(y, labels=[s for s, _ in steps] + ["log-odds (Male)"], fontsize=9)
+    ax.set_ylim(-0.6, len(steps) + 0.6)
+    lo, hi = float(min(starts.min(), log_odds, 0.0)), float(max(starts.max(), log_odds, 0.0))
+    pad = 0.14 * (hi - lo or 1.0)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.axvline(0, color="black", linewidth=0.8)  # log-odds 0: P(Male) = 0.5
+    ax.set_xlabel("Male log-odds (0 = P(Male) 0.5)", fontsize=11)
+    ax.grid(True, axis="x", alpha=0.3)
+    decided = f", {label}" if isinstance(label, str) else ""
+    ax.set_title(
+        title or f"Why {name}: P(Male) = {probability:.3f}{decided}\n(log-odds {log_odds:+.2f})", fontsize=12
+    )
+    ax.legend(
+        handles=[
+            Patch(color=MALE_COLOR, label="pushes toward Male"),
+            Patch(color=FEMALE_COLOR, label="pushes toward Female"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.1 if len(steps) > 8 else -0.18),  # below the axis: never over a bar
+        ncol=2,
+        fontsize=9,
+        frameon=False,
+    )
+    return save_figure(fig, path)

@@ -193,6 +193,10 @@ def _require_file(path: str | os.PathLike) -> Path:
     return path
 
 
+CELEBA_ROWS = 202_599  # images annotated in CelebA's list_attr_celeba.txt
+SYNTHETIC_MARKER = "SYNTHETIC"  # written by make_synthetic_celeba beside its README
+
+
 @dataclass
 class CelebA:
     """A CelebA root, read and validated. ``table`` holds the images present on disk."""
@@ -209,6 +213,18 @@ class CelebA:
     @property
     def image_dir(self) -> Path:
         return self.root / IMAGE_DIR
+
+    @property
+    def kind(self) -> str:
+        """``synthetic`` (written by make_synthetic_celeba: no real faces), ``celeba`` (CelebA's own
+        annotation file, all 202,599 rows) or ``custom`` (another dataset in CelebA's layout). Recorded in
+        every bundle so a model trained on synthetic faces says so wherever it is used."""
+        readme = self.root / "README.md"
+        if (self.root / SYNTHETIC_MARKER).is_file() or (
+            readme.is_file() and readme.read_text(errors="replace").startswith("# Synthetic CelebA")
+        ):
+            return "synthetic"
+        return "celeba" if len(self.attributes) == CELEBA_ROWS else "custom"
 
     @property
     def missing_count(self) -> int:

@@ -117,7 +117,7 @@ class DecodedImageCache:
         self.array = np.load(self.path, mmap_mode="r")
 
     def _build(self, celeba: CelebA, side: int, bad_path: Path, progress: bool) -> None:
-        from tqdm.auto import tqdm
+        from ..progress import progress as tqdm
 
         tmp = self.path.with_suffix(".partial.npy")
         out = np.lib.format.open_memmap(

@@ -509,8 +509,7 @@ class FaceAlignment:
 def measure_template(paths, max_images: int = 2000, seed: int = 0, progress: bool = False) -> FaceTemplate:
     """The median landmark positions (as fractions of each image's size) and the median size of up to
     ``max_images`` training images: the template their own crops follow."""
-    from tqdm.auto import tqdm
-
+    from ..progress import progress as tqdm
     from .images import load_image
 
     paths = list(paths)
@@ -557,9 +556,9 @@ def align_folder(
     import os
 
     import pandas as pd
-    from tqdm.auto import tqdm
 
     from ..plots import contact_sheet
+    from ..progress import progress as tqdm
     from .images import folder_images, load_image
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)

@@ -12,7 +12,7 @@ from .splits import official_partition_usable
 
 def find_unreadable_images(celeba: CelebA, decode: bool = False, progress: bool = True) -> list[str]:
     """Image files that cannot be opened (header check) or, with ``decode``, fully decoded."""
-    from tqdm.auto import tqdm
+    from ..progress import progress as tqdm
 
     bad = []
     for image_id in tqdm(celeba.present, desc="checking images", disable=not progress, leave=False):

@@ -755,9 +755,9 @@ def make_synthetic_celeba(
 
     indices = range(n)
     if progress:
-        from tqdm import tqdm
+        from ..progress import progress as progress_bar
 
-        indices = tqdm(indices, total=n, desc="synthetic CelebA", unit="img")
+        indices = progress_bar(indices, total=n, desc="synthetic CelebA", unit="img")
     for k in indices:
         img_rng = np.random.default_rng([seed, k])
         image = render_face(labels[k], identities[img_id[k]], img_rng, image_size)
@@ -775,6 +775,7 @@ def make_synthetic_celeba(
         "".join(f"{name} {int(id_numbers[i])}\n" for name, i in zip(names, img_id))
     )
     n_split = [int(np.sum(img_part == p)) for p in (0, 1, 2)]
+    (out / "SYNTHETIC").write_text("made by attr2gender.data.synth.make_synthetic_celeba: no real faces\n")
     (out / "README.md").write_text(
         SYNTH_README.format(
             n=n,

@@ -1,10 +1,16 @@
 """The comparison: both routes on the same split and seed as nested child runs of one parent run (tag
-``comparison``), or two finished runs read back from MLflow; then what the detour costs."""
+``comparison``), or two finished runs read back from MLflow; then what the detour costs. With several
+seeds, one comparison per seed, nested under one parent run that reports the spread across seeds.
+
+Each comparison writes ``report.md`` and a self-contained ``report.html`` (the report, its plots and each
+route's own reports and plots, embedded) into its folder, both logged under the ``comparison`` artifacts.
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,10 +20,31 @@ from ..errors import ConfigError
 from ..tracking.measure import MeasureSpec
 from ..tracking.mlflow_tracking import NullTracker
 from .comparison import PREDICTIONS_ARTIFACT, ApproachResult, Comparison, compare_approaches, write_comparison
+from .html_report import Collapsible, Item, demote_headings, ordered_files, write_html_report
 from .plan import KINDS, SHARED_KEYS, RunPlan, say
+from .seeds import WHAT_VARIES, SeedsSummary, summarize_seeds
 from .single import PipelineRun, run_pipeline
 
 N_BOOT = 2000  # bootstrap resamples for the accuracy-loss CI
+# The HTML report shows each route's own reports and plots that exist, these first (the analyses that
+# answer "where does the detour cost?"), then any others alphabetically; diagnostics come last.
+PREFERRED_REPORTS = ("attribute_metrics.md", "slices.md", "calibration.md", "groups.md", "leakage.md")
+PREFERRED_PLOTS = (
+    "attribute_balanced_accuracy.png",
+    "attribute_accuracy.png",
+    "slices.png",
+    "reliability.png",
+    "group_accuracy.png",
+    "attribute_importance.png",
+    "permutation_importance.png",
+    "importance_change.png",
+    "confusion_matrix.png",
+    "learning_curves.png",
+    "predictions_correct.png",
+    "predictions_incorrect.png",
+    "conv_filters.png",
+    "feature_maps.png",
+)
 
 
 @dataclass
@@ -27,6 +54,17 @@ class ComparisonRun:
     files: dict[str, Path]
     run_id: str | None = None
     children: list[PipelineRun] = field(default_factory=list)
+
+
+@dataclass
+class SeedsRun:
+    """One comparison per seed under one parent run, and the summary across seeds."""
+
+    summary: SeedsSummary
+    out_dir: Path
+    files: dict[str, Path]
+    run_id: str | None = None
+    comparisons: dict[int, ComparisonRun] = field(default_factory=dict)
 
 
 def log_comparison(tracker, comparison: Comparison, files: dict[str, Path], tags: dict | None = None) -> None:
@@ -45,19 +83,26 @@ def run_comparison(
     n_boot: int = N_BOOT,
     stamp: str | None = None,
     corruptions: bool = False,
+    nested: bool = False,
+    extra_tags: dict | None = None,
+    out_dir: str | Path | None = None,
 ) -> ComparisonRun:
     """Both routes as nested child runs of one parent run (tag ``comparison``), then the comparison;
     with ``corruptions``, both routes are also scored on CelebA-C (the test images, corrupted).
 
     ``two_stage`` may be several plans (a multi-run preset such as ``concept_sweep``): each is a child run,
-    the first is the headline comparison, and a sweep table sets every variant against the direct route."""
+    the first is the headline comparison, and a sweep table sets every variant against the direct route.
+    ``nested``: the comparison run itself nests under the active run (one seed of
+    :func:`run_seed_comparisons`); ``extra_tags`` go on it and on its children; ``out_dir`` replaces
+    ``<output_dir>/compare-<stamp>``."""
     variants = list(two_stage) if isinstance(two_stage, list | tuple) else [two_stage]
     two_stage = variants[0]
     tracker = tracker or NullTracker()
     stamp = stamp or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    out_dir = Path(two_stage.config.output_dir).resolve() / f"compare-{stamp}"
+    out_dir = Path(out_dir or Path(two_stage.config.output_dir) / f"compare-{stamp}").resolve()
+    extra_tags = {k: str(v) for k, v in (extra_tags or {}).items()}
     tags = {"comparison": "two_stage_vs_direct", "data": "synthetic" if two_stage.smoke else "celeba"}
-    with tracker.run(f"compare-{stamp}", tags=tags) as parent_id:
+    with tracker.run(f"compare-{stamp}", tags=tags | extra_tags, nested=nested) as parent_id:
         tracker.log_params(
             {k: getattr(two_stage.config, k) for k in SHARED_KEYS if k not in ("tracking",)}
             | {
@@ -68,7 +113,11 @@ def run_comparison(
         )
         children = [
             run_pipeline(
-                plan, tracker, nested=True, measure=measure, extra_tags={"comparison_parent": parent_id or ""}
+                plan,
+                tracker,
+                nested=True,
+                measure=measure,
+                extra_tags={"comparison_parent": parent_id or ""} | extra_tags,
             )
             for plan in (two_stage, direct, *variants[1:])
         ]
@@ -80,6 +129,11 @@ def run_comparison(
         if corruptions:
             comparison.add_corruptions(celeba_c(children, seed=two_stage.config.seed, n_boot=n_boot))
         files = write_comparison(comparison, out_dir) | concept_files
+        files["html"] = write_html_report(
+            out_dir / "report.html",
+            f"Two-stage vs direct: compare-{stamp}",
+            comparison_sections(comparison, files, children),
+        )
         log_comparison(
             tracker,
             comparison,
@@ -87,6 +141,148 @@ def run_comparison(
             {"two_stage_run_id": children[0].run_id or "", "direct_run_id": children[1].run_id or ""},
         )
     return ComparisonRun(comparison, out_dir, files, parent_id, children)
+
+
+def run_seed_comparisons(
+    plans: Mapping[int, tuple[list[RunPlan], RunPlan]],
+    tracker=None,
+    measure: MeasureSpec | None = None,
+    n_boot: int = N_BOOT,
+    stamp: str | None = None,
+    corruptions: bool = False,
+    what_varies: str = WHAT_VARIES,
+) -> SeedsRun:
+    """:func:`run_comparison` once per seed, each a comparison run (tag ``seed``) nested under one parent
+    run (tag ``comparison=seeds``) with its two routes nested under it; then the spread across seeds.
+
+    ``plans`` maps each seed to its ``(two-stage plans, direct plan)``, planned with ``seed=<seed>`` and
+    distinct run names (see ``attr2gender run compare --seeds``). The parent logs ``seeds_*`` metrics
+    (mean and std of each route's accuracy and of the loss), each seed's numbers at step ``seed``, the tag
+    ``seeds_sign_stable``, and ``seeds.md``, ``seeds.json`` and ``report.html`` from
+    ``<output_dir>/compare-seeds-<stamp>/`` (each seed's comparison in its ``seed-<seed>/``)."""
+    if not plans:
+        raise ValueError("run_seed_comparisons needs at least one seed's plans")
+    tracker = tracker or NullTracker()
+    stamp = stamp or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    seeds = list(plans)
+    first_two, first_direct = plans[seeds[0]][0][0], plans[seeds[0]][1]
+    out_dir = Path(first_two.config.output_dir).resolve() / f"compare-seeds-{stamp}"
+    tags = {
+        "comparison": "seeds",
+        "seeds": ",".join(map(str, seeds)),
+        "data": "synthetic" if first_two.smoke else "celeba",
+    }
+    runs: dict[int, ComparisonRun] = {}
+    with tracker.run(f"compare-seeds-{stamp}", tags=tags) as parent_id:
+        tracker.log_params(
+            {k: getattr(first_two.config, k) for k in SHARED_KEYS if k not in ("tracking", "seed")}
+            | {
+                "seeds": seeds,
+                "preset_two_stage": first_two.preset,
+                "preset_direct": first_direct.preset,
+                "bootstrap_resamples": n_boot,
+            }
+        )
+        for k, (seed, (two_stage, direct)) in enumerate(plans.items()):
+            say(f"[seeds] seed {seed} ({k + 1} of {len(seeds)})")
+            run = run_comparison(
+                two_stage,
+                direct,
+                tracker,
+                measure=measure,
+                n_boot=n_boot,
+                stamp=f"{stamp}-seed{seed}",
+                corruptions=corruptions,
+                nested=True,
+                extra_tags={"seed": seed, "seeds_parent": parent_id or ""},
+                out_dir=out_dir / f"seed-{seed}",
+            )
+            runs[seed] = run
+            m = run.comparison.metrics
+            # One point per seed on the parent: MLflow charts the per-seed numbers against the seed.
+            tracker.log_metrics(
+                {
+                    f"seed_{key}": m[key]
+                    for key in ("accuracy_two_stage", "accuracy_direct", "two_stage_minus_direct")
+                },
+                step=seed,
+            )
+        summary = summarize_seeds({seed: run.comparison for seed, run in runs.items()}, what_varies)
+        files = summary.write(out_dir)
+        files["html"] = write_html_report(
+            out_dir / "report.html",
+            f"Two-stage vs direct across {len(seeds)} seeds: compare-seeds-{stamp}",
+            seeds_sections(summary, runs),
+        )
+        tracker.log_metrics(summary.metrics())
+        tracker.set_tags(
+            {"seeds_sign_stable": str(summary.sign_stable).lower(), "mlflow.note.content": summary.report}
+            | {f"seed_{seed}_comparison_run_id": run.run_id or "" for seed, run in runs.items()}
+        )
+        for path in files.values():
+            tracker.log_artifact(path, "comparison")
+    return SeedsRun(summary, out_dir, files, parent_id, runs)
+
+
+# --------------------------------------------------------------------------------------------------
+# the HTML report
+# --------------------------------------------------------------------------------------------------
+
+
+def comparison_sections(
+    comparison: Comparison, files: dict[str, Path], children: list[PipelineRun], child_plots: bool = True
+) -> list[Item]:
+    """The HTML report's content: the comparison report (headline first), its plots, then each route's
+    own reports and plots (``child_plots=False`` leaves the routes' plots out, for a page that holds
+    several comparisons)."""
+    items: list[Item] = [comparison.report]
+    items += [path for path in files.values() if path.suffix == ".png" and path.is_file()]
+    for child in children:
+        items += route_sections(child, plots=child_plots)
+    return items
+
+
+def seeds_sections(summary: SeedsSummary, runs: dict[int, ComparisonRun]) -> list[Item]:
+    """The seeds run's HTML report: across seeds first (the answer of a seeds run), then each seed's
+    comparison, folded. The routes' plots stay in each seed's own report.html: with them, every seed
+    would add megabytes to this page."""
+    items: list[Item] = [
+        f"# Two-stage (image → 39 attributes → Male) vs direct (image → Male), across {len(runs)} seeds",
+        summary.report,
+    ]
+    for seed, run in runs.items():
+        m = run.comparison.metrics
+        folded = [
+            f"Seed {seed}'s own report, with each route's plots: `{run.files['html']}` (also under the "
+            f"`comparison` artifacts of its MLflow run{f' `{run.run_id}`' if run.run_id else ''}).",
+            *comparison_sections(run.comparison, run.files, run.children, child_plots=False),
+        ]
+        items.append(
+            Collapsible(
+                f"Seed {seed}: two-stage {m['accuracy_two_stage']:.4f}, direct {m['accuracy_direct']:.4f}, "
+                f"two-stage minus direct {100 * m['two_stage_minus_direct'] + 0.0:+.2f} points",
+                [demote_headings(i, 1) if isinstance(i, str) else i for i in folded],
+            )
+        )
+    return items
+
+
+def route_sections(child: PipelineRun, plots: bool = True) -> list[Item]:
+    """One route's markdown reports (``<run_dir>/reports/*.md``) and plots (``<run_dir>/plots/*.png``)
+    that exist, under one heading; nothing when it wrote neither."""
+    run_dir = Path(child.run_dir)
+    reports = ordered_files(run_dir / "reports", "*.md", PREFERRED_REPORTS)
+    pngs = ordered_files(run_dir / "plots", "*.png", PREFERRED_PLOTS) if plots else []
+    if not reports and not pngs:
+        return []
+    route = "Two-stage route (image → 39 attributes → Male)" if child.kind == "two_stage" else "Direct route"
+    where = f"Run folder `{run_dir}`" + (f", MLflow run `{child.run_id}`" if child.run_id else "")
+    # The routes' reports start at "#": nested two levels down, under this route's "##".
+    return [
+        f"## {route}: {child.config.run_name}\n\n{where}.",
+        *(demote_headings(path.read_text(), 2) for path in reports),
+        *pngs,
+    ]
 
 
 def concepts_section(
@@ -241,6 +437,11 @@ def compare_logged_runs(
     seed = 0
     comparison = compare_approaches(two, direct, n_boot=n_boot, seed=seed)
     files = write_comparison(comparison, out_dir)
+    files["html"] = write_html_report(
+        out_dir / "report.html",
+        f"Two-stage vs direct: compare-{stamp}",
+        comparison_sections(comparison, files, children=[]),  # the routes' own files stay on their runs
+    )
     tags = {
         "comparison": "two_stage_vs_direct",
         "two_stage_run_id": run_two_stage,

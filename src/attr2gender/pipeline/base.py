@@ -70,6 +70,7 @@ class GenderPredictor:
         face_template: FaceTemplate | None = None,
         align: str = "auto",
         temperature: float = 1.0,
+        data_kind: str = "unknown",
     ):
         if hasattr(image_model, "inference_module"):  # a trained Lightning module: keep only what predicts
             image_model = image_model.inference_module()
@@ -103,6 +104,31 @@ class GenderPredictor:
         )
         # Temperature scaling of P(Male), fitted on validation when trained with calibrate: true; 1 = off.
         self.temperature = self._checked_temperature(temperature)
+        # What it was trained on: "celeba", "custom" (another dataset in CelebA's layout), "synthetic" (no real
+        # faces: predictions on real photos are near chance, and every entry point says so) or "unknown".
+        self.data_kind = data_kind
+
+    def __repr__(self) -> str:
+        """One line: route, backbone and image size, stage two (two-stage), training data, test accuracy.
+
+        Read from ``config`` (the training run's; empty for a pipeline built from parts, so the backbone
+        falls back to the image model's own record) and ``metrics``; what is unknown is said or left out,
+        never raised: a repr must work on any half-built pipeline in a debugger."""
+        hparams = getattr(self.image_model, "meta", {}).get("hparams") or {}
+        backbone = self.config.get("backbone") or hparams.get("backbone") or "unknown backbone"
+        crop = self.preprocessing.get("crop")
+        parts = [self.kind or "pipeline", f"{backbone} at {crop} px" if crop else str(backbone)]
+        if hasattr(self, "stage_two"):  # the two-stage route; a stage-one-only pipeline has no model name
+            parts.append(f"stage two {getattr(self.stage_two, 'model', None) or 'not fitted'}")
+        data = getattr(self, "data_kind", None) or self.config.get("data_kind") or "unknown data"
+        parts.append(f"trained on {'unknown data' if data == 'unknown' else data}")
+        try:
+            accuracy = float(self.metrics.get("accuracy"))
+        except (TypeError, ValueError):  # missing (built from parts) or not a number
+            accuracy = math.nan
+        if math.isfinite(accuracy):
+            parts.append(f"test accuracy {accuracy:.4f}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     @staticmethod
     def _checked_temperature(value) -> float:
@@ -212,9 +238,9 @@ class GenderPredictor:
         value_rows: list[int] = []  # the rows that got outputs, in the order of the blocks below
         blocks: dict[str, list[np.ndarray]] = {}
         show = progress if progress is not None else n >= PROGRESS_MIN_IMAGES
-        from tqdm.auto import tqdm
+        from ..progress import progress as progress_bar
 
-        with tqdm(total=n, desc=f"{self.kind} predict", unit="img", disable=not show) as bar:
+        with progress_bar(total=n, desc=f"{self.kind} predict", unit="img", disable=not show) as bar:
             for batch in stream_batches(sources, self._transform, batch_size, self.num_workers, alignment):
                 for position, message, face in batch.errors:
                     if errors == "raise":
@@ -354,6 +380,7 @@ class GenderPredictor:
             "config": self.config,
             "model_hash": self.model_hash,
             "temperature": self.temperature,
+            "data_kind": self.data_kind,
         }
 
     def _save_parts(self, directory: Path) -> None:
@@ -409,3 +436,4 @@ class GenderPredictor:
         self.metrics = {k: float("nan") if v is None else v for k, v in manifest.get("metrics", {}).items()}
         self.config = manifest.get("config", {})
         self.temperature = self._checked_temperature(manifest.get("temperature", 1.0))
+        self.data_kind = manifest.get("data_kind", "unknown")

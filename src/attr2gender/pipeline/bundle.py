@@ -39,6 +39,7 @@ REQUIRED_FILES = {
     "direct": ("model.safetensors", "model.json"),
     "two_stage": ("model.safetensors", "model.json", "stage_two.json"),
 }
+DATA_KINDS = ("celeba", "custom", "synthetic", "unknown")
 TEMPLATE_FILE = "template.json"  # the face template predict(align="auto") warps photos onto
 OPTIONAL_FILES = ("model.onnx", TEMPLATE_FILE)  # a bundle without a template is from before templates
 LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two: required
@@ -56,6 +57,7 @@ TOP_LEVEL = {
     "manifest_sha256",
     "attribute_names",
     "stage_two",
+    "data_kind",  # optional: celeba | custom | synthetic | unknown
     "temperature",  # optional: temperature scaling of P(Male); absent in bundles saved before it
 }
 
@@ -178,6 +180,8 @@ def _check_values(m: dict, path: Path) -> None:
     threshold = m.get("threshold")
     if not (_number(threshold) and 0 < threshold < 1):
         raise _fail(path, "threshold", f"{threshold!r} must be a number strictly between 0 and 1")
+    if m.get("data_kind", "unknown") not in DATA_KINDS:
+        raise _fail(path, "data_kind", f"{m.get('data_kind')!r} is not one of {DATA_KINDS}")
     temperature = m.get("temperature", 1.0)
     if not (_number(temperature) and 0 < temperature <= 1000):
         raise _fail(path, "temperature", f"{temperature!r} must be a number above 0")

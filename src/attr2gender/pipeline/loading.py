@@ -77,7 +77,17 @@ def load_pipeline(
     else:
         pipeline = DirectGenderClassifier(model, manifest["preprocessing"], **kw)
     pipeline._restore_common(manifest)
+    if pipeline.data_kind == "synthetic":
+        warnings.warn(synthetic_warning(directory), stacklevel=2)
     return pipeline
+
+
+def synthetic_warning(where) -> str:
+    """The one line every entry point shows for a model trained on synthetic faces."""
+    return (
+        f"{where} was trained on synthetic faces (no real people): its predictions on real photos are near "
+        "chance. Train on CelebA (--data-root DIR) before using it on people."
+    )
 
 
 def bundle_face_template(directory: str | Path) -> FaceTemplate:

@@ -25,7 +25,7 @@ def corruption_accuracy(
     ``images``: paths or images (decoded once); ``male``: their 0/1 truth. Each image ``i`` is corrupted
     with ``(seed, i)``, so both routes of a comparison see the same corrupted pixels. Rows: ``clean``, one
     per corruption, and ``mean`` (the mean accuracy over the corruptions, without a CI)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress as tqdm
 
     decoded = [load_image(image) for image in images]
     male = np.asarray(male, dtype=int)

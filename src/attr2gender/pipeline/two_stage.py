@@ -22,20 +22,83 @@ from .base import GenderPredictor
 from .cache import StageOneCache
 from .inputs import expand_images
 
+BIAS_LABEL = "(bias: base rate)"  # the first entry of Explanation.top: where every image's log-odds start
+REPR_MAX_IMAGES = 20  # repr(explanation) lists this many images, then says how many more
+
 
 @dataclass
 class Explanation:
-    """Why the two-stage pipeline decided what it did."""
+    """Why the two-stage pipeline decided what it did.
+
+    Per image (row ``i`` of ``predictions``, ``contributions`` and :attr:`log_odds`), the ``bias`` plus the
+    pushes of all 39 attributes add up to the image's Male log-odds, and ``1 / (1 + exp(-log_odds))`` is the
+    ``male_probability`` that ``predict`` gave it (temperature scaling included: see
+    :meth:`Attr2GenderPipeline.explain`). A row that got no prediction (its ``error`` says why) is all NaN.
+    """
 
     predictions: pd.DataFrame  # predict() rows
     contributions: pd.DataFrame  # per image: each attribute's push on the Male log-odds, plus "bias"
     global_importance: pd.Series  # coefficients (signed) or LightGBM gain, sorted by |value|
     importance_change: pd.DataFrame | None = None  # after a concept edit: importance before and after
 
-    def top(self, row: int, k: int = 5) -> pd.Series:
-        """The ``k`` attributes that pushed image ``row`` hardest, signed (+ toward Male)."""
-        values = self.contributions.iloc[row].drop("bias")
-        return values.reindex(values.abs().sort_values(ascending=False).index)[:k]
+    @property
+    def log_odds(self) -> pd.Series:
+        """Per row, ``bias`` + every attribute's push: the Male log-odds behind ``male_probability``."""
+        return self.contributions.sum(axis=1, skipna=False).rename("log_odds")
+
+    def top(self, row: int, k: int = 5, bias: bool = True) -> pd.Series:
+        """Image ``row``'s bias, then the ``k`` attributes that pushed it hardest, in Male log-odds (signed:
+        + toward Male, - toward Female), largest ``|push|`` first.
+
+        The first entry, ``"(bias: base rate)"``, is where every image starts before any attribute pushes:
+        stage two's intercept (logistic regression; the log-odds of an image with every attribute at 0) or
+        its expected raw score over the training rows (LightGBM). It is shown because it can be large: an
+        image predicted 0.39 Male may show only negative pushes when the bias is +3. The bias and the pushes
+        of all 39 attributes (not only the ``k`` shown) add up to :attr:`log_odds` of the row, and
+        ``1 / (1 + exp(-log_odds))`` is its predicted ``male_probability``. ``bias=False``: the ``k``
+        attributes alone. Raises ``ValueError`` for a row that got no prediction."""
+        contrib = self.contributions.iloc[row]
+        if contrib.isna().all():
+            error = self.predictions["error"].iloc[row] if "error" in self.predictions else ""
+            raise ValueError(f"row {row} ({contrib.name}) got no prediction, so nothing to explain: {error}")
+        pushes = contrib.drop("bias")
+        # Stable sort: ties (e.g. attributes a concept edit zeroed) keep CelebA's order, run after run.
+        pushes = pushes.reindex(pushes.abs().sort_values(ascending=False, kind="stable").index)[:k]
+        if bias:
+            pushes = pd.concat([pd.Series({BIAS_LABEL: float(contrib["bias"])}), pushes])
+        return pushes.rename(contrib.name)
+
+    def __repr__(self) -> str:
+        """One line per image: name, label, P(Male), bias and the three strongest pushes (or its error)."""
+        n = len(self.predictions)
+        shown = min(n, REPR_MAX_IMAGES)
+        names = [_short_name(self.predictions, i) for i in range(shown)]
+        width = max((len(name) for name in names), default=0)
+        lines = [f"Explanation({n} image{'' if n == 1 else 's'})"]
+        for i, name in enumerate(names):
+            lines.append(f"  {name.ljust(width)}  {self._summary(i)}")
+        if n > shown:
+            lines.append(f"  ... {n - shown} more")
+        return "\n".join(lines)
+
+    def _summary(self, i: int) -> str:
+        probability = float(self.predictions["male_probability"].iloc[i])
+        if np.isnan(probability):
+            return f"error: {self.predictions['error'].iloc[i]}"
+        top = self.top(i, 3)
+        pushes = ", ".join(f"{name} {value:+.2f}" for name, value in top.iloc[1:].items())
+        label = self.predictions["label"].iloc[i]
+        return f"{label:<6} {probability:.2f}  bias {top.iloc[0]:+.2f} | {pushes}"
+
+
+def _short_name(predictions: pd.DataFrame, i: int) -> str:
+    """A row's image as the repr shows it: a path's file name (the full path is in ``predictions``), an
+    in-memory image's position, and the face when ``faces="all"`` gave several rows per image."""
+    image = predictions["image"].iloc[i]
+    name = Path(image).name if isinstance(image, str) else f"#{image}"
+    if "face_index" in predictions and not pd.isna(predictions["face_index"].iloc[i]):
+        name += f" face {int(predictions['face_index'].iloc[i])}"
+    return name
 
 
 class Attr2GenderPipeline(GenderPredictor):
@@ -119,12 +182,13 @@ class Attr2GenderPipeline(GenderPredictor):
 
     # --- stage one alone, cached ---
     def attribute_probabilities(
-        self, images, progress: bool | None = None, align: str | None = None
+        self, images, progress: bool | None = None, align: str | None = None, read_cache: bool = True
     ) -> tuple[np.ndarray, list[str]]:
         """Stage one's (n, 39) probabilities and per-row errors, one row per input image (its face nearest
         the centre with ``align="auto"``). For file paths with ``cache_dir`` set, cached on disk by (model
         hash, preprocessing and alignment, image list), so refitting or swapping stage two never re-runs the
-        CNN."""
+        CNN. ``read_cache=False`` runs the CNN even when a cached answer exists (and refreshes the cache):
+        for anything that is timed."""
         alignment = self.alignment(align)
         items = expand_images(images)
         self.last_cache_hit = False
@@ -134,7 +198,7 @@ class Attr2GenderPipeline(GenderPredictor):
         cache = StageOneCache(self.cache_dir)
         what = self.preprocessing | ({"align": alignment.cache_key()} if alignment.enabled else {})
         key, described = cache.key(self.model_hash, what, paths)
-        hit = cache.load(key, len(paths), len(STAGE_ONE_ATTRIBUTES))
+        hit = cache.load(key, len(paths), len(STAGE_ONE_ATTRIBUTES)) if read_cache else None
         if hit is not None:
             self.last_cache_hit = True
             return hit
@@ -239,7 +303,12 @@ class Attr2GenderPipeline(GenderPredictor):
     # --- explanation ---
     def explain(self, images, progress: bool | None = None, **alignment) -> Explanation:
         """Per row of :meth:`predict` (``alignment``: its ``align``, ``faces``, ``fallback`` and
-        ``min_eye_distance``), each attribute's contribution to the Male log-odds, and the global ranking."""
+        ``min_eye_distance``), each attribute's contribution to the Male log-odds, and the global ranking.
+
+        Each row's bias and 39 pushes add up to the log-odds of the ``male_probability`` it was given. With a
+        temperature T (``calibrate: true``) stage two's contributions are divided by T, as its log-odds are
+        before the sigmoid, so that stays true (up to a stage-two log-odds beyond about +-16, where
+        calibration clips the probability to 1e-7 from 0 or 1 first)."""
         predictions = self.predict(images, progress=progress, **alignment)
         attributes = predictions[list(STAGE_ONE_ATTRIBUTES)].to_numpy()
         ok = ~np.isnan(attributes).any(axis=1)
@@ -248,7 +317,7 @@ class Attr2GenderPipeline(GenderPredictor):
             frame = pd.DataFrame(attributes[ok], columns=list(STAGE_ONE_ATTRIBUTES))
             if getattr(self.stage_two, "feature_names_in_", None) is None:
                 frame = frame.to_numpy()
-            contrib[ok] = self.stage_two.contributions(frame)
+            contrib[ok] = self.stage_two.contributions(frame) / self.temperature
         contributions = pd.DataFrame(
             contrib, columns=[*STAGE_ONE_ATTRIBUTES, "bias"], index=predictions["image"]
         )

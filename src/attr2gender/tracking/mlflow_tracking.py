@@ -54,6 +54,9 @@ MODEL_REQUIREMENTS = (
 TAG_PID, TAG_PID_STARTED, TAG_HOST = "attr2gender.pid", "attr2gender.pid_started", "attr2gender.host"
 
 
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def process_tags() -> dict[str, str]:
     """Which process on which machine runs this run (its start time guards against reused pids)."""
     import psutil
@@ -286,14 +289,21 @@ class MlflowTracker(NullTracker):
                     f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments "
                     f"restore) or pass experiment=<another name>"
                 )
-            return existing.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=artifact_location_for(self.uri))
-        except MlflowException:  # created meanwhile by another process
-            found = self.client.get_experiment_by_name(name)
-            if found is None:
-                raise
-            return found.experiment_id
+            experiment_id = existing.experiment_id
+        else:
+            try:
+                experiment_id = self.client.create_experiment(
+                    name, artifact_location=artifact_location_for(self.uri)
+                )
+            except MlflowException:  # created meanwhile by another process
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+                experiment_id = found.experiment_id
+        # Without this tag MLflow 3's UI opens an experiment in GenAI mode, with the comparison parent under
+        # "Evaluation runs"; training runs are what these experiments hold (also set on older experiments).
+        self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return experiment_id
 
     def use_experiment_of(self, run_id: str) -> None:
         """Put the next runs in the experiment that holds ``run_id``."""

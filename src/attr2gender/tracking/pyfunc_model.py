@@ -10,10 +10,12 @@ Input: a DataFrame with a string column ``image_base64`` (an encoded JPEG/PNG, o
 ``data:image/...;base64,`` prefix) and/or a string column ``path`` (a file the server can read). Per
 row the base64 image wins when both are given. Each image's face is found and aligned as in
 ``predict(align="auto")`` (the face nearest the centre). Output: one row per input row, in order, with
-``male_probability`` (float, NaN when the row failed), ``label`` ("Male"/"Female", missing when failed),
+``male_probability`` (float; null when the row failed), ``label`` ("Male"/"Female"; null when failed),
 ``face_box`` ([x0, y0, x1, y1] in the input image, missing without a face), ``n_faces`` (faces found) and
 ``error`` ("" when fine, else why the row failed). A bad row (unreadable, no face, a folder, a
 decompression bomb, not base64) never fails or shifts the others: one input row gives exactly one output row.
+Missing values are ``None`` in the served frame (:func:`served_frame`), so the REST answer is strict JSON
+(``null``, never the bare ``NaN`` that ``JSON.parse`` rejects).
 Params, per request: ``align`` ("auto" or "none": the images are crops like the training images),
 ``fallback`` ("error" or "whole_image") and ``min_eye_distance`` (px).
 
@@ -162,8 +164,24 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
     )
 
 
+def served_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as the model serves it: the same columns in the same order, each of object dtype with
+    ``None`` where a value is missing.
+
+    MLflow's scoring server turns the frame into records (``DataFrame.to_dict``) and writes them with
+    ``json.dump``, which writes a float NaN as a bare ``NaN``: not JSON, and ``JSON.parse`` refuses the
+    whole answer. ``None`` becomes ``null``. Every column is converted, not only ``male_probability``:
+    pandas 3 stores ``label``'s missing values as NaN too, and ``json.dump`` cannot write ``n_faces``'s
+    ``pd.NA`` at all unless the pandas version at hand turns it into ``None`` first. Python callers still get
+    numbers and strings (``pd.isna`` is true for the missing ones; Spark's ``double`` result columns read
+    ``None`` as null)."""
+    out = frame.astype(object)
+    return out.where(frame.notna(), None)
+
+
 class GenderPyfuncModel(mlflow.pyfunc.PythonModel):
-    """``predict(DataFrame[image_base64 | path]) -> DataFrame[male_probability, label, error]``."""
+    """``predict(DataFrame[image_base64 | path]) -> DataFrame[male_probability, label, face_box, n_faces,
+    error]``, missing values as ``None`` (:func:`served_frame`)."""
 
     def load_context(self, context):
         from attr2gender.pipeline import load_pipeline
@@ -172,7 +190,7 @@ class GenderPyfuncModel(mlflow.pyfunc.PythonModel):
         self.pipeline = load_pipeline(context.artifacts[BUNDLE_ARTIFACT], num_workers=0)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        return predict_frame(self.pipeline, model_input, params)
+        return served_frame(predict_frame(self.pipeline, model_input, params))
 
 
 mlflow.models.set_model(GenderPyfuncModel())

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,11 +27,12 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from ..config import RunConfig, save_config
 from ..errors import ConfigError, UnsafeCheckpointError
+from ..progress import interactive
 from .datamodule import CelebADataModule
 from .evaluate import SplitPredictions, predict_dataset, split_metrics
 from .export import load_weights_from_checkpoint, save_image_model
@@ -60,6 +62,56 @@ class TrainResult:
             f"{self.config.task} {self.config.backbone}: test {key} {value:.4f} after {self.epochs_run} "
             f"epoch(s), {self.train_seconds:.0f}s training; results in {self.run_dir}"
         )
+
+
+class LineProgressBar(ProgressBar):
+    """Lightning's progress where stderr is not a terminal (CI, a log file): one line per 10 % of each
+    training epoch, and one line with the validation metrics, instead of a bar redrawn per step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._next_tenth = 1
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _say(self, text: str) -> None:
+        if self._enabled and self.trainer.is_global_zero:
+            print(text, file=sys.stderr, flush=True)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._next_tenth = 1
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        total = self.total_train_batches
+        if not isinstance(total, int) or total <= 0:
+            return
+        done = batch_idx + 1
+        if 10 * done // total >= self._next_tenth:
+            self._next_tenth = 10 * done // total + 1
+            loss = trainer.progress_bar_metrics.get("train_loss")
+            rate = done / max(time.perf_counter() - self._start, 1e-9)
+            self._say(
+                f"epoch {trainer.current_epoch}: {100 * done // total}% ({done}/{total} batches, "
+                f"{rate:.2f} batches/s"
+                + (f", train_loss {float(loss):.4f}" if loss is not None else "")
+                + ")"
+            )
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        shown = {k: v for k, v in trainer.progress_bar_metrics.items() if k.startswith("val_")}
+        if shown:
+            self._say(
+                f"epoch {trainer.current_epoch} validation: "
+                + ", ".join(f"{k} {float(v):.4f}" for k, v in shown.items())
+            )
 
 
 class ThroughputMonitor(Callback):
@@ -260,7 +312,7 @@ def train(
     )
     cbs: list[Callback] = [checkpoint, ThroughputMonitor()]
     if config.progress:
-        cbs.append(TQDMProgressBar(refresh_rate=1))
+        cbs.append(TQDMProgressBar(refresh_rate=1) if interactive() else LineProgressBar())
     if config.early_stopping_patience:
         cbs.append(EarlyStopping(monitor=monitor, patience=config.early_stopping_patience, mode=mode))
     csv_logger = CSVLogger(save_dir=run_dir, name="logs")  # a new version per attempt keeps resumed history

@@ -39,7 +39,7 @@ def predict_dataset(
     """Run the model's probability forward (channels-last; bf16 on CUDA) over every readable item."""
     import time
 
-    from tqdm.auto import tqdm
+    from ..progress import progress as tqdm
 
     forward = TorchRuntime(model.inference_module(), device)
     loader = DataLoader(
