@@ -245,3 +245,30 @@ def test_from_parts_validates(fitted):
         AttributeModel(backbone="test_efficientnet", weights="none"), two.stage_two, image_size=32
     )
     assert rebuilt.preprocessing["crop"] == 32
+
+
+def test_timed_passes_can_skip_the_stage_one_cache(fitted, images):
+    two, _ = fitted
+    two.attribute_probabilities(images)
+    two.attribute_probabilities(images)
+    assert two.last_cache_hit  # refits read it
+    fresh, _ = two.attribute_probabilities(images, read_cache=False)
+    assert not two.last_cache_hit  # timings never do
+    np.testing.assert_allclose(fresh, two.attribute_probabilities(images)[0], atol=1e-6)
+
+
+def test_a_model_trained_on_synthetic_faces_says_so(fitted, images, tmp_path, capsys):
+    from attr2gender.cli import main
+
+    two, direct = fitted
+    assert two.data_kind == direct.data_kind == "synthetic"
+    assert "trained on synthetic" in repr(two) and "two_stage" in repr(two) and "test accuracy" in repr(two)
+    bundle = direct.save(tmp_path / "bundle")
+    assert json.loads((bundle / "pipeline.json").read_text())["data_kind"] == "synthetic"
+    with pytest.warns(UserWarning, match="trained on synthetic faces"):
+        load_pipeline(bundle, align="none")
+    assert main(["predict", str(bundle), str(images[0]), "--align", "none", "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if "synthetic faces" in line] == [
+        next(line for line in err if line.startswith("warning:"))
+    ]  # exactly one line, and it is the warning

@@ -44,6 +44,14 @@ SHARED_METRICS = {
     "bundle_bytes",
     "val_loss",
     "train_loss",
+    # the names a person reads at a glance, the same for both routes
+    "headline_accuracy",
+    "val_accuracy",
+    "val_auc",
+    "time_train_seconds",
+    "test_ece",
+    "test_brier",
+    "test_worst_slice_accuracy",
 }
 
 
@@ -98,6 +106,31 @@ def _artifacts(client, run_id, path=None) -> set[str]:
     for item in client.list_artifacts(run_id, path):
         out |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
     return out
+
+
+def test_the_mlflow_views_a_person_reads(compared):
+    """Experiment kind (the UI opens on training runs), headline metrics on parent and children, one sign
+    convention, the run descriptions, system metrics off, and what the data was."""
+    runs = compared["runs"]
+    assert compared["experiment"].tags["mlflow.experimentKind"] == "custom_model_development"
+    parent = runs["comparison"]
+    m = parent.data.metrics
+    assert {"accuracy_two_stage", "accuracy_direct", "two_stage_minus_direct", "inference_ratio_b64"} <= set(
+        m
+    )
+    assert m["two_stage_minus_direct"] == pytest.approx(m["accuracy_two_stage"] - m["accuracy_direct"])
+    words = parent.data.tags["mlflow.note.content"].split("\n\n")[0]  # the first screen: one paragraph
+    assert words.startswith("Two-stage (image") and "report.html" in words
+    assert "more accurate" in words or "no significant difference" in words
+    for kind in ("two_stage", "direct"):
+        child = runs[kind]
+        assert child.data.metrics["headline_accuracy"] == child.data.metrics["test_accuracy"]
+        assert child.data.metrics["time_train_seconds"] == child.data.metrics["train_seconds"]
+        assert not any(k.startswith("system/") for k in child.data.metrics)  # opt-in
+        note = child.data.tags["mlflow.note.content"]
+        assert "Test accuracy" in note and "synthetic faces" in note  # the smoke data says what it is
+        assert child.data.tags["data"] == "synthetic"
+    assert runs["two_stage"].data.tags["stage_one_cache"] in ("hit", "miss")
 
 
 def test_compare_records_a_parent_and_two_nested_children(compared):

@@ -70,7 +70,7 @@ class SeedsRun:
 def log_comparison(tracker, comparison: Comparison, files: dict[str, Path], tags: dict | None = None) -> None:
     """Parent-run logging: the comparison metrics, its report (also as the run description) and plots."""
     tracker.log_metrics(comparison.metrics)
-    tracker.set_tags({"mlflow.note.content": comparison.report} | (tags or {}))
+    tracker.set_tags({"mlflow.note.content": comparison.description()} | (tags or {}))
     for path in files.values():
         tracker.log_artifact(path, "comparison")
 

@@ -194,6 +194,36 @@ class Comparison:
             default=_json_value,
         )
 
+    def summary(self) -> str:
+        """One paragraph for the run page's first screen: the answer, the costs, the worst group."""
+        m = self.metrics
+        needed = ("two_stage_minus_direct", "accuracy_two_stage", "inference_time_ratio", "n_test_images")
+        if any(k not in m for k in needed):
+            return ""
+        words = difference_words(
+            m["two_stage_minus_direct"],
+            m["two_stage_minus_direct_ci_low"],
+            m["two_stage_minus_direct_ci_high"],
+        )
+        parts = [
+            f"Two-stage (image → 39 attributes → Male) vs direct (image → Male) on {int(m['n_test_images']):,} "
+            f"test images: accuracy {m['accuracy_two_stage']:.4f} vs {m['accuracy_direct']:.4f}; {words}.",
+            f"The detour's inference time is {m['inference_time_ratio']:.2f}× the direct route's, its training "
+            f"time {m['training_time_ratio']:.2f}×, its size {m['size_ratio']:.2f}×.",
+        ]
+        if "worst_group_accuracy_two_stage" in m:
+            parts.append(
+                f"Worst group: two-stage {m['worst_group_accuracy_two_stage']:.4f}, direct "
+                f"{m['worst_group_accuracy_direct']:.4f}."
+            )
+        parts.append("The full report with every plot: `comparison/report.html`.")
+        return " ".join(parts)
+
+    def description(self) -> str:
+        """The parent run's description: the summary paragraph (the run page's first screen), then the
+        report."""
+        return "\n\n".join(part for part in (self.summary(), self.report) if part)
+
     def add_section(self, title: str, text: str, metrics: dict[str, float] | None = None) -> None:
         """A section of the report (and its metrics on the parent run)."""
         self.report += f"\n## {title}\n\n{text}\n"

@@ -141,6 +141,8 @@ def run_pipeline(
 
         tracker.log_history(result.history)
         tracker.log_metrics(metrics)
+        if pipeline.data_kind != "unknown":  # what the data turned out to be (a given root may be synthetic)
+            tracker.set_tags({"data": pipeline.data_kind})
         if getattr(report, "stage_one_cache", ""):
             tracker.set_tags({"stage_one_cache": report.stage_one_cache})
         tracker.set_tags({"mlflow.note.content": run_description(plan.kind, config, pipeline, plan.smoke)})

@@ -55,6 +55,7 @@ TAG_PID, TAG_PID_STARTED, TAG_HOST = "attr2gender.pid", "attr2gender.pid_started
 
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+UI_WORKFLOW = "machine_learning"  # the UI's "Model training" view
 
 
 def process_tags() -> dict[str, str]:
@@ -434,7 +435,11 @@ class MlflowTracker(NullTracker):
             )
 
     def ui_line(self) -> str:
-        return ui_command(self.uri)
+        # MLflow 3's UI starts in its GenAI view whatever the experiment's kind: the link opens on training runs.
+        page = f"/#/experiments/{self.experiment_id}/runs?workflowType={UI_WORKFLOW}"
+        if self.uri.startswith(("http://", "https://")):
+            return f"open {self.uri.rstrip('/')}{page} in a browser (MLflow tracking server)"
+        return f"{ui_command(self.uri)}, then open http://127.0.0.1:5000{page}"
 
 
 @contextlib.contextmanager

@@ -1,0 +1,45 @@
+"""Progress on long work: a bar on a terminal, one line per 10 % in a log."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from attr2gender import progress as progress_module
+from attr2gender.progress import LineProgress, progress
+
+
+def test_off_a_terminal_progress_prints_one_line_per_tenth(capsys):
+    assert not progress_module.interactive()  # pytest captures stderr: not a terminal
+    bar = progress(total=1000, desc="predict", unit="img")
+    assert isinstance(bar, LineProgress)
+    with bar:
+        for _ in range(1000):
+            bar.update(1)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 10  # 10 %, 20 %, ... 90 %, then the final line at close
+    assert lines[0].startswith("predict: 10% (100/1,000 img") and lines[-1].startswith("predict: 100%")
+
+
+def test_iterating_a_list_and_disabled_progress(capsys):
+    assert list(progress(range(25), desc="align")) == list(range(25))
+    assert capsys.readouterr().err.count("\n") == 10  # 25 items: 12 %, 20 %, ... then 100 %
+    assert list(progress(range(5), desc="x", disable=True)) == list(range(5))
+    assert capsys.readouterr().err == ""
+
+
+def test_a_terminal_gets_a_tqdm_bar(monkeypatch):
+    fake = io.StringIO()
+    fake.isatty = lambda: True  # type: ignore[method-assign]
+    monkeypatch.setattr("sys.stderr", fake)
+    bar = progress(total=3, desc="t")
+    assert not isinstance(bar, LineProgress)
+    bar.close()
+
+
+@pytest.mark.parametrize("total", [1, 7])
+def test_small_totals_still_end_with_one_line(capsys, total):
+    with progress(total=total, desc="s") as bar:
+        bar.update(total)
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("s: 100%")
