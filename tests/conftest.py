@@ -12,6 +12,8 @@ from PIL import Image
 from attr2gender.data.attributes import ATTRIBUTE_NAMES
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests never download weights, on a machine with internet too (tests of the download set their own).
+os.environ.setdefault("ATTR2GENDER_OFFLINE", "1")
 
 SHARED_CELEBA = Path(__file__).resolve().parents[1].parent / "shared" / "celeba"
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
@@ -208,3 +211,20 @@ def test_bench_groups_quick(tmp_path):
             assert low <= r["minus_baseline"] <= high
     md = (tmp_path / "bench_groups_quick.md").read_text()
     assert "CelebA-C" in md and "worst-group accuracy" in md
+
+
+@pytest.mark.slow
+def test_bench_spark_quick(tmp_path):
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java 17+")
+    proc = _run_quick("bench_spark.py", tmp_path)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.stdout.strip().splitlines()[-1].startswith("spark_udf local[2]:")
+    data = json.loads((tmp_path / "bench_spark_quick.json").read_text())
+    assert data["mode"] == "quick" and not (tmp_path / "bench_spark.json").exists()
+    for route in ("spark_udf", "predict"):
+        assert _positive(data["results"][route]["rows_per_s"]["median"])
+    assert _positive(data["ratio_spark_over_predict_rows_per_s"]["median"])
+    assert data["agreement"]["rows"] == 16 and data["agreement"]["rows_with_error"] == 0
+    assert data["agreement"]["max_abs_difference"] < 1e-5

