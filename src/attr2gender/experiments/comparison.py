@@ -216,6 +216,10 @@ class Comparison:
                 f"Worst group: two-stage {m['worst_group_accuracy_two_stage']:.4f}, direct "
                 f"{m['worst_group_accuracy_direct']:.4f}."
             )
+        if "*Synthetic data" in self.report:
+            parts.append(
+                "**Synthetic faces (smoke run): these numbers say the pipeline runs, not how it does on people.**"
+            )
         parts.append("The full report with every plot: `comparison/report.html`.")
         return " ".join(parts)
 
