@@ -70,7 +70,7 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path):
     a = _hash_tree(make_synthetic_celeba(tmp_path / "a", seed=7, **kw))
     b = _hash_tree(make_synthetic_celeba(tmp_path / "b", seed=7, **kw))
     c = _hash_tree(make_synthetic_celeba(tmp_path / "c", seed=8, **kw))
-    assert len(a) == 60 + 3 + 1  # images, three annotation files, README
+    assert len(a) == 60 + 3 + 2  # images, three annotation files, README, the SYNTHETIC marker
     assert a == b
     assert a.keys() == c.keys()
     assert a["list_attr_celeba.txt"] != c["list_attr_celeba.txt"]
