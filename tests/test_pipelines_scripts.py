@@ -131,6 +131,21 @@ def test_the_mlflow_views_a_person_reads(compared):
         assert "Test accuracy" in note and "synthetic faces" in note  # the smoke data says what it is
         assert child.data.tags["data"] == "synthetic"
     assert runs["two_stage"].data.tags["stage_one_cache"] in ("hit", "miss")
+    client = compared["client"]
+    two_files = _artifacts(client, runs["two_stage"].info.run_id)
+    assert {  # the per-attribute table (sortable in the UI), slices and calibration
+        "tables/attribute_metrics.json",
+        "tables/slices.json",
+        "reports/attribute_metrics.md",
+        "reports/slices.md",
+        "reports/calibration.md",
+        "plots/attribute_balanced_accuracy.png",
+        "plots/slices.png",
+        "plots/reliability.png",
+    } <= two_files
+    assert {"tables/slices.json", "plots/reliability.png"} <= _artifacts(client, runs["direct"].info.run_id)
+    parent_files = _artifacts(client, runs["comparison"].info.run_id)
+    assert {"comparison/report.html", "comparison/slices.png", "comparison/reliability.png"} <= parent_files
 
 
 def test_compare_records_a_parent_and_two_nested_children(compared):
