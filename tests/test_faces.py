@@ -423,3 +423,26 @@ def test_real_crops_pasted_into_photos_are_found_and_picked(shared_celeba):
         found += any(c.main.contains(box_centre(f.box)) for f in faces)
         picked += bool(faces) and c.main.contains(box_centre(faces[0].box))
     assert found == picked == len(composites)
+
+
+def test_files_over_several_batches_are_aligned_by_parallel_threads(pipelines, photos, tmp_path):
+    """More files than one batch, with workers: aligned in threads (a forked worker could hang creating the
+    detector next to this process's ONNX Runtime sessions), in input order, the same as in one thread."""
+    _, direct = pipelines
+    kinds = ["one", "none", "two", "tiny"] * 5
+    paths = []
+    for i, kind in enumerate(kinds):
+        paths.append(tmp_path / f"{i:02d}.png")
+        photos[kind].save(paths[-1])
+    direct.num_workers = 2
+    try:
+        threaded = direct.predict(paths, batch_size=3, progress=False)
+    finally:
+        direct.num_workers = 0
+    single = direct.predict(paths, batch_size=3, progress=False)
+    assert threaded["image"].tolist() == single["image"].tolist() == [str(p) for p in paths]
+    assert threaded["error"].tolist() == single["error"].tolist()
+    np.testing.assert_allclose(
+        threaded["male_probability"].to_numpy(dtype=float), single["male_probability"].to_numpy(dtype=float)
+    )
+    assert threaded["n_faces"].tolist() == [1, 0, 2, 1] * 5

@@ -18,6 +18,7 @@ every face with ``faces="all"``. A face whose eyes are closer than ``min_eye_dis
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -168,7 +169,7 @@ def _detector_weights() -> bytes:
 class FaceDetector:
     """RetinaFace (MobileNet-0.25) on ONNX Runtime: boxes, scores and 5 landmarks per face."""
 
-    _cache: dict[int, FaceDetector] = {}
+    _cache: dict[tuple[int, int], FaceDetector] = {}
     _lock = threading.Lock()
 
     def __init__(self, threads: int = 1):
@@ -192,11 +193,14 @@ class FaceDetector:
 
         from torch.utils.data import get_worker_info
 
+        single = get_worker_info() is not None or getattr(_THREAD, "single", False)
+        threads = 1 if single else min(2, os.cpu_count() or 1)
         with cls._lock:
-            key = os.getpid()
+            key = (os.getpid(), threads)
             if key not in cls._cache:
-                threads = 1 if get_worker_info() is not None else min(2, os.cpu_count() or 1)
-                cls._cache = {key: cls(threads)}
+                # Another process's detectors (a forked parent's) are never used: drop them.
+                cls._cache = {k: v for k, v in cls._cache.items() if k[0] == key[0]}
+                cls._cache[key] = cls(threads)
             return cls._cache[key]
 
     def _anchor_grid(self, h: int, w: int) -> np.ndarray:
@@ -293,6 +297,21 @@ class FaceDetector:
 
         best = min(found, key=distance, default=None)
         return best if best is not None and distance(best) < 0.5 * (x1 - x0) else face
+
+
+_THREAD = threading.local()
+
+
+@contextlib.contextmanager
+def single_threaded_detector():
+    """Within the block, this thread's :meth:`FaceDetector.shared` is a one-thread detector: for pools of
+    threads that each align their own images (ONNX Runtime sessions may be run from several threads)."""
+    before = getattr(_THREAD, "single", False)
+    _THREAD.single = True
+    try:
+        yield
+    finally:
+        _THREAD.single = before
 
 
 def _rgb_array(image: Image.Image) -> np.ndarray:

@@ -116,6 +116,38 @@ class Batch:
     ]  # input images that gave no row: why, and faces found (if known)
 
 
+def _aligned_batches(dataset: _SourceDataset, batch_size: int, workers: int) -> Iterator:
+    """Batches of ``dataset`` decoded and aligned by ``workers`` threads, two batches ahead, in order.
+
+    Threads, not processes: a worker process forked from this one inherits ONNX Runtime's internal locks in
+    whatever state this process's sessions left them, and creating the detector there can wait forever.
+    The detector (ONNX Runtime), the warp (OpenCV) and JPEG decoding (Pillow) release the GIL, so threads
+    run in parallel, and ahead of the classifier's forward pass in the caller."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..data.faces import single_threaded_detector
+
+    starts = range(0, len(dataset), batch_size)
+
+    def load_range(a: int, b: int) -> list:
+        with single_threaded_detector():  # each thread runs its own detection on one core
+            return [dataset[i] for i in range(a, b)]
+
+    def load_parallel(pool, start: int) -> list:
+        """One batch, split across the threads."""
+        end = min(start + batch_size, len(dataset))
+        step = -(-(end - start) // workers)
+        return [pool.submit(load_range, a, min(a + step, end)) for a in range(start, end, step)]
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="attr2gender-align") as pool:
+        pending = [load_parallel(pool, start) for start in starts[:2]]
+        for k in range(len(starts)):
+            parts = pending.pop(0)
+            if k + 2 < len(starts):
+                pending.append(load_parallel(pool, starts[k + 2]))
+            yield _collate([item for part in parts for item in part.result()])
+
+
 def stream_batches(
     sources: list,
     preprocessing: EvalPreprocessing,
@@ -130,7 +162,9 @@ def stream_batches(
     all_paths = all(isinstance(s, Path) for s in sources)
     workers = num_workers if all_paths and len(sources) > batch_size else 0
     dataset = _SourceDataset(sources, preprocessing, alignment)
-    if workers:
+    if workers and dataset.alignment is not None:
+        loader = _aligned_batches(dataset, batch_size, workers)
+    elif workers:
         loader = DataLoader(
             dataset,
             batch_size=batch_size,
