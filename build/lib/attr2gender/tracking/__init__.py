@@ -1,1 +1,0 @@
-"""Tracking: metrics and reports, plots, and MLflow logging."""
