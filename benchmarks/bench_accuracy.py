@@ -57,7 +57,7 @@ from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # 
 from attr2gender.pipeline.concepts import curve_from_probabilities  # noqa: E402
 from attr2gender.pipeline.robustness import corruption_accuracy  # noqa: E402
 from attr2gender.pipeline.stage_two import fit_stage_two  # noqa: E402
-from attr2gender.pipeline.trainers import stage_two_label_rows  # noqa: E402
+from attr2gender.pipeline.trainers import best_epoch_validation, stage_two_label_rows  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
 from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
 
@@ -233,12 +233,7 @@ def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dic
     for weight in weights:
         start = time.perf_counter()
         joint, joint_report = Attr2GenderPipeline.train(config, mode="joint", concept_weight=weight)
-        history = joint_report.train_result.history
-        val = (
-            float(history.loc[history["val_loss"].idxmin(), "val_acc"])
-            if "val_acc" in history
-            else float("nan")
-        )
+        val = best_epoch_validation(joint_report.train_result.history).get("val_accuracy", float("nan"))
         sweep.append(
             {
                 "concept_weight": weight,

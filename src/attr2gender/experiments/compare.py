@@ -366,10 +366,11 @@ def concepts_section(
 def _val_accuracy(child: PipelineRun) -> float:
     """A joint model's validation Male accuracy at its best checkpoint (lowest val_loss); NaN for staged
     models, whose stage two is fitted on the validation images (no honest validation figure)."""
-    history = child.pipeline.report.train_result.history
-    if child.config.mode == "joint" and history is not None and {"val_acc", "val_loss"} <= set(history):
-        return float(history.loc[history["val_loss"].idxmin(), "val_acc"])
-    return float("nan")
+    from ..pipeline.trainers import best_epoch_validation
+
+    if child.config.mode != "joint":
+        return float("nan")
+    return best_epoch_validation(child.pipeline.report.train_result.history).get("val_accuracy", float("nan"))
 
 
 def celeba_c(children: list[PipelineRun], seed: int, n_boot: int) -> dict:

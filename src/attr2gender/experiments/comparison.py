@@ -410,15 +410,16 @@ def accuracy_verdict(low: float, high: float) -> str:
 def difference_words(diff: float, low: float, high: float, level: str = "95%") -> str:
     """Two-stage minus direct accuracy in plain words, with its CI: which route is more accurate, or
     "no significant difference" when the interval contains 0."""
-    ci = f"{level} CI {_points(low)} to {_points(high)} points"
+    ci = f"{level} CI {signed_points(low)} to {signed_points(high)} points"
     if low > 0:
         return f"two-stage is {100 * diff:.1f} points more accurate than direct ({ci})"
     if high < 0:
         return f"direct is {-100 * diff:.1f} points more accurate than two-stage ({ci})"
-    return f"no significant difference: two-stage minus direct is {_points(diff)} points ({ci}, which contains 0)"
+    return f"no significant difference: two-stage minus direct is {signed_points(diff)} points ({ci}, which contains 0)"
 
 
-def _points(x: float) -> str:
+def signed_points(x: float) -> str:
+    """A proportion as signed percentage points, e.g. ``+1.25``."""
     return f"{100 * x + 0.0:+.2f}" if math.isfinite(x) else "n/a"
 
 
@@ -440,7 +441,7 @@ def comparison_report(
             "": "test accuracy",
             "two-stage": c.per_approach["two_stage"]["accuracy"],
             "direct": c.per_approach["direct"]["accuracy"],
-            "two-stage vs direct": f"{_points(diff)} points ({level} CI {_points(low)} to {_points(high)})",
+            "two-stage vs direct": f"{signed_points(diff)} points ({level} CI {signed_points(low)} to {signed_points(high)})",
         },
         {
             "": "ROC AUC",
@@ -668,20 +669,15 @@ def write_comparison(c: Comparison, out_dir: str | Path) -> dict[str, Path]:
         title="Two-stage (attributes → Male) vs direct (pixels → Male), same test images",
     )
     plot_cost_ratios(c.metrics, path=paths["costs_plot"])
-    if c.group_tables:
-        paths["groups_plot"] = out_dir / "groups.png"
-        plot_group_accuracy(
-            {k.replace("_", "-"): v for k, v in c.group_tables.items()},
-            path=paths["groups_plot"],
-            title="Male accuracy per group: the people the average hides",
-        )
-    if c.slice_tables:
-        paths["slices_plot"] = out_dir / "slices.png"
-        plot_group_accuracy(
-            {k.replace("_", "-"): v for k, v in c.slice_tables.items()},
-            path=paths["slices_plot"],
-            title="Male accuracy per slice, both routes",
-        )
+    for key, tables, title in (
+        ("groups", c.group_tables, "Male accuracy per group: the people the average hides"),
+        ("slices", c.slice_tables, "Male accuracy per slice, both routes"),
+    ):
+        if tables:
+            paths[f"{key}_plot"] = out_dir / f"{key}.png"
+            plot_group_accuracy(
+                {k.replace("_", "-"): v for k, v in tables.items()}, path=paths[f"{key}_plot"], title=title
+            )
     if c.calibration:
         paths["reliability_plot"] = out_dir / "reliability.png"
         plot_reliability(

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .comparison import Comparison
+from .comparison import Comparison, signed_points
 
 KEYS = ("accuracy_two_stage", "accuracy_direct", "two_stage_minus_direct")  # what is summarised across seeds
 WHAT_VARIES = "the split, the initialisation and the data order"
@@ -126,10 +126,6 @@ def _std(values: list[float]) -> float:
     return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
-def _points(x: float) -> str:
-    return f"{100 * x + 0.0:+.2f}" if math.isfinite(x) else "n/a"
-
-
 def _plain(x: float) -> str:
     return f"{100 * x:.2f}" if math.isfinite(x) else "n/a"
 
@@ -143,7 +139,7 @@ def seeds_report(s: SeedsSummary, what_varies: str = WHAT_VARIES, alpha: float =
     direct_better = sum(x < 0 for x in diffs)
     ties = n - direct_better - two_better
     diff = (
-        f"two-stage minus direct {_points(s.mean['two_stage_minus_direct'])} ± "
+        f"two-stage minus direct {signed_points(s.mean['two_stage_minus_direct'])} ± "
         f"{_plain(s.std['two_stage_minus_direct'])} points"
     )
     if s.sign_stable and direct_better == n:
@@ -181,14 +177,14 @@ def seeds_report(s: SeedsSummary, what_varies: str = WHAT_VARIES, alpha: float =
         "|  | mean | std |",
         "| --- | --- | --- |",
         *(f"| {name} | {mean:.4f} | {std:.4f} |" for name, mean, std in summary_rows),
-        f"| two-stage minus direct, points | {_points(s.mean['two_stage_minus_direct'])} | "
+        f"| two-stage minus direct, points | {signed_points(s.mean['two_stage_minus_direct'])} | "
         f"{_plain(s.std['two_stage_minus_direct'])} |",
         "",
         f"| seed | test images | two-stage accuracy | direct accuracy | two-stage minus direct, points [{level} CI] |",
         "| --- | --- | --- | --- | --- |",
         *(
             f"| {r.seed} | {r.n_test_images:,} | {r.accuracy_two_stage:.4f} | {r.accuracy_direct:.4f} | "
-            f"{_points(r.two_stage_minus_direct)} [{_points(r.two_stage_minus_direct_ci_low)}, {_points(r.two_stage_minus_direct_ci_high)}] |"
+            f"{signed_points(r.two_stage_minus_direct)} [{signed_points(r.two_stage_minus_direct_ci_low)}, {signed_points(r.two_stage_minus_direct_ci_high)}] |"
             for r in s.rows
         ),
         "",
