@@ -54,7 +54,15 @@ def _head(model: nn.Module, name: str) -> nn.Linear:
 
 
 def test_registry_names():
-    assert list_backbones() == ["resnet18", "resnet50", "vgg16", "googlenet", "efficientnet_lite0"]
+    assert list_backbones() == [
+        "resnet18",
+        "resnet50",
+        "vgg16",
+        "googlenet",
+        "efficientnet_lite0",
+        "dlib_resnet",
+        "dlib_resnet_descriptor",
+    ]
     assert "any timm model name" in list_backbones.__doc__ or "timm" in list_backbones.__doc__
 
 

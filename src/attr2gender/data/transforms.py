@@ -49,10 +49,12 @@ def resize_size(image_size: int) -> int:
     return int(round(image_size * RESIZE_RATIO))
 
 
-def preprocessing_spec(image_size: int) -> dict:
-    """What evaluation preprocessing does, as JSON; saved in bundles so predict uses the same."""
+def preprocessing_spec(image_size: int, resize: int | None = None) -> dict:
+    """What evaluation preprocessing does, as JSON; saved in bundles so predict uses the same.
+    ``resize``: the shorter side before the centre crop (default: the source's 256:224 ratio); a face
+    backbone's aligned faces are read whole (``resize == image_size``)."""
     return {
-        "resize": resize_size(image_size),
+        "resize": resize_size(image_size) if resize is None else int(resize),
         "crop": image_size,
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),

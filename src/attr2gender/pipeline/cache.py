@@ -1,13 +1,17 @@
-"""Stage one's outputs cached on disk, without pickle: ``.npy`` arrays (``allow_pickle=False``) + JSON.
+"""Stage one's outputs, and a face network's features, cached on disk without pickle: ``.npy`` arrays
+(``allow_pickle=False``) + JSON.
 
     <cache_dir>/stage_one/<key>.npy    float32 (n, 39): stage one's probabilities (NaN rows: unreadable)
     <cache_dir>/stage_one/<key>.json   what the key covers (model hash, preprocessing, files) and the
                                        per-row errors
+    <cache_dir>/features/<key>.*       the same for a frozen face network's features (n, d)
 
 The key is the SHA-256 of the model's weights hash, the preprocessing and every image's path, size and
 modification time, so a retrained model or an image replaced in place is never served from the cache.
-A cache entry that cannot be read as plain numbers (a planted pickle, a truncated file) is ignored with
-a warning and recomputed: reading the cache never runs code.
+A cache entry that cannot be read as plain numbers (a planted pickle, a truncated file), has the wrong
+shape, another model's hash, a non-finite value in a row without an error, or a value outside the entry's
+range (probabilities: [0, 1]) is ignored with a warning and recomputed: the cache never serves what the
+model could not have produced, and reading it never runs code.
 """
 
 from __future__ import annotations
@@ -33,10 +37,17 @@ def _stat(path: Path) -> tuple[int, int]:
 
 
 class StageOneCache:
-    """Read and write cached stage-one probabilities for lists of image files."""
+    """Read and write cached stage-one probabilities (or, with ``kind="features"`` and no range, a face
+    network's features) for lists of image files."""
 
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory) / "stage_one"
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        kind: str = "stage_one",
+        value_range: tuple[float, float] | None = (0.0, 1.0),
+    ):
+        self.directory = Path(directory) / kind
+        self.value_range = value_range
 
     def key(self, model_hash: str, preprocessing: dict, paths: list[Path]) -> tuple[str, dict]:
         described = {
@@ -63,6 +74,7 @@ class StageOneCache:
                 isinstance(errors, list) and len(errors) == n and all(isinstance(e, str) for e in errors)
             ):
                 raise ValueError("bad error list")
+            self._check_values(probs, errors)
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             warnings.warn(
                 f"ignoring unreadable stage-one cache entry {array_path} ({exc}); recomputing it",
@@ -70,6 +82,17 @@ class StageOneCache:
             )
             return None
         return probs.astype(np.float64), errors
+
+    def _check_values(self, values: np.ndarray, errors: list[str]) -> None:
+        """Rows without an error hold finite numbers in range; rows with one hold NaN (no prediction)."""
+        ok = np.array([not e for e in errors], dtype=bool)
+        good = values[ok]
+        if not np.isfinite(good).all():
+            raise ValueError("a row without an error holds NaN or inf")
+        if self.value_range is not None and good.size:
+            low, high = self.value_range
+            if good.min() < low or good.max() > high:
+                raise ValueError(f"values outside [{low}, {high}]")
 
     def store(self, key: str, described: dict, probs: np.ndarray, errors: list[str]) -> None:
         """Write atomically (temporary files, then rename), so a killed process leaves no half entry."""

@@ -24,11 +24,12 @@ from ..metrics import (
     slice_metrics,
     slice_table,
 )
-from ..training import TrainResult, train
+from ..training import TrainResult
 from ..training.evaluate import SplitPredictions, split_metrics
 from .calibration import fit_temperature
 from .concepts import Leakage, leakage_report
 from .direct import DirectGenderClassifier
+from .features import route_inputs, train_image_model
 from .stage_two import StageTwoData, fit_stage_two
 from .two_stage import Attr2GenderPipeline, male_probability
 
@@ -81,12 +82,13 @@ def validation_temperature(pipeline, celeba, splits, config: RunConfig) -> float
     if not config.calibrate:
         return 1.0
     paths = _paths(celeba, splits.val)
+    align = route_inputs(config).align
     if isinstance(pipeline, Attr2GenderPipeline):  # stage one's validation outputs are cached: no CNN pass
-        probs, errors = pipeline.attribute_probabilities(paths, progress=False, align="none")
+        probs, errors = pipeline.attribute_probabilities(paths, progress=False, align=align)
         ok = _readable(splits.val, errors)
         prob = male_probability(pipeline.stage_two, probs[ok])
     else:
-        frame = pipeline.predict(paths, progress=False, align="none")
+        frame = pipeline.predict(paths, progress=False, align=align)
         ok = (frame["error"] == "").to_numpy()
         prob = frame.loc[ok, "male_probability"].to_numpy()
     return fit_temperature(celeba.male(list(np.asarray(splits.val)[ok])), prob)
@@ -111,8 +113,12 @@ def _paths(celeba, ids) -> list[Path]:
 
 
 def training_face_template(config: RunConfig, celeba, splits) -> FaceTemplate:
-    """The template ``predict(align="auto")`` warps photos onto: the median landmarks of up to
-    ``face_template_images`` training images (CelebA's published one when 0, or when no face is found)."""
+    """The template ``predict(align="auto")`` warps photos onto: a face backbone's own; else the median
+    landmarks of up to ``face_template_images`` training images (CelebA's published one when 0, or when no
+    face is found)."""
+    fixed = route_inputs(config).template
+    if fixed is not None:
+        return fixed
     if config.face_template_images == 0:
         return FaceTemplate.celeba()
     return measure_template(
@@ -141,16 +147,18 @@ def train_two_stage(
 ) -> tuple[Attr2GenderPipeline | None, FitReport | None]:
     """Train stage one, fit stage two, evaluate on the test split. (None, None) on a non-zero DDP rank."""
     config = resolve_config(config, "attributes", overrides)
-    result = train(config, loggers=loggers, evaluate_test=False)
+    result = train_image_model(config, loggers=loggers)
     if result.model is None:  # a non-zero DDP rank: rank 0 fits stage two and evaluates
         return None, None
     config = result.config
     dm = result.datamodule
     celeba, splits = dm.celeba, dm.splits
-    # The CelebA images of the splits are crops already: evaluated as they are (align="none").
+    # An image CNN reads the CelebA crops as they are (align="none"); a face backbone reads them aligned
+    # onto its template, as it reads every photo.
+    inputs = route_inputs(config)
     stage_one = Attr2GenderPipeline._stage_one_only(
         result.model,
-        config.image_size,
+        inputs.preprocessing,
         threshold=config.threshold,
         cache_dir=config.cache_dir,
         batch_size=config.batch_size,
@@ -185,7 +193,7 @@ def train_two_stage(
     start = time.perf_counter()
     # Timed, so never from the cache: a rerun of a deterministic model would otherwise time a disk read.
     probs, errors = stage_one.attribute_probabilities(
-        _paths(celeba, splits.test), progress=config.progress, align="none", read_cache=False
+        _paths(celeba, splits.test), progress=config.progress, align=inputs.align, read_cache=False
     )
     timings["test_inference"] = time.perf_counter() - start
     ok = _readable(splits.test, errors)
@@ -207,7 +215,7 @@ def train_two_stage(
     metrics |= male_metrics | stage_two_info | {"temperature": scored.temperature}
     # Leakage, on the validation images (stage one's outputs there are cached) and the test images.
     val_probs, val_errors = stage_one.attribute_probabilities(
-        _paths(celeba, splits.val), progress=config.progress, align="none"
+        _paths(celeba, splits.val), progress=config.progress, align=inputs.align
     )
     cache_state = "off" if not config.cache_dir else ("hit" if stage_one.last_cache_hit else "miss")
     val_ok = _readable(splits.val, val_errors)
@@ -257,7 +265,10 @@ def stage_two_training_data(pipeline, config: RunConfig, celeba, splits) -> Stag
         # Stage one's probabilities on images it did not train on, so stage two learns its real errors.
         # Part of the timed fit, so never from the cache (see train_two_stage); later passes read it.
         probs, errors = pipeline.attribute_probabilities(
-            _paths(celeba, splits.val), progress=config.progress, align="none", read_cache=False
+            _paths(celeba, splits.val),
+            progress=config.progress,
+            align=route_inputs(config).align,
+            read_cache=False,
         )
         ok = _readable(splits.val, errors)
         ids = list(np.asarray(splits.val)[ok])
@@ -278,7 +289,7 @@ def train_direct(
 ) -> tuple[DirectGenderClassifier | None, FitReport | None]:
     """Train the direct model and evaluate it on the test split. (None, None) on a non-zero DDP rank."""
     config = resolve_config(config, "direct", overrides)
-    result = train(config, loggers=loggers, evaluate_test=False)
+    result = train_image_model(config, loggers=loggers)
     if result.model is None:  # a non-zero DDP rank
         return None, None
     config = result.config
@@ -291,11 +302,12 @@ def train_direct(
         face_template=training_face_template(config, celeba, splits),
         data_kind=celeba.kind,
     )
-    uncalibrated = DirectGenderClassifier(result.model, config.image_size, **settings)
+    inputs = route_inputs(config)
+    uncalibrated = DirectGenderClassifier(result.model, inputs.preprocessing, **settings)
     settings["temperature"] = validation_temperature(uncalibrated, celeba, splits, config)
     start = time.perf_counter()
-    frame = DirectGenderClassifier(result.model, config.image_size, **settings).predict(
-        _paths(celeba, splits.test), progress=config.progress, align="none"
+    frame = DirectGenderClassifier(result.model, inputs.preprocessing, **settings).predict(
+        _paths(celeba, splits.test), progress=config.progress, align=inputs.align
     )
     seconds = time.perf_counter() - start
     ok = (frame["error"] == "").to_numpy()
@@ -323,6 +335,11 @@ def train_direct(
         slice_table=slices,
     )
     pipeline = DirectGenderClassifier(
-        result.model, config.image_size, metrics=metrics, config=config.to_dict(), report=report, **settings
+        result.model,
+        inputs.preprocessing,
+        metrics=metrics,
+        config=config.to_dict(),
+        report=report,
+        **settings,
     )
     return pipeline, report

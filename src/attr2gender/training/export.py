@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.transforms import preprocessing_spec
 from ..models import load_model, save_model
+from ..models.registry import model_preprocessing
 from .modules import ImageModel, model_class
 
 
@@ -21,7 +21,8 @@ def save_image_model(
     model: ImageModel, directory: str | Path, image_size: int, extra: dict | None = None
 ) -> Path:
     """``model.safetensors`` + ``model.json`` for ``model``, with its evaluation preprocessing (and ``extra``)."""
-    extra = {"image_size": image_size, "preprocessing": preprocessing_spec(image_size)} | (extra or {})
+    preprocessing = model_preprocessing(model.hparams.backbone, image_size)
+    extra = {"image_size": preprocessing["crop"], "preprocessing": preprocessing} | (extra or {})
     return save_model(model.inference_module(), directory, extra)
 
 

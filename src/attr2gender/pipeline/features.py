@@ -1,0 +1,330 @@
+"""Face backbones: each image's face aligned as the face network expects, its features computed once and
+cached, and the heads of every route trained on them in seconds.
+
+One alignment for training and predict: CelebA's crops and a user's photos alike go through the same
+RetinaFace detection and the same warp onto the backbone's template (dlib's 150 px chips), so the network
+never sees faces laid out two ways. A CelebA image whose face cannot be found is skipped and counted, as an
+unreadable one is.
+
+The face network stays frozen (what it learnt from millions of faces is what the routes need, and 2 CPU
+cores cannot fine-tune it on CelebA in minutes); only the standardiser and the head learn:
+
+- stage one: a Linear from the features to the 39 attribute logits, ``MultiLabelSoftMarginLoss`` as ever;
+- direct: a Linear to Male;
+- joint: the 39 attribute logits, then the Male head on their probabilities, ``BCE + lambda * concepts``.
+
+The losses are the Lightning modules' own (:meth:`attr2gender.training.modules.ImageModel.batch_loss`),
+so a head trained here is the module a Lightning run would have made, saved and loaded the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import RunConfig, save_config
+from ..data.faces import TEMPLATES, FaceAlignment, FaceDetector, FaceTemplate
+from ..data.groups import group_ids
+from ..data.transforms import EvalPreprocessing, preprocessing_spec
+from ..errors import ConfigError
+from ..models.face_net import FaceFeatureNet
+from ..models.registry import BackboneSpec, face_backbone, model_preprocessing
+from ..progress import progress as progress_bar
+from ..training import TrainResult, train
+from ..training.datamodule import CelebADataModule
+from ..training.engine import build_model, run_directory
+from ..training.export import save_image_model
+from .cache import StageOneCache
+from .inputs import stream_batches
+
+
+@dataclass(frozen=True)
+class RouteInputs:
+    """How a route's image model reads faces, in training and in predict: the preprocessing, whether the
+    splits' CelebA images are aligned first (``align``), and the template faces are warped onto (None:
+    measured from the training crops)."""
+
+    preprocessing: dict
+    align: str
+    template: FaceTemplate | None
+
+
+def route_inputs(config: RunConfig) -> RouteInputs:
+    """Image CNNs read CelebA's crops as they are (``align="none"``) and photos aligned onto the crops'
+    measured template; face backbones read every image, CelebA's too, aligned onto their own template."""
+    spec = face_backbone(config.backbone)
+    if spec is None:
+        return RouteInputs(preprocessing_spec(config.image_size), "none", None)
+    return RouteInputs(model_preprocessing(spec.name, config.image_size), "auto", TEMPLATES[spec.template]())
+
+
+def check_face_config(config: RunConfig, spec: BackboneSpec) -> None:
+    """What a face backbone cannot do, said before any image is read."""
+    problems = []
+    if not config.freeze_backbone:
+        problems.append(
+            "freeze_backbone=false (face backbones train their heads on cached features of the frozen "
+            "network; set freeze_backbone=true)"
+        )
+    if config.image_size != spec.input_size:
+        problems.append(f"image_size={config.image_size} (it reads {spec.input_size} px faces)")
+    if config.augment != "standard":
+        problems.append(f"augment={config.augment} (cached features are of the faces as they are)")
+    if config.robust != "none":
+        problems.append(f"robust={config.robust} (use loss_reweighting=groups or balance=groups)")
+    if config.lr == "auto":
+        problems.append("lr=auto (the learning-rate finder runs on images; give a number)")
+    if config.resume:
+        problems.append("resume=true (a head trains in seconds: start again)")
+    if problems:
+        raise ConfigError(f"backbone={spec.name} cannot run with " + "; ".join(problems))
+
+
+def backbone_hash(net: FaceFeatureNet) -> str:
+    """SHA-256 of the face network's tensors and feature kind: the cache key's model part."""
+    digest = hashlib.sha256(net.features_kind.encode())
+    for name, tensor in sorted(net.backbone.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def extract_features(
+    net: FaceFeatureNet,
+    paths: list[Path],
+    inputs: RouteInputs,
+    batch_size: int = 64,
+    num_workers: int = 2,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    desc: str = "face features",
+    model_hash: str | None = None,
+) -> tuple[np.ndarray, list[str], bool]:
+    """(n, d) raw features (NaN rows where no face was usable), per-row errors, and whether the cache
+    served them. Cached by (network hash, preprocessing, alignment, files) when ``cache_dir`` is set."""
+    alignment = FaceAlignment(inputs.align, template=inputs.template or FaceTemplate.celeba())
+    dim = net.feature_dim
+    cache = StageOneCache(cache_dir, kind="features", value_range=None) if cache_dir else None
+    key = described = None
+    if cache is not None:
+        what = inputs.preprocessing | ({"align": alignment.cache_key()} if alignment.enabled else {})
+        key, described = cache.key(model_hash or backbone_hash(net), what, list(paths))
+        hit = cache.load(key, len(paths), dim)
+        if hit is not None:
+            return hit[0], hit[1], True
+    if alignment.enabled:
+        FaceDetector.shared()  # a missing detector fails here, before any image is read
+    net = net.eval()
+    transform = EvalPreprocessing(inputs.preprocessing)
+    features = np.full((len(paths), dim), np.nan, dtype=np.float32)
+    errors = [""] * len(paths)
+    with progress_bar(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
+        for batch in stream_batches(list(paths), transform, batch_size, num_workers, alignment):
+            for position, message, _ in batch.errors:
+                errors[position] = message
+            if batch.positions:
+                x = batch.images.contiguous(memory_format=torch.channels_last)
+                features[batch.positions] = net.features(x).float().numpy()
+            bar.update(len(batch.positions) + len(batch.errors))
+    if cache is not None:
+        cache.store(key, described, features, errors)
+    return features.astype(np.float64), errors, False
+
+
+def _targets(celeba, ids: list[str], grouping: str) -> dict[str, torch.Tensor]:
+    truth = celeba.attributes.loc[ids]
+    return {
+        "attributes": torch.from_numpy(celeba.stage_one_targets(ids).astype(np.float32)),
+        "male": torch.from_numpy(celeba.male(ids).astype(np.int64)),
+        "group": torch.from_numpy(group_ids(truth, grouping=grouping).astype(np.int64)),
+    }
+
+
+def _subset(batch: dict[str, torch.Tensor], index) -> dict[str, torch.Tensor]:
+    return {k: v[index] for k, v in batch.items()}
+
+
+def train_heads(
+    model, train_x: torch.Tensor, train_y: dict, val_x: torch.Tensor, val_y: dict, config: RunConfig
+) -> tuple[pd.DataFrame, int]:
+    """Fit the standardiser and every trainable head parameter on features; keep the epoch with the lowest
+    validation loss (the highest validation worst-group score when group-robust), as the image loop does.
+    Returns the per-epoch history and the kept epoch."""
+    net: FaceFeatureNet = model.net
+    net.norm.fit(train_x)
+    for p in net.backbone.parameters():
+        p.requires_grad = False
+    params = [
+        p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("net.backbone")
+    ]
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = cls(params, lr=float(config.lr), weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    weights = None
+    if config.balance == "groups" or config.loss_reweighting == "groups":  # each group weighs the same
+        counts = torch.bincount(train_y["group"], minlength=4).clamp(min=1).float()
+        weights = (1.0 / counts)[train_y["group"]]
+        weights = weights / weights.mean()
+    monitor = config.resolved_checkpoint_metric()
+    best, best_state, best_epoch, rows = None, None, 0, []
+    n, steps = len(train_x), 0
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for start in range(0, n, config.batch_size):
+            index = order[start : start + config.batch_size]
+            logits = net.forward_features(train_x[index])
+            batch = _subset(train_y, index)
+            if weights is None:
+                loss = model.batch_loss(logits, batch)
+            else:
+                loss = (model.batch_loss(logits, batch, per_sample=True) * weights[index]).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(index)
+            steps += 1
+            if 0 < config.max_steps <= steps:
+                break
+        model.eval()
+        with torch.no_grad():
+            logits = net.forward_features(val_x)
+            val_loss = float(model.batch_loss(logits, val_y))
+            prob = model.probabilities(logits).float().numpy()
+        attributes, male = val_y["attributes"].numpy(), val_y["male"].numpy()
+        metrics = model.epoch_metrics(prob, attributes, male)
+        worst = model.worst_group_accuracy(prob, attributes, male, val_y["group"].numpy())
+        row = {"epoch": epoch, "train_loss": total / n, "val_loss": val_loss, "val_worst_group_acc": worst}
+        row |= {f"val_{k}": float(v) for k, v in metrics.items()}
+        rows.append(row)
+        score = -val_loss if monitor == "val_loss" else worst
+        if best is None or score > best:
+            best, best_epoch = score, epoch
+            best_state = {
+                k: v.detach().clone()
+                for k, v in model.state_dict().items()
+                if not k.startswith("net.backbone")
+            }
+        if 0 < config.max_steps <= steps:
+            break
+    model.load_state_dict(best_state, strict=False)
+    return pd.DataFrame(rows), best_epoch
+
+
+def train_on_features(config: RunConfig, loggers: list | None = None) -> TrainResult:
+    """Train a face backbone's head for ``config.task`` (and ``config.mode``): align every training and
+    validation image, compute (or read) its features, fit the head, save the model like ``train`` does."""
+    config = dataclasses.replace(config).validate().check_weights()
+    spec = face_backbone(config.backbone)
+    check_face_config(config, spec)
+    if not config.data_root:
+        raise ConfigError("data_root is empty: pass a CelebA root (`attr2gender data synth --out DIR`)")
+    config.data_root = str(Path(config.data_root).expanduser().resolve())
+    config.precision, config.memory_format = "32-true", "channels_last"
+    run_dir, run_name = run_directory(config)
+    config.run_name = run_name
+    if run_dir.exists():
+        raise ConfigError(f"run folder {run_dir} exists already; pass another run_name (or leave it empty)")
+    torch.manual_seed(config.seed)
+    dm = CelebADataModule(config)
+    dm.prepare()
+    celeba, splits = dm.celeba, dm.splits
+    model = build_model(config, float(config.lr))
+    inputs = route_inputs(config)
+    run_dir.mkdir(parents=True)
+    save_config(config, run_dir / "config.yaml")
+    if config.progress:
+        print(
+            f"training {config.task} head on {spec.name} features (frozen; cached in {config.cache_dir}), "
+            f"split {splits.strategy} {splits.sizes()}, run {run_dir}",
+            flush=True,
+        )
+    start = time.perf_counter()
+    model_hash = backbone_hash(model.net)
+    data, served = {}, []
+    for name in ("train", "val"):
+        ids = list(getattr(splits, name))
+        feats, errors, hit = extract_features(
+            model.net,
+            [celeba.image_path(i) for i in ids],
+            inputs,
+            batch_size=config.batch_size,
+            num_workers=config.num_workers,
+            cache_dir=config.cache_dir or None,
+            progress=config.progress,
+            desc=f"face features ({name})",
+            model_hash=model_hash,
+        )
+        served.append(hit)
+        ok = np.array([not e for e in errors], dtype=bool)
+        if ok.sum() < 2:
+            raise ConfigError(
+                f"no usable face in the {name} split of {celeba.root} ({len(ids)} images; first error: "
+                f"{next((e for e in errors if e), '')}); face backbones need real faces"
+            )
+        kept = list(np.asarray(ids)[ok])
+        data[name] = (
+            torch.from_numpy(feats[ok]).float(),
+            _targets(celeba, kept, config.group_by),
+            len(ids) - len(kept),
+        )
+    feature_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    history, best_epoch = train_heads(
+        model, data["train"][0], data["train"][1], data["val"][0], data["val"][1], config
+    )
+    head_seconds = time.perf_counter() - start
+    model.eval()
+    history.to_csv(run_dir / "history.csv", index=False)
+    for logger in loggers or []:
+        for row in history.to_dict("records"):
+            logger.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+    metrics = {
+        "train_seconds": feature_seconds + head_seconds,
+        "feature_seconds": feature_seconds,
+        "head_train_seconds": head_seconds,
+        "feature_cache_hit": float(all(served)),
+        "train_images_without_face": float(data["train"][2]),
+        "val_images_without_face": float(data["val"][2]),
+        "best_epoch": float(best_epoch),
+    }
+    result = TrainResult(
+        config,
+        run_dir,
+        model,
+        None,
+        metrics=metrics,
+        history=history,
+        datamodule=dm,
+        train_seconds=feature_seconds + head_seconds,
+        epochs_run=len(history),
+    )
+    result.model_dir = save_image_model(
+        model, run_dir / "model", config.image_size, extra={"metrics": metrics, "config": config.to_dict()}
+    )
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    if config.progress:
+        print(
+            f"{spec.name} head: {len(data['train'][0])} training faces ({data['train'][2]} without a usable "
+            f"face), features {feature_seconds:.0f} s{' (cached)' if all(served) else ''}, head "
+            f"{head_seconds:.1f} s, kept epoch {best_epoch}",
+            flush=True,
+        )
+    return result
+
+
+def train_image_model(config: RunConfig, loggers: list | None = None) -> TrainResult:
+    """The route's image model: on cached features for a face backbone, else the Lightning loop."""
+    if face_backbone(config.backbone) is not None:
+        return train_on_features(config, loggers)
+    return train(config, loggers=loggers, evaluate_test=False)
