@@ -43,7 +43,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attr2gender import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES  # noqa: E402
-from attr2gender.metrics import bootstrap_ci, per_attribute_metrics  # noqa: E402
+from attr2gender.metrics import bootstrap_ci, per_attribute_metrics, worst_group_name  # noqa: E402
 from common import REPO_ROOT, machine_info, markdown_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared"
@@ -176,9 +176,9 @@ def run_variant(name, route, preset, overrides, args, out_dir: Path, wild: pd.Da
     }
     celeba = accuracy_with_ci(report.test_male, report.test_male_probability, args.seed)
     row["celeba"] = celeba | {
-        "worst_group": float(m.get("test_worst_group_accuracy", float("nan"))),
-        "worst_group_name": str(m.get("test_worst_group", "")),
-        "images_skipped": int(m.get("skipped_images", m.get("n_skipped", 0)) or 0),
+        "worst_group": float(m.get("worst_group_accuracy", float("nan"))),
+        "worst_group_name": worst_group_name(report.group_table) if report.group_table is not None else "",
+        "images_skipped": int(m.get("skipped_images", 0) or 0),
     }
     if report.test_attribute_probabilities is not None:
         row["concepts"] = concept_quality(report.test_attribute_probabilities, report.test_attributes)
@@ -492,19 +492,28 @@ def main(argv=None) -> int:
     if wild is None and not args.quick:
         print(f"no wild_dev at {args.wild}: only CelebA is measured")
     out_dir = Path(tempfile.mkdtemp(prefix="bench_wild_runs_"))
-    rows = [run_variant(name, *spec, args, out_dir, wild) for name, spec in variants.items()]
+    info = machine_info()
+    name = "bench_wild" + ("_quick" if args.quick else "")
+
+    def write(rows: list[dict], align: list[dict]) -> tuple[str, dict]:
+        """Every variant measured so far: a stopped run keeps what it measured."""
+        text = markdown(rows, align, args, info)
+        public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+        payload = {"rows": public, "alignment": align, "split": SPLIT, "seed": args.seed, "machine": info}
+        written = write_results(args.out, name, payload, text)
+        written["png"] = plot(rows, Path(args.out) / f"{name}.png")
+        return text, written
+
+    rows: list[dict] = []
+    for variant, spec in variants.items():
+        rows.append(run_variant(variant, *spec, args, out_dir, wild))
+        write(rows, [])
     if not args.no_peer:
         peer = run_peer(wild, celeba_test_labels(rows[0]["_report"]), args)
         if peer is not None:
             rows.append(peer)
     align = alignment_rows(rows, wild, args) if args.alignment and wild is not None else []
-    info = machine_info()
-    name = "bench_wild" + ("_quick" if args.quick else "")
-    text = markdown(rows, align, args, info)
-    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    payload = {"rows": public, "alignment": align, "split": SPLIT, "seed": args.seed, "machine": info}
-    written = write_results(args.out, name, payload, text)
-    written["png"] = plot(rows, Path(args.out) / f"{name}.png")
+    text, written = write(rows, align)
     print(text)
     if args.mlflow:
         log_to_mlflow(rows, written)

@@ -382,13 +382,22 @@ def test_a_real_root_plans_the_named_presets(synth_root, tmp_path, monkeypatch):
     weights.mkdir()
     monkeypatch.setenv("ATTR2GENDER_WEIGHTS_DIR", str(weights))
     with pytest.raises(WeightsNotFoundError, match="resnet18-f37072fd.pth"):  # before any work
-        plan_run("two_stage", data_root=str(synth_root))
+        plan_run("two_stage", preset="two_stage", data_root=str(synth_root))
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
     (weights / "resnet18-f37072fd.pth").write_bytes(b"")  # planning only checks that the file is there
-    assert plan_run("two_stage", data_root=str(synth_root)).preset == "two_stage"
-    plan = plan_run("direct", data_root=str(synth_root))
+    assert plan_run("two_stage", preset="two_stage", data_root=str(synth_root)).preset == "two_stage"
+    plan = plan_run("direct", preset="direct", data_root=str(synth_root))
     assert plan.preset == "direct" and not plan.smoke
     assert plan.config.data_root == str(Path(synth_root).resolve())
+
+
+def test_a_real_root_runs_the_face_backbone_by_default(synth_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    two, direct = (plan_run(kind, data_root=str(synth_root)) for kind in ("two_stage", "direct"))
+    assert two.preset == direct.preset == "face"
+    assert two.config.backbone == direct.config.backbone == "dlib_resnet"
+    assert (two.config.task, direct.config.task) == ("attributes", "direct")
+    assert two.config.split_fractions == [0.6, 0.1, 0.3]  # a 30 % test side of the people
 
 
 def test_compare_takes_a_concept_sweep_preset(synth_root, tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from .errors import ConfigError
 # Choices that only the config has. Those owned by a lower layer (tasks and losses: models; split strategies
 # and augmentations: data; stage-two models and objectives: tabular) are read from there when validating,
 # so each list lives once, and importing the config stays cheap (no torch, for a fast --help).
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "lbfgs")  # lbfgs: full-batch, for heads on a face backbone's features
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
 TRAINING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # Lightning's names
 MODES = ("staged", "joint")
@@ -72,7 +72,7 @@ class RunConfig:
         "auto"  # auto: val_worst_group_acc when any group-robust key is on, else val_loss
     )
     # --- optimisation ---
-    optimizer: str = "adam"  # the source study used Adam throughout
+    optimizer: str = "adam"  # the source study used Adam throughout; "lbfgs" only for face-backbone heads
     lr: float | str = 1e-3  # source study 1: 0.001; "auto" runs Lightning's learning-rate finder
     weight_decay: float = 0.0  # source study 3: 1e-3 (VGG-16), 1e-4 (ResNet-50)
     batch_size: int = 128  # source study 1: 128; study 3: 32
@@ -152,6 +152,17 @@ class RunConfig:
         if self.loss:
             _choice("loss", self.loss, LOSSES[self.task], f" for task={self.task}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.optimizer == "lbfgs":
+            from .models.registry import BACKBONES
+
+            if (
+                self.backbone.strip().lower() not in BACKBONES
+                or BACKBONES[self.backbone.strip().lower()].source != "face"
+            ):
+                raise ConfigError(
+                    f"optimizer=lbfgs fits heads on a face backbone's cached features; backbone={self.backbone} "
+                    "trains on images: use optimizer=adam or adamw"
+                )
         _choice("split", self.split, SPLIT_STRATEGIES)
         _choice("accelerator", self.accelerator, ACCELERATORS)
         _choice("precision", self.precision, TRAINING_PRECISIONS)

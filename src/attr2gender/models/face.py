@@ -65,10 +65,13 @@ DLIB_RESNET_LICENSE = "CC0-1.0 (Davis King, dlib-models)"
 # it under the import name ``face_recognition_models``, in ``models/``.
 _PACKAGES = ("face_recognition_models",)
 
-FEATURE_KINDS = ("descriptor", "multilevel")
+FEATURE_KINDS = ("descriptor", "multilevel", "regions")
 DESCRIPTOR_DIM = 128
 # Channels of alevel4 .. alevel0, the order "multilevel" concatenates their pooled outputs in.
 LEVEL_CHANNELS = (32, 64, 128, 256, 256)
+# "regions" features: the quadrant means of the first three levels (35, 17 and 8 px maps): mouth, eyes and
+# hair sit in different quarters of an aligned face, and their attributes (Smiling, Eyeglasses, Bangs) with them.
+REGION_LEVELS = 3
 # Residual units per level, innermost first: (level name, channels, units, first unit downsamples).
 _LEVELS = (
     ("level4", 32, 3, False),
@@ -515,6 +518,8 @@ class DlibFaceResNet(nn.Module):
             return DESCRIPTOR_DIM
         if kind == "multilevel":
             return DESCRIPTOR_DIM + sum(LEVEL_CHANNELS)
+        if kind == "regions":
+            return DESCRIPTOR_DIM + sum(LEVEL_CHANNELS) + 4 * sum(LEVEL_CHANNELS[:REGION_LEVELS])
         raise ValueError(f"kind={kind!r}: choose one of {FEATURE_KINDS}")
 
     def to_dlib_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -538,7 +543,19 @@ class DlibFaceResNet(nn.Module):
         descriptor, outs = self._levels(x)
         if kind == "descriptor":
             return descriptor
-        return torch.cat([descriptor] + [o.mean(dim=(2, 3)) for o in outs], dim=1)
+        pooled = [descriptor] + [o.mean(dim=(2, 3)) for o in outs]
+        if kind == "regions":
+            pooled += [q for o in outs[:REGION_LEVELS] for q in _quadrants(o)]
+        return torch.cat(pooled, dim=1)
+
+
+def _quadrants(x: torch.Tensor) -> list[torch.Tensor]:
+    """Mean of each quarter of a feature map (top-left, top-right, bottom-left, bottom-right; the middle
+    row and column of an odd size shared): where on the face a pattern is, which a global mean loses."""
+    h, w = x.shape[2], x.shape[3]
+    top, bottom = slice(0, (h + 1) // 2), slice(h // 2, h)
+    left, right = slice(0, (w + 1) // 2), slice(w // 2, w)
+    return [x[:, :, r, c].mean(dim=(2, 3)) for r in (top, bottom) for c in (left, right)]
 
 
 def load_dlib_face_resnet(path: str | Path | None = None, check_sha256: bool = True) -> DlibFaceResNet:

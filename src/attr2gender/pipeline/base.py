@@ -21,6 +21,7 @@ from ..data.images import ImageLoadError
 from ..data.transforms import EvalPreprocessing, preprocessing_spec
 from ..errors import FaceNotUsableError
 from ..models.inference import RUNTIME_PRECISIONS, ProbabilityModel, TorchRuntime, resolve_device, save_model
+from ..models.registry import backbone_provenance
 from .bundle import TEMPLATE_FILE, write_manifest
 from .inputs import FaceInfo, expand_images, stream_batches
 from .runtime import ONNX_FILE, OnnxRuntime, export_onnx, onnx_export_available, resolve_runtime
@@ -372,7 +373,9 @@ class GenderPredictor:
         return self._model_hash
 
     def _manifest(self) -> dict:
-        return {
+        hparams = getattr(self.image_model, "meta", {}).get("hparams") or {}
+        provenance = backbone_provenance(str(self.config.get("backbone") or hparams.get("backbone") or ""))
+        return ({"backbone_weights": provenance} if provenance else {}) | {
             "kind": self.kind,
             "threshold": self.threshold,
             "preprocessing": self.preprocessing,

