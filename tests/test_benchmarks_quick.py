@@ -228,3 +228,22 @@ def test_bench_spark_quick(tmp_path):
     assert _positive(data["ratio_spark_over_predict_rows_per_s"]["median"])
     assert data["agreement"]["rows"] == 16 and data["agreement"]["rows_with_error"] == 0
     assert data["agreement"]["max_abs_difference"] < 1e-5
+
+
+@pytest.mark.slow
+def test_bench_wild_quick(tmp_path):
+    proc = _run_quick("bench_wild.py", tmp_path)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    data = json.loads((tmp_path / "bench_wild_quick.json").read_text())
+    assert not (tmp_path / "bench_wild.json").exists()  # quick runs never overwrite real results
+    rows = {r["variant"]: r for r in data["rows"]}
+    assert set(rows) == {"cnn two-stage (quick)", "cnn direct (quick)"}
+    for row in rows.values():
+        celeba = row["celeba"]
+        assert 0 <= celeba["low"] <= celeba["accuracy"] <= celeba["high"] <= 1 and celeba["n"] > 0
+        assert _positive(row["train_seconds"])
+    # The two-stage route's accuracy is reported next to its concept quality, never alone.
+    concepts = rows["cnn two-stage (quick)"]["concepts"]
+    assert len(concepts["worst_five"]) == 5 and 0 <= concepts["attr_mean_auc"] <= 1
+    assert "Concept quality" in (tmp_path / "bench_wild_quick.md").read_text()
+    assert (tmp_path / "bench_wild_quick.png").stat().st_size > 10_000

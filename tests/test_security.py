@@ -117,7 +117,7 @@ def test_planted_pickles_in_the_stage_one_cache_never_run(two_stage, synth_root,
     (tmp_path / "cache" / "stage_one" / "output.pkl").write_bytes(
         pickle.dumps(_Planted(marker))
     )  # joblib's name
-    with pytest.warns(UserWarning, match="ignoring unreadable stage-one cache entry"):
+    with pytest.warns(UserWarning, match="ignoring unreadable cache entry"):
         again, _ = pipe.attribute_probabilities(paths)
     assert not marker.exists() and not pipe.last_cache_hit
     np.testing.assert_allclose(again, expected)

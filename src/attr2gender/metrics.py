@@ -20,6 +20,7 @@ __all__ = [
     "brier_score",
     "calibration_bins",
     "classification_report_text",
+    "concept_quality",
     "expected_calibration_error",
     "group_accuracy_table",
     "group_metrics",
@@ -332,6 +333,27 @@ def attribute_table_markdown(table: pd.DataFrame) -> str:
             }
         )
     return markdown_table(rows)
+
+
+CONCEPT_WORST = 5  # attributes named as the worst concepts
+
+
+def concept_quality(y_true: Any, prob: Any, names: Sequence[str], threshold: float = 0.5) -> dict:
+    """How well a model's attribute outputs describe the faces: what to report next to its Male accuracy.
+
+    ``concept_mean_accuracy``, ``concept_mean_balanced_accuracy``, ``concept_mean_auc`` (means over the
+    attributes), ``concept_majority_accuracy`` (the mean accuracy of always answering each attribute's
+    common value: a bottleneck below it describes nothing) and ``concept_worst`` (the
+    :data:`CONCEPT_WORST` attributes of lowest balanced accuracy, as ``name``: value pairs)."""
+    table = per_attribute_metrics(y_true, prob, names, threshold=threshold)
+    worst = table.sort_values("balanced_accuracy").head(CONCEPT_WORST)
+    return {
+        "concept_mean_accuracy": float(table["accuracy"].mean()),
+        "concept_mean_balanced_accuracy": float(table["balanced_accuracy"].mean()),
+        "concept_mean_auc": float(table["roc_auc"].mean(skipna=True)),
+        "concept_majority_accuracy": float(table["majority_accuracy"].mean()),
+        "concept_worst": {str(k): float(v) for k, v in worst["balanced_accuracy"].items()},
+    }
 
 
 def mean_attribute_accuracy(y_true_or_table: Any, prob: Any = None, threshold: float = 0.5) -> float:

@@ -77,11 +77,19 @@ class StageOneCache:
             self._check_values(probs, errors)
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             warnings.warn(
-                f"ignoring unreadable stage-one cache entry {array_path} ({exc}); recomputing it",
+                f"ignoring unreadable cache entry {array_path} ({exc}); recomputing it",
                 stacklevel=3,
             )
             return None
         return probs.astype(np.float64), errors
+
+    def meta(self, key: str) -> dict:
+        """The JSON an entry was stored with (what it covers; ``seconds`` for features), {} if unreadable."""
+        try:
+            meta = json.loads((self.directory / f"{key}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
 
     def _check_values(self, values: np.ndarray, errors: list[str]) -> None:
         """Rows without an error hold finite numbers in range; rows with one hold NaN (no prediction)."""
