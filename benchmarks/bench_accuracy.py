@@ -234,10 +234,18 @@ def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dic
         start = time.perf_counter()
         joint, joint_report = Attr2GenderPipeline.train(config, mode="joint", concept_weight=weight)
         val = best_epoch_validation(joint_report.train_result.history).get("val_accuracy", float("nan"))
+        m = joint.metrics
         sweep.append(
             {
                 "concept_weight": weight,
                 "val_accuracy": val,
+                # Concept quality next to the accuracy: a lambda whose 39 outputs stopped describing the face
+                # is not a concept bottleneck, however accurate.
+                "val_concept_auc": m.get("val_concept_mean_auc", float("nan")),
+                "concept_accuracy": m.get("concept_mean_accuracy", float("nan")),
+                "concept_balanced_accuracy": m.get("concept_mean_balanced_accuracy", float("nan")),
+                "concept_auc": m.get("concept_mean_auc", float("nan")),
+                "concepts_reliable": bool(joint.concepts.reliable) if joint.concepts is not None else None,
                 "_prob": joint_report.test_male_probability,
                 "report": joint_report,
                 "seconds": time.perf_counter() - start,
@@ -251,7 +259,11 @@ def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dic
         )
         print(f"  joint concept_weight={weight}: val {val:.4f}, test {sweep[-1]['accuracy']:.4f}", flush=True)
     if sweep:
-        best = max(sweep, key=lambda r: r["val_accuracy"])
+        # lambda is chosen on validation among those that keep their concepts (validation concept AUC within
+        # concept_auc_tolerance of the sequential model's), as the library's sweep does.
+        floor = two.metrics.get("val_concept_mean_auc", float("nan")) - config.concept_auc_tolerance
+        kept = [r for r in sweep if r["val_concept_auc"] >= floor] or sweep
+        best = max(kept, key=lambda r: r["val_accuracy"])
         rows.append(
             {
                 "route": f"two-stage: joint, concept_weight {best['concept_weight']:g} (chosen on validation)",
@@ -685,6 +697,10 @@ def main(argv=None) -> int:
             f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
             f"{r['direct_minus_this']:+.4f} [{r['direct_minus_this_ci'][0]:+.4f}, {r['direct_minus_this_ci'][1]:+.4f}]",
             r.get("worst_group_accuracy"),
+            r.get("val_concept_auc"),
+            r.get("concept_accuracy"),
+            r.get("concept_auc"),
+            {True: "yes", False: "**no: not concepts**"}.get(r.get("concepts_reliable"), ""),
         ]
         for r in joint_sweep
     ]
@@ -701,7 +717,9 @@ def main(argv=None) -> int:
             f"Stage one's mean accuracy over the 39 attributes: {attr_acc:.4f}; its mean ECE (15 bins) over "
             f"them: {attr_ece:.4f}. ECE is top-label (Guo et al. 2017); Brier scores are in the JSON.",
             "Joint concept bottleneck models (loss = BCE(Male) + concept_weight x attribute loss), one per concept "
-            "weight; the table's joint row is the one with the best validation Male accuracy:",
+            "weight, each with its concept quality on the same test images; the table's joint row is the one with "
+            "the best validation Male accuracy among those whose validation concept AUC is within "
+            "concept_auc_tolerance of the sequential model's:",
             markdown_table(
                 [
                     "concept weight",
@@ -710,6 +728,10 @@ def main(argv=None) -> int:
                     "95% CI",
                     "direct - this (paired 95% CI)",
                     "worst-group accuracy",
+                    "val concept AUC",
+                    "concept accuracy",
+                    "concept AUC",
+                    "concepts kept",
                 ],
                 sweep_rows,
                 digits=4,

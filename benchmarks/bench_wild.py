@@ -68,6 +68,8 @@ CNN_VARIANTS = {
         {"augment": "strong", "stage_two_objective": "worst_group"},
     ),
     "cpu direct, balanced + strong": ("direct", "cpu", {"augment": "strong", "balance": "groups"}),
+    "cpu joint 0.1": ("two_stage", "cpu", {"mode": "joint", "concept_weight": 0.1}),
+    "cpu joint 1": ("two_stage", "cpu", {"mode": "joint", "concept_weight": 1.0}),
 }
 QUICK_VARIANTS = {
     "cnn two-stage (quick)": ("two_stage", "smoke", {}),

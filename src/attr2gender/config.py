@@ -99,6 +99,9 @@ class RunConfig:
     # end on BCE(Male) + concept_weight * the attribute loss; the head becomes a logistic stage two.
     mode: str = "staged"
     concept_weight: float = 1.0  # joint: lambda, the weight of the attribute loss next to the Male loss
+    # How far a model's validation mean concept AUC may fall below the sequential model's and its outputs still
+    # count as concepts (a sweep picks its lambda among those; explain() and interventions warn below it).
+    concept_auc_tolerance: float = 0.01
     # "soft": stage two reads stage one's probabilities; "hard": thresholded at 0.5, at fit and predict time
     # (the leakage-free bottleneck: only the 39 concepts reach stage two). auto: hard for labels, else soft.
     bottleneck: str = "auto"
@@ -182,6 +185,10 @@ class RunConfig:
             raise ConfigError(
                 "mode=joint trains stage one with a Male head: it needs task=attributes (the "
                 "two-stage route), not task=direct"
+            )
+        if not (isinstance(self.concept_auc_tolerance, int | float) and 0 <= self.concept_auc_tolerance <= 1):
+            raise ConfigError(
+                f"concept_auc_tolerance must be a number from 0 to 1, got {self.concept_auc_tolerance}"
             )
         if not (math.isfinite(self.concept_weight) and self.concept_weight >= 0):
             raise ConfigError(f"concept_weight must be a number >= 0, got {self.concept_weight}")

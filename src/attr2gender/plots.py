@@ -31,6 +31,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "contact_sheet",
+    "plot_concept_front",
     "feature_maps_of",
     "first_conv",
     "plot_attribute_accuracy",
@@ -1095,6 +1096,60 @@ def plot_intervention_curve(
     ax.grid(True, alpha=0.3)
     ax.set_title(title, fontsize=12)
     ax.legend(loc="lower right", fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_concept_front(
+    points: pd.DataFrame,
+    direct_accuracy: float | None = None,
+    sequential_auc: float | None = None,
+    tolerance_floor: float | None = None,
+    path: str | Path | None = None,
+    title: str = "Male accuracy against concept quality (validation)",
+) -> Figure:
+    """One point per joint model (columns ``name``, ``concept_auc``, ``accuracy``, ``chosen``): the accuracy
+    a concept bottleneck buys by letting its concepts go. The sequential model is a vertical line at its
+    concept AUC (its stage two is fitted on the validation images: no honest validation accuracy), the
+    shaded band the concept AUCs below ``tolerance_floor`` (its AUC minus the tolerance), and the direct
+    route (no concepts) a horizontal line."""
+    if points is None or points.empty:
+        return _message_figure(title, "no models to place", path)
+    fig = _new_figure(7.0, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    for _, row in points.iterrows():
+        chosen = bool(row.get("chosen", False))
+        ax.scatter(
+            row["concept_auc"],
+            row["accuracy"],
+            s=90 if chosen else 50,
+            color="#2f855a" if chosen else NEUTRAL_COLOR,
+            edgecolor="black" if chosen else "none",
+            zorder=3,
+        )
+        ax.annotate(
+            str(row["name"]) + (" (chosen)" if chosen else ""),
+            (row["concept_auc"], row["accuracy"]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=9,
+        )
+    if sequential_auc is not None and math.isfinite(sequential_auc):
+        ax.axvline(
+            sequential_auc, color="#2b6cb0", linestyle="--", label=f"sequential ({sequential_auc:.3f})"
+        )
+    if tolerance_floor is not None and math.isfinite(tolerance_floor):
+        low = min(float(points["concept_auc"].min()), tolerance_floor) - 0.01
+        ax.axvspan(low, tolerance_floor, color="#c62828", alpha=0.08, label="concepts lost (below the floor)")
+    if direct_accuracy is not None and math.isfinite(direct_accuracy):
+        ax.axhline(
+            direct_accuracy, color="#c62828", linestyle=":", label=f"direct route ({direct_accuracy:.3f})"
+        )
+    ax.set_xlabel("mean concept AUC over the 39 attributes")
+    ax.set_ylabel("Male accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=12)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize=9)
     return save_figure(fig, path)
 
 

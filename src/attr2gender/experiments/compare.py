@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
@@ -336,6 +337,10 @@ def concepts_section(
             "two-stage - direct, points [95% CI]": f"{100 * d['difference']:+.2f} [{100 * d['low']:+.2f}, "
             f"{100 * d['high']:+.2f}]",
             "val Male accuracy": _val_accuracy(child),
+            "val concept AUC": child.pipeline.metrics.get("val_concept_mean_auc", float("nan")),
+            "test concept accuracy": child.pipeline.metrics.get("concept_mean_accuracy", float("nan")),
+            "test concept AUC": child.pipeline.metrics.get("concept_mean_auc", float("nan")),
+            "stage two fit on": child.config.stage_two_fit_on,
             "soft - hard (leakage)": child.metrics.get("test_leakage_soft_minus_hard"),
             "k=5 (uncertainty)": at.get(("uncertainty", 5)),
             "k=10 (uncertainty)": at.get(("uncertainty", 10)),
@@ -351,16 +356,80 @@ def concepts_section(
         "attributes, on hard and on soft predictions (each run's reports/leakage.md).\n\n"
         + markdown_table(rows, floatfmt=".4f")
     )
-    joint = [r for r in rows if r["mode"] == "joint"]
-    if len(joint) > 1:  # the joint models' concept weight, chosen on validation, never on test
-        best = max(joint, key=lambda r: r["val Male accuracy"])
-        text += (
-            f"\nThe concept weight chosen on validation (never on test): **{best['variant']}** (validation "
-            f"Male accuracy {best['val Male accuracy']:.4f})."
+    if len(two_stage) > 1:
+        chosen_text, chosen_metrics, front = choose_concept_weight(
+            rows, two_stage[0].config.concept_auc_tolerance
         )
-        metrics["best_joint_test_accuracy"] = best["test accuracy"]
+        text += chosen_text
+        metrics |= chosen_metrics
+        files["concept_front"] = out_dir / "concept_front.png"
+        plots.plot_concept_front(
+            front,
+            _direct_val_accuracy(direct),
+            chosen_metrics.get("sequential_val_concept_auc"),
+            chosen_metrics.get("concept_auc_floor"),
+            files["concept_front"],
+        )
     comparison.add_section("The concept bottleneck: interventions and leakage", text, metrics)
     return files
+
+
+def choose_concept_weight(rows: list[dict], tolerance: float) -> tuple[str, dict, pd.DataFrame]:
+    """The joint model a sweep keeps: the most accurate on validation among those whose validation concept
+    AUC is within ``tolerance`` of the sequential model's; the sequential model when none is. Returns the
+    report's words, metrics and the points of the accuracy-concepts front (never reads a test number)."""
+    sequential = next(
+        (r for r in rows if r["mode"] == "staged" and r.get("stage two fit on") == "predicted"), None
+    )
+    joint = [r for r in rows if r["mode"] == "joint"]
+    points = pd.DataFrame(
+        [
+            {"name": r["variant"], "concept_auc": r["val concept AUC"], "accuracy": r["val Male accuracy"]}
+            for r in joint
+            if np.isfinite(r["val Male accuracy"]) and np.isfinite(r["val concept AUC"])
+        ],
+        columns=["name", "concept_auc", "accuracy"],
+    )
+    if sequential is None or not joint:
+        return "", {}, points.assign(chosen=False)
+    floor = sequential["val concept AUC"] - tolerance
+    qualified = [r for r in joint if r["val concept AUC"] >= floor and np.isfinite(r["val Male accuracy"])]
+    metrics = {"concept_auc_floor": floor}
+    if qualified:
+        best = max(qualified, key=lambda r: r["val Male accuracy"])
+        text = (
+            f"\nThe concept weight chosen on validation (never on test): **{best['variant']}**, the most accurate "
+            f"(validation Male accuracy {best['val Male accuracy']:.4f}) of the {len(qualified)} joint model(s) "
+            f"whose validation concept AUC is within {tolerance} of the sequential model's "
+            f"({sequential['val concept AUC']:.3f}). Test: Male accuracy {best['test accuracy']:.4f}, concept "
+            f"accuracy {best['test concept accuracy']:.4f}, concept AUC {best['test concept AUC']:.3f}."
+        )
+    else:
+        best = sequential
+        text = (
+            f"\nNo joint model kept its concepts: every one's validation concept AUC is more than {tolerance} "
+            f"below the sequential model's ({sequential['val concept AUC']:.3f}), so the sweep keeps the "
+            f"sequential model ({sequential['variant']}, test accuracy {sequential['test accuracy']:.4f})."
+        )
+    lost = [r["variant"] for r in joint if r["val concept AUC"] < floor]
+    if lost:
+        text += f" Concepts lost (below the floor): {', '.join(lost)}; their 39 outputs are not concepts."
+    metrics |= {
+        "best_joint_test_accuracy": best["test accuracy"],
+        "chosen_is_sequential": float(best is sequential),
+        "sequential_val_concept_auc": sequential["val concept AUC"],
+    }
+    points["chosen"] = points["name"] == best["variant"]
+    return text, metrics, points
+
+
+def _direct_val_accuracy(direct: PipelineRun) -> float:
+    from ..pipeline.trainers import best_epoch_validation
+
+    history = getattr(getattr(direct.pipeline, "report", None), "train_result", None)
+    return best_epoch_validation(history.history if history is not None else None).get(
+        "val_accuracy", float("nan")
+    )
 
 
 def _val_accuracy(child: PipelineRun) -> float:

@@ -211,6 +211,17 @@ class Comparison:
             f"The detour's inference time is {m['inference_time_ratio']:.2f}× the direct route's, its training "
             f"time {m['training_time_ratio']:.2f}×, its size {m['size_ratio']:.2f}×.",
         ]
+        if "concept_mean_auc_two_stage" in m:
+            parts.append(
+                f"Its 39 concepts on the same images: mean accuracy {m['concept_mean_accuracy_two_stage']:.3f}, "
+                f"balanced accuracy {m['concept_mean_balanced_accuracy_two_stage']:.3f}, AUC "
+                f"{m['concept_mean_auc_two_stage']:.3f}"
+                + (
+                    " (**below the floor: not reliable concepts**)."
+                    if m.get("concepts_reliable_two_stage", 1.0) < 0.5
+                    else "."
+                )
+            )
         if "worst_group_accuracy_two_stage" in m:
             parts.append(
                 f"Worst group: two-stage {m['worst_group_accuracy_two_stage']:.4f}, direct "
@@ -330,6 +341,12 @@ def compare_approaches(
         metrics[f"worst_slice_accuracy_{name}"] = per_approach[name]["worst_slice_accuracy"]
         metrics[f"worst_slice_gap_{name}"] = per_approach[name]["worst_slice_gap"]
     m2, md = two_stage.metrics, direct.metrics
+    # The two-stage route's accuracy is only a concept bottleneck's with concepts: their quality beside it.
+    for key in ("concept_mean_accuracy", "concept_mean_balanced_accuracy", "concept_mean_auc"):
+        if f"test_{key}" in m2:
+            metrics[f"{key}_two_stage"] = float(m2[f"test_{key}"])
+    if "test_concepts_reliable" in m2:
+        metrics["concepts_reliable_two_stage"] = float(m2["test_concepts_reliable"])
     batches = [b for b in latency_batches(m2) if b in latency_batches(md)]
     for b in batches:
         metrics[f"inference_time_ratio_b{b}"] = ratio(

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..data.groups import slice_masks
+from ..pipeline.concept_quality import NOT_CONCEPTS
 from ..tracking.measure import MeasureSpec, cost_metrics, measure_latency
 from ..tracking.mlflow_tracking import NullTracker
 from .comparison import PREDICTIONS_ARTIFACT, ApproachResult
@@ -80,6 +81,13 @@ def run_description(kind: str, config: RunConfig, pipeline, synthetic: bool) -> 
         f"Test accuracy {m.get('accuracy', float('nan')):.4f}; worst group "
         f"{m.get('worst_group_accuracy', float('nan')):.4f}; ECE {m.get('ece', float('nan')):.4f}.",
     ]
+    if "concept_mean_auc" in m:
+        concepts = getattr(pipeline, "concepts", None)
+        parts.append(
+            f"Its 39 concepts on the test images: mean accuracy {m['concept_mean_accuracy']:.3f}, AUC "
+            f"{m['concept_mean_auc']:.3f}"
+            + (f"; **{NOT_CONCEPTS}**." if concepts is not None and not concepts.reliable else ".")
+        )
     if synthetic or pipeline.data_kind == "synthetic":
         from ..pipeline.loading import synthetic_warning
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import BundleError
+from .concept_quality import ConceptRecord
 
 BUNDLE_FORMAT = 2  # 2: the manifest hashes itself and the file list is fixed per kind; load refuses others
 MANIFEST = "pipeline.json"
@@ -46,6 +47,7 @@ LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two:
 MAX_SIDE = 4096  # preprocessing resize/crop: beyond this a bundle would cost gigabytes per image
 TOP_LEVEL = {
     "backbone_weights",  # a face backbone's pretrained weights: file, SHA-256, licence, template
+    "concepts",  # two-stage: concept quality on validation and its reference (pipeline.concept_quality)
     "format",
     "library_version",
     "kind",
@@ -222,6 +224,11 @@ def _check_values(m: dict, path: Path) -> None:
         raise _fail(path, "metrics", "must map names to numbers")
     if not isinstance(m.get("model_hash", ""), str):
         raise _fail(path, "model_hash", "must be a string")
+    if "concepts" in m:
+        try:
+            ConceptRecord.from_json(m["concepts"] if isinstance(m["concepts"], dict) else {})
+        except ValueError as exc:
+            raise _fail(path, "concepts", str(exc)) from None
     provenance = m.get("backbone_weights", {})
     if not (isinstance(provenance, dict) and all(isinstance(k, str) for k in provenance)):
         raise _fail(path, "backbone_weights", "must be an object")

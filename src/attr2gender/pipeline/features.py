@@ -31,10 +31,12 @@ import pandas as pd
 import torch
 
 from ..config import RunConfig, save_config
+from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.faces import TEMPLATES, FaceAlignment, FaceDetector, FaceTemplate
 from ..data.groups import group_ids
 from ..data.transforms import EvalPreprocessing, preprocessing_spec
 from ..errors import ConfigError
+from ..metrics import concept_quality
 from ..models.face_net import FaceFeatureNet
 from ..models.registry import BackboneSpec, face_backbone, model_preprocessing
 from ..progress import progress as progress_bar
@@ -324,6 +326,7 @@ def train_on_features(config: RunConfig, loggers: list | None = None) -> TrainRe
     )
     head_seconds = time.perf_counter() - start
     model.eval()
+    reference = sequential_reference(config, data) if config.mode == "joint" else None
     history.to_csv(run_dir / "history.csv", index=False)
     for logger in loggers or []:
         for row in history.to_dict("records"):
@@ -337,6 +340,8 @@ def train_on_features(config: RunConfig, loggers: list | None = None) -> TrainRe
         "val_images_without_face": float(data["val"][2]),
         "best_epoch": float(best_epoch),
     }
+    if reference is not None:
+        metrics["reference_val_concept_mean_auc"] = reference
     result = TrainResult(
         config,
         run_dir,
@@ -360,6 +365,19 @@ def train_on_features(config: RunConfig, loggers: list | None = None) -> TrainRe
             flush=True,
         )
     return result
+
+
+def sequential_reference(config: RunConfig, data: dict) -> float:
+    """The validation mean concept AUC of the sequential model on the same features (a staged attribute
+    head, fitted in seconds): what a joint model's concepts are judged against."""
+    staged = dataclasses.replace(config, mode="staged")
+    model = build_model(staged, 1.0 if config.lr == "auto" else float(config.lr))
+    train_heads(model, data["train"][0], data["train"][1], data["val"][0], data["val"][1], staged)
+    with torch.no_grad():
+        prob = torch.sigmoid(model.net.forward_features(data["val"][0])).numpy()
+    return concept_quality(data["val"][1]["attributes"].numpy(), prob, STAGE_ONE_ATTRIBUTES)[
+        "concept_mean_auc"
+    ]
 
 
 def train_image_model(config: RunConfig, loggers: list | None = None) -> TrainResult:

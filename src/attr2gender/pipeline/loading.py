@@ -9,6 +9,7 @@ from ..data.faces import FaceTemplate, load_template
 from ..models import load_model
 from ..tabular import load_stage_two
 from .bundle import TEMPLATE_FILE, BundleError, read_manifest
+from .concept_quality import ConceptRecord
 from .direct import DirectGenderClassifier
 from .runtime import ONNX_FILE
 from .two_stage import Attr2GenderPipeline
@@ -74,6 +75,8 @@ def load_pipeline(
     )
     if manifest["kind"] == "two_stage":
         pipeline = Attr2GenderPipeline(model, stage_two, manifest["preprocessing"], **kw)
+        if "concepts" in manifest:
+            pipeline.concepts = ConceptRecord.from_json(manifest["concepts"])
     else:
         pipeline = DirectGenderClassifier(model, manifest["preprocessing"], **kw)
     pipeline._restore_common(manifest)

@@ -18,6 +18,7 @@ from ..data.groups import group_masks, slice_masks
 from ..metrics import (
     binary_metrics,
     brier_score,
+    concept_quality,
     expected_calibration_error,
     group_accuracy_table,
     group_metrics,
@@ -27,6 +28,7 @@ from ..metrics import (
 from ..training import TrainResult
 from ..training.evaluate import SplitPredictions, split_metrics
 from .calibration import fit_temperature
+from .concept_quality import ConceptRecord
 from .concepts import Leakage, leakage_report
 from .direct import DirectGenderClassifier
 from .features import route_inputs, train_image_model
@@ -54,6 +56,7 @@ class FitReport:
     # timed passes never do)
     stage_one_cache: str = ""
     leakage: Leakage | None = None  # two-stage: stage two on true attributes, hard and soft predictions
+    concept_worst: dict[str, float] = field(default_factory=dict)  # two-stage: the 5 worst concepts, test
 
 
 def test_metrics(
@@ -231,6 +234,33 @@ def train_two_stage(
     metrics["val_attr_mean_accuracy"] = float(
         ((val_probs[val_ok] >= config.threshold) == val_truth[list(STAGE_ONE_ATTRIBUTES)].to_numpy()).mean()
     )
+    # Concept quality next to the Male accuracy, on the test and the validation images.
+    test_concepts = concept_quality(truth, probs[ok], STAGE_ONE_ATTRIBUTES, config.threshold)
+    val_concepts = concept_quality(
+        val_truth[list(STAGE_ONE_ATTRIBUTES)].to_numpy(),
+        val_probs[val_ok],
+        STAGE_ONE_ATTRIBUTES,
+        config.threshold,
+    )
+    metrics |= {k: v for k, v in test_concepts.items() if k != "concept_worst"}
+    metrics |= {f"val_{k}": v for k, v in val_concepts.items() if k != "concept_worst"}
+    # The sequential model's concept AUC is the reference: a staged stage one is that model; a joint one is
+    # judged against it when it is known (a face backbone fits it alongside, in seconds).
+    reference = (
+        val_concepts["concept_mean_auc"]
+        if config.mode == "staged"
+        else result.metrics.get("reference_val_concept_mean_auc")
+    )
+    concepts = ConceptRecord(
+        val_concepts["concept_mean_auc"],
+        val_concepts["concept_mean_accuracy"],
+        val_concepts["concept_majority_accuracy"],
+        reference,
+        config.concept_auc_tolerance,
+    )
+    metrics["concepts_reliable"] = float(concepts.reliable)
+    if reference is not None:
+        metrics["reference_val_concept_mean_auc"] = float(reference)
     metrics["train_seconds"] = (
         result.train_seconds + timings["stage_two_fit"] + timings["stage_one_on_stage_two_rows"]
     )
@@ -251,8 +281,10 @@ def train_two_stage(
         leakage=leakage,
         stage_one_cache=cache_state,
     )
+    report.concept_worst = test_concepts["concept_worst"]
     pipeline = stage_one.with_stage_two(stage_two, metrics=metrics, config=config.to_dict(), report=report)
     pipeline.temperature = scored.temperature
+    pipeline.concepts = concepts
     pipeline.stage_two_data = data
     return pipeline, report
 

@@ -20,6 +20,7 @@ from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..tabular import StageTwoClassifier, save_stage_two
 from .base import GenderPredictor
 from .cache import StageOneCache
+from .concept_quality import NOT_CONCEPTS, ConceptRecord
 from .inputs import expand_images
 
 BIAS_LABEL = "(bias: base rate)"  # the first entry of Explanation.top: where every image's log-odds start
@@ -128,6 +129,22 @@ class Attr2GenderPipeline(GenderPredictor):
         self.last_cache_hit = False  # whether the last attribute_probabilities call was served from the cache
         self.stage_two_data = None  # what stage two was fitted on (set by fit; kept in memory, not saved)
         self.edited_from: StageTwoClassifier | None = None  # stage two before a concept edit
+        # Concept quality on validation (set by training, stored in bundles): None when unknown (built from
+        # parts, or a bundle saved before it was recorded).
+        self.concepts: ConceptRecord | None = None
+
+    def _warn_if_not_concepts(self, what: str) -> None:
+        """One line when the 39 outputs are not reliable concepts (see attr2gender.pipeline.concept_quality)."""
+        if self.concepts is not None and not self.concepts.reliable:
+            import warnings
+
+            warnings.warn(f"{what}: {NOT_CONCEPTS} ({self.concepts.why()})", stacklevel=3)
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        if self.concepts is not None and not self.concepts.reliable:
+            text = text[:-1] + f"; {NOT_CONCEPTS})"
+        return text
 
     @property
     def attribute_model(self):
@@ -163,6 +180,8 @@ class Attr2GenderPipeline(GenderPredictor):
         stage two; a DataFrame with one row per image does it per row (NaN keeps stage one's value). The
         attribute columns then show the values stage two read, and ``male_probability_intervened`` /
         ``label_intervened`` sit next to the original ``male_probability`` / ``label``."""
+        if intervene is not None:
+            self._warn_if_not_concepts("predict(intervene=...)")
         frame = super().predict(images, *args, **kwargs)
         if intervene is None:
             return frame
@@ -309,6 +328,7 @@ class Attr2GenderPipeline(GenderPredictor):
         temperature T (``calibrate: true``) stage two's contributions are divided by T, as its log-odds are
         before the sigmoid, so that stays true (up to a stage-two log-odds beyond about +-16, where
         calibration clips the probability to 1e-7 from 0 or 1 first)."""
+        self._warn_if_not_concepts("explain()")
         predictions = self.predict(images, progress=progress, **alignment)
         attributes = predictions[list(STAGE_ONE_ATTRIBUTES)].to_numpy()
         ok = ~np.isnan(attributes).any(axis=1)
@@ -338,10 +358,15 @@ class Attr2GenderPipeline(GenderPredictor):
         save_stage_two(self.stage_two, directory)
 
     def _manifest(self) -> dict:
-        return super()._manifest() | {
-            "attribute_names": list(STAGE_ONE_ATTRIBUTES),
-            "stage_two": {"model": self.stage_two.model, "input_kind": self.stage_two.input_kind},
-        }
+        concepts = {"concepts": self.concepts.to_json()} if self.concepts is not None else {}
+        return (
+            super()._manifest()
+            | concepts
+            | {
+                "attribute_names": list(STAGE_ONE_ATTRIBUTES),
+                "stage_two": {"model": self.stage_two.model, "input_kind": self.stage_two.input_kind},
+            }
+        )
 
     @classmethod
     def from_parts(
