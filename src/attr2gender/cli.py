@@ -146,6 +146,47 @@ def _predict(args) -> int:
     return 0
 
 
+def _adapt(args) -> int:
+    from .pipeline import load_pipeline
+    from .pipeline.adapt import read_labels_csv
+
+    if args.out_bundle.exists() and (not args.out_bundle.is_dir() or any(args.out_bundle.iterdir())):
+        raise UsageError(f"OUT_BUNDLE {args.out_bundle} exists and is not an empty folder; name a new one")
+    if not args.labels.is_file():
+        raise UsageError(f"LABELS {args.labels} is not a file; give a CSV with columns path,male")
+    paths, labels, problems = read_labels_csv(args.labels)
+    for line in problems:
+        print(f"skipped {line}", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline = load_pipeline(args.bundle)
+        adapted = pipeline.adapt(
+            paths,
+            labels,
+            holdout=args.holdout,
+            original_weight=0.0,
+            C=args.C,
+            seed=args.seed,
+            progress=False if args.quiet else None,
+            align=args.align,
+            prior=args.prior,
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    adapted.save(args.out_bundle)
+    record = adapted.adapted
+    said = (
+        f"; held-out accuracy {record.accuracy_before:.3f} before, {record.accuracy_after:.3f} after"
+        if record.accuracy_before is not None
+        else ""
+    )
+    print(
+        f"used {len(paths):,} of {len(paths) + len(problems):,} rows ({len(problems)} skipped): "
+        f"{record.n_photos} to fit, {record.n_holdout} held out{said}; wrote {args.out_bundle}"
+    )
+    return 0
+
+
 def _align(args) -> int:
     from .data.faces import FaceTemplate, align_folder
 
@@ -680,6 +721,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_alignment_arguments(p, with_none=False)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_align)
+
+    p = sub.add_parser(
+        "adapt",
+        help="refit a bundle's head on your own labelled photos: attr2gender adapt BUNDLE LABELS.csv OUT",
+        description="Refit a saved pipeline's head (two-stage: stage two; direct: its last layer) on your "
+        "own photos, keeping the image model. LABELS.csv has columns path,male (1/0 or Male/Female; "
+        "relative paths are read from the CSV's folder). A bad row is skipped with a line naming it; a "
+        "share of the photos is held out and scored before and after.",
+        epilog="exit status: 0 when the adapted bundle was written; 2 on a usage error (a bad bundle, CSV or "
+        "output folder, or fewer than 10 usable photos of either class).",
+    )
+    p.add_argument("bundle", type=Path, help="folder written by pipeline.save()")
+    p.add_argument("labels", type=Path, help="CSV with columns path,male")
+    p.add_argument("out_bundle", type=Path, help="new folder for the adapted bundle")
+    p.add_argument("--holdout", type=float, default=0.2, help="share held out to compare (default 0.2)")
+    p.add_argument("--C", type=float, default=1.0, help="inverse strength of the L2 penalty (default 1)")
+    p.add_argument(
+        "--prior",
+        choices=("original", "none"),
+        default="original",
+        help="original: start from the bundle's head and stay near it (default); none: refit from scratch",
+    )
+    p.add_argument(
+        "--align",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto: find and align each photo's face, as predict does (default); none: photos are crops",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_adapt)
 
     p = sub.add_parser("presets", help=PRESETS_HELP, description=PRESETS_DESCRIPTION)
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")

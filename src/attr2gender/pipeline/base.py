@@ -22,6 +22,8 @@ from ..data.transforms import EvalPreprocessing, preprocessing_spec
 from ..errors import FaceNotUsableError
 from ..models.inference import RUNTIME_PRECISIONS, ProbabilityModel, TorchRuntime, resolve_device, save_model
 from ..models.registry import backbone_provenance
+from .adapt import AdaptRecord
+from .adapt import adapt as adapt_head
 from .bundle import TEMPLATE_FILE, write_manifest
 from .inputs import FaceInfo, expand_images, stream_batches
 from .runtime import ONNX_FILE, OnnxRuntime, export_onnx, onnx_export_available, resolve_runtime
@@ -108,6 +110,7 @@ class GenderPredictor:
         # What it was trained on: "celeba", "custom" (another dataset in CelebA's layout), "synthetic" (no real
         # faces: predictions on real photos are near chance, and every entry point says so) or "unknown".
         self.data_kind = data_kind
+        self.adapted: AdaptRecord | None = None  # set by adapt(): what the head was refitted on
 
     def __repr__(self) -> str:
         """One line: route, backbone and image size, stage two (two-stage), training data, test accuracy.
@@ -195,6 +198,26 @@ class GenderPredictor:
         """The image model (exactly what ``predict`` runs, probabilities out) as a standalone ONNX file with
         a dynamic batch axis. Needs the ``[onnx]`` extra."""
         return export_onnx(self.image_model, path, int(self.preprocessing["crop"]))
+
+    def adapt(
+        self,
+        images,
+        labels,
+        holdout: float = 0.2,
+        original_weight: float = 0.0,
+        C: float = 1.0,
+        seed: int = 0,
+        progress: bool | None = None,
+        align: str | None = None,
+        prior: str = "original",
+    ) -> GenderPredictor:
+        """A new pipeline whose head is refitted on a user's labelled photos (``labels``: 1/0 or
+        Male/Female, one per image); the image model is kept and this pipeline is unchanged. Two-stage (and
+        joint): stage two is refitted on stage one's outputs; direct: the final Linear on the features it
+        reads, starting from the current head and held near it (``prior="original"``; ``"none"``: from
+        scratch), ``C`` the inverse strength. ``holdout`` of the photos (stratified) is scored before and
+        after, and a drop is warned about. See :mod:`attr2gender.pipeline.adapt`."""
+        return adapt_head(self, images, labels, holdout, original_weight, C, seed, progress, align, prior)
 
     # --- alignment of a user's photos ---
     def alignment(
@@ -375,16 +398,21 @@ class GenderPredictor:
     def _manifest(self) -> dict:
         hparams = getattr(self.image_model, "meta", {}).get("hparams") or {}
         provenance = backbone_provenance(str(self.config.get("backbone") or hparams.get("backbone") or ""))
-        return ({"backbone_weights": provenance} if provenance else {}) | {
-            "kind": self.kind,
-            "threshold": self.threshold,
-            "preprocessing": self.preprocessing,
-            "metrics": self.metrics,
-            "config": self.config,
-            "model_hash": self.model_hash,
-            "temperature": self.temperature,
-            "data_kind": self.data_kind,
-        }
+        adapted = {"adapted": self.adapted.to_json()} if getattr(self, "adapted", None) is not None else {}
+        return (
+            ({"backbone_weights": provenance} if provenance else {})
+            | adapted
+            | {
+                "kind": self.kind,
+                "threshold": self.threshold,
+                "preprocessing": self.preprocessing,
+                "metrics": self.metrics,
+                "config": self.config,
+                "model_hash": self.model_hash,
+                "temperature": self.temperature,
+                "data_kind": self.data_kind,
+            }
+        )
 
     def _save_parts(self, directory: Path) -> None:
         """Subclasses write their extra files here."""
@@ -440,3 +468,4 @@ class GenderPredictor:
         self.config = manifest.get("config", {})
         self.temperature = self._checked_temperature(manifest.get("temperature", 1.0))
         self.data_kind = manifest.get("data_kind", "unknown")
+        self.adapted = AdaptRecord.from_json(manifest["adapted"]) if "adapted" in manifest else None

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import BundleError
+from .adapt import AdaptRecord
 from .concept_quality import ConceptRecord
 
 BUNDLE_FORMAT = 2  # 2: the manifest hashes itself and the file list is fixed per kind; load refuses others
@@ -46,6 +47,7 @@ OPTIONAL_FILES = ("model.onnx", TEMPLATE_FILE)  # a bundle without a template is
 LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two: required
 MAX_SIDE = 4096  # preprocessing resize/crop: beyond this a bundle would cost gigabytes per image
 TOP_LEVEL = {
+    "adapted",  # adapt(): how many photos the head was refitted on, a hash of the list, held-out accuracy
     "backbone_weights",  # a face backbone's pretrained weights: file, SHA-256, licence, template
     "concepts",  # two-stage: concept quality on validation and its reference (pipeline.concept_quality)
     "format",
@@ -229,6 +231,11 @@ def _check_values(m: dict, path: Path) -> None:
             ConceptRecord.from_json(m["concepts"] if isinstance(m["concepts"], dict) else {})
         except ValueError as exc:
             raise _fail(path, "concepts", str(exc)) from None
+    if "adapted" in m:
+        try:
+            AdaptRecord.from_json(m["adapted"] if isinstance(m["adapted"], dict) else {})
+        except ValueError as exc:
+            raise _fail(path, "adapted", str(exc)) from None
     provenance = m.get("backbone_weights", {})
     if not (isinstance(provenance, dict) and all(isinstance(k, str) for k in provenance)):
         raise _fail(path, "backbone_weights", "must be an object")

@@ -1,0 +1,410 @@
+"""``adapt``: fit a pipeline's head to a user's own photos with a few hundred labels, keeping its image model.
+
+A concept bottleneck's decision is a 40-parameter model over named attributes: when a user's photos differ
+from CelebA (other ages, ethnicities, lighting, cameras), refitting it on their labelled photos is cheap and
+keeps the concepts. The direct route's counterpart is last-layer retraining on frozen features (DFR:
+Kirichenko et al., ICLR 2023).
+
+- two-stage (and joint, whose head is its stage two): stage two refitted on stage one's outputs for the
+  photos, optionally mixed with the rows it was first fitted on (``original_weight``);
+- direct: the image model's final Linear refitted (logistic regression) on the features it reads.
+
+Adapting never makes a model worse without a word: a held-out share of the photos (``holdout``, 20 % by
+default, stratified by label) is scored before and after, and a drop is warned about. The new pipeline
+records what it was adapted on (``adapted``; saved in its bundle); the original is unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.attributes import STAGE_ONE_ATTRIBUTES
+from ..errors import ConfigError
+from ..models.registry import BACKBONES
+from ..tabular import StageTwoClassifier, logistic_from_coefficients
+from .inputs import expand_images
+
+MIN_PER_CLASS = 10  # photos of each class adapting needs (after faceless photos are dropped)
+LABEL_WORDS = {"1": 1, "0": 0, "male": 1, "female": 0, "m": 1, "f": 0}
+
+
+@dataclass(frozen=True)
+class AdaptRecord:
+    """What a pipeline was adapted on, and what the held-out photos said."""
+
+    n_photos: int  # photos the head was fitted on
+    n_holdout: int  # photos held out to check it
+    photos_sha256: str  # of the sorted (name, label) list: which photos, without storing their names
+    accuracy_before: float | None  # on the held-out photos (None: no hold-out)
+    accuracy_after: float | None
+    original_weight: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> AdaptRecord:
+        try:
+            record = cls(
+                int(d["n_photos"]),
+                int(d["n_holdout"]),
+                str(d["photos_sha256"]),
+                None if d.get("accuracy_before") is None else float(d["accuracy_before"]),
+                None if d.get("accuracy_after") is None else float(d["accuracy_after"]),
+                float(d.get("original_weight", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("adapted must hold n_photos, n_holdout and photos_sha256") from None
+        shares = [v for v in (record.accuracy_before, record.accuracy_after) if v is not None]
+        if record.n_photos < 0 or record.n_holdout < 0 or not all(0 <= v <= 1 for v in shares):
+            raise ValueError("adapted: counts must be >= 0 and accuracies in [0, 1]")
+        return record
+
+
+def parse_label(value) -> int:
+    """1 / 0, or Male / Female (any case); anything else raises ValueError naming the choices."""
+    if isinstance(value, bool):
+        raise ValueError(f"label {value!r}: use 1/0 or Male/Female")
+    if isinstance(value, int | np.integer) and int(value) in (0, 1):
+        return int(value)
+    if isinstance(value, float | np.floating) and float(value) in (0.0, 1.0):
+        return int(value)
+    key = str(value).strip().lower()
+    if key in LABEL_WORDS:
+        return LABEL_WORDS[key]
+    raise ValueError(f"label {value!r} is not 1/0 or Male/Female")
+
+
+def _head_path(pipeline) -> str:
+    hparams = getattr(pipeline.image_model, "meta", {}).get("hparams") or {}
+    backbone = str(pipeline.config.get("backbone") or hparams.get("backbone") or "")
+    return BACKBONES.resolve(backbone).head[0]
+
+
+@torch.no_grad()
+def head_inputs(pipeline, images, progress=None, align=None) -> tuple[np.ndarray, list[str]]:
+    """What the head reads, one row per image (NaN where no face was usable) and the per-row errors:
+    stage one's 39 probabilities (two-stage), or the features the final Linear reads (direct)."""
+    alignment = pipeline.alignment(align)
+    if pipeline.kind == "two_stage":
+        return pipeline.attribute_probabilities(images, progress=progress, align=alignment.mode)
+    net = pipeline.image_model.net.eval()
+    head = net.get_submodule(_head_path(pipeline))
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach().float()))
+
+    def features(x: torch.Tensor) -> dict[str, np.ndarray]:
+        captured.clear()
+        net(x)
+        return {"features": captured[0].cpu().numpy().astype(np.float64)}
+
+    try:
+        rows = pipeline._run(images, "coerce", progress, None, features, alignment)
+    finally:
+        hook.remove()
+    width = head.in_features
+    return rows.outputs.get("features", np.full((len(rows.errors), width), np.nan)), rows.errors
+
+
+def _holdout_split(y: np.ndarray, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (fit, held out), stratified by label, seeded."""
+    rng = np.random.default_rng(seed)
+    fit, held = [], []
+    for label in (0, 1):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        k = int(round(holdout * len(idx)))
+        held += list(idx[:k])
+        fit += list(idx[k:])
+    return np.sort(np.asarray(fit, dtype=int)), np.sort(np.asarray(held, dtype=int))
+
+
+def _direct_probability(pipeline, weight: np.ndarray, bias: float, X: np.ndarray) -> np.ndarray:
+    return pipeline.calibrated(1.0 / (1.0 + np.exp(-(X @ weight + bias))))
+
+
+def _current_direct_head(pipeline) -> tuple[np.ndarray, float]:
+    """The direct head as one logit: P(Male) = sigmoid(x . w + b) (softmax heads: the logit difference)."""
+    head = pipeline.image_model.net.get_submodule(_head_path(pipeline))
+    W, b = head.weight.detach().double().numpy(), head.bias.detach().double().numpy()
+    if W.shape[0] == 2:
+        return W[1] - W[0], float(b[1] - b[0])
+    return W[0], float(b[0])
+
+
+def _set_direct_head(model, path: str, weight: np.ndarray, bias: float) -> None:
+    head = model.net.get_submodule(path)
+    with torch.no_grad():
+        if head.weight.shape[0] == 2:  # softmax over (Female, Male): logits (0, x . w + b)
+            head.weight.zero_()
+            head.bias.zero_()
+            head.weight[1] = torch.as_tensor(weight, dtype=head.weight.dtype)
+            head.bias[1] = float(bias)
+        else:
+            head.weight[0] = torch.as_tensor(weight, dtype=head.weight.dtype)
+            head.bias[0] = float(bias)
+
+
+def _residual_logistic(
+    X: np.ndarray,
+    y: np.ndarray,
+    w0: np.ndarray,
+    b0: float,
+    C: float,
+    weights: np.ndarray | None = None,
+    frozen: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """A logistic regression that starts at (``w0``, ``b0``) and is penalised for moving away from it:
+    minimise the (weighted) mean log-loss + |delta|^2 / (2 C n) over standardised inputs (scikit-learn's
+    scale of C). With a few photos the head stays near what CelebA taught it; with many it moves as far as
+    they say. ``frozen`` columns (attributes a concept edit removed) keep their coefficient."""
+    mean, std = X.mean(0), X.std(0) + 1e-6
+    Z = torch.as_tensor((X - mean) / std, dtype=torch.float64)
+    target = torch.as_tensor(y, dtype=torch.float64)
+    offset = torch.as_tensor(X @ w0 + b0, dtype=torch.float64)
+    sample = torch.ones(len(y), dtype=torch.float64) if weights is None else torch.as_tensor(weights)
+    delta = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+    shift = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    keep = torch.ones(X.shape[1], dtype=torch.float64)
+    if frozen is not None:
+        keep[torch.as_tensor(frozen)] = 0.0
+    optimizer = torch.optim.LBFGS([delta, shift], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        logit = offset + Z @ (delta * keep) + shift
+        loss = (
+            torch.nn.functional.binary_cross_entropy_with_logits(logit, target, reduction="none") * sample
+        ).mean()
+        loss = loss + (delta * keep).pow(2).sum() / (2 * C * len(y))
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    step = (delta * keep).detach().numpy() / std
+    return w0 + step, float(b0 + float(shift.detach()) - (mean * step).sum())
+
+
+def fit_head(
+    pipeline,
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    C: float = 1.0,
+    prior: str = "original",
+):
+    """The refitted head: a stage two like the pipeline's (two-stage), or ``(weight, bias)`` of the direct
+    Linear as one logit. ``prior="original"``: a logistic head starts at the pipeline's own and is pulled
+    back towards it (:func:`_residual_logistic`); ``"none"``: fitted from scratch (LightGBM always is)."""
+    if pipeline.kind == "two_stage":
+        old = pipeline.stage_two
+        frame = pd.DataFrame(X, columns=list(STAGE_ONE_ATTRIBUTES))
+        if prior == "none" or old.model != "logistic":
+            params = {k: v for k, v in old.get_params().items() if k != "C"} | {"C": C}
+            return StageTwoClassifier(**params).fit(frame, y, sample_weight=weights)
+        Xt = old._validate_X(frame, reset=False)  # the stage's own input transform (hard: thresholded)
+        w0, b0 = old.estimator_.coef_.ravel().astype(np.float64), float(old.estimator_.intercept_[0])
+        frozen = np.setdiff1d(np.arange(Xt.shape[1]), old.kept_)
+        w, b = _residual_logistic(Xt, y, w0, b0, C, weights, frozen)
+        return logistic_from_coefficients(
+            w, b, list(STAGE_ONE_ATTRIBUTES), input_kind=old.input_kind, threshold=old.threshold
+        )
+    if prior == "none":
+        w0, b0 = np.zeros(X.shape[1]), 0.0
+    else:
+        w0, b0 = _current_direct_head(pipeline)
+    return _residual_logistic(X, y, w0, b0, C, weights)
+
+
+def head_probability(pipeline, head, X: np.ndarray) -> np.ndarray:
+    """P(Male) of ``head`` (from :func:`fit_head`, or None for the pipeline's own) on head inputs ``X``."""
+    if pipeline.kind == "two_stage":
+        if head is None:
+            return pipeline.stage_two_probability(X)
+        return head.predict_proba(pd.DataFrame(X, columns=list(STAGE_ONE_ATTRIBUTES)))[:, 1]
+    weight, bias = _current_direct_head(pipeline) if head is None else head
+    if head is None:
+        return _direct_probability(pipeline, weight, bias, X)
+    return 1.0 / (1.0 + np.exp(-(X @ weight + bias)))
+
+
+def read_labels_csv(path) -> tuple[list, list[int], list[str]]:
+    """``path,male`` rows (like ``wild_dev/labels.csv``; other columns are ignored): the photo paths
+    (relative ones resolved against the CSV's folder), their labels, and one problem line per row that
+    was left out (a missing file, a label other than 1/0 or Male/Female, a path given twice). A file without
+    the two columns raises :class:`ConfigError`."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="surrogateescape")
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise ConfigError(
+            f"{path}: cannot read it as CSV ({exc}); give a CSV with columns path,male"
+        ) from None
+    missing = [c for c in ("path", "male") if c not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"{path} has no {' or '.join(missing)} column (columns: {', '.join(map(str, frame.columns))}); "
+            "give a CSV with columns path,male (male: 1/0 or Male/Female)"
+        )
+    paths, labels, problems, seen = [], [], [], {}
+    for row, (name, label) in enumerate(zip(frame["path"], frame["male"]), start=2):  # line 1: the header
+        where = f"row {row} ({name})"
+        photo = Path(name) if Path(name).is_absolute() else path.parent / name
+        if not name.strip():
+            problems.append(f"row {row}: empty path")
+            continue
+        if photo.resolve() in seen:
+            problems.append(f"{where}: the same photo as row {seen[photo.resolve()]}; kept the first")
+            continue
+        try:
+            value = parse_label(label)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if not photo.is_file():
+            problems.append(f"{where}: no such file ({photo})")
+            continue
+        seen[photo.resolve()] = row
+        paths.append(photo)
+        labels.append(value)
+    return paths, labels, problems
+
+
+def photos_hash(names: list, labels: np.ndarray) -> str:
+    pairs = sorted(zip(map(str, names), map(int, labels)))
+    return hashlib.sha256(json.dumps(pairs).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def adapt(
+    pipeline,
+    images,
+    labels,
+    holdout: float = 0.2,
+    original_weight: float = 0.0,
+    C: float = 1.0,
+    seed: int = 0,
+    progress: bool | None = None,
+    align: str | None = None,
+    prior: str = "original",
+):
+    """A new pipeline whose head is refitted on ``images`` and their ``labels`` (1/0 or Male/Female); see
+    the module docstring. ``holdout``: the share held out to compare before and after (0 to 0.9);
+    ``original_weight`` (two-stage, 0 to 1): the share of the fit's total weight given to the rows stage two
+    was first fitted on (needs a pipeline trained in this process); ``C``: the inverse L2 penalty on the
+    change (``prior="original"``: the head moves from the pipeline's own) or on the weights (``"none"``)."""
+    items = expand_images(images)
+    names = [name for name, _ in items]
+    raw = list(labels)
+    if len(raw) != len(items):
+        raise ConfigError(f"adapt got {len(items)} images but {len(raw)} labels; give one label per image")
+    y = np.empty(len(raw), dtype=np.int64)
+    for i, value in enumerate(raw):
+        try:
+            y[i] = parse_label(value)
+        except ValueError as exc:
+            raise ConfigError(f"labels[{i}] ({names[i]}): {exc}") from None
+    if not (isinstance(holdout, int | float) and 0 <= holdout <= 0.9):
+        raise ConfigError(f"holdout must be a share from 0 to 0.9, got {holdout!r}")
+    if not (isinstance(original_weight, int | float) and 0 <= original_weight < 1):
+        raise ConfigError(f"original_weight must be a share from 0 to below 1, got {original_weight!r}")
+    if prior not in ("original", "none"):
+        raise ConfigError(f"prior={prior!r} is not valid; choose 'original' or 'none'")
+    if not (isinstance(C, int | float) and math.isfinite(C) and C > 0):
+        raise ConfigError(f"C must be a number above 0, got {C!r}")
+    original = getattr(pipeline, "stage_two_data", None)
+    if original_weight and (pipeline.kind != "two_stage" or original is None):
+        raise ConfigError(
+            "original_weight > 0 mixes in the rows stage two was first fitted on: only a two-stage pipeline "
+            "trained in this process has them (a loaded bundle does not); pass original_weight=0"
+        )
+    for label, word in ((0, "Female"), (1, "Male")):
+        if (y == label).sum() < MIN_PER_CLASS:
+            raise ConfigError(
+                f"adapt needs at least {MIN_PER_CLASS} photos of each class; got {(y == label).sum()} {word}"
+            )
+    X, errors = head_inputs(pipeline, images, progress=progress, align=align)
+    ok = np.array([not e for e in errors], dtype=bool)
+    X, y_ok, kept = X[ok], y[ok], [n for n, good in zip(names, ok) if good]
+    for label, word in ((0, "Female"), (1, "Male")):
+        if (y_ok == label).sum() < MIN_PER_CLASS:
+            raise ConfigError(
+                f"only {(y_ok == label).sum()} {word} photos had a usable face ({(~ok).sum()} of {len(ok)} "
+                f"photos gave none); adapt needs {MIN_PER_CLASS} of each"
+            )
+    fit_idx, held_idx = _holdout_split(y_ok, holdout, seed)
+    Xf, yf = X[fit_idx], y_ok[fit_idx]
+    weights = None
+    if original_weight:
+        Xo = original.X.to_numpy(dtype=np.float64)
+        # Each side's rows share its weight: original_weight of the total for the original rows.
+        weights = np.concatenate(
+            [
+                np.full(len(yf), (1 - original_weight) / len(yf)),
+                np.full(len(original.y), original_weight / len(original.y)),
+            ]
+        )
+        weights *= len(weights)
+        Xf, yf = np.vstack([Xf, Xo]), np.concatenate([yf, original.y])
+    head = fit_head(pipeline, Xf, yf, weights, C, prior)
+    before = after = None
+    if len(held_idx):
+        truth = y_ok[held_idx]
+        before = float(((head_probability(pipeline, None, X[held_idx]) >= 0.5) == truth).mean())
+        after = float(((head_probability(pipeline, head, X[held_idx]) >= 0.5) == truth).mean())
+        if after < before:
+            warnings.warn(
+                f"adapting lowered accuracy on the {len(held_idx)} held-out photos: {before:.3f} before, "
+                f"{after:.3f} after; keep the original pipeline, or give more photos",
+                stacklevel=2,
+            )
+    record = AdaptRecord(
+        len(fit_idx), len(held_idx), photos_hash(kept, y_ok), before, after, float(original_weight)
+    )
+    adapted = _with_head(pipeline, head)
+    adapted.adapted = record
+    adapted.metrics = dict(pipeline.metrics) | {
+        "adapt_photos": float(record.n_photos),
+        "adapt_holdout_photos": float(record.n_holdout),
+        **(
+            {"adapt_holdout_accuracy_before": before, "adapt_holdout_accuracy_after": after}
+            if before is not None
+            else {}
+        ),
+    }
+    if progress is not False:
+        said = f"; held-out accuracy {before:.3f} -> {after:.3f}" if before is not None else ""
+        print(
+            f"adapted the {pipeline.kind} head on {record.n_photos} photos ({record.n_holdout} held out, "
+            f"{int((~ok).sum())} without a usable face){said}",
+            flush=True,
+        )
+    return adapted
+
+
+def _with_head(pipeline, head):
+    """A copy of ``pipeline`` with the new head; the original is untouched."""
+    if pipeline.kind == "two_stage":
+        other = pipeline.with_stage_two(head, metrics=pipeline.metrics, config=pipeline.config)
+        other.concepts = pipeline.concepts
+        return other
+    other = copy.copy(pipeline)
+    other.image_model = copy.deepcopy(pipeline.image_model)
+    _set_direct_head(other.image_model, _head_path(pipeline), *head)
+    other.temperature = 1.0  # fitted for the old head
+    other.onnx_path = None  # the bundle's model.onnx holds the old head: run the new one in PyTorch
+    other._model_hash = None
+    other.set_runtime(
+        "torch" if pipeline.runtime in ("auto", "onnx") else pipeline.runtime, pipeline.precision
+    )
+    other.report = None
+    return other
