@@ -108,8 +108,16 @@ def test_a_worse_head_is_never_kept_silently(photos, monkeypatch):
         adapt_module, "head_probability", lambda pipeline, head, X: truth if head is None else 1 - truth
     )
     with pytest.warns(UserWarning, match="adapting lowered accuracy on the 12 held-out photos: 1.000 before"):
-        adapted = _two_stage().adapt(paths, labels, progress=False)
+        adapted = _two_stage().adapt(paths, labels, C=1.0, progress=False)
     assert (adapted.adapted.accuracy_before, adapted.adapted.accuracy_after) == (1.0, 0.0)
+
+
+def test_the_penalty_is_chosen_on_the_photos_by_default(photos):
+    paths, labels = photos
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adapted = _direct().adapt(paths, labels, progress=False)
+    assert adapted.adapted.C in adapt_module.AUTO_C
 
 
 @pytest.mark.parametrize(

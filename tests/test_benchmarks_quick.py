@@ -247,3 +247,18 @@ def test_bench_wild_quick(tmp_path):
     assert len(concepts["worst_five"]) == 5 and 0 <= concepts["attr_mean_auc"] <= 1
     assert "Concept quality" in (tmp_path / "bench_wild_quick.md").read_text()
     assert (tmp_path / "bench_wild_quick.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_bench_adapt_quick(tmp_path):
+    proc = _run_quick("bench_adapt.py", tmp_path)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    data = json.loads((tmp_path / "bench_adapt_quick.json").read_text())
+    assert not (tmp_path / "bench_adapt.json").exists()  # quick runs never overwrite real results
+    rows = data["rows"]
+    assert {r["route"] for r in rows} == {"cnn two-stage (quick)", "cnn direct (quick)"}
+    assert data["heads"]["cnn two-stage (quick)"] == 40  # 39 attributes and a bias
+    for r in rows:
+        assert 0 <= r["accuracy"] <= 1
+    assert {r["prior"] for r in rows if r["n"]} == {"original", "none"}
+    assert (tmp_path / "bench_adapt_quick.png").stat().st_size > 10_000

@@ -736,7 +736,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels", type=Path, help="CSV with columns path,male")
     p.add_argument("out_bundle", type=Path, help="new folder for the adapted bundle")
     p.add_argument("--holdout", type=float, default=0.2, help="share held out to compare (default 0.2)")
-    p.add_argument("--C", type=float, default=1.0, help="inverse strength of the L2 penalty (default 1)")
+    p.add_argument(
+        "--C",
+        type=lambda v: v if v == "auto" else float(v),
+        default="auto",
+        help="inverse strength of the L2 penalty, or auto: chosen by cross-validation on the photos (default)",
+    )
     p.add_argument(
         "--prior",
         choices=("original", "none"),

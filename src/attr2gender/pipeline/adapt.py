@@ -47,6 +47,7 @@ class AdaptRecord:
     accuracy_before: float | None  # on the held-out photos (None: no hold-out)
     accuracy_after: float | None
     original_weight: float = 0.0
+    C: float = 1.0  # the penalty used (chosen by cross-validation with C="auto")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -61,6 +62,7 @@ class AdaptRecord:
                 None if d.get("accuracy_before") is None else float(d["accuracy_before"]),
                 None if d.get("accuracy_after") is None else float(d["accuracy_after"]),
                 float(d.get("original_weight", 0.0)),
+                float(d.get("C", 1.0)),
             )
         except (KeyError, TypeError, ValueError):
             raise ValueError("adapted must hold n_photos, n_holdout and photos_sha256") from None
@@ -163,8 +165,8 @@ def _residual_logistic(
     frozen: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """A logistic regression that starts at (``w0``, ``b0``) and is penalised for moving away from it:
-    minimise the (weighted) mean log-loss + |delta|^2 / (2 C n) over standardised inputs (scikit-learn's
-    scale of C). With a few photos the head stays near what CelebA taught it; with many it moves as far as
+    minimise the (weighted) mean log-loss + (|delta w|^2 + delta b^2) / (2 C n) over standardised inputs
+    (scikit-learn's scale of C). With a few photos the head stays near what CelebA taught it; with many it moves as far as
     they say. ``frozen`` columns (attributes a concept edit removed) keep their coefficient."""
     mean, std = X.mean(0), X.std(0) + 1e-6
     Z = torch.as_tensor((X - mean) / std, dtype=torch.float64)
@@ -184,7 +186,8 @@ def _residual_logistic(
         loss = (
             torch.nn.functional.binary_cross_entropy_with_logits(logit, target, reduction="none") * sample
         ).mean()
-        loss = loss + (delta * keep).pow(2).sum() / (2 * C * len(y))
+        # The intercept is held near the original too: a few photos of one camera must not move every answer.
+        loss = loss + ((delta * keep).pow(2).sum() + shift.pow(2).sum()) / (2 * C * len(y))
         loss.backward()
         return loss
 
@@ -222,6 +225,32 @@ def fit_head(
     else:
         w0, b0 = _current_direct_head(pipeline)
     return _residual_logistic(X, y, w0, b0, C, weights)
+
+
+AUTO_C = (0.01, 0.1, 1.0, 10.0)  # the penalties C="auto" chooses among, by cross-validation on the photos
+
+
+def choose_C(pipeline, X: np.ndarray, y: np.ndarray, prior: str, seed: int = 0, folds: int = 5) -> float:
+    """The C of :data:`AUTO_C` with the lowest cross-validated log-loss on the user's own photos (stratified
+    folds, seeded): how far the head should move is a question their photos answer, not a constant."""
+    k = int(min(folds, np.bincount(y, minlength=2).min()))
+    if k < 2:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=int)
+    for label in (0, 1):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        fold[idx] = np.arange(len(idx)) % k
+    losses = {}
+    for C in AUTO_C:
+        total = 0.0
+        for f in range(k):
+            train, test = fold != f, fold == f
+            head = fit_head(pipeline, X[train], y[train], None, C, prior)
+            p = np.clip(head_probability(pipeline, head, X[test]), 1e-7, 1 - 1e-7)
+            total += float(-(y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p)).sum())
+        losses[C] = total
+    return min(losses, key=losses.get)
 
 
 def head_probability(pipeline, head, X: np.ndarray) -> np.ndarray:
@@ -291,7 +320,7 @@ def adapt(
     labels,
     holdout: float = 0.2,
     original_weight: float = 0.0,
-    C: float = 1.0,
+    C: float | str = "auto",
     seed: int = 0,
     progress: bool | None = None,
     align: str | None = None,
@@ -301,7 +330,8 @@ def adapt(
     the module docstring. ``holdout``: the share held out to compare before and after (0 to 0.9);
     ``original_weight`` (two-stage, 0 to 1): the share of the fit's total weight given to the rows stage two
     was first fitted on (needs a pipeline trained in this process); ``C``: the inverse L2 penalty on the
-    change (``prior="original"``: the head moves from the pipeline's own) or on the weights (``"none"``)."""
+    change (``prior="original"``: the head moves from the pipeline's own) or on the weights (``"none"``);
+    ``"auto"`` (default) picks it among :data:`AUTO_C` by 5-fold cross-validation on the photos."""
     items = expand_images(images)
     names = [name for name, _ in items]
     raw = list(labels)
@@ -319,8 +349,8 @@ def adapt(
         raise ConfigError(f"original_weight must be a share from 0 to below 1, got {original_weight!r}")
     if prior not in ("original", "none"):
         raise ConfigError(f"prior={prior!r} is not valid; choose 'original' or 'none'")
-    if not (isinstance(C, int | float) and math.isfinite(C) and C > 0):
-        raise ConfigError(f"C must be a number above 0, got {C!r}")
+    if C != "auto" and not (isinstance(C, int | float) and math.isfinite(C) and C > 0):
+        raise ConfigError(f"C must be 'auto' or a number above 0, got {C!r}")
     original = getattr(pipeline, "stage_two_data", None)
     if original_weight and (pipeline.kind != "two_stage" or original is None):
         raise ConfigError(
@@ -355,6 +385,8 @@ def adapt(
         )
         weights *= len(weights)
         Xf, yf = np.vstack([Xf, Xo]), np.concatenate([yf, original.y])
+    if C == "auto":
+        C = choose_C(pipeline, Xf, yf, prior, seed)
     head = fit_head(pipeline, Xf, yf, weights, C, prior)
     before = after = None
     if len(held_idx):
@@ -368,7 +400,7 @@ def adapt(
                 stacklevel=2,
             )
     record = AdaptRecord(
-        len(fit_idx), len(held_idx), photos_hash(kept, y_ok), before, after, float(original_weight)
+        len(fit_idx), len(held_idx), photos_hash(kept, y_ok), before, after, float(original_weight), float(C)
     )
     adapted = _with_head(pipeline, head)
     adapted.adapted = record

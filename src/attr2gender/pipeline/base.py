@@ -205,7 +205,7 @@ class GenderPredictor:
         labels,
         holdout: float = 0.2,
         original_weight: float = 0.0,
-        C: float = 1.0,
+        C: float | str = "auto",
         seed: int = 0,
         progress: bool | None = None,
         align: str | None = None,
@@ -215,7 +215,7 @@ class GenderPredictor:
         Male/Female, one per image); the image model is kept and this pipeline is unchanged. Two-stage (and
         joint): stage two is refitted on stage one's outputs; direct: the final Linear on the features it
         reads, starting from the current head and held near it (``prior="original"``; ``"none"``: from
-        scratch), ``C`` the inverse strength. ``holdout`` of the photos (stratified) is scored before and
+        scratch), ``C`` the inverse strength (``"auto"``: chosen by cross-validation on the photos). ``holdout`` of the photos (stratified) is scored before and
         after, and a drop is warned about. See :mod:`attr2gender.pipeline.adapt`."""
         return adapt_head(self, images, labels, holdout, original_weight, C, seed, progress, align, prior)
 
