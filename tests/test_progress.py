@@ -43,3 +43,13 @@ def test_small_totals_still_end_with_one_line(capsys, total):
     with progress(total=total, desc="s") as bar:
         bar.update(total)
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("s: 100%")
+
+
+def test_a_pandas_index_or_numpy_array_iterates_off_a_terminal(capsys):
+    import numpy as np
+    import pandas as pd
+
+    # `attr2gender data summary` iterates an Index of image ids; off a terminal it crashed on its truth value.
+    assert list(progress(pd.Index(["a.jpg", "b.jpg"]), desc="summary")) == ["a.jpg", "b.jpg"]
+    assert list(progress(np.arange(3), desc="x")) == [0, 1, 2]
+    assert "summary: 100% (2/2" in capsys.readouterr().err

@@ -33,7 +33,8 @@ class LineProgress:
         self._closed = False
 
     def __iter__(self) -> Iterator:
-        for item in self.iterable or ():
+        # "is None", not truthiness: a pandas Index or numpy array has no truth value.
+        for item in () if self.iterable is None else self.iterable:
             yield item
             self.update(1)
         self.close()
