@@ -398,6 +398,9 @@ def test_a_real_root_runs_the_face_backbone_by_default(synth_root, tmp_path, mon
     assert two.config.backbone == direct.config.backbone == "dlib_resnet"
     assert (two.config.task, direct.config.task) == ("attributes", "direct")
     assert two.config.split_fractions == [0.6, 0.1, 0.3]  # a 30 % test side of the people
+    # Naming an image CNN on the command line runs the study's preset for it, not the face preset's keys.
+    cnn = plan_run("two_stage", data_root=str(synth_root), overrides=["backbone=efficientnet_lite0"])
+    assert (cnn.preset, cnn.config.optimizer, cnn.config.freeze_backbone) == ("two_stage", "adam", False)
 
 
 def test_compare_takes_a_concept_sweep_preset(synth_root, tmp_path, monkeypatch):

@@ -22,6 +22,8 @@ TASK_OF = {"two_stage": "attributes", "direct": "direct"}
 # With real data, both routes run on the face backbone: it won on validation, CelebA's and real photos'
 # (benchmarks/bench_wild.py). The source study's ResNet-18 presets stay, by name (--config two_stage).
 DEFAULT_PRESET = {"two_stage": "face", "direct": "face"}
+# ... unless the command line names an image CNN as the backbone: then the study's presets for that CNN.
+STUDY_PRESET = {"two_stage": "two_stage", "direct": "direct"}
 SMOKE_PRESET = "smoke"
 USER_ROOT = Path("data/celeba")  # a real CelebA placed in the working folder is used by default
 SYNTHETIC_ROOT = Path("data/synthetic-celeba")  # made on first use, so a fresh machine runs end to end
@@ -131,7 +133,7 @@ def plan_runs(
     extra = parse_overrides(overrides or [])  # unknown keys and bad values fail here
     data = choose_data(data_root or extra.get("data_root") or "")
     if preset is None:
-        preset = SMOKE_PRESET if data.synthetic else DEFAULT_PRESET[kind]
+        preset = SMOKE_PRESET if data.synthetic else _default_preset(kind, extra.get("backbone"))
     runs = load_preset(preset, overrides or [])
     if run is not None:
         runs = [(n, c) for n, c in runs if n == run]
@@ -155,6 +157,17 @@ def plan_runs(
             RunPlan(kind, build_config(values, str(preset)).check_weights(), str(preset), chosen, name)
         )
     return plans
+
+
+def _default_preset(kind: str, backbone: str | None) -> str:
+    """``face`` with real data; the study's preset when ``backbone=`` names an image CNN (the face preset's
+    frozen-feature keys would not fit it)."""
+    if backbone:
+        from ..models.registry import face_backbone
+
+        if face_backbone(str(backbone)) is None:
+            return STUDY_PRESET[kind]
+    return DEFAULT_PRESET[kind]
 
 
 def plan_run(kind: str, *args, **kwargs) -> RunPlan:
