@@ -31,12 +31,11 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attr2gender import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
 from attr2gender.pipeline.adapt import choose_C, fit_head, head_inputs, head_probability  # noqa: E402
+from bench_wild import SPLIT, train_on_split  # noqa: E402
 from common import REPO_ROOT, machine_info, markdown_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared"
-SPLIT = [0.6, 0.1, 0.3]
 SIZES = (25, 50, 100, 200, 400)
 DRAWS = 5
 PRIORS = ("original", "none")
@@ -203,23 +202,7 @@ def main(argv=None) -> int:
     rows, heads = [], {}
     n_photos = 0
     for name, (route, preset, overrides) in routes.items():
-        cls = Attr2GenderPipeline if route == "two_stage" else DirectGenderClassifier
-        settings = (
-            dict(
-                data_root=args.data_root,
-                tracking="none",
-                output_dir=str(out_dir),
-                cache_dir=args.cache_dir,
-                split_fractions=SPLIT,
-                seed=args.seed,
-                progress=False,
-            )
-            | overrides
-        )
-        if args.quick:
-            settings |= {"epochs": 1, "max_steps": 3}
-        print(f"== {name}: training ({preset} preset)", flush=True)
-        pipe, _ = cls.train(preset, **settings)
+        pipe, _, _ = train_on_split(name, route, preset, overrides, args, out_dir, progress=False)
         X, errors = head_inputs(pipe, list(map(Path, photos["file"])), progress=False, align=align)
         ok = np.array([not e for e in errors])
         n_photos = int(ok.sum())

@@ -147,7 +147,9 @@ def celeba_test_labels(report) -> pd.DataFrame:
     )
 
 
-def run_variant(name, route, preset, overrides, args, out_dir: Path, wild: pd.DataFrame | None) -> dict:
+def train_on_split(name, route, preset, overrides, args, out_dir: Path, progress: bool = True):
+    """One route trained on the CelebA training side of :data:`SPLIT` (the same people for every variant,
+    here and in ``bench_adapt.py``): (pipeline, report, wall seconds)."""
     cls = Attr2GenderPipeline if route == "two_stage" else DirectGenderClassifier
     settings = (
         dict(
@@ -157,7 +159,7 @@ def run_variant(name, route, preset, overrides, args, out_dir: Path, wild: pd.Da
             cache_dir=args.cache_dir,
             split_fractions=SPLIT,
             seed=args.seed,
-            progress=not args.quiet,
+            progress=progress,
         )
         | overrides
     )
@@ -166,7 +168,11 @@ def run_variant(name, route, preset, overrides, args, out_dir: Path, wild: pd.Da
     print(f"== {name}: training ({preset} preset, {overrides or 'defaults'})", flush=True)
     start = time.perf_counter()
     pipe, report = cls.train(preset, **settings)
-    wall = time.perf_counter() - start
+    return pipe, report, time.perf_counter() - start
+
+
+def run_variant(name, route, preset, overrides, args, out_dir: Path, wild: pd.DataFrame | None) -> dict:
+    pipe, report, wall = train_on_split(name, route, preset, overrides, args, out_dir, not args.quiet)
     m = report.metrics
     row = {
         "variant": name,

