@@ -167,7 +167,9 @@ def _residual_logistic(
     """A logistic regression that starts at (``w0``, ``b0``) and is penalised for moving away from it:
     minimise the (weighted) mean log-loss + (|delta w|^2 + delta b^2) / (2 C n) over standardised inputs
     (scikit-learn's scale of C). With a few photos the head stays near what CelebA taught it; with many it moves as far as
-    they say. ``frozen`` columns (attributes a concept edit removed) keep their coefficient."""
+    they say. ``C=0``: no move at all. ``frozen`` columns (attributes a concept edit removed) keep their coefficient."""
+    if C == 0:
+        return np.asarray(w0, dtype=np.float64).copy(), float(b0)
     mean, std = X.mean(0), X.std(0) + 1e-6
     Z = torch.as_tensor((X - mean) / std, dtype=torch.float64)
     target = torch.as_tensor(y, dtype=torch.float64)
@@ -207,6 +209,12 @@ def fit_head(
     """The refitted head: a stage two like the pipeline's (two-stage), or ``(weight, bias)`` of the direct
     Linear as one logit. ``prior="original"``: a logistic head starts at the pipeline's own and is pulled
     back towards it (:func:`_residual_logistic`); ``"none"``: fitted from scratch (LightGBM always is)."""
+    if C == 0:  # keep the trained head as it is
+        return (
+            copy.deepcopy(pipeline.stage_two)
+            if pipeline.kind == "two_stage"
+            else _current_direct_head(pipeline)
+        )
     if pipeline.kind == "two_stage":
         old = pipeline.stage_two
         frame = pd.DataFrame(X, columns=list(STAGE_ONE_ATTRIBUTES))
@@ -227,7 +235,9 @@ def fit_head(
     return _residual_logistic(X, y, w0, b0, C, weights)
 
 
-AUTO_C = (0.01, 0.1, 1.0, 10.0)  # the penalties C="auto" chooses among, by cross-validation on the photos
+# The penalties C="auto" chooses among, by cross-validation on the photos. 0 keeps the trained head as it is:
+# when no amount of moving predicts the held-out folds better, the photos do not support moving it.
+AUTO_C = (0.0, 0.01, 0.1, 1.0, 10.0)
 
 
 def choose_C(pipeline, X: np.ndarray, y: np.ndarray, prior: str, seed: int = 0, folds: int = 5) -> float:
@@ -242,7 +252,7 @@ def choose_C(pipeline, X: np.ndarray, y: np.ndarray, prior: str, seed: int = 0, 
         idx = rng.permutation(np.flatnonzero(y == label))
         fold[idx] = np.arange(len(idx)) % k
     losses = {}
-    for C in AUTO_C:
+    for C in AUTO_C if prior == "original" else [c for c in AUTO_C if c > 0]:  # "none" never keeps the head
         total = 0.0
         for f in range(k):
             train, test = fold != f, fold == f
@@ -349,8 +359,8 @@ def adapt(
         raise ConfigError(f"original_weight must be a share from 0 to below 1, got {original_weight!r}")
     if prior not in ("original", "none"):
         raise ConfigError(f"prior={prior!r} is not valid; choose 'original' or 'none'")
-    if C != "auto" and not (isinstance(C, int | float) and math.isfinite(C) and C > 0):
-        raise ConfigError(f"C must be 'auto' or a number above 0, got {C!r}")
+    if C != "auto" and not (isinstance(C, int | float) and math.isfinite(C) and C >= 0):
+        raise ConfigError(f"C must be 'auto' or a number >= 0 (0 keeps the head), got {C!r}")
     original = getattr(pipeline, "stage_two_data", None)
     if original_weight and (pipeline.kind != "two_stage" or original is None):
         raise ConfigError(
