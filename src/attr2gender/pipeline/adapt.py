@@ -129,10 +129,6 @@ def _holdout_split(y: np.ndarray, holdout: float, seed: int) -> tuple[np.ndarray
     return np.sort(np.asarray(fit, dtype=int)), np.sort(np.asarray(held, dtype=int))
 
 
-def _direct_probability(pipeline, weight: np.ndarray, bias: float, X: np.ndarray) -> np.ndarray:
-    return pipeline.calibrated(1.0 / (1.0 + np.exp(-(X @ weight + bias))))
-
-
 def _current_direct_head(pipeline) -> tuple[np.ndarray, float]:
     """The direct head as one logit: P(Male) = sigmoid(x . w + b) (softmax heads: the logit difference)."""
     head = pipeline.image_model.net.get_submodule(_head_path(pipeline))
@@ -270,13 +266,13 @@ def head_probability(pipeline, head, X: np.ndarray) -> np.ndarray:
             return pipeline.stage_two_probability(X)
         return head.predict_proba(pd.DataFrame(X, columns=list(STAGE_ONE_ATTRIBUTES)))[:, 1]
     weight, bias = _current_direct_head(pipeline) if head is None else head
-    if head is None:
-        return _direct_probability(pipeline, weight, bias, X)
-    return 1.0 / (1.0 + np.exp(-(X @ weight + bias)))
+    male = 1.0 / (1.0 + np.exp(-(X @ weight + bias)))
+    return pipeline.calibrated(male) if head is None else male  # a new head starts uncalibrated
 
 
 def read_labels_csv(path) -> tuple[list, list[int], list[str]]:
-    """``path,male`` rows (like ``wild_dev/labels.csv``; other columns are ignored): the photo paths
+    """A user's ``path,male`` rows (the layout of a labels CSV such as ``wild_dev/labels.csv``, which the
+    project itself only validates on; other columns are ignored): the photo paths
     (relative ones resolved against the CSV's folder), their labels, and one problem line per row that
     was left out (a missing file, a label other than 1/0 or Male/Female, a path given twice). A file without
     the two columns raises :class:`ConfigError`."""

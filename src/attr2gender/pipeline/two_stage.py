@@ -9,6 +9,7 @@ attributes (logistic: coefficient x value; LightGBM: SHAP-style ``pred_contrib``
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +137,6 @@ class Attr2GenderPipeline(GenderPredictor):
     def _warn_if_not_concepts(self, what: str) -> None:
         """One line when the 39 outputs are not reliable concepts (see attr2gender.pipeline.concept_quality)."""
         if self.concepts is not None and not self.concepts.reliable:
-            import warnings
-
             warnings.warn(f"{what}: {NOT_CONCEPTS} ({self.concepts.why()})", stacklevel=3)
 
     def __repr__(self) -> str:
