@@ -379,7 +379,7 @@ def _nothing_made(folder: Path) -> bool:
         ("max_steps: -7", "max_steps must be -1"),
         ("devices: abc", "devices must be a positive integer"),
         ("run_name: ../../escape", "run_name '../../escape' must be a plain folder name"),
-        ("seed: !!python/object/apply:os.system ['touch pwned']", "is not a plain YAML preset"),
+        ("seed: !!python/object/apply:os.system ['touch pwned']", "is not plain YAML"),
     ],
 )
 def test_bad_preset_values_exit_2_before_any_work(yaml_text, needle, synth_root, tmp_path, monkeypatch):

@@ -81,6 +81,8 @@ def test_pyfunc_signature_is_column_based():
         "align": "auto",
         "fallback": "error",
         "min_eye_distance": 24.0,
+        "max_pixels": 50_000_000,  # per image, checked on the header before decoding
+        "max_request_pixels": 300_000_000,  # all of a request's images together
     }
 
 
@@ -306,7 +308,7 @@ class _FakePipeline:
         self.calls.append((len(images), batch_size))
         rows = []
         for img in images:
-            if isinstance(img, Image.Image):
+            if not isinstance(img, str | Path):  # a decoded image, or the served model's undecoded bytes
                 rows.append((float(np.asarray(img).mean() > 100), ""))
             elif Path(img).is_file():
                 rows.append((0.25, ""))

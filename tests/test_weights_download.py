@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
+import random
+import signal
 import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 
-from attr2gender.errors import WeightsNotFoundError
+from attr2gender.config import RunConfig
+from attr2gender.errors import (
+    Attr2GenderError,
+    IncompatibleWeightsError,
+    UnsafeWeightsFileError,
+    WeightsNotFoundError,
+)
 from attr2gender.models import weights as W
 
 OFFICIAL_RESNET18 = "resnet18-f37072fd.pth"
@@ -43,6 +57,10 @@ class Server:
         self.requests: list[str] = []
         self.truncate_to: int | None = None  # send fewer bytes than Content-Length announces
         self.stall_s: float = 0.0  # send the headers, then nothing for this long
+        self.content_length: int | None = None  # announce this Content-Length instead of the real one
+        self.endless = False  # no Content-Length, then zeros until the client hangs up
+        self.trickle_s: float = 0.0  # send the body one byte every trickle_s seconds...
+        self.trickle_for_s: float = 60.0  # ...for at most this long, then hang up
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,11 +71,28 @@ class Server:
                     self.send_error(404)
                     return
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                if not server.endless:
+                    length = len(body) if server.content_length is None else server.content_length
+                    self.send_header("Content-Length", str(length))
                 self.end_headers()
                 if server.stall_s:
                     time.sleep(server.stall_s)
-                self.wfile.write(body if server.truncate_to is None else body[: server.truncate_to])
+                try:
+                    if server.endless:
+                        zeros = bytes(64 * 1024)
+                        while True:
+                            self.wfile.write(zeros)
+                    elif server.trickle_s:
+                        stop = time.monotonic() + server.trickle_for_s
+                        for i in range(len(body)):
+                            if time.monotonic() > stop:
+                                break
+                            self.wfile.write(body[i : i + 1])
+                            time.sleep(server.trickle_s)
+                    else:
+                        self.wfile.write(body if server.truncate_to is None else body[: server.truncate_to])
+                except OSError:  # the client hung up (what a refused download does)
+                    pass
 
             def log_message(self, *args) -> None:  # keep pytest's output clean
                 pass
@@ -160,7 +195,7 @@ def test_a_stalled_server_times_out(server, dirs, monkeypatch):
     server.files[f"/models/{FAKE_NAME}"] = FAKE_BYTES
     server.stall_s = 3.0
     start = time.perf_counter()
-    with pytest.raises(WeightsNotFoundError, match=r"no response within 0\.3 s"):
+    with pytest.raises(WeightsNotFoundError, match=r"did not finish within 0\.3 s"):
         W.download_checkpoint(server.base + FAKE_NAME, hub)
     assert time.perf_counter() - start < 2.5
     assert _leftovers(hub) == []
@@ -195,6 +230,321 @@ def test_interrupted_download_leaves_no_partial_file(server, dirs, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         W.download_checkpoint(server.base + FAKE_NAME, hub)
     assert _leftovers(hub) == []
+
+
+class _SizeGuardBar:
+    """A progress bar that fails the test once a download has written more than ``limit`` bytes.
+
+    Without a size limit in the library, an endless body would otherwise run until the disk is full."""
+
+    limit = 4 * 1024 * 1024
+
+    def __init__(self, **kwargs):
+        self.n = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def update(self, n):
+        self.n += n
+        if self.n > self.limit:
+            raise AssertionError(f"the download wrote {self.n:,} bytes: no size limit stopped it")
+
+
+def test_endless_body_is_stopped_at_max_bytes(server, dirs, monkeypatch):
+    _, hub = dirs
+    monkeypatch.setattr(W, "_progress", _SizeGuardBar)
+    server.files[f"/models/{FAKE_NAME}"] = FAKE_BYTES
+    server.endless = True
+    start = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError) as excinfo:
+        W.download_checkpoint(server.base + FAKE_NAME, hub, max_bytes=256 * 1024)
+    msg = str(excinfo.value)
+    assert time.perf_counter() - start < 10
+    assert server.base + FAKE_NAME in msg and "262,144" in msg and "more than" in msg
+    assert _leftovers(hub) == []
+
+
+def test_endless_body_is_stopped_at_the_cap_for_unknown_files(server, dirs, monkeypatch):
+    _, hub = dirs
+    monkeypatch.setattr(W, "_progress", _SizeGuardBar)
+    monkeypatch.setattr(
+        W, "MAX_DOWNLOAD_BYTES", 1024 * 1024, raising=False
+    )  # the library's 2 GiB, shrunk for the test
+    server.files[f"/models/{FAKE_NAME}"] = FAKE_BYTES
+    server.endless = True
+    with pytest.raises(WeightsNotFoundError) as excinfo:
+        W.download_checkpoint(server.base + FAKE_NAME, hub)
+    msg = str(excinfo.value)
+    assert server.base + FAKE_NAME in msg and "1,048,576" in msg
+    assert _leftovers(hub) == []
+
+
+def test_file_url_to_dev_zero_is_stopped(dirs, tmp_path, monkeypatch):
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    _, hub = dirs
+    monkeypatch.setattr(W, "_progress", _SizeGuardBar)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / FAKE_NAME).symlink_to("/dev/zero")  # a "mirror" whose file never ends
+    monkeypatch.setitem(
+        W.TORCHVISION_CHECKPOINTS,
+        "resnet18",
+        W.TorchvisionCheckpoint((f"https://download.pytorch.org/models/{FAKE_NAME}",)),
+    )
+    monkeypatch.setenv(W.WEIGHTS_URL_ENV, mirror.as_uri())
+    monkeypatch.setattr(W, "MAX_DOWNLOAD_BYTES", 1024 * 1024, raising=False)
+    with pytest.raises(WeightsNotFoundError) as excinfo:
+        W.locate_weights("resnet18", "imagenet")
+    msg = str(excinfo.value)
+    assert (mirror / FAKE_NAME).as_uri() in msg and "1,048,576" in msg
+    assert _leftovers(hub) == []
+
+
+def test_content_length_over_the_known_size_is_refused_up_front(server, dirs, monkeypatch):
+    _, hub = dirs
+    # The real resnet18 file is 46,830,571 bytes; a server announcing one byte more is refused before a
+    # byte of the body is read (the body here is small, so nothing large is ever written).
+    server.files[f"/models/{OFFICIAL_RESNET18}"] = FAKE_BYTES
+    server.content_length = 46_830_572
+    monkeypatch.setenv(W.WEIGHTS_URL_ENV, server.base)
+    with pytest.raises(WeightsNotFoundError) as excinfo:
+        W.locate_weights("resnet18", "imagenet")
+    msg = str(excinfo.value)
+    assert "46,830,572" in msg and "46,830,571" in msg and "Content-Length" in msg
+    assert server.base + OFFICIAL_RESNET18 in msg
+    assert not hub.exists()  # refused before any folder or .part file was made
+
+
+def test_known_sizes_agree_with_torchvision_metadata():
+    assert W.CHECKPOINT_BYTES[OFFICIAL_RESNET18] == 46_830_571
+    assert W.download_size_limit(OFFICIAL_RESNET18)[0] == 46_830_571
+    for ckpt in W.TORCHVISION_CHECKPOINTS.values():
+        for filename in ckpt.filenames:
+            limit, text = W.download_size_limit(filename)
+            assert limit < W.MAX_DOWNLOAD_BYTES and filename in text  # every official file is bounded
+    # torchvision's metadata bound (MiB to 3 decimals) holds the exact size within about 1 KiB.
+    bound = W.CHECKPOINT_MAX_BYTES[OFFICIAL_RESNET18]
+    assert 0 <= bound - W.CHECKPOINT_BYTES[OFFICIAL_RESNET18] < 2048
+    assert W.download_size_limit("unknown-12345678.pth")[0] == W.MAX_DOWNLOAD_BYTES == 2 * 1024**3
+
+
+def test_timeout_is_a_deadline_for_the_whole_download(server, dirs):
+    _, hub = dirs
+    server.files[f"/models/{FAKE_NAME}"] = FAKE_BYTES
+    server.trickle_s = 0.3  # a byte every 0.3 s: no single read ever waits a whole second...
+    server.trickle_for_s = 8.0  # ...(and the server gives up after 8 s, so a broken fix fails, not hangs)
+    start = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError) as excinfo:
+        W.download_checkpoint(server.base + FAKE_NAME, hub, timeout=1.0)
+    elapsed = time.perf_counter() - start
+    assert "did not finish within 1 s" in str(excinfo.value), str(excinfo.value)
+    assert elapsed < 5.0  # 1 s, plus slack for a loaded machine; well under the server's 8 s
+    assert _leftovers(hub) == []
+
+
+_CHILD = """
+import sys
+from attr2gender.models import weights as W
+
+W.download_checkpoint(sys.argv[1], sys.argv[2], timeout=120)
+"""
+
+
+def test_sigterm_during_download_leaves_no_partial_file(server, dirs, tmp_path):
+    _, hub = dirs
+    server.files[f"/models/{FAKE_NAME}"] = FAKE_BYTES
+    server.trickle_s = 0.1  # slow enough that the child is still downloading when SIGTERM comes
+    server.trickle_for_s = 300.0
+    env = {k: v for k, v in os.environ.items() if k not in (*W.OFFLINE_ENVS, W.WEIGHTS_URL_ENV)}
+    env["TORCH_HOME"] = str(tmp_path / "torch_home")
+    with open(tmp_path / "child.log", "wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, server.base + FAKE_NAME, str(hub)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 300  # importing torch on a busy machine can take minutes
+            while not any(name.endswith(".part") for name in _leftovers(hub)):
+                assert child.poll() is None, (tmp_path / "child.log").read_text()
+                assert time.monotonic() < deadline, "the child never started writing"
+                time.sleep(0.05)
+            child.send_signal(signal.SIGTERM)
+            returncode = child.wait(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert returncode == -signal.SIGTERM, (tmp_path / "child.log").read_text()  # still dies of SIGTERM
+    assert _leftovers(hub) == []
+
+
+def test_the_sigterm_handler_is_restored(server, dirs):
+    _, hub = dirs
+    server.files[f"/models/{FAKE_NAME}"] = FAKE_BYTES
+    before = signal.getsignal(signal.SIGTERM)
+    W.download_checkpoint(server.base + FAKE_NAME, hub)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+    def own_handler(signum, frame):  # a program's own SIGTERM handler is left alone
+        pass
+
+    signal.signal(signal.SIGTERM, own_handler)
+    try:
+        (hub / FAKE_NAME).unlink()
+        W.download_checkpoint(server.base + FAKE_NAME, hub)
+        assert signal.getsignal(signal.SIGTERM) is own_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+# ------------------------------------------------------------------------------ weights=<path>
+
+
+def _torch_zip(tensors: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return buffer.getvalue()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _safetensors(header: dict, data: bytes = b"") -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+_NOISE = random.Random(0).randbytes(4096)
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+
+GARBAGE = [
+    ("passwd", b"root:x:0:0:root:/root:/bin/bash\n", IncompatibleWeightsError, "not a weights file"),
+    ("notes.txt", b"hello\n", IncompatibleWeightsError, "accepted: .safetensors, .pth, .pt"),
+    ("random.safetensors", _NOISE, IncompatibleWeightsError, "not a safetensors file"),
+    ("short.safetensors", b"\x01\x00", IncompatibleWeightsError, "not a safetensors file"),
+    ("empty.safetensors", b"", IncompatibleWeightsError, "not a safetensors file"),
+    (
+        "huge-header.safetensors",
+        struct.pack("<Q", 1 << 40) + b"{}",
+        IncompatibleWeightsError,
+        "header length",
+    ),
+    ("not-json.safetensors", struct.pack("<Q", 6) + b"{nope}", IncompatibleWeightsError, "not JSON"),
+    (
+        "not-utf8.safetensors",
+        struct.pack("<Q", 4) + b"\xff\xfe\xfd\xfc",
+        IncompatibleWeightsError,
+        "not JSON",
+    ),
+    ("list.safetensors", _safetensors([1, 2]), IncompatibleWeightsError, "not a JSON object"),
+    (
+        "past-the-end.safetensors",
+        _safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}),
+        IncompatibleWeightsError,
+        "bad header entry for 'w'",
+    ),
+    (
+        "uncovered.safetensors",
+        _safetensors({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(8)),
+        IncompatibleWeightsError,
+        "do not cover its 8 data bytes",
+    ),
+    (
+        "wrong-shape.safetensors",
+        _safetensors({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8)),
+        IncompatibleWeightsError,
+        "does not match its byte range",
+    ),
+    ("random.pth", _NOISE, IncompatibleWeightsError, "not a PyTorch checkpoint"),
+    ("text.pth", b"hello\n", IncompatibleWeightsError, "not a PyTorch checkpoint"),
+    ("empty.pt", b"", IncompatibleWeightsError, "not a PyTorch checkpoint"),
+    ("truncated.pth", _torch_zip({"w": torch.ones(64)})[:300], IncompatibleWeightsError, "truncated?"),
+    ("other.pth", _zip({"archive/readme": b"x"}), IncompatibleWeightsError, "without data.pkl"),
+    ("not-pickle.pth", _zip({"archive/data.pkl": b"garbage"}), IncompatibleWeightsError, "not a pickle"),
+    (
+        "no-version.pth",
+        _zip({"archive/data.pkl": b"\x80\x02}q\x00."}),
+        IncompatibleWeightsError,
+        "without a version record",
+    ),
+    ("damaged.pth", _LEGACY_MAGIC + _NOISE, IncompatibleWeightsError, "not a readable PyTorch checkpoint"),
+    ("tensor.pth", _torch_zip(torch.ones(3)), IncompatibleWeightsError, "expected a state dict"),
+]
+
+
+# Refused by load_state_dict_file but not by the cheap check, which reads structure only (no unpickling).
+_LOAD_ONLY = {"damaged.pth", "tensor.pth"}
+
+
+@pytest.mark.parametrize(("name", "contents", "error", "fragment"), GARBAGE, ids=[row[0] for row in GARBAGE])
+def test_a_file_that_is_not_weights_is_refused(tmp_path, name, contents, error, fragment):
+    path = tmp_path / name
+    path.write_bytes(contents)
+    with pytest.raises(error) as excinfo:
+        W.load_state_dict_file(path)
+    msg = str(excinfo.value)
+    assert isinstance(excinfo.value, Attr2GenderError)
+    assert fragment in msg and str(path) in msg and "\n" not in msg, msg
+    if name not in _LOAD_ONLY:
+        # Refused before training: the config's check_weights() calls locate_weights.
+        with pytest.raises(error, match="weights="):
+            W.check_weights_file(path)
+        with pytest.raises(error, match="weights="):
+            W.locate_weights("resnet18", str(path))
+        with pytest.raises(error, match="weights="):
+            RunConfig(weights=str(path)).check_weights()
+
+
+def test_etc_passwd_is_refused():
+    if not Path("/etc/passwd").is_file():
+        pytest.skip("no /etc/passwd here")
+    with pytest.raises(IncompatibleWeightsError, match=r"weights=/etc/passwd: not a weights file"):
+        W.locate_weights("resnet18", "/etc/passwd")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".pt"])
+def test_real_weights_files_pass_the_cheap_check(tmp_path, suffix):
+    state = {"layer.weight": torch.arange(6.0).reshape(2, 3), "layer.bias": torch.zeros(2)}
+    path = tmp_path / f"model{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    W.check_weights_file(path)
+    assert W.locate_weights("resnet18", str(path)) == path
+    assert set(W.load_state_dict_file(path)) == set(state)
+    legacy = tmp_path / "legacy.pth"  # torch.save's pre-1.6 format, as the efficientnet-lite0 package ships
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    W.check_weights_file(legacy)
+    assert set(W.load_state_dict_file(legacy)) == set(state)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_a_pickle_with_code_is_still_refused_as_unsafe(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(1), "payload": _Evil()}, path)
+    W.check_weights_file(path)  # structurally a checkpoint; refused when read
+    with pytest.raises(UnsafeWeightsFileError, match="weights_only=True") as excinfo:
+        W.load_state_dict_file(path)
+    assert "Unsupported global" in str(excinfo.value) and "\n" not in str(excinfo.value)
 
 
 # ------------------------------------------------------------------------------ weights="imagenet"

@@ -35,6 +35,17 @@ def _data_summary(args) -> int:
 def _data_synth(args) -> int:
     from .data.synth import make_synthetic_celeba
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder for the synthetic CelebA (created)")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        probe = args.out / f".attr2gender-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"--out {args.out}: cannot write there ({exc.strerror}); choose another folder"
+        ) from None
     start = time.perf_counter()
     out = make_synthetic_celeba(
         args.out, n=args.n, seed=args.seed, image_size=args.size, progress=not args.quiet
@@ -69,17 +80,30 @@ def _train(args) -> int:
     return 0
 
 
-def _check_output_path(out: Path) -> None:
-    """Before any work: the folder of ``--out`` exists and is writable."""
-    import os
-
+def _check_output_path(out: Path, flag: str = "--out") -> None:
+    """Before any work: ``out`` can be written. Its folder exists and is writable, and the file itself can
+    be created (a name too long, or a place like /proc, is found now, not after minutes of predicting)."""
     folder = out.expanduser().resolve().parent
     if not folder.is_dir():
-        raise UsageError(f"--out {out}: the folder {folder} does not exist; create it first")
+        raise UsageError(f"{flag} {out}: the folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK):
-        raise UsageError(f"--out {out}: the folder {folder} is not writable; choose another path")
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file path such as {out / 'predictions.csv'}")
+        raise UsageError(f"{flag} {out}: the folder {folder} is not writable; choose another path")
+    try:
+        if out.is_dir():
+            raise UsageError(f"{flag} {out} is a folder; give a file path such as {out / 'predictions.csv'}")
+        if out.exists():
+            if not os.access(out, os.W_OK):
+                raise UsageError(f"{flag} {out} exists and is not writable; choose another path")
+            return
+        os.close(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError as exc:  # a name too long, a place like /proc
+        raise UsageError(f"{flag} {out}: cannot create it ({exc.strerror}); choose another path") from None
+    os.unlink(out)
+
+
+def _shown(name) -> str:
+    """A file name as a terminal can print it: bytes that are not UTF-8 as \\xNN escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace") if isinstance(name, str) else f"#{name}"
 
 
 def _check_device(device: str) -> None:
@@ -118,6 +142,20 @@ def _predict(args) -> int:
             f"--explain needs a two-stage bundle; {args.bundle} holds a {pipeline.kind} pipeline"
         )
     images = [os.fspath(p) for p in args.images]
+    from .pipeline.inputs import expand_images
+
+    with warnings.catch_warnings(record=True) as caught:  # "not images and were skipped", once, below
+        warnings.simplefilter("always")
+        found = expand_images(images)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if not found:
+        print(
+            f"error: no images found in {', '.join(map(_shown, images))}; give image files or folders of them",
+            file=sys.stderr,
+        )
+        return 3
+    images = [source for _, source in found]  # expanded once: the folders' skipped files are said once
     progress = False if args.quiet else None
     if args.explain:
         explanation = pipeline.explain(images, progress=progress, **alignment)
@@ -125,7 +163,8 @@ def _predict(args) -> int:
         for i, name in enumerate(frame["image"]):
             if not frame["error"].iloc[i]:
                 top = explanation.top(i, 3)
-                print(f"{name}: " + ", ".join(f"{k} {v:+.2f}" for k, v in top.items()), file=sys.stderr)
+                pushes = ", ".join(f"{k} {v:+.2f}" for k, v in top.items())
+                print(f"{_shown(name)}: {pushes}", file=sys.stderr)
     else:
         frame = pipeline.predict(images, progress=progress, **alignment)
     failed = int(frame["male_probability"].isna().sum())  # a whole-image fallback has a note, not a failure
@@ -188,7 +227,7 @@ def _adapt(args) -> int:
 
 
 def _align(args) -> int:
-    from .data.faces import FaceTemplate, align_folder
+    from .data.faces import FaceTemplate, align_folder, check_output_folder
 
     if not args.in_dir.is_dir():
         raise UsageError(f"IN_DIR {args.in_dir} is not a folder; give the folder of photos to align")
@@ -200,15 +239,26 @@ def _align(args) -> int:
         template = bundle_face_template(args.bundle)
     else:
         template = FaceTemplate.celeba()
-    table = align_folder(
-        args.in_dir,
-        args.out_dir,
-        template,
-        faces=args.faces,
-        fallback=args.fallback,
-        min_eye_distance=args.min_eye_distance,
-        progress=not args.quiet,
-    )
+    check_output_folder(args.out_dir, "OUT_DIR")  # a file, /proc, unwritable: one error line, no image read
+    with warnings.catch_warnings(record=True) as caught:  # one line each, not Python's two-line format
+        warnings.simplefilter("always")
+        table = align_folder(
+            args.in_dir,
+            args.out_dir,
+            template,
+            faces=args.faces,
+            fallback=args.fallback,
+            min_eye_distance=args.min_eye_distance,
+            progress=not args.quiet,
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if table.empty:
+        print(
+            f"error: IN_DIR {args.in_dir} holds no image files (.jpg, .png, ...); give the folder of photos",
+            file=sys.stderr,
+        )
+        return 3
     written = int((table["file"] != "").sum())
     failed = int((table["file"] == "").sum())
     where = f"{args.bundle}'s" if args.bundle is not None else "CelebA's published"
@@ -217,7 +267,12 @@ def _align(args) -> int:
         f"{args.out_dir}; {failed} image(s) failed (see faces.csv); contact sheet: "
         f"{args.out_dir / 'contact_sheet.png'}"
     )
-    return 0 if written or table.empty else 3
+    if not written:
+        print(
+            f"error: no face could be aligned in the {len(table):,} image(s) (see faces.csv)", file=sys.stderr
+        )
+        return 3
+    return 0
 
 
 def _presets(args) -> int:
@@ -631,6 +686,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+MIN_SIDE, MAX_SIDE = 16, 1024  # synthetic faces: below 16 px nothing is drawn; above 1024, gigabytes
+
+
+def _image_side(text: str) -> int:
+    value = _positive_int(text)
+    if not MIN_SIDE <= value <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_SIDE} to {MAX_SIDE} px, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attr2gender", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -644,9 +709,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data_summary)
     p = dsub.add_parser("synth", help="write a synthetic CelebA in the standard layout")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
+    p.add_argument("--n", type=_positive_int, default=2000, help="number of images (default 2000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=128, help="image side in px (default 128)")
+    p.add_argument(
+        "--size",
+        type=_image_side,
+        default=128,
+        help=f"image side in px, {MIN_SIDE} to {MAX_SIDE} (default 128)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_data_synth)
     p = dsub.add_parser("export-target", help="write the source study's output_list_attrib table (id, Male)")

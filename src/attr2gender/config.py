@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,19 @@ from .errors import ConfigError
 # so each list lives once, and importing the config stays cheap (no torch, for a fast --help).
 OPTIMIZERS = ("adam", "adamw", "lbfgs")  # lbfgs: full-batch, for heads on a face backbone's features
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
+# Lightning's strategy names that make sense for one image model (Lightning's registry holds more variants).
+STRATEGIES = (
+    "auto",
+    "ddp",
+    "ddp_spawn",
+    "ddp_find_unused_parameters_true",
+    "fsdp",
+    "deepspeed",
+    "single_device",
+)
+MAX_IMAGE_SIZE = 1024  # crop side; a bundle's resize (crop x 256/224) must stay within its 4,096 px bound
+MAX_NUM_WORKERS = 64  # decode processes; more only exhausts memory and process slots
+MAX_PRESET_BYTES = 1 << 20  # a preset is a few dozen lines
 TRAINING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # Lightning's names
 MODES = ("staged", "joint")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
@@ -168,6 +182,11 @@ class RunConfig:
                 )
         _choice("split", self.split, SPLIT_STRATEGIES)
         _choice("accelerator", self.accelerator, ACCELERATORS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        if self.tracking == "mlflow" and not self.experiment.strip():
+            raise ConfigError(
+                "experiment is empty; name the MLflow experiment (default attr2gender) or set tracking=none"
+            )
         _choice("precision", self.precision, TRAINING_PRECISIONS)
         _choice("memory_format", self.memory_format, MEMORY_FORMATS)
         if isinstance(self.balance, bool):  # the source study's `balance: true` keeps working
@@ -239,8 +258,14 @@ class RunConfig:
         for name in ("batch_size", "epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.image_size < 16:
-            raise ConfigError(f"image_size must be at least 16, got {self.image_size}")
+        if not 16 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(
+                f"image_size must be from 16 to {MAX_IMAGE_SIZE} px, got {self.image_size} (the study used 224)"
+            )
+        if self.num_workers > MAX_NUM_WORKERS:
+            raise ConfigError(
+                f"num_workers must be from 0 to {MAX_NUM_WORKERS}, got {self.num_workers} (about one per CPU core)"
+            )
         for name in (
             "weight_decay",
             "dropout",
@@ -272,14 +297,40 @@ class RunConfig:
         return self
 
     def check_weights(self) -> RunConfig:
-        """Raise ``WeightsNotFoundError`` (naming the file and where to put it) unless the weights are here.
+        """Raise ``WeightsNotFoundError`` (naming the file and where to put it) unless the weights are here,
+        and a library error unless this machine can run the config: a weights file that is not one, an
+        ``output_dir`` that cannot be written, ``accelerator=cuda`` with no GPU visible.
 
-        Separate from :meth:`validate` so presets can be read on a machine without the files; the
-        training entry points call it before any work starts."""
+        Separate from :meth:`validate` so presets can be read on another machine; the training entry points
+        call it before any image is read."""
         from .models import check_backbone_name, locate_weights
 
         locate_weights(check_backbone_name(self.backbone), self.weights)
+        self.check_output_dir()
+        if self.accelerator in ("cuda", "gpu"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(
+                    f"accelerator={self.accelerator} but no CUDA device is visible here; use accelerator=auto or cpu"
+                )
         return self
+
+    def check_output_dir(self) -> Path:
+        """``output_dir``, created, after proving a file can be written in it."""
+        out = Path(self.output_dir).expanduser()
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"output_dir={self.output_dir} is a file; give a folder for the runs")
+        probe = out / f".attr2gender-write-test-{os.getpid()}"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"output_dir={self.output_dir}: cannot write there ({exc.strerror}); choose a writable folder"
+            ) from None
+        return out
 
 
 def _choice(name: str, value, choices, extra: str = "") -> None:
@@ -303,7 +354,7 @@ def _coerce(key: str, value: Any) -> Any:
         else FIELDS[key].default_factory()
     )
     from_text = isinstance(value, str)
-    parsed = (yaml.safe_load(value) if value != "" else "") if from_text else value
+    parsed = (plain_yaml(value, f"{key}=") if value != "" else "") if from_text else value
     shown = repr(value)
 
     def number(v) -> bool:
@@ -354,6 +405,38 @@ def _coerce(key: str, value: Any) -> Any:
     return parsed
 
 
+class _PlainLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without anchors and aliases: presets never need them, and 354 bytes of nested
+    aliases (a "billion laughs") expand to billions of values in whatever walks the result."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (*name) are not allowed in presets", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def plain_yaml(text: str, where: str):
+    """``text`` parsed as plain YAML (mappings, lists, numbers, strings), or a ``ConfigError`` naming
+    ``where``: tags, aliases, and documents nested deeper than Python can walk are refused."""
+    try:
+        return yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:  # includes !!python/... tags, which a SafeLoader never constructs
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"{where}{at} is not plain YAML: {problem}. Presets hold keys and plain values (numbers, "
+            "strings, lists), no tags or aliases"
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{where} is nested too deep to be a preset; presets are flat keys and lists"
+        ) from None
+
+
 def check_keys(keys, where: str) -> None:
     unknown = [k for k in keys if k not in FIELDS]
     if unknown:
@@ -401,6 +484,10 @@ def preset_text(name_or_path: str | Path) -> tuple[str, str]:
 
     path = Path(name_or_path)
     if path.is_file():
+        if path.stat().st_size > MAX_PRESET_BYTES:
+            raise ConfigError(
+                f"{path} is {path.stat().st_size:,} bytes; a preset is a short YAML file of keys"
+            )
         return str(path), _read_text(path)
     name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
     if str(path) in (name, f"{name}.yaml") and name in list_presets():
@@ -427,16 +514,7 @@ def load_preset(preset: str | Path | None, overrides: list[str] | None = None) -
     if preset is not None:
         where, text = preset_text(preset)
         path = where
-        try:
-            loaded = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:  # includes !!python/... tags, which safe_load never constructs
-            mark = getattr(exc, "problem_mark", None)
-            at = f" (line {mark.line + 1})" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(
-                f"{path}{at} is not a plain YAML preset: {problem}. Presets hold keys and plain "
-                "values (numbers, strings, lists), no tags"
-            ) from None
+        loaded = plain_yaml(text, path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of config keys")
         runs = loaded.pop("runs", None) or []

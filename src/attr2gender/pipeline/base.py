@@ -19,17 +19,29 @@ import torch
 from ..data.faces import MIN_EYE_DISTANCE, FaceAlignment, FaceDetector, FaceTemplate, save_template
 from ..data.images import ImageLoadError
 from ..data.transforms import EvalPreprocessing, preprocessing_spec
-from ..errors import FaceNotUsableError
+from ..errors import ConfigError, FaceNotUsableError
 from ..models.inference import RUNTIME_PRECISIONS, ProbabilityModel, TorchRuntime, resolve_device, save_model
 from ..models.registry import backbone_provenance
 from .adapt import AdaptRecord
 from .adapt import adapt as adapt_head
 from .bundle import TEMPLATE_FILE, write_manifest
+from .calibration import TEMPERATURE_BOUNDS
 from .inputs import FaceInfo, expand_images, stream_batches
 from .runtime import ONNX_FILE, OnnxRuntime, export_onnx, onnx_export_available, resolve_runtime
 
 LABELS = ("Female", "Male")
+MAX_BATCH_SIZE = 65_536  # the ONNX export's batch axis ends there
+MAX_WORKERS = 64
 PROGRESS_MIN_IMAGES = 512  # show a progress bar on calls at least this long (or with progress=True)
+
+
+def checked_count(name: str, value, low: int) -> int:
+    """``value`` as a count from ``low`` to its maximum, or a ``ValueError`` naming ``name`` and the range:
+    ``batch_size=-1`` once returned no rows and no error, and ``batch_size="8"`` a raw TypeError."""
+    high = MAX_BATCH_SIZE if name == "batch_size" else MAX_WORKERS
+    if not (isinstance(value, int | np.integer) and not isinstance(value, bool) and low <= value <= high):
+        raise ConfigError(f"{name} must be an integer from {low} to {high:,}, got {value!r}")
+    return int(value)
 
 
 @dataclass
@@ -88,8 +100,8 @@ class GenderPredictor:
             preprocessing_spec(preprocessing) if isinstance(preprocessing, int) else dict(preprocessing)
         )
         self.threshold = float(threshold)
-        self.batch_size = int(batch_size)  # images per forward pass
-        self.num_workers = int(num_workers)  # decode processes for folders / path lists
+        self.batch_size = checked_count("batch_size", batch_size, 1)  # images per forward pass
+        self.num_workers = checked_count("num_workers", num_workers, 0)  # decode threads/processes
         self.metrics: dict[str, float] = dict(metrics or {})  # test metrics of the run that trained it
         self.config: dict = dict(config or {})  # that run's resolved config
         self.report = report  # the training run's FitReport (in memory only; None for a loaded bundle)
@@ -136,10 +148,12 @@ class GenderPredictor:
 
     @staticmethod
     def _checked_temperature(value) -> float:
-        value = float(value)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"temperature must be a finite number above 0, got {value}")
-        return value
+        """Within the range :func:`~attr2gender.pipeline.calibration.fit_temperature` can produce: a
+        temperature of 1e-300 would turn every probability into 0 or 1."""
+        low, high = TEMPERATURE_BOUNDS
+        if not (isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high):
+            raise ConfigError(f"temperature must be a number from {low} to {high} (1 = off), got {value!r}")
+        return float(value)
 
     def calibrated(self, male_probability: np.ndarray) -> np.ndarray:
         """P(Male) after this pipeline's temperature (unchanged when it is 1)."""
@@ -241,6 +255,7 @@ class GenderPredictor:
         batch_size: int | None,
         batch_fn=None,
         alignment: FaceAlignment | None = None,
+        max_pixels: int | None = None,
     ) -> PredictionRows:
         """Stream ``images`` through ``batch_fn`` (default ``_predict_batch``), aligned by ``alignment``
         (default: this pipeline's). One row per input image, or per face with ``faces="all"``, in input
@@ -255,7 +270,7 @@ class GenderPredictor:
         names = [name for name, _ in items]
         sources = [source for _, source in items]
         n = len(items)
-        batch_size = batch_size or self.batch_size
+        batch_size = self.batch_size if batch_size is None else checked_count("batch_size", batch_size, 1)
         order: list[tuple[int, int]] = []  # per row: (input position, face index), the sort key of the rows
         faces: list = []  # per row: its FaceInfo (None: no alignment, or no image)
         row_errors: list[str] = []
@@ -265,7 +280,10 @@ class GenderPredictor:
         from ..progress import progress as progress_bar
 
         with progress_bar(total=n, desc=f"{self.kind} predict", unit="img", disable=not show) as bar:
-            for batch in stream_batches(sources, self._transform, batch_size, self.num_workers, alignment):
+            batches = stream_batches(
+                sources, self._transform, batch_size, self.num_workers, alignment, max_pixels=max_pixels
+            )
+            for batch in batches:
                 for position, message, face in batch.errors:
                     if errors == "raise":
                         reason = message.split(": ", 1)[-1]
@@ -314,6 +332,7 @@ class GenderPredictor:
         faces: str = "center",
         fallback: str = "error",
         min_eye_distance: float = MIN_EYE_DISTANCE,
+        max_pixels: int | None = None,
     ) -> pd.DataFrame:
         """One row per input image, in input order: ``image``, ``male_probability``, ``label``, ``error``
         (and, for the two-stage pipeline, the 39 attribute probabilities). An unreadable image gets an
@@ -324,14 +343,18 @@ class GenderPredictor:
         model reads it. The rows then also say where: ``face_box`` (x0, y0, x1, y1 in the input image) and
         ``n_faces``. ``faces="all"``: one row per face (``face_index`` 0 is the one nearest the centre), all
         keyed by the input's ``image``. No face is an error row (``fallback="whole_image"``: predicted on the
-        whole image, noted in ``error``); so is a face with eyes closer than ``min_eye_distance`` px.
-        ``align="none"``: the images are crops like the training images already, read as they are."""
+        whole image, noted in ``error``); so is a face with eyes closer than ``min_eye_distance`` px (a turned
+        face, eyes under 0.3 x its box width, is judged by its box: at least ``min_eye_distance / 0.45`` px).
+        ``align="none"``: the images are crops like the training images already, read as they are.
+        ``max_pixels``: an image larger than this (default 50 Mpx, :data:`attr2gender.data.images.MAX_PIXELS`)
+        is an error row, found from its header before it is decoded."""
         rows = self._run(
             images,
             errors,
             progress,
             batch_size,
             alignment=self.alignment(align, faces, fallback, min_eye_distance),
+            max_pixels=max_pixels,
         )
         return self._frame(rows)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import BundleError
 from .adapt import AdaptRecord
+from .calibration import TEMPERATURE_BOUNDS
 from .concept_quality import ConceptRecord
 
 BUNDLE_FORMAT = 2  # 2: the manifest hashes itself and the file list is fixed per kind; load refuses others
@@ -45,6 +46,7 @@ DATA_KINDS = ("celeba", "custom", "synthetic", "unknown")
 TEMPLATE_FILE = "template.json"  # the face template predict(align="auto") warps photos onto
 OPTIONAL_FILES = ("model.onnx", TEMPLATE_FILE)  # a bundle without a template is from before templates
 LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two: required
+MAX_MANIFEST_BYTES = 8 << 20  # a real one is a few kB; its config and metrics are small
 MAX_SIDE = 4096  # preprocessing resize/crop: beyond this a bundle would cost gigabytes per image
 TOP_LEVEL = {
     "adapted",  # adapt(): how many photos the head was refitted on, a hash of the list, held-out accuracy
@@ -142,10 +144,19 @@ def read_manifest(directory: str | Path) -> dict:
     path = directory / MANIFEST
     if not path.is_file():
         raise BundleError(f"{path} not found: {directory} is not a bundle saved by attr2gender's save()")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(
+            f"{path} is {path.stat().st_size:,} bytes, over the {MAX_MANIFEST_BYTES:,} a manifest can be; "
+            "the bundle is damaged, save it again"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON ({exc}); the bundle is damaged, save it again") from None
+    except RecursionError:  # a document nested thousands deep: no manifest save() writes
+        raise BundleError(
+            f"{path} is nested too deep to be a manifest; the bundle is damaged, save it again"
+        ) from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{path} must hold a JSON object; the bundle is damaged, save it again")
     if manifest.get("format") != BUNDLE_FORMAT:
@@ -187,9 +198,10 @@ def _check_values(m: dict, path: Path) -> None:
         raise _fail(path, "threshold", f"{threshold!r} must be a number strictly between 0 and 1")
     if m.get("data_kind", "unknown") not in DATA_KINDS:
         raise _fail(path, "data_kind", f"{m.get('data_kind')!r} is not one of {DATA_KINDS}")
-    temperature = m.get("temperature", 1.0)
-    if not (_number(temperature) and 0 < temperature <= 1000):
-        raise _fail(path, "temperature", f"{temperature!r} must be a number above 0")
+    # Bounded to what the fit can produce, even when the hash matches (a forger can rehash).
+    temperature, (low, high) = m.get("temperature", 1.0), TEMPERATURE_BOUNDS
+    if not (_number(temperature) and low <= temperature <= high):
+        raise _fail(path, "temperature", f"{temperature!r} must be a number from {low} to {high}")
     pre = m.get("preprocessing")
     if not isinstance(pre, dict):
         raise _fail(path, "preprocessing", "must be an object")

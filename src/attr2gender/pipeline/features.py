@@ -42,7 +42,7 @@ from ..models.registry import BackboneSpec, face_backbone, model_preprocessing
 from ..progress import progress as progress_bar
 from ..training import TrainResult, train
 from ..training.datamodule import CelebADataModule
-from ..training.engine import build_model, run_directory
+from ..training.engine import build_model, claim_run_folder, run_directory
 from ..training.export import save_image_model
 from .cache import StageOneCache
 from .inputs import stream_batches
@@ -271,15 +271,20 @@ def train_on_features(config: RunConfig, loggers: list | None = None) -> TrainRe
     config.precision, config.memory_format = "32-true", "channels_last"
     run_dir, run_name = run_directory(config)
     config.run_name = run_name
-    if run_dir.exists():
-        raise ConfigError(f"run folder {run_dir} exists already; pass another run_name (or leave it empty)")
+    with claim_run_folder(run_dir):
+        return _train_heads_in(config, spec, run_dir, loggers)
+
+
+def _train_heads_in(
+    config: RunConfig, spec: BackboneSpec, run_dir: Path, loggers: list | None
+) -> TrainResult:
+    """The body of :func:`train_on_features`, inside its claimed run folder."""
     torch.manual_seed(config.seed)
     dm = CelebADataModule(config)
     dm.prepare()
     celeba, splits = dm.celeba, dm.splits
     model = build_model(config, 1.0 if config.lr == "auto" else float(config.lr))
     inputs = route_inputs(config)
-    run_dir.mkdir(parents=True)
     save_config(config, run_dir / "config.yaml")
     if config.progress:
         print(

@@ -2,7 +2,12 @@
 (aligned to the template first, with ``align="auto"``: one image gives one row, or one per face).
 
 Accepted: a path, a folder (its image files, sorted), a list of paths, PIL images, HxWx3 uint8 arrays,
-CHW tensors, NxHxWx3 arrays and NCHW tensors (one row per image), or any mix in a list.
+CHW tensors, NxHxWx3 arrays and NCHW tensors (one row per image), encoded bytes and
+:class:`~attr2gender.data.images.EncodedImage`, or any mix in a list.
+
+Only one batch is decoded at a time: each source is read when its batch is, reduced to a small uint8 crop,
+and the decoded image is freed; sources that are not decoded yet (paths, encoded bytes) cost only their
+bytes. An image over the pixel cap (``max_pixels``) is refused from its header, before it is decoded.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.faces import FaceAlignment
-from ..data.images import ImageLoadError, clean_message, describe, folder_images, load_image
+from ..data.images import ImageLoadError, clean_message, describe, folder_images, load_image, pixel_cap
 from ..data.transforms import EvalPreprocessing
 from ..errors import FaceNotUsableError
 
@@ -65,20 +70,27 @@ class FaceInfo:
 
 class _SourceDataset(Dataset):
     """Decodes one source, aligns its face(s) when asked, and resizes/crops each to uint8; a failure becomes
-    an error string, never an exception."""
+    an error string, never an exception. ``max_pixels``: the cap per image, fixed when the dataset is made
+    (default: the one in force then, see :func:`~attr2gender.data.images.pixel_limit`), so worker threads
+    and processes apply the caller's."""
 
     def __init__(
-        self, sources: list, preprocessing: EvalPreprocessing, alignment: FaceAlignment | None = None
+        self,
+        sources: list,
+        preprocessing: EvalPreprocessing,
+        alignment: FaceAlignment | None = None,
+        max_pixels: int | None = None,
     ):
         self.sources, self.preprocessing = sources, preprocessing
         self.alignment = alignment if alignment is not None and alignment.enabled else None
+        self.max_pixels = pixel_cap(max_pixels)
 
     def __len__(self):
         return len(self.sources)
 
     def __getitem__(self, i):
         try:
-            image = load_image(self.sources[i])
+            image = load_image(self.sources[i], max_pixels=self.max_pixels)
             if self.alignment is None:
                 return i, [(self.preprocessing.image(image), None)], []
             crops, failed = [], []
@@ -154,14 +166,17 @@ def stream_batches(
     batch_size: int,
     num_workers: int,
     alignment: FaceAlignment | None = None,
+    max_pixels: int | None = None,
 ) -> Iterator[Batch]:
     """Decode (and align) in worker processes with prefetch when every source is a file path, so memory
-    stays flat however many images there are; in-memory images are handled in this process. Workers send
-    uint8 crops; the batch is normalised here in one vectorised step. With ``faces="all"`` a batch holds
-    every face of ``batch_size`` images."""
+    stays flat however many images there are; in-memory images are handled in this process, one at a time
+    (each freed once cropped). Workers send uint8 crops; the batch is normalised here in one vectorised
+    step. With ``faces="all"`` a batch holds every face of ``batch_size`` images. ``max_pixels``: the cap
+    per image (default: :func:`~attr2gender.data.images.pixel_cap`); a bigger one is an error row, refused
+    before decoding."""
     all_paths = all(isinstance(s, Path) for s in sources)
     workers = num_workers if all_paths and len(sources) > batch_size else 0
-    dataset = _SourceDataset(sources, preprocessing, alignment)
+    dataset = _SourceDataset(sources, preprocessing, alignment, max_pixels)
     if workers and dataset.alignment is not None:
         loader = _aligned_batches(dataset, batch_size, workers)
     elif workers:

@@ -6,12 +6,13 @@ import warnings
 from pathlib import Path
 
 from ..data.faces import FaceTemplate, load_template
+from ..errors import RuntimeUnavailableError
 from ..models import load_model
 from ..tabular import load_stage_two
 from .bundle import TEMPLATE_FILE, BundleError, read_manifest
 from .concept_quality import ConceptRecord
 from .direct import DirectGenderClassifier
-from .runtime import ONNX_FILE
+from .runtime import ONNX_FILE, check_onnx_file
 from .two_stage import Attr2GenderPipeline
 
 
@@ -80,6 +81,21 @@ def load_pipeline(
     else:
         pipeline = DirectGenderClassifier(model, manifest["preprocessing"], **kw)
     pipeline._restore_common(manifest)
+    if onnx_path is not None:
+        check_onnx_file(onnx_path)
+        if (
+            pipeline.runtime != "torch"
+        ):  # built now, so a file ONNX Runtime refuses fails here, not at predict
+            try:
+                _ = pipeline.forward_runtime
+            except RuntimeUnavailableError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own Fail/InvalidGraph types
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BundleError(
+                    f"{onnx_path}: ONNX Runtime cannot load it ({first}); save the bundle again, or load it "
+                    "with runtime='torch'"
+                ) from None
     if pipeline.data_kind == "synthetic":
         warnings.warn(synthetic_warning(directory), stacklevel=2)
     return pipeline

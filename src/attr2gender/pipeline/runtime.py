@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import RuntimeUnavailableError
+from ..errors import BundleError, RuntimeUnavailableError
 from ..models.inference import resolve_device
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -70,6 +70,40 @@ class OnnxRuntime:
 
     def describe(self) -> str:
         return f"onnxruntime (cpu, fp32, {self.session.get_session_options().intra_op_num_threads} threads)"
+
+
+def check_onnx_file(path: Path) -> None:
+    """Raise :class:`BundleError` when a bundle's ``model.onnx`` refers to external data. save() writes one
+    self-contained file; a reference (``location``) could point anywhere on the disk, and ONNX Runtime
+    refuses it only at the first predict, as a raw ``Fail``. Needs ``onnx`` to read the graph; without it,
+    load_pipeline builds the ONNX Runtime session at load instead, which fails on the same file."""
+    if importlib.util.find_spec("onnx") is None:
+        return
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    def tensors(graph):  # initializers and constant attributes, subgraphs included
+        yield from graph.initializer
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
+                for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                    yield from tensors(sub)
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
+        raise BundleError(
+            f"{path} is not a readable ONNX model ({type(exc).__name__}); save it again"
+        ) from None
+    outside = [t.name for t in tensors(model.graph) if uses_external_data(t)]
+    if outside:
+        raise BundleError(
+            f"{path} refers to external data for {len(outside)} tensor(s) ({', '.join(outside[:3])}); a bundle's "
+            "model.onnx is one self-contained file: save the pipeline again"
+        )
 
 
 def export_onnx(module: nn.Module, path: str | os.PathLike, image_size: int) -> Path:

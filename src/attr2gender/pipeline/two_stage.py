@@ -9,6 +9,7 @@ attributes (logistic: coefficient x value; LightGBM: SHAP-style ``pred_contrib``
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 import torch
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
+from ..data.faces import MIN_EYE_DISTANCE
 from ..tabular import StageTwoClassifier, save_stage_two
 from .base import GenderPredictor
 from .cache import StageOneCache
@@ -66,9 +68,10 @@ class Explanation:
         pushes = contrib.drop("bias")
         # Stable sort: ties (e.g. attributes a concept edit zeroed) keep CelebA's order, run after run.
         pushes = pushes.reindex(pushes.abs().sort_values(ascending=False, kind="stable").index)[:k]
-        if bias:
-            pushes = pd.concat([pd.Series({BIAS_LABEL: float(contrib["bias"])}), pushes])
-        return pushes.rename(contrib.name)
+        # Built from a dict, not pd.concat: concat turns the series' names into an index, and a file name
+        # that is not UTF-8 cannot become an Arrow string.
+        values = ({BIAS_LABEL: float(contrib["bias"])} if bias else {}) | pushes.to_dict()
+        return pd.Series(values, dtype=float, name=contrib.name)
 
     def __repr__(self) -> str:
         """One line per image: name, label, P(Male), bias and the three strongest pushes (or its error)."""
@@ -97,7 +100,12 @@ def _short_name(predictions: pd.DataFrame, i: int) -> str:
     """A row's image as the repr shows it: a path's file name (the full path is in ``predictions``), an
     in-memory image's position, and the face when ``faces="all"`` gave several rows per image."""
     image = predictions["image"].iloc[i]
-    name = Path(image).name if isinstance(image, str) else f"#{image}"
+    # A file name that is not UTF-8 keeps its bytes as surrogates, which no terminal can print: escape them.
+    name = (
+        os.fsencode(Path(image).name).decode("utf-8", "backslashreplace")
+        if isinstance(image, str)
+        else f"#{image}"
+    )
     if "face_index" in predictions and not pd.isna(predictions["face_index"].iloc[i]):
         name += f" face {int(predictions['face_index'].iloc[i])}"
     return name
@@ -168,26 +176,45 @@ class Attr2GenderPipeline(GenderPredictor):
         attributes = self._forward(x)
         return {"male_probability": self.stage_two_probability(attributes), "attributes": attributes}
 
-    def predict(self, images, *args, intervene=None, **kwargs) -> pd.DataFrame:
+    def predict(
+        self,
+        images,
+        errors: str = "coerce",
+        progress: bool | None = None,
+        batch_size: int | None = None,
+        align: str | None = None,
+        faces: str = "center",
+        fallback: str = "error",
+        min_eye_distance: float = MIN_EYE_DISTANCE,
+        max_pixels: int | None = None,
+        intervene=None,
+    ) -> pd.DataFrame:
         """One row per input image, in input order: ``image``, ``male_probability``, ``label``, the 39 attribute
         probabilities and ``error``. Every argument of :meth:`attr2gender.pipeline.base.GenderPredictor.predict`
         (``errors``, ``progress``, ``batch_size``; the photo alignment ``align``, ``faces``, ``fallback``,
-        ``min_eye_distance``), and:
+        ``min_eye_distance``; the pixel cap ``max_pixels``), and:
 
         ``intervene``: a person corrects concepts and the decision follows. ``{"Eyeglasses": 1,
         "Wearing_Lipstick": 0}`` overrides those stage-one outputs (values in [0, 1]) for every image before
-        stage two; a DataFrame with one row per image does it per row (NaN keeps stage one's value). The
-        attribute columns then show the values stage two read, and ``male_probability_intervened`` /
-        ``label_intervened`` sit next to the original ``male_probability`` / ``label``."""
+        stage two; a DataFrame with one row per input image does it per image (NaN keeps stage one's value;
+        with ``faces="all"`` an image's row applies to each of its faces). It is checked before any image is
+        read. The attribute columns then show the values stage two read, and ``male_probability_intervened``
+        / ``label_intervened`` sit next to the original ``male_probability`` / ``label``."""
+        alignment = self.alignment(align, faces, fallback, min_eye_distance)
+        matrix = None
         if intervene is not None:
+            from .concepts import intervention_matrix
+
             self._warn_if_not_concepts("predict(intervene=...)")
-        frame = super().predict(images, *args, **kwargs)
-        if intervene is None:
+            matrix = intervention_matrix(intervene, len(expand_images(images)))  # before any image is read
+        rows = self._run(images, errors, progress, batch_size, alignment=alignment, max_pixels=max_pixels)
+        frame = self._frame(rows)
+        if matrix is None:
             return frame
-        from .concepts import apply_intervention, intervention_matrix
+        from .concepts import apply_intervention
 
         attributes = frame[list(STAGE_ONE_ATTRIBUTES)].to_numpy()
-        changed = apply_intervention(attributes, intervention_matrix(intervene, len(frame)))
+        changed = apply_intervention(attributes, matrix[np.asarray(rows.positions, dtype=int)])
         ok = ~np.isnan(attributes).any(axis=1)
         male = np.full(len(frame), np.nan)
         if ok.any():

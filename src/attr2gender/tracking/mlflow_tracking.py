@@ -155,12 +155,15 @@ def model_requirements() -> list[str]:
 
 def pyfunc_signature():
     """Column-based signature (Spark-UDF friendly): optional string columns in; out, the prediction, where
-    the face was and the error. Params (per request): ``align``, ``fallback``, ``min_eye_distance``."""
+    the face was and the error. Params (per request): ``align``, ``fallback``, ``min_eye_distance``, and the
+    caps ``max_pixels`` (per image) and ``max_request_pixels`` (all rows together)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, Schema
     from mlflow.types.schema import Array, ParamSchema, ParamSpec
 
     from ..data.faces import MIN_EYE_DISTANCE
+    from ..data.images import MAX_PIXELS
+    from .pyfunc_model import MAX_REQUEST_PIXELS
 
     inputs = Schema(
         [ColSpec("string", "image_base64", required=False), ColSpec("string", "path", required=False)]
@@ -179,6 +182,8 @@ def pyfunc_signature():
             ParamSpec("align", "string", "auto"),
             ParamSpec("fallback", "string", "error"),
             ParamSpec("min_eye_distance", "double", float(MIN_EYE_DISTANCE)),
+            ParamSpec("max_pixels", "long", MAX_PIXELS),
+            ParamSpec("max_request_pixels", "long", MAX_REQUEST_PIXELS),
         ]
     )
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)

@@ -17,7 +17,11 @@ decompression bomb, not base64) never fails or shifts the others: one input row 
 Missing values are ``None`` in the served frame (:func:`served_frame`), so the REST answer is strict JSON
 (``null``, never the bare ``NaN`` that ``JSON.parse`` rejects).
 Params, per request: ``align`` ("auto" or "none": the images are crops like the training images),
-``fallback`` ("error" or "whole_image") and ``min_eye_distance`` (px).
+``fallback`` ("error" or "whole_image"), ``min_eye_distance`` (px), ``max_pixels`` (the cap per image,
+default 50,000,000) and ``max_request_pixels`` (the cap on a request's images together, default
+300,000,000). Every row's header is read first (nothing decoded): an image over a cap is an error row
+naming the cap. Then the rows are decoded, aligned and scored one batch at a time, each decoded image freed
+once cropped, so a request's memory is about one decoded image, not all of them.
 
 Serving (REST)::
 
@@ -36,16 +40,25 @@ Spark (the signature is column based, so columns are matched by name)::
 import base64
 import binascii
 import math
+import os
 
 import mlflow
 import numpy as np
 import pandas as pd
 
 from attr2gender.data.faces import MIN_EYE_DISTANCE
+from attr2gender.data.images import MAX_PIXELS
 
 INPUT_COLUMNS = ("image_base64", "path")
 OUTPUT_COLUMNS = ("male_probability", "label", "face_box", "n_faces", "error")
-PARAMS = {"align": "auto", "fallback": "error", "min_eye_distance": MIN_EYE_DISTANCE}  # the defaults
+MAX_REQUEST_PIXELS = 300_000_000  # one request's images together: six photos at the cap per image
+PARAMS = {  # the defaults
+    "align": "auto",
+    "fallback": "error",
+    "min_eye_distance": MIN_EYE_DISTANCE,
+    "max_pixels": MAX_PIXELS,
+    "max_request_pixels": MAX_REQUEST_PIXELS,
+}
 BUNDLE_ARTIFACT = "bundle"  # key of the pipeline bundle in the model's artifacts
 
 
@@ -94,13 +107,18 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
     """Score ``model_input`` (DataFrame with ``image_base64`` and/or ``path``) with a loaded pipeline.
 
     One output row per input row, in the same order; a row that fails gets an ``error`` and no prediction,
-    and never shifts or fails the others. ``params``: ``align``, ``fallback``, ``min_eye_distance``."""
+    and never shifts or fails the others. ``params``: ``align``, ``fallback``, ``min_eye_distance``,
+    ``max_pixels`` (per image) and ``max_request_pixels`` (all rows together), checked on each row's header
+    before anything is decoded; the pipeline then decodes one batch of rows at a time."""
     unknown = sorted(set(params or {}) - set(PARAMS))
     if unknown:
         raise ValueError(f"unknown params {unknown}; accepted: {sorted(PARAMS)}")
     # Unset params: the pipeline's own default alignment (a loaded bundle's is "auto").
     settings = PARAMS | {"align": pipeline.align} | {k: v for k, v in (params or {}).items() if v is not None}
-    from attr2gender.data.images import ImageLoadError, load_image
+    from attr2gender.data.images import EncodedImage, checked_max_pixels, pixel_limit, probe
+
+    max_pixels = checked_max_pixels(settings["max_pixels"], "max_pixels")
+    max_request = checked_max_pixels(settings["max_request_pixels"], "max_request_pixels")
 
     if isinstance(model_input, dict):
         model_input = pd.DataFrame(model_input)
@@ -118,28 +136,39 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
     paths = model_input["path"].tolist() if "path" in model_input else [None] * n
     errors = [""] * n
     sources, rows = [], []
+    total = 0  # pixels of the rows accepted so far
     for i, (encoded, path) in enumerate(zip(b64, paths)):
         try:
             source = _row_source(i, encoded, path)
-            # Encoded bytes are decoded here, with the same size limits and colour conversion as files.
-            sources.append(load_image(source, name=f"row {i}") if isinstance(source, bytes) else source)
+            name = f"row {i}" if isinstance(source, bytes) else os.fsdecode(source)
+            # The header only: sizes, the cap per image, an icon's frames; nothing is decoded here.
+            w, h = probe(source, name, max_pixels)
+            if total + w * h > max_request:
+                errors[i] = (
+                    f"row {i}: {w}x{h} px would take the request over its cap of {max_request:,} pixels "
+                    "in all; send fewer or smaller images per request, or raise max_request_pixels"
+                )
+                continue
+            total += w * h
+            # Encoded bytes stay encoded: the pipeline decodes them one batch at a time.
+            sources.append(EncodedImage(source, name) if isinstance(source, bytes) else source)
             rows.append(i)
-        except ImageLoadError as exc:
-            errors[i] = str(exc)
-        except ValueError as exc:
-            errors[i] = f"row {i}: {exc}"
+        except ValueError as exc:  # ImageLoadError included
+            message = str(exc)
+            errors[i] = message if message.startswith(f"row {i}: ") else f"row {i}: {message}"
     probability = np.full(n, np.nan)
     boxes: list = [None] * n
     n_faces = pd.array([None] * n, dtype="Int64")
     if sources:
-        frame = pipeline.predict(
-            sources,
-            errors="coerce",
-            progress=False,
-            align=settings["align"],
-            fallback=settings["fallback"] if settings["align"] != "none" else "error",
-            min_eye_distance=float(settings["min_eye_distance"]),
-        )
+        with pixel_limit(max_pixels):
+            frame = pipeline.predict(
+                sources,
+                errors="coerce",
+                progress=False,
+                align=settings["align"],
+                fallback=settings["fallback"] if settings["align"] != "none" else "error",
+                min_eye_distance=float(settings["min_eye_distance"]),
+            )
         if len(frame) != len(sources):  # one source, one row: a mismatch would pair scores with wrong rows
             raise RuntimeError(
                 f"{len(sources)} images gave {len(frame)} predictions; refusing to misalign rows"
@@ -151,7 +180,7 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
             n_faces[rows] = frame["n_faces"].array
         for row, message in zip(rows, frame["error"].tolist()):
             if message:
-                errors[row] = f"row {row}: {message}" if not message.startswith(f"row {row}") else message
+                errors[row] = message if message.startswith(f"row {row}: ") else f"row {row}: {message}"
     labels = [None if np.isnan(p) else ("Male" if p >= pipeline.threshold else "Female") for p in probability]
     return pd.DataFrame(
         {

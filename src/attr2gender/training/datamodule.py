@@ -74,6 +74,13 @@ class CelebADataModule(L.LightningDataModule):
                 "a classifier needs both classes: use more images, other split_fractions or another "
                 "seed"
             )
+        val_male = self.celeba.male(self.splits.val)
+        if c.calibrate and len(np.unique(val_male)) < 2:  # found now, not after training
+            only = "Male" if val_male[0] else "Female"
+            raise ConfigError(
+                f"calibrate=true fits a temperature on the validation split, but it holds only {only} images "
+                f"({len(val_male):,}): use more images, other split_fractions or another seed, or calibrate=false"
+            )
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()

@@ -148,7 +148,7 @@ def resolve_engine(config: RunConfig) -> dict:
         accelerator = "gpu" if cuda else "cpu"
     if accelerator in ("cuda", "gpu"):
         if not cuda:
-            raise RuntimeError("accelerator=cuda but no CUDA device is visible; use accelerator=auto or cpu")
+            raise ConfigError("accelerator=cuda but no CUDA device is visible; use accelerator=auto or cpu")
         accelerator = "gpu"
     precision = config.precision
     if precision == "auto":
@@ -289,11 +289,76 @@ def train(
                 "same output_dir)"
             )
         check_checkpoint(last)
-    elif run_dir.exists() and not _distributed_rank():  # rank > 0 finds the folder rank 0 just made
+    with claim_run_folder(run_dir, config.resume):
+        return _fit(config, engine, run_dir, last, loggers, callbacks, datamodule, evaluate_test)
+
+
+RUN_LOCK = ".run.lock"
+
+
+@contextlib.contextmanager
+def claim_run_folder(run_dir: Path, resume: bool = False):
+    """Hold ``run_dir`` for one run. A new run creates the folder itself, atomically: a second run with the
+    same ``run_name``, started at the same moment, is refused (exit 2) instead of sharing it (mixed logs and
+    checkpoints, one bundle). Both also hold an exclusive lock on ``.run.lock`` inside it while they run, so
+    two ``resume=true`` runs of one folder cannot overlap either. A folder this call created is removed
+    again when the run fails before writing anything into it."""
+    rank = _distributed_rank()
+    if rank:  # DDP ranks > 0 use the folder rank 0 made and holds
+        yield run_dir
+        return
+    created = False
+    if not resume:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir()
+            created = True
+        except FileExistsError:
+            raise ConfigError(
+                f"run folder {run_dir} exists already; pass resume=true to continue that run, or another "
+                "run_name (leave it empty for a new unique one)"
+            ) from None
+    lock = os.open(run_dir / RUN_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        _lock_exclusively(lock, run_dir)
+        yield run_dir
+    except BaseException:
+        os.close(lock)
+        lock = -1
+        if created and {p.name for p in run_dir.iterdir()} <= {RUN_LOCK}:  # nothing of the run's own yet
+            (run_dir / RUN_LOCK).unlink(missing_ok=True)
+            run_dir.rmdir()
+        raise
+    finally:
+        if lock >= 0:
+            os.close(lock)  # closing the descriptor releases the lock
+
+
+def _lock_exclusively(descriptor: int, run_dir: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic folder creation above is the only guard
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         raise ConfigError(
-            f"run folder {run_dir} exists already; pass resume=true to continue that run, or another "
-            "run_name (leave it empty for a new unique one)"
-        )
+            f"run folder {run_dir} is in use by another run right now; wait for it to finish, or pass "
+            "another run_name"
+        ) from None
+
+
+def _fit(
+    config: RunConfig,
+    engine: dict,
+    run_dir: Path,
+    last: Path,
+    loggers: list | None,
+    callbacks: list | None,
+    datamodule: CelebADataModule | None,
+    evaluate_test: bool,
+) -> TrainResult:
+    """The body of :func:`train`, inside its claimed run folder."""
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     dm = datamodule or CelebADataModule(config)
@@ -365,7 +430,7 @@ def train(
     start = time.perf_counter()
     spawned = os.environ.get(RUN_NAME_ENV) is None  # processes Lightning starts for DDP inherit the run name
     if spawned:
-        os.environ[RUN_NAME_ENV] = run_name
+        os.environ[RUN_NAME_ENV] = config.run_name
     with warnings.catch_warnings(), _restore_env(RUN_NAME_ENV, spawned):
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
@@ -384,7 +449,9 @@ def train(
     if not trainer.is_global_zero:
         return result
 
-    best = checkpoint.best_model_path or checkpoint.last_model_path
+    best = _inside(run_dir / "checkpoints", checkpoint.best_model_path) or _inside(
+        run_dir / "checkpoints", checkpoint.last_model_path
+    )
     model = model.float().to(memory_format=torch.contiguous_format).cpu()
     if best:
         load_weights_from_checkpoint(model, best)
@@ -413,6 +480,20 @@ def train(
     )
     (run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2, sort_keys=True))
     return result
+
+
+def _inside(folder: Path, path: str) -> str:
+    """``path`` when it lies inside ``folder``, else "" (with a warning): a resumed checkpoint carries the
+    best checkpoint's path as data, and a planted one could point anywhere on the disk."""
+    if not path:
+        return ""
+    if Path(path).resolve().is_relative_to(folder.resolve()):
+        return path
+    warnings.warn(
+        f"ignoring the checkpoint path {path!r} recorded in {folder}: it lies outside the run folder",
+        stacklevel=3,
+    )
+    return ""
 
 
 LR_FINDER_STEPS = 100  # Lightning's default range-test length: enough points for a stable suggestion
