@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import pathlib
@@ -260,3 +261,183 @@ def test_jaw_cue_separates_genders_strongly_but_not_perfectly():
     assert 0.85 < acc < 0.99
     assert width[male].mean() > width[~male].mean() + 0.05
     assert abs(male.mean() - MALE_RATE) < 0.03
+
+
+# --------------------------------------------------------------------------------------------------
+# pinned output
+#
+# The hashes below were computed with numpy 2.4.6 and Pillow 13.0.0. Pillow's drawing and JPEG encoder
+# and numpy's generators define these bytes, so a dependency upgrade may change them without any change
+# to synth.py; then regenerate them deliberately (print the digests these tests compute) after checking
+# by eye that the faces still look right. A change to synth.py that moves them is a behaviour change.
+
+
+def _labels(on=(), off=(), default=False) -> dict[str, bool]:
+    labels = {name: default for name in ATTRIBUTE_NAMES}
+    labels.update({name: True for name in on})
+    labels.update({name: False for name in off})
+    return labels
+
+
+def _identity(seed: int, **changes) -> synth.Identity:
+    return dataclasses.replace(synth._sample_identity(np.random.default_rng(seed)), **changes)
+
+
+_BLACK = (28, 22, 20)
+_BLOND = (226, 196, 118)
+
+# name -> (identity, labels, render seed, size); between them every branch of render_face is taken.
+_PINNED_FACES = {
+    "plain_young_woman_40": (
+        _identity(1, male=False, long_hair=False),
+        _labels(on=("Young", "No_Beard", "Attractive")),
+        0,
+        40,
+    ),
+    "everything_on_long_wavy_128": (
+        _identity(2, long_hair=True, hair_rgb=_BLOND),
+        _labels(default=True, off=("Bald",)),
+        1,
+        128,
+    ),
+    "everything_off_short_black_128": (_identity(3, long_hair=False, hair_rgb=_BLACK), _labels(), 2, 128),
+    "bald_hat_glasses_beard_man_128": (
+        _identity(4, male=True),
+        _labels(on=("Bald", "Wearing_Hat", "Eyeglasses", "Goatee", "Mustache", "Sideburns", "Male")),
+        3,
+        128,
+    ),
+    "bald_hat_other_kind_64": (
+        _identity(4, male=True),
+        _labels(on=("Bald", "Wearing_Hat", "5_o_Clock_Shadow", "Double_Chin", "Male")),
+        5,
+        64,
+    ),
+    "makeup_earrings_necklace_woman_128": (
+        _identity(5, male=False, long_hair=True),
+        _labels(
+            on=(
+                "Young",
+                "No_Beard",
+                "Attractive",
+                "Heavy_Makeup",
+                "Wearing_Lipstick",
+                "Wearing_Earrings",
+                "Wearing_Necklace",
+                "Arched_Eyebrows",
+                "Rosy_Cheeks",
+                "High_Cheekbones",
+                "Straight_Hair",
+                "Smiling",
+                "Mouth_Slightly_Open",
+            )
+        ),
+        6,
+        128,
+    ),
+    "earrings_other_kind_bangs_straight_40": (
+        _identity(6, male=False, long_hair=False, hair_rgb=_BLOND),
+        _labels(
+            on=("Young", "No_Beard", "Wearing_Earrings", "Bangs", "Straight_Hair", "Mouth_Slightly_Open")
+        ),
+        9,
+        40,
+    ),
+    "receding_wavy_big_nose_blurry_96": (
+        _identity(7, male=True, long_hair=False),
+        _labels(
+            on=(
+                "Male",
+                "Receding_Hairline",
+                "Wavy_Hair",
+                "Big_Nose",
+                "Big_Lips",
+                "Narrow_Eyes",
+                "Bags_Under_Eyes",
+                "Bushy_Eyebrows",
+                "Blurry",
+                "Chubby",
+                "Oval_Face",
+                "Pale_Skin",
+                "Wearing_Necktie",
+                "Pointy_Nose",
+            )
+        ),
+        10,
+        96,
+    ),
+}
+
+
+def _sampled_faces(n: int = 6):
+    """Identities and labels sampled as make_synthetic_celeba samples them, drawn at 128 and 40 px."""
+    out = {}
+    for k in range(n):
+        rng = np.random.default_rng(100 + k)
+        identity = synth._sample_identity(rng)
+        size = 40 if k % 2 else 128
+        out[f"sampled_{k}_{size}"] = (identity, synth._sample_labels(identity, rng), 200 + k, size)
+    return out
+
+
+_PINNED_FACES.update(_sampled_faces())
+
+_PINNED_FACE_SHA256 = {
+    "bald_hat_glasses_beard_man_128": "799bbdccb49177d1b1b6c9943a03f5e8bf55fd16bbe5775a3d8c173a7a31609a",
+    "bald_hat_other_kind_64": "a900f06234b0f38f0266d3a052e3c19ab696d5f6573a09f5863ac68b6bed4135",
+    "earrings_other_kind_bangs_straight_40": "9f7a0ff6acc7403586870ad2f764374fffe2b007541fc6908efed60e70c51ce6",
+    "everything_off_short_black_128": "54e83d8848d72b0dfd200be24c0833f31d8bace38de8c845f073efd86570d38a",
+    "everything_on_long_wavy_128": "7b3a5dea8bfb2bec8e037a157ed4263a57048ee47d47ce04f21a7ca0952d7f50",
+    "makeup_earrings_necklace_woman_128": "244d3bd1e563b1287d499a252aaa60370a15d056c43b11d84f01b408d3b4aab4",
+    "plain_young_woman_40": "ac25385a10a37b107776f6c879af1bf583e211890880a6cf45dadd09532dc43e",
+    "receding_wavy_big_nose_blurry_96": "b61ed7fd2a12b2e6bde1039443f8b4d33301bd4320a3357b2390392a48fe1402",
+    "sampled_0_128": "e071942450d770e8b43903e2e8156ee0184bd823556c3a52fd34b25afdaefc00",
+    "sampled_1_40": "06c39d74a4b42415aa110caa3e62e4955b6f44fd113e67140150a813e0fe5e3c",
+    "sampled_2_128": "6ce51dac8f425c17e4065ac0c4460b87d05f1eb45356c4d2462099cb27b5f3b1",
+    "sampled_3_40": "ba5534016eba94493027410b92feafdd2aaff4cad13373b0ff83cc6da6340e41",
+    "sampled_4_128": "4a1e7c44279f30c4605bcd2a198fd0cbeda44f58ecd8b6060ab0ff17e901d838",
+    "sampled_5_40": "bf0b257396350e40c9cfb8d3534e9e76cfeddfdd38a54cf13bebf02e1d4beeda",
+}
+
+
+def _face_digest(name: str) -> str:
+    identity, labels, seed, size = _PINNED_FACES[name]
+    image = synth.render_face(labels, identity, np.random.default_rng(seed), size)
+    assert image.mode == "RGB" and image.size == (size, size)
+    return hashlib.sha256(image.tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(_PINNED_FACES))
+def test_render_face_pixels_are_pinned(name):
+    """render_face's pixels for fixed identities, labels and seeds, byte for byte.
+
+    The digests depend on the numpy and Pillow versions: regenerate them deliberately when a dependency
+    changes the rendering, never to make a change to synth.py pass.
+    """
+    assert _face_digest(name) == _PINNED_FACE_SHA256.get(name)
+
+
+_PINNED_DATASET_SHA256 = {
+    "images": "cacb47e66238f463d853c54382054c2905f33c2e3f2d46e783fc33015fb0d308",
+    "list_attr_celeba.txt": "5968e90bf29088ad20590cad26737090f16014ab6899a1558f9e73794132e452",
+    "others": "0366605b12687520d5a5a84cad3576d8c0b5ba908f8604bb49d5e680b85f1eb2",
+}
+
+
+def test_make_synthetic_celeba_bytes_are_pinned(tmp_path):
+    """make_synthetic_celeba(n=24, seed=0, image_size=40)'s JPEG bytes and annotation files, pinned.
+
+    The digests depend on the numpy and Pillow versions (Pillow's drawing and its libjpeg encoder, numpy's
+    generators): regenerate them deliberately when a dependency changes the rendering, never to make a
+    change to synth.py pass.
+    """
+    hashes = _hash_tree(make_synthetic_celeba(tmp_path, n=24, seed=0, image_size=40))
+    images = [v for k, v in hashes.items() if k.startswith("img_align_celeba")]  # sorted by file name
+    others = {k: v for k, v in hashes.items() if not k.startswith("img_align_celeba")}
+    got = {
+        "images": hashlib.sha256(";".join(images).encode()).hexdigest(),
+        "list_attr_celeba.txt": others.pop("list_attr_celeba.txt"),
+        "others": hashlib.sha256("".join(f"{k}={v};" for k, v in others.items()).encode()).hexdigest(),
+    }
+    assert len(images) == 24
+    assert got == _PINNED_DATASET_SHA256
