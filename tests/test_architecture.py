@@ -211,3 +211,88 @@ def test_presets_ship_inside_the_package():
     )
     assert (PACKAGE / "presets" / "cpu.yaml").is_file() and not (REPO / "configs").exists()
     assert load_preset("cpu")[0][1].backbone == "efficientnet_lite0"
+
+
+def _uses_of_plots() -> dict[str, set[str]]:
+    """``{name: {files}}``: every name the project takes from ``attr2gender.plots``, whether by
+    ``from attr2gender.plots import X`` (or ``from ..plots import X``) or as ``plots.X`` / ``P.X`` on the
+    module bound by ``from attr2gender import plots [as P]`` (or ``from .. import plots``)."""
+    files = [
+        p for folder in ("src", "tests", "benchmarks", "pipelines") for p in (REPO / folder).rglob("*.py")
+    ]
+    uses: dict[str, set[str]] = defaultdict(set)
+    for path in files:
+        tree = ast.parse(path.read_text())
+        inside = path.is_relative_to(PACKAGE)
+        if inside:
+            parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+            package = list(parts if parts[-1] == "__init__" else parts[:-1])
+        bound: set[str] = set()  # local names of the plots module itself
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level and inside:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                if target == "attr2gender.plots":
+                    uses[alias.name].add(str(path.relative_to(REPO)))
+                elif target == "attr2gender" and alias.name == "plots":
+                    bound.add(alias.asname or alias.name)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+            ):
+                uses[node.attr].add(str(path.relative_to(REPO)))
+    return uses
+
+
+def test_plots_all_is_exactly_its_public_functions_and_covers_every_use():
+    import inspect
+
+    import attr2gender.plots as plots
+
+    exported = set(plots.__all__)
+    assert len(exported) == len(plots.__all__), "duplicates in attr2gender.plots.__all__"
+    missing = sorted(n for n in exported if not hasattr(plots, n))
+    assert not missing, f"attr2gender.plots.__all__ names that do not exist: {missing}"
+    assert all(inspect.isfunction(getattr(plots, n)) for n in exported), "__all__ lists only functions"
+    defined = {
+        name
+        for module_name, module in sys.modules.items()
+        if module_name.startswith("attr2gender.plots.")
+        for name, value in vars(module).items()
+        if inspect.isfunction(value) and value.__module__ == module_name and not name.startswith("_")
+    }
+    assert exported == defined, (
+        f"public functions of the plots modules not in __all__: {sorted(defined - exported)}; "
+        f"in __all__ but defined elsewhere: {sorted(exported - defined)}"
+    )
+    uses = _uses_of_plots()
+    assert uses, "found no use of attr2gender.plots: the scan is broken"
+    absent = {n: sorted(f) for n, f in uses.items() if not hasattr(plots, n)}
+    assert not absent, f"names taken from attr2gender.plots that it does not have: {absent}"
+    # Functions must be listed; the shared colours (CORRECT_COLOR, ...) are importable constants.
+    unlisted = {n: sorted(f) for n, f in uses.items() if callable(getattr(plots, n)) and n not in exported}
+    assert not unlisted, f"functions taken from attr2gender.plots but missing from its __all__: {unlisted}"
+
+
+def test_plots_never_run_a_model():
+    """Figures take arrays: no module of the plots package imports torch (forward passes, feature maps and
+    the first convolution live in attr2gender.models.internals)."""
+    offenders = []
+    for path in (PACKAGE / "plots").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("torch", "lightning")]
+    assert not offenders, offenders

@@ -18,6 +18,7 @@ from attr2gender.models import (
     WeightsNotFoundError,
     create_backbone,
     describe_weights,
+    first_conv,
     list_backbones,
 )
 from attr2gender.models.weights import (
@@ -26,7 +27,6 @@ from attr2gender.models.weights import (
     efficientnet_lite0_imagenet_state_dict,
     load_state_dict_file,
 )
-from attr2gender.plots import first_conv
 
 EXTRA_TIMM = "mobilenetv3_small_050"
 

@@ -20,6 +20,8 @@ from sklearn.metrics import (
 
 from attr2gender import metrics as R
 from attr2gender import plots as P
+from attr2gender.models.internals import feature_maps_of
+from attr2gender.plots._style import _to_display_image
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ATTRS = [f"Attr_{i}" for i in range(39)]
@@ -129,7 +131,7 @@ def test_prediction_grid_formats_and_empty(tmp_path):
 def test_display_image_unnormalises_imagenet():
     img = torch.zeros(3, 4, 4)  # normalised zeros == the ImageNet mean colour
     img[0, 0, 0] = -3.0  # forces the "has negatives" path
-    out = P._to_display_image(img)
+    out = _to_display_image(img)
     assert out.shape == (4, 4, 3)
     np.testing.assert_allclose(out[1, 1], P.IMAGENET_MEAN, atol=1e-6)
     assert out.min() >= 0 and out.max() <= 1
@@ -155,11 +157,11 @@ def test_conv_filters_and_feature_maps(tmp_path):
     )
     model.train()
     image = torch.randn(1, 3, 20, 20)
-    fm = P.feature_maps_of(model, image)
+    fm = feature_maps_of(model, image)
     assert fm.shape == (8, 20, 20)
     assert model.training  # mode restored
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
-    second = P.feature_maps_of(model, image[0], layer=model[2])
+    second = feature_maps_of(model, image[0], layer=model[2])
     assert second.shape == (4, 18, 18)
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
 
@@ -173,7 +175,7 @@ def test_conv_filters_and_feature_maps(tmp_path):
 
 def test_feature_maps_of_needs_a_conv():
     with pytest.raises(ValueError):
-        P.feature_maps_of(torch.nn.Linear(3, 2), torch.randn(1, 3, 4, 4))
+        feature_maps_of(torch.nn.Linear(3, 2), torch.randn(1, 3, 4, 4))
 
 
 def test_attribute_importance_and_accuracy(tmp_path):

@@ -214,6 +214,7 @@ def write_run_artifacts(
     from .. import plots
     from ..data.images import load_image
     from ..data.transforms import eval_transform_from_spec
+    from ..models.internals import feature_maps_of, first_conv
 
     plots_dir, reports_dir, pred_dir = run_dir / "plots", run_dir / "reports", run_dir / "predictions"
     for d in (plots_dir, reports_dir, pred_dir):
@@ -261,7 +262,7 @@ def write_run_artifacts(
     net = getattr(pipeline.image_model, "net", pipeline.image_model)
     out["conv_filters"] = plots_dir / "conv_filters.png"
     plots.plot_conv_filters(
-        plots.first_conv(net).weight,
+        first_conv(net).weight,
         path=out["conv_filters"],
         title=f"First convolution layer filters ({title})",
     )
@@ -270,7 +271,7 @@ def write_run_artifacts(
         tensor = eval_transform_from_spec(pipeline.preprocessing)(image)
         out["feature_maps"] = plots_dir / "feature_maps.png"
         plots.plot_feature_maps(
-            plots.feature_maps_of(net, tensor),
+            feature_maps_of(net, tensor),
             image=tensor,
             path=out["feature_maps"],
             title=f"Feature maps of the first convolution layer ({title})",

@@ -20,6 +20,7 @@ from attr2gender.models.inference import (
     resolve_device,
     save_model,
 )
+from attr2gender.models.internals import feature_maps_of, first_conv
 from attr2gender.models.registry import (
     BACKBONES,
     DEFAULT_BACKBONE,
@@ -71,6 +72,8 @@ __all__ = [
     "check_backbone_name",
     "create_backbone",
     "describe_weights",
+    "feature_maps_of",
+    "first_conv",
     "hub_checkpoints_dir",
     "list_backbones",
     "load_state_dict_file",
