@@ -69,17 +69,76 @@ def test_every_module_has_a_layer_in_the_readme():
     assert tops <= set(layers), f"modules missing from the README's layer line: {sorted(tops - set(layers))}"
 
 
-def test_imports_never_point_up():
+def _top(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_imports_never_point_up_or_sideways():
+    """Lazy imports (inside functions) count too, and so does a neighbour in the same layer: two units of one
+    layer that import each other have no order, so the README's line would not say which to read first."""
     layers = readme_layers()
-    upward = []
+    wrong = []
     for name, path in modules().items():
         own = layer_of(name, layers)
         for target in imports(name, path):
             if target in modules() or target.rsplit(".", 1)[0] in modules():
                 theirs = layer_of(target, layers)
-                if theirs is not None and own is not None and theirs > own:
-                    upward.append(f"{name} -> {target}")
-    assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
+                if theirs is None or own is None:
+                    continue
+                if theirs > own:
+                    wrong.append(f"{name} -> {target} (up)")
+                elif theirs == own and _top(target) != _top(name) and name != "attr2gender":
+                    wrong.append(f"{name} -> {target} (same layer)")
+    assert not wrong, "imports that do not point down:\n" + "\n".join(wrong)
+
+
+def test_the_package_never_imports_from_its_own_root():
+    """``from attr2gender import X`` inside the package hides which layer X comes from (and the root imports
+    lazily); internal code names the module that defines X."""
+    found = []
+    for name, path in modules().items():
+        if name == "attr2gender":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            from_root = (node.level == 0 and node.module == "attr2gender") or (
+                node.level and not node.module and name.count(".") + (path.name == "__init__.py") <= node.level
+            )
+            names = [a.name for a in node.names if f"attr2gender.{a.name}" not in modules()]  # submodules are fine
+            if from_root and names:
+                found.append(f"{name}:{node.lineno} ({', '.join(names)})")
+    assert not found, "imports from the package root: " + ", ".join(found)
+
+
+def lazy_imports() -> list[tuple[str, int, str, bool]]:
+    """(module, line, target, has a reason) for every import of attr2gender inside a function or class."""
+    out = []
+    for name, path in modules().items():
+        text = path.read_text()
+        lines = text.splitlines()
+        tree = ast.parse(text)
+        module_level = {id(node) for node in tree.body}
+        for node in tree.body:  # `if TYPE_CHECKING:` / `try:` blocks at module level are module level too
+            if isinstance(node, ast.If | ast.Try):
+                module_level |= {id(n) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and id(node) not in module_level:
+                is_ours = node.level > 0 or (node.module or "").startswith("attr2gender")
+                if not is_ours:
+                    continue
+                above = lines[node.lineno - 2].strip() if node.lineno >= 2 else ""
+                reason = "#" in lines[node.lineno - 1] or above.startswith("#")
+                out.append((name, node.lineno, "." * node.level + (node.module or ""), reason))
+    return out
+
+
+def test_every_lazy_import_says_why():
+    """A lazy import is the exception (a heavy module kept off ``--help``, or one that would close an import
+    cycle), and a comment on its line or the line above says which."""
+    silent = [f"{m}:{line} ({target})" for m, line, target, reason in lazy_imports() if not reason]
+    assert not silent, f"{len(silent)} lazy imports without a reason:\n" + "\n".join(silent)
 
 
 def test_no_import_cycles_at_module_level():

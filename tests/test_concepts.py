@@ -14,7 +14,7 @@ from attr2gender.data.synth import make_synthetic_celeba
 from attr2gender.pipeline import Attr2GenderPipeline, load_pipeline
 from attr2gender.pipeline.concepts import curve_from_probabilities, intervention_curve, leakage_report
 from attr2gender.tabular import StageTwoClassifier, logistic_from_coefficients
-from attr2gender.training import AttributeModel
+from attr2gender.training import AttributeModel, train_two_stage
 
 ATTRS = list(STAGE_ONE_ATTRIBUTES)
 
@@ -45,7 +45,7 @@ def _config(root, out, **kw) -> RunConfig:
 @pytest.fixture(scope="module")
 def joint(synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("joint")
-    pipe, report = Attr2GenderPipeline.train(_config(synth_root, out, mode="joint", concept_weight=0.5))
+    pipe, report = train_two_stage(_config(synth_root, out, mode="joint", concept_weight=0.5))
     pipe.align = "none"  # the synthetic images are crops like the training images (alignment: test_faces.py)
     return pipe, report
 
@@ -101,7 +101,7 @@ def test_the_joint_loss_trains_both_heads(synth_root, tmp_path):
 
 
 def test_hard_bottleneck_reads_only_the_thresholded_concepts(synth_root, tmp_path, images):
-    pipe, _ = Attr2GenderPipeline.train(_config(synth_root, tmp_path, bottleneck="hard", max_steps=2))
+    pipe, _ = train_two_stage(_config(synth_root, tmp_path, bottleneck="hard", max_steps=2))
     assert pipe.stage_two.input_kind == "binary"
     frame = pipe.predict(images, align="none")
     attrs = frame[ATTRS].to_numpy()

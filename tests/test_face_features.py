@@ -17,7 +17,7 @@ from attr2gender.errors import ConfigError, WeightsNotFoundError
 from attr2gender.models import face as face_module
 from attr2gender.models.weights import locate_weights
 from attr2gender.pipeline.cache import StageOneCache
-from attr2gender.pipeline.features import route_inputs, train_on_features
+from attr2gender.training.face_heads import route_inputs, train_on_features
 from conftest import SHARED_CELEBA
 
 weights_installed = pytest.mark.skipif(

@@ -30,7 +30,7 @@ from attr2gender.data.faces import (
 from attr2gender.errors import ConfigError, FaceNotUsableError
 from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier, load_pipeline
 from attr2gender.tabular import StageTwoClassifier
-from attr2gender.training import AttributeModel, DirectModel
+from attr2gender.training import AttributeModel, DirectModel, train_direct
 
 TEMPLATE = FaceTemplate.celeba()
 
@@ -402,11 +402,11 @@ def test_training_measures_the_template_of_its_own_crops(tmp_path):
         tracking="none",
         output_dir=str(tmp_path / "runs"),
     )
-    direct = DirectGenderClassifier.fit(data_root=str(root), **tiny)
+    direct = train_direct(data_root=str(root), **tiny)[0]
     template = direct.face_template
     assert template.source == "measured" and template.n_images >= 20 and template.size == (128, 128)
     assert load_pipeline(direct.save(tmp_path / "b", onnx=False)).face_template == template
-    published = DirectGenderClassifier.fit(data_root=str(root), face_template_images=0, **tiny)
+    published = train_direct(data_root=str(root), face_template_images=0, **tiny)[0]
     assert published.face_template == FaceTemplate.celeba()
 
 

@@ -16,10 +16,10 @@ from attr2gender.data.groups import group_ids, group_masks, group_names, inverse
 from attr2gender.data.synth import make_synthetic_celeba
 from attr2gender.data.transforms import build_transforms
 from attr2gender.metrics import group_accuracy_table, group_metrics
-from attr2gender.pipeline import Attr2GenderPipeline, load_pipeline
+from attr2gender.pipeline import load_pipeline
 from attr2gender.tabular import StageTwoClassifier, load_stage_two, save_stage_two
 from attr2gender.tabular.robust import fit_group_dro, fit_worst_group, group_dro_weights, worst_group_accuracy
-from attr2gender.training import train
+from attr2gender.training import train, train_two_stage
 from attr2gender.training.datamodule import CelebADataModule
 from attr2gender.training.robust import GroupDRO, GroupReweightedLoss
 
@@ -320,7 +320,7 @@ def test_config_keys_for_shortcut_work():
 @pytest.fixture(scope="module")
 def fitted(synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("fit")
-    return Attr2GenderPipeline.fit(_config(synth_root, out, cache_dir=str(out / "cache"), max_steps=4))
+    return train_two_stage(_config(synth_root, out, cache_dir=str(out / "cache"), max_steps=4))[0]
 
 
 def test_without_attributes_refits_stage_two_only(fitted, monkeypatch, tmp_path):

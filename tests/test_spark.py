@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from attr2gender.data.synth import make_synthetic_celeba
-from attr2gender.pipeline import DirectGenderClassifier
+from attr2gender.training import train_direct
 
 pytest.importorskip("pyspark")
 
@@ -78,7 +78,7 @@ def images(tmp_path_factory):
 def pipeline(images):
     root, _ = images
     out = root.parent / "runs"
-    fitted = DirectGenderClassifier.fit(data_root=str(root), output_dir=str(out), **TINY)
+    fitted = train_direct(data_root=str(root), output_dir=str(out), **TINY)[0]
     # The synthetic faces are crops like the training images; the detector may not find them.
     fitted.align = "none"
     return fitted

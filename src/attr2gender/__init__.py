@@ -19,6 +19,8 @@ _EXPORTS = {
     "Attr2GenderPipeline": "attr2gender.pipeline",
     "DirectGenderClassifier": "attr2gender.pipeline",
     "load_pipeline": "attr2gender.pipeline",
+    "train_two_stage": "attr2gender.training",
+    "train_direct": "attr2gender.training",
     "RunConfig": "attr2gender.config",
     "load_preset": "attr2gender.config",
     "StageTwoClassifier": "attr2gender.tabular",

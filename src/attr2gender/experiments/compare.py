@@ -424,7 +424,7 @@ def choose_concept_weight(rows: list[dict], tolerance: float) -> tuple[str, dict
 
 
 def _direct_val_accuracy(direct: PipelineRun) -> float:
-    from ..pipeline.trainers import best_epoch_validation
+    from ..training.routes import best_epoch_validation
 
     history = getattr(getattr(direct.pipeline, "report", None), "train_result", None)
     return best_epoch_validation(history.history if history is not None else None).get(
@@ -435,7 +435,7 @@ def _direct_val_accuracy(direct: PipelineRun) -> float:
 def _val_accuracy(child: PipelineRun) -> float:
     """A joint model's validation Male accuracy at its best checkpoint (lowest val_loss); NaN for staged
     models, whose stage two is fitted on the validation images (no honest validation figure)."""
-    from ..pipeline.trainers import best_epoch_validation
+    from ..training.routes import best_epoch_validation
 
     if child.config.mode != "joint":
         return float("nan")

@@ -37,7 +37,7 @@ class PipelineRun:
 
 
 def _train(kind: str, config: RunConfig):
-    from ..pipeline.trainers import train_direct, train_two_stage
+    from ..training.routes import train_direct, train_two_stage
 
     return (train_two_stage if kind == "two_stage" else train_direct)(config)
 

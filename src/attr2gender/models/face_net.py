@@ -3,7 +3,7 @@
 ``FaceFeatureNet`` maps aligned 150 px faces (ImageNet-normalised, like every other backbone's input) to
 logits, so a face backbone is an ordinary ``nn.Module`` to the rest of the library: predict, bundles,
 ONNX export and CUDA work unchanged. Training keeps the face network frozen and fits only ``norm`` and
-``head`` on cached features (:mod:`attr2gender.pipeline.features`): every head trains in seconds.
+``head`` on cached features (:mod:`attr2gender.training.face_heads`): every head trains in seconds.
 
 ``norm`` holds the training features' mean and standard deviation as buffers (saved in the bundle's
 safetensors): the multi-level features mix stages whose scales differ by orders of magnitude, and a

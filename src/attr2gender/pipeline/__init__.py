@@ -1,7 +1,9 @@
-"""The two pipelines, one surface: ``predict(images)``, ``predict_proba``, ``save``/``load``, ``train``.
+"""The two pipelines, inference only: ``predict(images)``, ``predict_proba``, ``explain``, ``save`` and
+:func:`load_pipeline`, on PyTorch or ONNX Runtime.
 
-Importing this package (and loading and predicting with a bundle) never imports Lightning; the trainers
-(:mod:`attr2gender.pipeline.trainers`) do, when they are used.
+Importing this package (and loading and predicting with a bundle) never imports Lightning. Training a route
+is the layer above: :func:`attr2gender.train_two_stage` and :func:`attr2gender.train_direct`
+(:mod:`attr2gender.training.routes`).
 """
 
 from .base import LABELS, GenderPredictor
@@ -16,9 +18,6 @@ __all__ = [
     "GenderPredictor",
     "BundleError",
     "DirectGenderClassifier",
-    "FitReport",
-    "train_direct",
-    "train_two_stage",
     "load_pipeline",
     "Attr2GenderPipeline",
     "Explanation",
@@ -26,11 +25,12 @@ __all__ = [
     "RuntimeUnavailableError",
 ]
 
+_MOVED = {"FitReport": "TrainReport", "train_direct": "train_direct", "train_two_stage": "train_two_stage"}
+
 
 def __getattr__(name):
-    # The trainers import Lightning: only when asked for.
-    if name in ("FitReport", "train_direct", "train_two_stage"):
-        from . import trainers
-
-        return getattr(trainers, name)
+    if name in _MOVED:  # one line, no import: the training layer sits above this one
+        raise AttributeError(
+            f"attr2gender.pipeline.{name} moved to the training layer: use attr2gender.training.{_MOVED[name]}"
+        )
     raise AttributeError(f"module 'attr2gender.pipeline' has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """What both pipelines share: streaming ``predict``, ``predict_proba``, devices, bundle save/load.
 
 A pipeline holds a plain ``nn.Module`` (:class:`attr2gender.models.ProbabilityModel`: backbone + probability
-function), so loading and predicting never import Lightning; training (:mod:`attr2gender.pipeline.trainers`)
-does, and hands the trained module over.
+function), so loading and predicting never import Lightning. This package is inference only: training a route
+(:mod:`attr2gender.training.routes`) sits in the layer above, builds a pipeline and hands it over.
 """
 
 from __future__ import annotations
@@ -42,6 +42,22 @@ def checked_count(name: str, value, low: int) -> int:
     if not (isinstance(value, int | np.integer) and not isinstance(value, bool) and low <= value <= high):
         raise ConfigError(f"{name} must be an integer from {low} to {high:,}, got {value!r}")
     return int(value)
+
+
+class _MovedToTraining:
+    """A class attribute that says, in one line, where a training call went: the pipelines are inference only,
+    and training a whole route is :func:`attr2gender.train_two_stage` / :func:`attr2gender.train_direct`."""
+
+    def __init__(self, replacement: str):
+        self.replacement = replacement
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, instance, owner):
+        raise AttributeError(
+            f"{owner.__name__}.{self.name} moved to the training layer: use {self.replacement}"
+        )
 
 
 @dataclass
@@ -104,7 +120,7 @@ class GenderPredictor:
         self.num_workers = checked_count("num_workers", num_workers, 0)  # decode threads/processes
         self.metrics: dict[str, float] = dict(metrics or {})  # test metrics of the run that trained it
         self.config: dict = dict(config or {})  # that run's resolved config
-        self.report = report  # the training run's FitReport (in memory only; None for a loaded bundle)
+        self.report = report  # the training run's TrainReport (in memory only; None for a loaded bundle)
         self._transform = EvalPreprocessing(self.preprocessing)
         self._model_hash: str | None = None
         self.onnx_path = Path(onnx_path) if onnx_path is not None else None  # model.onnx of a loaded bundle
@@ -458,32 +474,6 @@ class GenderPredictor:
             (directory / ONNX_FILE).unlink(missing_ok=True)  # never ship a stale export of other weights
         write_manifest(directory, self._manifest())
         return directory
-
-    @property
-    def fit_report_(self):
-        """The training run's report (an alias of :attr:`report`, kept for code written before it)."""
-        return self.report
-
-    @classmethod
-    def load(
-        cls,
-        directory: str | Path,
-        device: str = "auto",
-        batch_size: int = 64,
-        runtime: str = "auto",
-        align: str = "auto",
-    ):
-        from .loading import load_pipeline
-
-        pipeline = load_pipeline(
-            directory, device=device, batch_size=batch_size, runtime=runtime, align=align
-        )
-        if not isinstance(pipeline, cls):
-            raise TypeError(
-                f"{directory} holds a {pipeline.kind} pipeline, not {cls.__name__}; "
-                "use attr2gender.pipeline.load_pipeline to load any kind"
-            )
-        return pipeline
 
     def _restore_common(self, manifest: dict) -> None:
         # Strict JSON stores NaN metrics (e.g. an AUC with one class) as null: they come back as NaN.

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
 from ..metrics import bootstrap_ci, markdown_table
-from .stage_two import StageTwoData, fit_stage_two
+from ..tabular.fitting import StageTwoData, fit_stage_two
 
 POLICIES = ("random", "uncertainty", "contribution")
 ATTRS = list(STAGE_ONE_ATTRIBUTES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import GenderPredictor
+from .base import GenderPredictor, _MovedToTraining
 
 
 class DirectGenderClassifier(GenderPredictor):
@@ -18,15 +18,8 @@ class DirectGenderClassifier(GenderPredictor):
     def _predict_batch(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         return {"male_probability": self.calibrated(self._forward(x))}
 
-    @classmethod
-    def train(cls, config=None, **overrides) -> tuple[DirectGenderClassifier, object]:
-        """Train on a CelebA root per ``config`` (a RunConfig, a preset name or path, or keyword overrides);
-        returns the trained pipeline and its :class:`~attr2gender.pipeline.trainers.FitReport`."""
-        from .trainers import train_direct
-
-        return train_direct(config, **overrides)
-
-    @classmethod
-    def fit(cls, config=None, **overrides) -> DirectGenderClassifier:
-        """``train(...)[0]``: the trained pipeline (its report is ``pipe.report``)."""
-        return cls.train(config, **overrides)[0]
+    train = _MovedToTraining(
+        "attr2gender.train_direct(config, **overrides), which returns (pipeline, report)"
+    )
+    fit = _MovedToTraining("attr2gender.train_direct(config, **overrides)[0]")
+    load = _MovedToTraining("attr2gender.load_pipeline(directory)")

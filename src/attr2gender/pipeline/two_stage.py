@@ -21,7 +21,8 @@ import torch
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.faces import MIN_EYE_DISTANCE
 from ..tabular import StageTwoClassifier, save_stage_two
-from .base import GenderPredictor
+from ..tabular.fitting import StageTwoData, fit_stage_two
+from .base import GenderPredictor, _MovedToTraining
 from .cache import StageOneCache
 from .concept_quality import NOT_CONCEPTS, ConceptRecord
 from .inputs import expand_images
@@ -286,8 +287,6 @@ class Attr2GenderPipeline(GenderPredictor):
         true attributes are ``truth`` (a DataFrame with the 40 CelebA columns, one row per image; stage
         one's outputs come from its cache when the images are paths). ``objective="worst_group"`` refits
         for the worst Male x makeup group instead of the average."""
-        from .stage_two import StageTwoData, fit_stage_two
-
         names = list(dict.fromkeys([names] if isinstance(names, str) else list(names)))
         unknown = [n for n in names if n not in STAGE_ONE_ATTRIBUTES]
         if unknown:
@@ -401,18 +400,11 @@ class Attr2GenderPipeline(GenderPredictor):
         """Build from already-trained parts: a stage-one model (plain or Lightning) and a fitted stage two."""
         return cls(attribute_model, stage_two, image_size, **kw)
 
-    @classmethod
-    def train(cls, config=None, **overrides) -> tuple[Attr2GenderPipeline, object]:
-        """Train stage one on a CelebA root, then fit stage two (see ``stage_two_fit_on``); returns the
-        trained pipeline and its :class:`~attr2gender.pipeline.trainers.FitReport`."""
-        from .trainers import train_two_stage
-
-        return train_two_stage(config, **overrides)
-
-    @classmethod
-    def fit(cls, config=None, **overrides) -> Attr2GenderPipeline:
-        """``train(...)[0]``: the trained pipeline (its report is ``pipe.report``)."""
-        return cls.train(config, **overrides)[0]
+    train = _MovedToTraining(
+        "attr2gender.train_two_stage(config, **overrides), which returns (pipeline, report)"
+    )
+    fit = _MovedToTraining("attr2gender.train_two_stage(config, **overrides)[0]")
+    load = _MovedToTraining("attr2gender.load_pipeline(directory)")
 
 
 _STAGE_ONE_ONLY = object()  # the stage two of a pipeline the trainers use for stage one alone

@@ -39,13 +39,12 @@ from ..errors import ConfigError
 from ..metrics import concept_quality
 from ..models.face_net import FaceFeatureNet
 from ..models.registry import BackboneSpec, face_backbone, model_preprocessing
+from ..pipeline.cache import StageOneCache
+from ..pipeline.inputs import stream_batches
 from ..progress import progress as progress_bar
-from ..training import TrainResult, train
-from ..training.datamodule import CelebADataModule
-from ..training.engine import build_model, claim_run_folder, run_directory
-from ..training.export import save_image_model
-from .cache import StageOneCache
-from .inputs import stream_batches
+from .datamodule import CelebADataModule
+from .engine import TrainResult, build_model, claim_run_folder, run_directory, train
+from .export import save_image_model
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Training both pipelines from a CelebA root and a config: :func:`train_two_stage` and :func:`train_direct`
-return a complete pipeline and its :class:`FitReport` (what the experiments layer logs and compares);
-:func:`fit_stage_two` is the one way stage two is fitted (trainers, concept editing and benchmarks share it)."""
+return a complete pipeline and its :class:`TrainReport` (what the experiments layer logs and compares);
+stage two is fitted by :func:`attr2gender.tabular.fitting.fit_stage_two`, which concept editing and the
+benchmarks share."""
 
 from __future__ import annotations
 
@@ -25,19 +26,19 @@ from ..metrics import (
     slice_metrics,
     slice_table,
 )
-from ..training import TrainResult
-from ..training.evaluate import SplitPredictions, split_metrics
+from ..pipeline.concept_quality import ConceptRecord
+from ..pipeline.concepts import Leakage, leakage_report
+from ..pipeline.direct import DirectGenderClassifier
+from ..pipeline.two_stage import Attr2GenderPipeline, male_probability
+from ..tabular.fitting import StageTwoData, fit_stage_two
 from .calibration import fit_temperature
-from .concept_quality import ConceptRecord
-from .concepts import Leakage, leakage_report
-from .direct import DirectGenderClassifier
-from .features import route_inputs, train_image_model
-from .stage_two import StageTwoData, fit_stage_two
-from .two_stage import Attr2GenderPipeline, male_probability
+from .engine import TrainResult
+from .evaluate import SplitPredictions, split_metrics
+from .face_heads import route_inputs, train_image_model
 
 
 @dataclass
-class FitReport:
+class TrainReport:
     """Everything a fit produced that a report or a comparison needs."""
 
     train_result: TrainResult
@@ -59,7 +60,7 @@ class FitReport:
     concept_worst: dict[str, float] = field(default_factory=dict)  # two-stage: the 5 worst concepts, test
 
 
-def test_metrics(
+def prediction_metrics(
     male: np.ndarray, prob: np.ndarray, truth: pd.DataFrame, threshold: float, seed: int = 0
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """Binary metrics, calibration (``ece``, ``brier``), the worst group and every group's accuracy
@@ -147,7 +148,7 @@ def stage_two_label_rows(celeba, splits) -> pd.DataFrame:
 
 def train_two_stage(
     config=None, loggers=None, **overrides
-) -> tuple[Attr2GenderPipeline | None, FitReport | None]:
+) -> tuple[Attr2GenderPipeline | None, TrainReport | None]:
     """Train stage one, fit stage two, evaluate on the test split. (None, None) on a non-zero DDP rank."""
     config = resolve_config(config, "attributes", overrides)
     result = train_image_model(config, loggers=loggers)
@@ -214,7 +215,9 @@ def train_two_stage(
         np.mean([expected_calibration_error(truth[:, j], probs[ok][:, j]) for j in range(truth.shape[1])])
     )
     test_truth = celeba.attributes.loc[test_ids]
-    male_metrics, table, slices = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
+    male_metrics, table, slices = prediction_metrics(
+        male, male_prob, test_truth, config.threshold, config.seed
+    )
     metrics |= male_metrics | stage_two_info | {"temperature": scored.temperature}
     # Leakage, on the validation images (stage one's outputs there are cached) and the test images.
     val_probs, val_errors = stage_one.attribute_probabilities(
@@ -265,7 +268,7 @@ def train_two_stage(
         result.train_seconds + timings["stage_two_fit"] + timings["stage_one_on_stage_two_rows"]
     )
     metrics["stage_two_rows"] = float(len(data.y))
-    report = FitReport(
+    report = TrainReport(
         result,
         test_ids,
         male,
@@ -318,7 +321,7 @@ def stage_two_training_data(pipeline, config: RunConfig, celeba, splits) -> Stag
 
 def train_direct(
     config=None, loggers=None, **overrides
-) -> tuple[DirectGenderClassifier | None, FitReport | None]:
+) -> tuple[DirectGenderClassifier | None, TrainReport | None]:
     """Train the direct model and evaluate it on the test split. (None, None) on a non-zero DDP rank."""
     config = resolve_config(config, "direct", overrides)
     result = train_image_model(config, loggers=loggers)
@@ -347,7 +350,7 @@ def train_direct(
     male = celeba.male(test_ids)
     male_prob = frame.loc[ok, "male_probability"].to_numpy()
     test_truth = celeba.attributes.loc[test_ids]
-    metrics, table, slices = test_metrics(male, male_prob, test_truth, config.threshold, config.seed)
+    metrics, table, slices = prediction_metrics(male, male_prob, test_truth, config.threshold, config.seed)
     metrics |= best_epoch_validation(result.history)
     metrics |= {
         "temperature": settings["temperature"],
@@ -355,7 +358,7 @@ def train_direct(
         "skipped_images": float((~ok).sum()),
         "train_seconds": result.train_seconds,
     }
-    report = FitReport(
+    report = TrainReport(
         train_result=result,
         test_ids=test_ids,
         test_male=male,
