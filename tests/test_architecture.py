@@ -211,3 +211,30 @@ def test_presets_ship_inside_the_package():
     )
     assert (PACKAGE / "presets" / "cpu.yaml").is_file() and not (REPO / "configs").exists()
     assert load_preset("cpu")[0][1].backbone == "efficientnet_lite0"
+
+
+def test_benchmarks_define_no_function_the_library_evaluation_defines():
+    """The benchmarks measure with the library: a benchmark function named like one of the library's
+    evaluation functions (attr2gender.metrics, the corruptions, the evaluation layer) is a copy that drifts."""
+    library = [
+        PACKAGE / "metrics.py",
+        PACKAGE / "data" / "corruptions.py",
+        PACKAGE / "pipeline" / "robustness.py",
+        PACKAGE / "experiments" / "evaluation.py",
+    ]
+    defined = {
+        node.name: path.relative_to(PACKAGE.parent).as_posix()
+        for path in library
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
+    }
+    assert {"accuracy_ci", "paired_accuracy_difference_ci", "markdown_table", "corrupt"} <= set(defined)
+    clashes = [
+        f"benchmarks/{path.name}:{node.lineno} {node.name} (also in {defined[node.name]})"
+        for path in sorted((REPO / "benchmarks").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in defined
+    ]
+    assert not clashes, "benchmarks redefine library functions; call the library's instead:\n" + "\n".join(
+        clashes
+    )
