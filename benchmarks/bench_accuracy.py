@@ -41,55 +41,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attr2gender.config import load_preset  # noqa: E402
 from attr2gender.data import STAGE_ONE_ATTRIBUTES, TARGET, load_celeba  # noqa: E402
 from attr2gender.data.corruptions import CORRUPTIONS  # noqa: E402
-from attr2gender.data.groups import group_masks  # noqa: E402
 from attr2gender.data.splits import Splits  # noqa: E402
-from attr2gender.metrics import (  # noqa: E402
-    bootstrap_ci,
-    brier_score,
-    expected_calibration_error,
-    expected_calibration_error_ci,
-    group_accuracy_table,
-    group_metrics,
-    paired_accuracy_difference_ci,
-    worst_group_name,
-)
+from attr2gender.experiments.evaluation import evaluate_probabilities  # noqa: E402
+from attr2gender.metrics import accuracy_ci, expected_calibration_error, paired_accuracy_difference_ci  # noqa: E402
 from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
 from attr2gender.pipeline.concepts import curve_from_probabilities  # noqa: E402
 from attr2gender.pipeline.robustness import corruption_accuracy  # noqa: E402
 from attr2gender.pipeline.stage_two import fit_stage_two  # noqa: E402
 from attr2gender.pipeline.trainers import best_epoch_validation, stage_two_label_rows  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
-from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
+from common import REPO_ROOT, machine_info, md_table, text_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "celeba"
 
 
-def accuracy_ci(y: np.ndarray, prob: np.ndarray, seed: int, threshold: float = 0.5, truth=None) -> dict:
-    """Accuracy with its 95 % CI, calibration (ECE, 15 bins, with its CI; Brier) and, when the true
-    attributes are given, the worst group's accuracy with its CI."""
-    correct = ((prob >= threshold).astype(int) == y).astype(float)
-    point, low, high = bootstrap_ci(np.mean, correct, n_boot=2000, seed=seed)
-    ece, ece_low, ece_high = expected_calibration_error_ci(y, prob, n_boot=1000, seed=seed)
+def scores(y: np.ndarray, prob: np.ndarray, seed: int, threshold: float = 0.5, truth=None) -> dict:
+    """A row's numbers, from the library's evaluation: accuracy with its 95 % CI (2,000 resamples),
+    calibration (ECE, 15 bins, with its CI; Brier) and, when the true attributes are given, the worst
+    group's accuracy with its CI."""
+    ev = evaluate_probabilities(
+        y, prob, threshold, attributes=truth, n_boot=1000, seed=seed, accuracy_n_boot=2000
+    )
     out = {
-        "accuracy": point,
-        "ci_low": low,
-        "ci_high": high,
-        "n": len(y),
-        "ece": ece,
-        "ece_ci": [ece_low, ece_high],
-        "brier": brier_score(y, prob),
+        "accuracy": ev.accuracy,
+        "ci_low": ev.ci_low,
+        "ci_high": ev.ci_high,
+        "n": ev.n,
+        "ece": ev.ece,
+        "ece_ci": list(ev.ece_ci),
+        "brier": ev.brier,
     }
     if truth is not None:
-        table = group_accuracy_table(y, prob, group_masks(truth), threshold=threshold, n_boot=1000, seed=seed)
-        flat = group_metrics(table, point)
-        worst = worst_group_name(table)
         out |= {
-            "worst_group": worst,
-            "worst_group_accuracy": flat["worst_group_accuracy"],
-            "worst_group_ci": [float(table.loc[worst, "ci_low"]), float(table.loc[worst, "ci_high"])]
-            if worst
-            else [float("nan"), float("nan")],
-            "worst_group_gap": flat["worst_group_gap"],
+            "worst_group": ev.worst_group,
+            "worst_group_accuracy": ev.worst_group_accuracy,
+            "worst_group_ci": list(ev.worst_group_ci),
+            "worst_group_gap": ev.worst_group_gap,
         }
     return out
 
@@ -110,7 +97,7 @@ def ceiling(celeba, seed: int) -> list[dict]:
                 "stage_two": model,
                 "fit_on": f"labels ({len(train):,} rows)",
                 "applied_to": f"true attributes ({len(test):,} rows)",
-                **accuracy_ci(test[TARGET].to_numpy(), prob, seed, truth=test),
+                **scores(test[TARGET].to_numpy(), prob, seed, truth=test),
                 "seconds": time.perf_counter() - start,
             }
         )
@@ -179,7 +166,7 @@ def two_stage_variants(
                     "fit_on_kind": fit_on,
                     "applied_to": applied,
                     "_prob": prob,
-                    **accuracy_ci(y_test, prob, seed, threshold, truth=report.test_truth),
+                    **scores(y_test, prob, seed, threshold, truth=report.test_truth),
                     "seconds": time.perf_counter() - start,
                 }
             )
@@ -217,7 +204,7 @@ def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dic
             "fit_on": "stage-one outputs thresholded, val",
             "applied_to": "thresholded probabilities",
             "_prob": prob,
-            **accuracy_ci(report.test_male, prob, seed, truth=report.test_truth),
+            **scores(report.test_male, prob, seed, truth=report.test_truth),
             "seconds": 0.0,
         }
     )
@@ -249,7 +236,7 @@ def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dic
                 "_prob": joint_report.test_male_probability,
                 "report": joint_report,
                 "seconds": time.perf_counter() - start,
-                **accuracy_ci(
+                **scores(
                     joint_report.test_male,
                     joint_report.test_male_probability,
                     seed,
@@ -374,29 +361,27 @@ def composite_rows(pipelines: dict, celeba, ids: list[str], n: int, seed: int, t
         "rows": [],
     }
     for name, pipe in pipelines.items():
-        original = pipe.predict(paths, progress=False, align="none")["male_probability"].to_numpy()
-        correct = {"original": (original >= threshold) == male}
+        shown = {"original": pipe.predict(paths, progress=False, align="none")["male_probability"].to_numpy()}
         for how in ("aligned", "unaligned"):
             prob = np.concatenate(probs[name][how])
-            correct[how] = np.where(np.isnan(prob), False, (prob >= threshold) == male)
+            shown[how] = np.where(np.isnan(prob), 1 - male, prob)  # a face not used: the wrong answer
         aligned = np.concatenate(probs[name]["aligned"])
         row = {"pipeline": name, "faces_not_used": int(np.isnan(aligned).sum())}
-        for how, c in correct.items():
-            acc, low, high = bootstrap_ci(
-                lambda x: x.mean(axis=-1), c.astype(float), n_boot=2000, seed=seed, vectorized=True
-            )
+        for how, prob in shown.items():
+            acc, low, high = accuracy_ci(male, prob, threshold, n_boot=2000, seed=seed)
             row[how] = {"accuracy": acc, "ci_low": low, "ci_high": high}
+        predicted = {how: (prob >= threshold).astype(int) for how, prob in shown.items()}
         for how in ("aligned", "unaligned"):
-            row[f"{how}_minus_original"] = _paired_correct_difference(correct[how], correct["original"], seed)
+            d = paired_accuracy_difference_ci(
+                male, predicted[how], predicted["original"], n_boot=2000, seed=seed
+            )
+            row[f"{how}_minus_original"] = {
+                "difference": d["difference"],
+                "ci_low": d["low"],
+                "ci_high": d["high"],
+            }
         out["rows"].append(row)
     return out
-
-
-def _paired_correct_difference(a: np.ndarray, b: np.ndarray, seed: int) -> dict:
-    """mean(a) - mean(b) over the same images (0/1 correctness), with a paired bootstrap 95 % CI."""
-    diff = a.astype(float) - b.astype(float)
-    value, low, high = bootstrap_ci(lambda x: x.mean(axis=-1), diff, n_boot=2000, seed=seed, vectorized=True)
-    return {"difference": value, "ci_low": low, "ci_high": high}
 
 
 def detect_side_sweep(
@@ -516,7 +501,7 @@ def main(argv=None) -> int:
             "stage_two": "",
             "fit_on": f"{len(splits.train):,} train images",
             "applied_to": "pixels",
-            **accuracy_ci(
+            **scores(
                 direct.fit_report_.test_male,
                 direct.fit_report_.test_male_probability,
                 seed,
@@ -710,7 +695,7 @@ def main(argv=None) -> int:
             f"Real-face accuracy, `python benchmarks/bench_accuracy.py`, {date}: {len(celeba.present):,} images of "
             f"{args.data_root.name}, identity-disjoint split {splits.sizes()}, `{config.backbone}` "
             f"({config.weights}) at {config.image_size} px, {config.epochs} epoch(s), seed {seed}.",
-            markdown_table(headers, table, digits=4),
+            md_table(headers, table, digits=4),
             "Worst group: the lowest Male accuracy among the Male x makeup and Male x blond groups with 30+ test "
             "images (true attributes); the 68-person test split has few images in the rare groups, see "
             "`bench_groups.md` for a larger test side.",
@@ -720,7 +705,7 @@ def main(argv=None) -> int:
             "weight, each with its concept quality on the same test images; the table's joint row is the one with "
             "the best validation Male accuracy among those whose validation concept AUC is within "
             "concept_auc_tolerance of the sequential model's:",
-            markdown_table(
+            md_table(
                 [
                     "concept weight",
                     "val Male accuracy",
@@ -738,27 +723,25 @@ def main(argv=None) -> int:
             ),
             "Interventions: test Male accuracy after correcting each image's k attributes (most uncertain first, or "
             "at random) to their true values:",
-            markdown_table(
-                ["pipeline", "policy", "k=0", "k=5", "k=10", "k=20", "k=39"], curve_rows, digits=4
-            ),
+            md_table(["pipeline", "policy", "k=0", "k=5", "k=10", "k=20", "k=39"], curve_rows, digits=4),
             f"A user's photos, simulated: {composites['images']} test crops pasted into canvases 2-4 times their "
             f"size at random positions, scales and rotations (+-25 degrees), {composites['with_second_face']} with "
             f"a second, smaller face. Detection recall {composites['detection_recall']:.4f}; the face picked is "
             f"the pasted central one in {composites['picked_the_pasted_face']:.4f}. Male accuracy (a composite "
             "whose face is not used counts as wrong) on the original crops, on the composites as predict() reads "
             'them by default (`align="auto"`), and read as they are (`align="none"`):',
-            markdown_table(composite_headers, composite_table, digits=4),
+            md_table(composite_headers, composite_table, digits=4),
             "How the first-pass detection size was chosen: aligned Male accuracy on composites of the "
             "validation crops (the test composites above were not used):",
-            markdown_table(
+            md_table(
                 ["detect side (px)", "pipeline", "val accuracy", "seconds"],
                 [[r["detect_side"], r["pipeline"], r["val_accuracy"], r["seconds"]] for r in sweep],
                 digits=4,
             ),
             "CelebA-C: Male accuracy on the test images under deterministic corruptions:",
-            markdown_table(corruption_headers, corruption_rows, digits=4),
+            md_table(corruption_headers, corruption_rows, digits=4),
             f"Runtimes against PyTorch fp32 on the same {len(agreement_paths):,} validation and test images:",
-            markdown_table(
+            md_table(
                 [
                     "pipeline",
                     "runtime",

@@ -33,7 +33,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attr2gender.pipeline.adapt import choose_C, fit_head, head_inputs, head_probability  # noqa: E402
 from bench_wild import SPLIT, train_on_split  # noqa: E402
-from common import REPO_ROOT, machine_info, markdown_table, write_results  # noqa: E402
+from common import REPO_ROOT, machine_info, md_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared"
 SIZES = (25, 50, 100, 200, 400)
@@ -122,7 +122,7 @@ def markdown(table: pd.DataFrame, sizes_of_heads: dict, info: dict, n_photos: in
                     f"{100 * row['mean'].iloc[0]:.1f} ± {100 * row['std'].iloc[0]:.1f}" if len(row) else ""
                 )
             out.append(cells)
-    lines += [markdown_table(headers, out), ""]
+    lines += [md_table(headers, out), ""]
     return "\n".join(lines)
 
 

@@ -43,20 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import attr2gender  # noqa: E402, F401  (before torch: OMP_WAIT_POLICY=PASSIVE on shared machines)
 from attr2gender.config import load_preset  # noqa: E402
 from attr2gender.data import STAGE_ONE_ATTRIBUTES, load_celeba  # noqa: E402
-from attr2gender.data.corruptions import CORRUPTIONS, corrupt  # noqa: E402
-from attr2gender.data.groups import group_ids, group_masks  # noqa: E402
-from attr2gender.data.images import load_image  # noqa: E402
-from attr2gender.metrics import (  # noqa: E402
-    bootstrap_ci,
-    group_accuracy_table,
-    group_metrics,
-    paired_accuracy_difference_ci,
-    worst_group_name,
-)
+from attr2gender.data.corruptions import CORRUPTIONS, corrupted_versions  # noqa: E402
+from attr2gender.data.groups import group_ids  # noqa: E402
+from attr2gender.experiments.evaluation import evaluate_probabilities  # noqa: E402
+from attr2gender.metrics import paired_accuracy_difference_ci  # noqa: E402
 from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
+from attr2gender.pipeline.robustness import corruption_table  # noqa: E402
 from attr2gender.pipeline.stage_two import StageTwoData, fit_stage_two  # noqa: E402
 from attr2gender.tabular.robust import worst_group_accuracy  # noqa: E402
-from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
+from common import REPO_ROOT, machine_info, md_table, text_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "celeba"
 NO_COSMETICS = load_preset("no_cosmetics")[0][1].stage_two_exclude
@@ -82,11 +77,6 @@ STAGE_TWO_VARIANTS: dict[str, dict] = {
 N_BOOT = 1000
 
 
-def accuracy_ci(y, prob, seed: int) -> tuple[float, float, float]:
-    correct = ((np.asarray(prob) >= 0.5).astype(int) == y).astype(float)
-    return bootstrap_ci(lambda c: c.mean(axis=-1), correct, n_boot=N_BOOT, seed=seed, vectorized=True)
-
-
 def out_of_fold_worst_group(data: StageTwoData, seed: int, folds: int = 5, **kw) -> float:
     """Stage two's worst-group accuracy on its own rows, predicted out of fold (folds by identity)."""
     from sklearn.model_selection import GroupKFold
@@ -102,14 +92,6 @@ def out_of_fold_worst_group(data: StageTwoData, seed: int, folds: int = 5, **kw)
     return worst_group_accuracy(data.y, pred, groups)
 
 
-def corrupted_images(paths, seed: int) -> dict[str, list]:
-    decoded = [load_image(p) for p in paths]
-    out = {"clean": decoded}
-    for name in CORRUPTIONS:
-        out[name] = [corrupt(im, name, seed, i) for i, im in enumerate(decoded)]
-    return out
-
-
 def evaluate(
     name: str,
     route: str,
@@ -122,23 +104,22 @@ def evaluate(
     seed: int,
     seconds: float,
 ) -> dict:
-    acc, low, high = accuracy_ci(y, prob, seed)
-    table = group_accuracy_table(y, prob, group_masks(truth), n_boot=N_BOOT, seed=seed)
-    flat = group_metrics(table, acc)
-    corruption = {c: float(((p >= 0.5).astype(int) == y).mean()) for c, p in corrupted_probs.items()}
+    ev = evaluate_probabilities(y, prob, attributes=truth, n_boot=N_BOOT, seed=seed)
+    # CelebA-C accuracies alone (n_boot=0: no CI), from the probabilities on the corrupted test images
+    corruption = corruption_table(y, corrupted_probs, seed=seed, n_boot=0)["accuracy"]
     return {
         "variant": name,
         "route": route,
         "stage_two": stage_two,
-        "accuracy": acc,
-        "ci_low": low,
-        "ci_high": high,
-        "worst_group": worst_group_name(table),
-        "worst_group_accuracy": flat["worst_group_accuracy"],
-        "worst_group_gap": flat["worst_group_gap"],
-        "groups": table.reset_index().to_dict(orient="records"),
-        "celeba_c": corruption,
-        "celeba_c_mean": float(np.mean([corruption[c] for c in CORRUPTIONS])),
+        "accuracy": ev.accuracy,
+        "ci_low": ev.ci_low,
+        "ci_high": ev.ci_high,
+        "worst_group": ev.worst_group,
+        "worst_group_accuracy": ev.worst_group_accuracy,
+        "worst_group_gap": ev.worst_group_gap,
+        "groups": ev.groups.reset_index().to_dict(orient="records"),
+        "celeba_c": {c: float(corruption[c]) for c in corrupted_probs},
+        "celeba_c_mean": float(corruption["mean"]),
         "val_worst_group_accuracy": val_criterion,
         "seconds": seconds,
         "_prob": np.asarray(prob),
@@ -274,7 +255,8 @@ def main(argv=None) -> int:
     def corrupted_paths(report) -> dict[str, list]:
         key = ",".join(report.test_ids[:3]) + str(len(report.test_ids))
         if key not in cache:  # every variant shares the split, so the corrupted images are made once
-            cache[key] = corrupted_images([celeba.image_path(i) for i in report.test_ids], seed)
+            paths = [celeba.image_path(i) for i in report.test_ids]
+            cache[key] = dict(corrupted_versions(paths, CORRUPTIONS, seed))
         return cache[key]
 
     partial = Path(args.out) / (
@@ -399,13 +381,13 @@ def print_and_write(args, celeba, rows) -> None:
             "The val criterion is what a user would select on (validation only): the validation split's worst-group "
             "accuracy for image models, the out-of-fold worst-group accuracy of stage two on its own rows (folds by "
             "identity) for stage-two variants.",
-            markdown_table(headers, table, digits=4),
+            md_table(headers, table, digits=4),
             "Male accuracy per group of true attributes (test images per group: "
             + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items())
             + "):",
-            markdown_table(["variant", *[g.replace("_", " ") for g in group_names_]], group_rows),
+            md_table(["variant", *[g.replace("_", " ") for g in group_names_]], group_rows),
             "CelebA-C: accuracy under each corruption:",
-            markdown_table(["variant", *CORRUPTIONS, "mean"], corruption_rows, digits=4),
+            md_table(["variant", *CORRUPTIONS, "mean"], corruption_rows, digits=4),
         ]
     )
     written = write_results(args.out, "bench_groups_quick" if args.quick else "bench_groups", payload, md)

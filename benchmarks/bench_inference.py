@@ -52,7 +52,7 @@ from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier, lo
 from attr2gender.pipeline.runtime import OnnxRuntime, onnx_export_available, onnx_runtime_available  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
 from attr2gender.training import AttributeModel, DirectModel  # noqa: E402
-from common import machine_info, markdown_table, paired_ratio, rotate, summarize, text_table, write_results  # noqa: E402
+from common import machine_info, md_table, paired_ratio, rotate, summarize, text_table, write_results  # noqa: E402
 
 
 def build_pipelines(backbone: str, weights: str, image_size: int, device: str):
@@ -651,9 +651,9 @@ def main(argv=None) -> int:
             f"Forward pass by runtime (direct model, preprocessed batches), ms/image; GFLOP/s against a peak estimate "
             f"of {peak.get('gflops', float('nan')):.0f} GFLOP/s ({peak.get('cores')} cores x {peak.get('ghz', 0):.2f} GHz "
             f"x {peak.get('flops_per_cycle')} fp32 FLOPs/cycle):",
-            markdown_table(forward_headers, forward_rows),
+            md_table(forward_headers, forward_rows),
             f"`predict()` of both routes per runtime at {args.image_size} px (pre-decoded images):",
-            markdown_table(route_headers, route_rows),
+            md_table(route_headers, route_rows),
         ]
         if forward
         else []
@@ -664,8 +664,8 @@ def main(argv=None) -> int:
             f"(medians), {payload['machine']['date']}. Default runtime of a loaded bundle: {default_runtime}.",
             *runtime_md,
             "Default runtime, both routes:",
-            markdown_table(["measure", "two-stage", "direct", "two-stage / direct"], rows),
-            markdown_table(
+            md_table(["measure", "two-stage", "direct", "two-stage / direct"], rows),
+            md_table(
                 ["batch 64, ms/image", "median"],
                 [
                     ["JPEG decode", o["decode_ms_per_image"]["median"]],
@@ -683,14 +683,14 @@ def main(argv=None) -> int:
             f"{min(64, len(photos))}: pre-decoded in memory (detection in line with the forward pass), and as JPEG "
             "files read by 2 workers as `predict` reads a folder (aligned in threads ahead of the forward pass); "
             "the target is at most x1.5:",
-            markdown_table(align_headers, align_rows),
+            md_table(align_headers, align_rows),
             f"Inference time for {args.n_500} images at {args.size_500} px, batch 64 (the source's figure):",
-            markdown_table(
+            md_table(
                 ["backbone", "seconds", "images/s", "params (M)"],
                 [[r["backbone"], r["seconds"], r["images_per_s"], r["params_millions"]] for r in presets],
             ),
             "Memory of `predict` over a folder at batch 64 (main process RSS sampled every 20 ms; workers' peak):",
-            markdown_table(
+            md_table(
                 [
                     "images predicted",
                     "RSS before (MB)",

@@ -40,7 +40,7 @@ from attr2gender.training import DirectModel  # noqa: E402
 from common import (  # noqa: E402
     REPO_ROOT,
     machine_info,
-    markdown_table,
+    md_table,
     paired_ratio,
     rotate,
     stopwatch,
@@ -263,7 +263,7 @@ def main(argv=None) -> int:
             f"{payload['versions']['pyspark']} `{args.master}`, {args.threads_per_worker or 'default'} "
             f"thread(s) per Python worker; `predict()` in the driver with torch's default threads; "
             f"runtime {runtime}.",
-            markdown_table(headers, table),
+            md_table(headers, table),
             f"Spark / predict rows/s (paired): {ratio['median']:.3f} (range {ratio['min']:.3f}-{ratio['max']:.3f}). "
             f"Fixed cost of a query (2 rows, the model loaded once per task): "
             f"{payload['query_fixed_seconds_2_rows']['median']:.1f} s; Spark session start "

@@ -98,7 +98,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import attr2gender  # noqa: E402, F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE for shared machines)
 from common import (  # noqa: E402
     machine_info,
-    markdown_table,
+    md_table,
     paired_ratio,
     rotate,
     stopwatch,
@@ -863,15 +863,15 @@ def report(args, payload: dict) -> None:
         "",
         "## Throughput",
         "",
-        markdown_table(headers, rows, digits=2),
+        md_table(headers, rows, digits=2),
         "",
         "## Other timings",
         "",
-        markdown_table(["", "value", "note"], extra_rows),
+        md_table(["", "value", "note"], extra_rows),
         "",
         "## Ratios",
         "",
-        markdown_table(ratio_headers, ratio_rows),
+        md_table(ratio_headers, ratio_rows),
         "",
         "## Verdicts",
         "",
@@ -899,7 +899,7 @@ def report(args, payload: dict) -> None:
             "fp32-contiguous, the engine's CPU path before channels-last. The data loader's share is the "
             "loader-only time per batch (decode + train transforms, in-process) over the CPU default's step.",
             "",
-            markdown_table(format_headers, formats_rows(formats), digits=2),
+            md_table(format_headers, formats_rows(formats), digits=2),
             "",
             f"- **{formats_key_figure(formats)}**",
         ]

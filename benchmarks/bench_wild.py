@@ -43,8 +43,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attr2gender import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES  # noqa: E402
-from attr2gender.metrics import bootstrap_ci, per_attribute_metrics, worst_group_name  # noqa: E402
-from common import REPO_ROOT, machine_info, markdown_table, write_results  # noqa: E402
+from attr2gender.metrics import accuracy_ci, concept_quality, per_attribute_metrics, worst_group_name  # noqa: E402
+from common import REPO_ROOT, machine_info, md_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared"
 SPLIT = [0.6, 0.1, 0.3]  # a 30 % test side of the people: the 10 % one read 1-3 points high
@@ -90,11 +90,9 @@ QUICK_VARIANTS = {
 
 
 def accuracy_with_ci(male: np.ndarray, prob: np.ndarray, seed: int = 0) -> dict:
-    correct = ((np.asarray(prob) >= 0.5) == (np.asarray(male) >= 0.5)).astype(np.float64)
-    if len(correct) == 0:
-        return {"accuracy": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
-    point, low, high = bootstrap_ci(lambda c: c.mean(axis=-1), correct, seed=seed, vectorized=True)
-    return {"accuracy": point, "low": low, "high": high, "n": int(len(correct))}
+    """:func:`attr2gender.metrics.accuracy_ci` as this report's entry (``low``/``high``, ``n``)."""
+    point, low, high = accuracy_ci(male, prob, seed=seed)
+    return {"accuracy": point, "low": low, "high": high, "n": int(len(male))}
 
 
 def recall(male: np.ndarray, prob: np.ndarray, positive: int) -> float:
@@ -102,16 +100,18 @@ def recall(male: np.ndarray, prob: np.ndarray, positive: int) -> float:
     return float(((np.asarray(prob)[mask] >= 0.5) == bool(positive)).mean()) if mask.any() else float("nan")
 
 
-def concept_quality(probs: np.ndarray, truth: np.ndarray) -> dict:
-    """Mean attribute accuracy, balanced accuracy and AUC over the 39 concepts, and the worst five."""
-    table = per_attribute_metrics(truth, probs, STAGE_ONE_ATTRIBUTES)
-    worst = table.sort_values("balanced_accuracy").head(5)
+def concept_entry(probs: np.ndarray, truth: np.ndarray) -> dict:
+    """:func:`attr2gender.metrics.concept_quality` as this report's entry: mean attribute accuracy, balanced
+    accuracy and AUC over the 39 concepts, the worst five, and the per-attribute table."""
+    quality = concept_quality(truth, probs, STAGE_ONE_ATTRIBUTES)
     return {
-        "attr_mean_accuracy": float(table["accuracy"].mean()),
-        "attr_mean_balanced_accuracy": float(table["balanced_accuracy"].mean()),
-        "attr_mean_auc": float(table["roc_auc"].mean(skipna=True)),
-        "worst_five": [f"{name} {row.balanced_accuracy:.2f}" for name, row in worst.iterrows()],
-        "per_attribute": table.reset_index().to_dict("records"),
+        "attr_mean_accuracy": quality["concept_mean_accuracy"],
+        "attr_mean_balanced_accuracy": quality["concept_mean_balanced_accuracy"],
+        "attr_mean_auc": quality["concept_mean_auc"],
+        "worst_five": [f"{name} {value:.2f}" for name, value in quality["concept_worst"].items()],
+        "per_attribute": per_attribute_metrics(truth, probs, STAGE_ONE_ATTRIBUTES)
+        .reset_index()
+        .to_dict("records"),
     }
 
 
@@ -201,7 +201,7 @@ def run_variant(name, route, preset, overrides, args, out_dir: Path, wild: pd.Da
         "images_skipped": int(m.get("skipped_images", 0) or 0),
     }
     if report.test_attribute_probabilities is not None:
-        row["concepts"] = concept_quality(report.test_attribute_probabilities, report.test_attributes)
+        row["concepts"] = concept_entry(report.test_attribute_probabilities, report.test_attributes)
     if wild is not None:
         start = time.perf_counter()
         frame = pipe.predict(list(map(Path, wild["file"])), progress=not args.quiet)
@@ -355,7 +355,7 @@ def markdown(rows: list[dict], align: list[dict], args, info: dict) -> str:
                 else "",
             ]
         )
-    lines += [markdown_table(headers, table), "", "## Per source: accuracy, female recall, male recall", ""]
+    lines += [md_table(headers, table), "", "## Per source: accuracy, female recall, male recall", ""]
     sources = sorted({s for r in rows for s in r.get("wild", {}).get("sources", {})})
     headers = ["variant"] + [f"{s} acc / F recall / M recall" for s in sources]
     table = []
@@ -365,13 +365,13 @@ def markdown(rows: list[dict], align: list[dict], args, info: dict) -> str:
             d = r.get("wild", {}).get("sources", {}).get(s)
             cells.append(f"{ci_text(d)} / {pct(d['female_recall'])} / {pct(d['male_recall'])}" if d else "")
         table.append(cells)
-    lines += [markdown_table(headers, table), ""]
+    lines += [md_table(headers, table), ""]
     concept_rows = [r for r in rows if "concepts" in r]
     if concept_rows:
         lines += [
             "## Concept quality (39 attributes, CelebA test people)",
             "",
-            markdown_table(
+            md_table(
                 [
                     "variant",
                     "mean accuracy",
@@ -397,7 +397,7 @@ def markdown(rows: list[dict], align: list[dict], args, info: dict) -> str:
         lines += [
             "## What the alignment costs (wild_dev, accuracy over faces found)",
             "",
-            markdown_table(
+            md_table(
                 [
                     "variant",
                     "RetinaFace -> dlib template (library)",
@@ -456,7 +456,7 @@ def attribute_comparison(
         f"{pct(mean(a, 'balanced_accuracy'))} vs {pct(mean(b, 'balanced_accuracy'))}, mean AUC "
         f"{mean(a, 'roc_auc'):.3f} vs {mean(b, 'roc_auc'):.3f}.",
         "",
-        markdown_table(
+        md_table(
             [
                 "attribute",
                 "accuracy (face)",

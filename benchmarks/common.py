@@ -142,7 +142,9 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence], digits: int = 3
     return "\n".join(out)
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence], digits: int = 3) -> str:
+def md_table(headers: Sequence[str], rows: Sequence[Sequence], digits: int = 3) -> str:
+    """The console table as markdown: headers and rows of cells (not attr2gender.metrics.markdown_table,
+    which reads dicts)."""
     out = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(_fmt(c, digits) for c in row) + " |" for row in rows]
     return "\n".join(out)

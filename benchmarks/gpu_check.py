@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_training import CELEBA_TRAIN_ROWS, run_engine, run_loader  # noqa: E402
-from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
+from common import REPO_ROOT, machine_info, md_table, text_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "celeba"
 BACKBONES = (("resnet18", "none"), ("efficientnet_lite0", "imagenet"))
@@ -274,10 +274,10 @@ def main(argv=None) -> int:
             f"{args.num_workers} loader workers, {len(dm.splits.train):,} training images of {args.data_root.name}.",
             "Training (median step over a window after warm-up); loader share = the DataLoader alone per batch / "
             "a training step; full epoch = 162,770 images at that rate:",
-            markdown_table(train_headers, train_table, digits=3),
+            md_table(train_headers, train_table, digits=3),
             f"Predict through `pipeline.predict` at batch {args.predict_batch} on {len(dm.splits.test):,} test "
             'images (aligned crops: `align="none"`):',
-            markdown_table(predict_headers, predict_table, digits=3),
+            md_table(predict_headers, predict_table, digits=3),
             f"Took {payload['seconds'] / 60:.1f} minutes.",
         ]
     )

@@ -104,9 +104,13 @@ def test_the_package_never_imports_from_its_own_root():
             if not isinstance(node, ast.ImportFrom):
                 continue
             from_root = (node.level == 0 and node.module == "attr2gender") or (
-                node.level and not node.module and name.count(".") + (path.name == "__init__.py") <= node.level
+                node.level
+                and not node.module
+                and name.count(".") + (path.name == "__init__.py") <= node.level
             )
-            names = [a.name for a in node.names if f"attr2gender.{a.name}" not in modules()]  # submodules are fine
+            names = [
+                a.name for a in node.names if f"attr2gender.{a.name}" not in modules()
+            ]  # submodules are fine
             if from_root and names:
                 found.append(f"{name}:{node.lineno} ({', '.join(names)})")
     assert not found, "imports from the package root: " + ", ".join(found)
@@ -355,3 +359,30 @@ def test_plots_never_run_a_model():
             )
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("torch", "lightning")]
     assert not offenders, offenders
+
+
+def test_benchmarks_define_no_function_the_library_evaluation_defines():
+    """The benchmarks measure with the library: a benchmark function named like one of the library's
+    evaluation functions (attr2gender.metrics, the corruptions, the evaluation layer) is a copy that drifts."""
+    library = [
+        PACKAGE / "metrics.py",
+        PACKAGE / "data" / "corruptions.py",
+        PACKAGE / "pipeline" / "robustness.py",
+        PACKAGE / "experiments" / "evaluation.py",
+    ]
+    defined = {
+        node.name: path.relative_to(PACKAGE.parent).as_posix()
+        for path in library
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
+    }
+    assert {"accuracy_ci", "paired_accuracy_difference_ci", "markdown_table", "corrupt"} <= set(defined)
+    clashes = [
+        f"benchmarks/{path.name}:{node.lineno} {node.name} (also in {defined[node.name]})"
+        for path in sorted((REPO / "benchmarks").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in defined
+    ]
+    assert not clashes, "benchmarks redefine library functions; call the library's instead:\n" + "\n".join(
+        clashes
+    )

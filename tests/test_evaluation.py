@@ -213,3 +213,146 @@ def test_slice_report_on_user_groups(calibrated):
     assert {"false_male_rate", "false_female_rate"} <= set(table.columns)
     with pytest.raises(ValueError, match="one label and one groups row per image"):
         attr2gender.slice_report(pipe, images, rows["Male"].to_numpy()[:5], groups)
+
+
+# --- one entry point: evaluate_pipeline --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """40 synthetic crops, their CelebA attribute rows (-1/1, as in the file) and one missing file."""
+    root = make_synthetic_celeba(tmp_path_factory.mktemp("eval") / "celeba", n=60, seed=5, image_size=40)
+    images = sorted((root / "img_align_celeba").glob("*.jpg"))[:40]
+    attrs = pd.read_csv(root / "list_attr_celeba.txt", sep=r"\s+", skiprows=1).loc[[p.name for p in images]]
+    return images, attrs
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """Untrained tiny pipelines of both routes (an evaluation needs no good model), reading crops as they are."""
+    import torch
+
+    from attr2gender.pipeline import Attr2GenderPipeline
+    from attr2gender.tabular import StageTwoClassifier
+    from attr2gender.training import AttributeModel, DirectModel
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    stage_two = StageTwoClassifier().fit(rng.random((40, 39)), rng.integers(0, 2, 40))
+    two = Attr2GenderPipeline(
+        AttributeModel(backbone="test_efficientnet", weights="none"),
+        stage_two,
+        32,
+        num_workers=0,
+        align="none",
+    )
+    direct = DirectGenderClassifier(
+        DirectModel(backbone="test_efficientnet", weights="none"), 32, num_workers=0, align="none"
+    )
+    return {"two_stage": two, "direct": direct}
+
+
+def test_evaluate_pipeline_agrees_with_a_hand_count(labelled, untrained, tmp_path):
+    import attr2gender
+    from attr2gender.experiments.evaluation import evaluate_pipeline
+
+    assert attr2gender.evaluate_pipeline is evaluate_pipeline  # on the public surface, next to slice_report
+
+    images, attrs = labelled
+    pipe = untrained["direct"]
+    missing = tmp_path / "missing.jpg"  # unreadable: left out of every number, counted as skipped
+    male = np.append(attrs["Male"].to_numpy(), 1)  # CelebA's -1/1
+    groups = pd.DataFrame({"glasses": np.append(attrs["Eyeglasses"].to_numpy() > 0, False)})
+    ev = evaluate_pipeline(
+        pipe, [*images, missing], male, groups=groups, corruptions=("grayscale", "rotate_15"), n_boot=200
+    )
+
+    prob = pipe.predict(images, progress=False)["male_probability"].to_numpy()
+    right = (prob >= pipe.threshold) == (attrs["Male"].to_numpy() > 0)
+    assert ev.n == 40 and ev.skipped == 1
+    assert ev.accuracy == pytest.approx(right.mean())
+    assert ev.ci_low <= ev.accuracy <= ev.ci_high
+    assert ev.ece == pytest.approx(expected_calibration_error(attrs["Male"].to_numpy() > 0, prob))
+    assert 0 <= ev.auc <= 1 and 0 <= ev.brier <= 1
+    # CelebA-C: the clean row reads the same crops the same way, so it is the same accuracy.
+    assert list(ev.corruptions.index) == ["clean", "grayscale", "rotate_15", "mean"]
+    assert (ev.corruptions["n"] == 40).all()
+    assert ev.corruptions.loc["clean", "accuracy"] == pytest.approx(ev.accuracy)
+    # The user's slices: slice_report's table over the scored images.
+    assert ev.slices.loc["all", "n"] == 40 and ev.slices.attrs["skipped"] == 1
+    assert ev.slices.loc["glasses", "n"] + ev.slices.loc["not_glasses", "n"] == 40
+    # Not asked for: no groups without the true attributes, no concepts for the direct route.
+    assert ev.groups is None and ev.concepts is None and ev.worst_group == ""
+    summary = ev.summary()
+    assert summary["accuracy"] == ev.accuracy and summary["skipped"] == 1
+    assert {"corruption_grayscale", "corruption_mean", "worst_slice_accuracy"} <= set(summary)
+
+
+def test_concept_quality_only_for_two_stage_given_the_attributes(labelled, untrained):
+    from attr2gender.data import STAGE_ONE_ATTRIBUTES
+    from attr2gender.experiments.evaluation import evaluate_pipeline
+    from attr2gender.metrics import concept_quality
+
+    images, attrs = labelled
+    male = attrs["Male"].to_numpy()
+    two = untrained["two_stage"]
+    ev = evaluate_pipeline(two, images, male, attributes=attrs, n_boot=100)
+    outputs = two.predict(images, progress=False)[list(STAGE_ONE_ATTRIBUTES)].to_numpy()
+    expected = concept_quality(
+        (attrs[list(STAGE_ONE_ATTRIBUTES)] > 0).astype(int), outputs, STAGE_ONE_ATTRIBUTES
+    )
+    worst, concepts = expected.pop("concept_worst"), dict(ev.concepts)
+    assert len(concepts["concept_worst"]) == 5 and concepts.pop("concept_worst") == pytest.approx(worst)
+    assert concepts == pytest.approx(expected)
+    # The true attributes also give CelebA's groups, every image in one group of each grouping.
+    assert {"female_no_makeup", "male_makeup", "female_blond", "male_no_blond"} <= set(ev.groups.index)
+    assert (
+        ev.groups.loc[["female_no_makeup", "female_makeup", "male_no_makeup", "male_makeup"], "n"].sum() == 40
+    )
+    assert ev.corruptions is None and ev.slices is None  # not asked for
+
+    assert evaluate_pipeline(two, images, male, n_boot=50).concepts is None  # no attributes
+    direct = evaluate_pipeline(untrained["direct"], images, male, attributes=attrs, n_boot=50)
+    assert direct.concepts is None and direct.groups is not None  # no concepts in the direct route
+
+
+def test_evaluate_pipeline_refuses_bad_input_before_predicting(labelled, untrained):
+    from attr2gender.experiments.evaluation import evaluate_pipeline
+
+    images, attrs = labelled
+    pipe = untrained["direct"]
+    with pytest.raises(ValueError, match="unknown corruption"):
+        evaluate_pipeline(pipe, images, attrs["Male"], corruptions=("fog",))
+    with pytest.raises(ValueError, match="40 images but 5 Male labels"):
+        evaluate_pipeline(pipe, images, attrs["Male"].to_numpy()[:5])
+    with pytest.raises(TypeError, match="groups must be a pandas DataFrame"):
+        evaluate_pipeline(pipe, images, attrs["Male"], groups=[1, 2])
+
+
+def test_nothing_scored_gives_nan_not_a_number_that_looks_measured():
+    from attr2gender.experiments.evaluation import evaluate_probabilities
+
+    ev = evaluate_probabilities(
+        [1, 0, 1], [np.nan] * 3, attributes=_truth(3).assign(Heavy_Makeup=0, Wearing_Lipstick=1)
+    )
+    assert ev.n == 0 and ev.skipped == 3
+    assert all(np.isnan(v) for v in (ev.accuracy, ev.ci_low, ev.ece, ev.brier, ev.auc))
+    assert (ev.groups["note"] == "empty").all() and ev.worst_group == ""
+
+
+def test_accuracy_ci_and_the_corruption_table_agree_with_the_bootstrap():
+    from attr2gender.metrics import accuracy_ci, bootstrap_ci
+    from attr2gender.pipeline.robustness import corruption_table
+
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, 300)
+    prob = rng.random(300)
+    correct = ((prob >= 0.4) == y).astype(float)
+    expected = bootstrap_ci(lambda c: c.mean(axis=-1), correct, n_boot=300, seed=2, vectorized=True)
+    assert accuracy_ci(y, prob, 0.4, n_boot=300, seed=2) == expected
+    assert accuracy_ci(2 * y - 1, prob, 0.4, n_boot=300, seed=2) == expected  # CelebA's -1/1
+    assert np.isnan(accuracy_ci([], [])).all()
+    table = corruption_table(y, {"clean": prob, "a": 1 - prob, "b": prob}, threshold=0.4, n_boot=0)
+    assert list(table.index) == ["clean", "a", "b", "mean"]
+    assert table.loc["clean", "accuracy"] == expected[0] and np.isnan(table.loc["clean", "ci_low"])
+    assert table.loc["mean", "accuracy"] == pytest.approx((table.loc["a", "accuracy"] + expected[0]) / 2)

@@ -26,6 +26,7 @@ _EXPORTS = {
     "StageTwoClassifier": "attr2gender.tabular",
     "create_backbone": "attr2gender.models",
     "slice_report": "attr2gender.experiments.evaluation",
+    "evaluate_pipeline": "attr2gender.experiments.evaluation",
 }
 __all__ = [*_EXPORTS, *_ERRORS, "__version__"]
 

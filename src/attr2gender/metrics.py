@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "accuracy_ci",
     "attribute_table_markdown",
     "binary_metrics",
     "bootstrap_ci",
@@ -437,6 +438,29 @@ def bootstrap_ci(
     return point, float(low), float(high)
 
 
+def accuracy_ci(
+    y_true: Any,
+    prob_male: Any,
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float, float]:
+    """Male accuracy (prediction = ``prob_male >= threshold``) with its percentile bootstrap CI over the
+    images: ``(point, low, high)``; all NaN for no images. ``n_boot=0`` gives the point alone (NaN bounds).
+    A NaN probability is predicted Female, as ``>=`` says."""
+    y = _as_binary(y_true).reshape(-1)
+    pred = (_prob_of_positive(prob_male) >= threshold).astype(np.int64)
+    if y.shape != pred.shape:
+        raise ValueError(f"y_true and prob_male differ in length: {y.shape} vs {pred.shape}")
+    if y.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    correct = (pred == y).astype(float)
+    return bootstrap_ci(
+        lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, alpha=alpha, vectorized=True
+    )
+
+
 def paired_accuracy_difference_ci(
     y_true: Any,
     pred_a: Any,
@@ -526,11 +550,8 @@ def group_accuracy_table(
         if mask.shape != y.shape:
             raise ValueError(f"group {name!r}: mask has {mask.size} rows, the predictions {y.size}")
         n = int(mask.sum())
-        correct = (pred[mask] == y[mask]).astype(float)
         if n >= min_size:
-            acc, low, high = bootstrap_ci(
-                lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, alpha=alpha, vectorized=True
-            )
+            acc, low, high = accuracy_ci(y[mask], pred[mask], n_boot=n_boot, seed=seed, alpha=alpha)
             note = ""
         else:
             acc = low = high = float("nan")

@@ -15,9 +15,12 @@ the same on every run and machine.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+from .images import load_image
 
 CORRUPTIONS = ("grayscale", "jpeg_q20", "blur_2", "downscale_48", "brightness", "rotate_15")
 REFERENCE_SIDE = 178  # CelebA's aligned width: blur sigma is stated at this size and scaled with the image
@@ -80,3 +83,15 @@ def corrupt(image: Image.Image, name: str, seed: int = 0, index: int = 0) -> Ima
     if name not in _FUNCTIONS:
         raise ValueError(f"unknown corruption {name!r}; choose one of {CORRUPTIONS}")
     return _FUNCTIONS[name](image.convert("RGB"), _rng(seed, index))
+
+
+def corrupted_versions(
+    images, corruptions: Sequence[str] = CORRUPTIONS, seed: int = 0
+) -> Iterator[tuple[str, list[Image.Image]]]:
+    """``("clean", decoded)`` then ``(name, corrupted)`` per corruption: CelebA-C of ``images`` (paths or
+    images, decoded once). Image ``i`` is corrupted with ``(seed, i)``, so every caller sees the same pixels.
+    One corrupted set is built at a time; ``dict(corrupted_versions(...))`` keeps them all (to reuse them)."""
+    decoded = [load_image(image) for image in images]
+    yield "clean", decoded
+    for name in corruptions:
+        yield name, [corrupt(im, name, seed, i) for i, im in enumerate(decoded)]
