@@ -44,12 +44,13 @@ from attr2gender.data.corruptions import CORRUPTIONS  # noqa: E402
 from attr2gender.data.splits import Splits  # noqa: E402
 from attr2gender.experiments.evaluation import evaluate_probabilities  # noqa: E402
 from attr2gender.metrics import accuracy_ci, expected_calibration_error, paired_accuracy_difference_ci  # noqa: E402
-from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
+from attr2gender.pipeline import Attr2GenderPipeline  # noqa: E402
 from attr2gender.pipeline.concepts import curve_from_probabilities  # noqa: E402
 from attr2gender.pipeline.robustness import corruption_accuracy  # noqa: E402
-from attr2gender.pipeline.stage_two import fit_stage_two  # noqa: E402
-from attr2gender.pipeline.trainers import best_epoch_validation, stage_two_label_rows  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
+from attr2gender.tabular.fitting import fit_stage_two  # noqa: E402
+from attr2gender.training import train_direct, train_two_stage  # noqa: E402
+from attr2gender.training.routes import best_epoch_validation, stage_two_label_rows  # noqa: E402
 from common import REPO_ROOT, machine_info, md_table, text_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "celeba"
@@ -108,7 +109,7 @@ def two_stage_variants(
     pipeline: Attr2GenderPipeline, celeba, splits: Splits, seed: int, threshold: float
 ) -> list[dict]:
     """Every stage-two variant on the same stage-one outputs (one CNN pass over val and test, cached)."""
-    report = pipeline.fit_report_
+    report = pipeline.report
     y_test = report.test_male
     test_probs = report.test_attribute_probabilities
     val_paths = [celeba.image_path(i) for i in splits.val]
@@ -192,7 +193,7 @@ def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dic
     intervention curve of the default sequential pipeline and of its hard variant.
 
     Returns (table rows with ``_prob`` for the paired difference, the joint sweep, the curve points)."""
-    report = two.fit_report_
+    report = two.report
     X_test = pd.DataFrame(report.test_attribute_probabilities, columns=list(STAGE_ONE_ATTRIBUTES))
     rows, curves = [], []
     hard, _ = fit_stage_two(two.stage_two_data, seed=seed, bottleneck="hard")
@@ -219,7 +220,7 @@ def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dic
     sweep = []
     for weight in weights:
         start = time.perf_counter()
-        joint, joint_report = Attr2GenderPipeline.train(config, mode="joint", concept_weight=weight)
+        joint, joint_report = train_two_stage(config, mode="joint", concept_weight=weight)
         val = best_epoch_validation(joint_report.train_result.history).get("val_accuracy", float("nan"))
         m = joint.metrics
         sweep.append(
@@ -487,13 +488,13 @@ def main(argv=None) -> int:
 
     timings = {}
     start = time.perf_counter()
-    two = Attr2GenderPipeline.fit(config, stage_two_model="logistic", stage_two_fit_on="predicted")
+    two = train_two_stage(config, stage_two_model="logistic", stage_two_fit_on="predicted")[0]
     timings["two_stage_fit_seconds"] = time.perf_counter() - start
-    splits = two.fit_report_.train_result.datamodule.splits
+    splits = two.report.train_result.datamodule.splits
     start = time.perf_counter()
-    direct = DirectGenderClassifier.fit(config)
+    direct = train_direct(config)[0]
     timings["direct_fit_seconds"] = time.perf_counter() - start
-    assert direct.fit_report_.train_result.datamodule.splits == splits, "both routes must share one split"
+    assert direct.report.train_result.datamodule.splits == splits, "both routes must share one split"
 
     rows = [
         {
@@ -502,11 +503,11 @@ def main(argv=None) -> int:
             "fit_on": f"{len(splits.train):,} train images",
             "applied_to": "pixels",
             **scores(
-                direct.fit_report_.test_male,
-                direct.fit_report_.test_male_probability,
+                direct.report.test_male,
+                direct.report.test_male_probability,
                 seed,
                 config.threshold,
-                truth=direct.fit_report_.test_truth,
+                truth=direct.report.test_truth,
             ),
             "seconds": timings["direct_fit_seconds"],
         }
@@ -519,18 +520,16 @@ def main(argv=None) -> int:
     rows += extra_rows
     for r in joint_sweep:  # each joint model against direct, on the same test images
         d = paired_accuracy_difference_ci(
-            direct.fit_report_.test_male,
-            (direct.fit_report_.test_male_probability >= 0.5).astype(int),
+            direct.report.test_male,
+            (direct.report.test_male_probability >= 0.5).astype(int),
             (r.pop("_prob") >= 0.5).astype(int),
             n_boot=2000,
             seed=seed,
         )
         r["direct_minus_this"], r["direct_minus_this_ci"] = d["difference"], [d["low"], d["high"]]
     # Paired: the same test images, so the difference's interval is much tighter than the two CIs suggest.
-    direct_report = direct.fit_report_
-    assert list(direct_report.test_ids) == list(two.fit_report_.test_ids), (
-        "routes scored different test images"
-    )
+    direct_report = direct.report
+    assert list(direct_report.test_ids) == list(two.report.test_ids), "routes scored different test images"
     direct_pred = (direct_report.test_male_probability >= config.threshold).astype(int)
     for r in rows[1:]:
         if "_prob" in r:
@@ -562,13 +561,11 @@ def main(argv=None) -> int:
     rows += ceiling(celeba, seed) if has_partition else []
     attr_acc = two.metrics["attr_mean_accuracy"]
     # Stage two reads stage one's probabilities, so their calibration matters too: mean ECE over the 39.
-    truth = two.fit_report_.test_truth
+    truth = two.report.test_truth
     attr_ece = float(
         np.mean(
             [
-                expected_calibration_error(
-                    truth[a].to_numpy(), two.fit_report_.test_attribute_probabilities[:, j]
-                )
+                expected_calibration_error(truth[a].to_numpy(), two.report.test_attribute_probabilities[:, j])
                 for j, a in enumerate(STAGE_ONE_ATTRIBUTES)
             ]
         )

@@ -47,10 +47,10 @@ from attr2gender.data.corruptions import CORRUPTIONS, corrupted_versions  # noqa
 from attr2gender.data.groups import group_ids  # noqa: E402
 from attr2gender.experiments.evaluation import evaluate_probabilities  # noqa: E402
 from attr2gender.metrics import paired_accuracy_difference_ci  # noqa: E402
-from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
 from attr2gender.pipeline.robustness import corruption_table  # noqa: E402
-from attr2gender.pipeline.stage_two import StageTwoData, fit_stage_two  # noqa: E402
+from attr2gender.tabular.fitting import StageTwoData, fit_stage_two  # noqa: E402
 from attr2gender.tabular.robust import worst_group_accuracy  # noqa: E402
+from attr2gender.training import train_direct, train_two_stage  # noqa: E402
 from common import REPO_ROOT, machine_info, md_table, text_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "celeba"
@@ -133,8 +133,8 @@ def run_variant(
     ((_, config),) = load_preset(preset, [*base_overrides, *[f"{k}={v}" for k, v in overrides.items()]])
     start = time.perf_counter()
     if route == "direct":
-        pipe = DirectGenderClassifier.fit(config)
-        report = pipe.fit_report_
+        pipe = train_direct(config)[0]
+        report = pipe.report
         history = report.train_result.history
         val_wga = (
             float(history["val_worst_group_acc"].iloc[-1])
@@ -161,8 +161,8 @@ def run_variant(
                 seconds,
             )
         ]
-    pipe = Attr2GenderPipeline.fit(config)
-    report = pipe.fit_report_
+    pipe = train_two_stage(config)[0]
+    report = pipe.report
     seconds = time.perf_counter() - start
     stage_one = {
         c: pipe.attribute_probabilities(images, progress=False, align="none")[0]

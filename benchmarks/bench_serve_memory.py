@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, machine_info, markdown_table, text_table, write_results  # noqa: E402
+from common import REPO_ROOT, machine_info, md_table, text_table, write_results  # noqa: E402
 
 SIZE = (11_480, 7_665)  # 88.0 Mpx, just under Pillow's own 89.5-Mpx warning
 
@@ -148,9 +148,7 @@ def main() -> None:
         "machine": machine_info(),
     }
     title = f"# Served-model request memory {args.label}\n\n{args.rows} base64 rows of a {SIZE[0]}x{SIZE[1]} JPEG "
-    markdown = (
-        title + f"({size_mb:.1f} MB), align=none.\n\n" + markdown_table(headers, table, digits=1) + "\n"
-    )
+    markdown = title + f"({size_mb:.1f} MB), align=none.\n\n" + md_table(headers, table, digits=1) + "\n"
     name = "bench_serve_memory" + ("_" + args.label.replace(" ", "_") if args.label else "")
     write_results(args.out, name, payload, markdown)
 

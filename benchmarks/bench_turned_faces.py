@@ -47,7 +47,7 @@ from attr2gender.data.faces import (  # noqa: E402
 )
 from attr2gender.data.images import load_image  # noqa: E402
 from attr2gender.metrics import bootstrap_ci  # noqa: E402
-from common import REPO_ROOT, machine_info, markdown_table, write_results  # noqa: E402
+from common import REPO_ROOT, machine_info, md_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared"
 RATIO_BINS = [0.0, 0.2, 0.3, 0.35, 0.4, 1.0]
@@ -211,7 +211,7 @@ def markdown(payload: dict) -> str:
             ]
         )
     lines.append(
-        markdown_table(
+        md_table(
             [
                 "set",
                 "photos",
@@ -242,13 +242,13 @@ def markdown(payload: dict) -> str:
             bins = list(next(iter(s["accuracy"].values()))["bins"])
             lines += [f"### {name}", ""]
             rows = [[route] + [ci_text(a[g]) for g in groups] for route, a in s["accuracy"].items()]
-            lines += [markdown_table(["route", *groups], rows), ""]
+            lines += [md_table(["route", *groups], rows), ""]
             rows = [[route] + [ci_text(a["bins"][b]) for b in bins] for route, a in s["accuracy"].items()]
-            lines += [markdown_table(["route (by ratio)", *bins], rows), ""]
+            lines += [md_table(["route (by ratio)", *bins], rows), ""]
     if payload.get("turned_pooled"):
         lines += [f"### Turned faces (ratio < {TURNED_RATIO:g}), every set pooled", ""]
         rows = [[route, ci_text(a)] for route, a in payload["turned_pooled"].items()]
-        lines += [markdown_table(["route", "accuracy"], rows), ""]
+        lines += [md_table(["route", "accuracy"], rows), ""]
     lines += ["", "## Reading", "", payload.get("reading", "")]
     return "\n".join(lines)
 

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attr2gender import Attr2GenderPipeline, DirectGenderClassifier  # noqa: E402
+from attr2gender import train_direct, train_two_stage  # noqa: E402
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES  # noqa: E402
 from attr2gender.metrics import accuracy_ci, concept_quality, per_attribute_metrics, worst_group_name  # noqa: E402
 from common import REPO_ROOT, machine_info, md_table, write_results  # noqa: E402
@@ -162,7 +162,7 @@ def celeba_test_labels(report) -> pd.DataFrame:
 def train_on_split(name, route, preset, overrides, args, out_dir: Path, progress: bool = True):
     """One route trained on the CelebA training side of :data:`SPLIT` (the same people for every variant,
     here and in ``bench_adapt.py``): (pipeline, report, wall seconds)."""
-    cls = Attr2GenderPipeline if route == "two_stage" else DirectGenderClassifier
+    train_route = train_two_stage if route == "two_stage" else train_direct
     settings = (
         dict(
             data_root=args.data_root,
@@ -179,7 +179,7 @@ def train_on_split(name, route, preset, overrides, args, out_dir: Path, progress
         settings |= {"epochs": 1, "max_steps": 3}
     print(f"== {name}: training ({preset} preset, {overrides or 'defaults'})", flush=True)
     start = time.perf_counter()
-    pipe, report = cls.train(preset, **settings)
+    pipe, report = train_route(preset, **settings)
     return pipe, report, time.perf_counter() - start
 
 

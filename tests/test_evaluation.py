@@ -21,7 +21,7 @@ from attr2gender.metrics import (
     slice_table,
     slice_table_markdown,
 )
-from attr2gender.pipeline import load_pipeline
+from attr2gender.pipeline import DirectGenderClassifier, load_pipeline
 from attr2gender.pipeline.calibration import apply_temperature
 from attr2gender.training import train_direct
 from attr2gender.training.calibration import fit_temperature
