@@ -29,13 +29,18 @@ def test_iterating_a_list_and_disabled_progress(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_a_terminal_gets_a_tqdm_bar(monkeypatch):
+def test_a_terminal_gets_a_bar_redrawn_in_place(monkeypatch):
+    """On a terminal the bar is redrawn on one line (carriage returns) and ends at 3/3; a log file gets
+    separate lines instead (the tests above)."""
     fake = io.StringIO()
     fake.isatty = lambda: True  # type: ignore[method-assign]
     monkeypatch.setattr("sys.stderr", fake)
-    bar = progress(total=3, desc="t")
-    assert not isinstance(bar, LineProgress)
-    bar.close()
+    with progress(total=3, desc="align", unit="img") as bar:
+        for _ in range(3):
+            bar.update(1)
+    text = fake.getvalue()
+    assert "\r" in text and "align" in text and "3/3" in text and "img" in text
+    assert text.count("\n") <= 1  # one line, redrawn: not a line per update
 
 
 @pytest.mark.parametrize("total", [1, 7])

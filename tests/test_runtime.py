@@ -8,6 +8,10 @@ import io
 import json
 
 import numpy as np
+
+# onnxruntime is a core dependency (it also runs the face detector): imported, never skipped. What this file
+# needs beyond it is the exporter, the [onnx] extra.
+import onnxruntime  # noqa: E402
 import pytest
 import torch
 import yaml
@@ -27,7 +31,10 @@ from attr2gender.pipeline import runtime as runtime_module
 from attr2gender.tabular import StageTwoClassifier
 from attr2gender.training import AttributeModel, DirectModel, train
 
-onnxruntime = pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
+pytest.importorskip("onnx", reason="the [onnx] extra (onnx, onnxscript: the ONNX exporter) is not installed")
+pytest.importorskip(
+    "onnxscript", reason="the [onnx] extra (onnx, onnxscript: the ONNX exporter) is not installed"
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ are never executed, and every edit to a bundle (its manifest included) is refuse
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import pickle
@@ -125,11 +126,50 @@ def test_planted_pickles_in_the_stage_one_cache_never_run(two_stage, synth_root,
     assert pipe.last_cache_hit  # the entry was rewritten as plain numbers
 
 
-def test_the_library_source_loads_no_pickle():
+def _calls(name: str):
+    """(file, line, call) for every call of ``name`` (e.g. ``torch.load``) in the library's source."""
     src = Path(__file__).resolve().parents[1] / "src" / "attr2gender"
-    text = "\n".join(p.read_text() for p in src.rglob("*.py"))
-    for needle in ("weights_only=False", "pickle.load", "allow_pickle=True", "joblib", "cloudpickle"):
-        assert needle not in text, needle
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == name:
+                yield path.name, node.lineno, node
+
+
+def _keyword(call: ast.Call, name: str):
+    return next((ast.literal_eval(k.value) for k in call.keywords if k.arg == name), None)
+
+
+def test_every_torch_load_says_weights_only_true():
+    """Read through the syntax tree, not grepped: a bare ``torch.load(p)`` unpickles anything on the torch
+    versions pyproject allows (before 2.6 the default was weights_only=False)."""
+    calls = list(_calls("torch.load"))
+    assert calls  # the check looks at real calls
+    unsafe = [f"{f}:{line}" for f, line, call in calls if _keyword(call, "weights_only") is not True]
+    assert not unsafe, f"torch.load without weights_only=True: {unsafe}"
+
+
+def test_numpy_never_loads_pickles_and_nothing_imports_a_pickle_loader():
+    unsafe = [f"{f}:{line}" for f, line, call in _calls("np.load") if _keyword(call, "allow_pickle")]
+    assert not unsafe, f"np.load with allow_pickle: {unsafe}"
+    src = Path(__file__).resolve().parents[1] / "src" / "attr2gender"
+    loaders = {
+        "pickle.load",
+        "pickle.loads",
+        "joblib.load",
+        "cloudpickle.load",
+        "dill.load",
+        "torch.jit.load",
+    }
+    found = [f"{f}:{line} {name}" for name in loaders for f, line, _ in _calls(name)]
+    imported = [
+        f"{p.name}: {alias.name}"
+        for p in src.rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+        if (getattr(node, "module", None) or alias.name).split(".")[0] in ("joblib", "cloudpickle", "dill")
+    ]
+    assert not found and not imported, found + imported
 
 
 # --------------------------------------------------------------------------------------------------

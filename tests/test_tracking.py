@@ -7,7 +7,6 @@ import base64
 import contextlib
 import io
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -281,17 +280,6 @@ def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
     assert parent["tags"]["two_stage_run_id"] == two["id"]
     assert {"report.md", "comparison.png", "costs.png"} <= set(parent["artifacts"])
     assert (tmp_path / "compare-t" / "report.md").read_text() == result.comparison.report
-
-
-def test_log_comparison_with_a_mock_tracker(tmp_path):
-    from attr2gender.experiments.compare import log_comparison
-
-    c = cmp.Comparison({"two_stage_minus_direct": 0.01}, {}, {}, report="# r")
-    tracker = mock.MagicMock()
-    log_comparison(tracker, c, {"report": tmp_path / "report.md"}, {"direct_run_id": "x"})
-    tracker.log_metrics.assert_called_once_with({"two_stage_minus_direct": 0.01})
-    tracker.set_tags.assert_called_once_with({"mlflow.note.content": "# r", "direct_run_id": "x"})
-    tracker.log_artifact.assert_called_once_with(tmp_path / "report.md", "comparison")
 
 
 # --- latency and size ---
