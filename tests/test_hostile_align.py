@@ -166,7 +166,13 @@ def test_hostile_folder(case, photo, tmp_path, monkeypatch):
         case.prepare(out, tmp_path)
     read = []
     original = images_module.load_image
-    monkeypatch.setattr(images_module, "load_image", lambda *a, **k: read.append(a) or original(*a, **k))
+
+    def spy(*a, **k):
+        read.append(a)
+        return original(*a, **k)
+
+    monkeypatch.setattr(images_module, "load_image", spy)
+    monkeypatch.setattr(faces_module, "load_image", spy)  # the name align_folder reads with
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         status = cli_main(["align", str(in_dir), str(out), "--quiet"])

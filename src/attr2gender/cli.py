@@ -12,6 +12,9 @@ imports (torch, Lightning, MLflow) happen after the arguments are parsed, so ``-
 ``pipelines/run_two_stage.py``, ``run_direct.py`` and ``compare.py`` are thin scripts over ``run``.
 """
 
+# Lazy imports: each command imports what it runs (torch, Lightning, MLflow, numpy) after the arguments are
+# parsed, so --help stays instant; config, constants and errors, which building the parser needs, stay light.
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +24,9 @@ import time
 import warnings
 from pathlib import Path
 
-from .errors import Attr2GenderError, UsageError
+from .config import FIELDS, build_config, list_presets, load_preset, parse_overrides, preset_text
+from .constants import ALIGN_MODES, FACE_MODES, FALLBACKS, MIN_EYE_DISTANCE
+from .errors import Attr2GenderError, ConfigError, UsageError
 
 
 def _data_summary(args) -> int:
@@ -63,7 +68,6 @@ def _data_export(args) -> int:
 
 
 def _train(args) -> int:
-    from .config import load_preset
     from .training import train
 
     runs = load_preset(args.config, args.overrides)
@@ -276,8 +280,6 @@ def _align(args) -> int:
 
 
 def _presets(args) -> int:
-    from .config import list_presets, preset_text
-
     if args.action == "show":
         if not args.name:
             raise UsageError(f"presets show needs a NAME; one of {', '.join(list_presets())}")
@@ -372,8 +374,6 @@ def _plan_comparison(args, overrides: list[str], stamp: str, seeded: bool = Fals
 
 def _check_seeds(args) -> None:
     """--seeds: before any work, refuse what cannot mean a per-seed comparison."""
-    from .config import parse_overrides
-
     if args.runs:
         raise UsageError(
             "--seeds and --runs do not combine: --runs compares two finished runs (one seed each); "
@@ -391,8 +391,6 @@ def _check_seeds(args) -> None:
 
 
 def _run_compare(args) -> int:
-    from .config import build_config, parse_overrides
-    from .errors import ConfigError
     from .experiments.compare import compare_logged_runs, run_comparison, run_seed_comparisons
     from .experiments.comparison import difference_words
     from .experiments.plan import materialize, say
@@ -624,8 +622,6 @@ def _add_run_parsers(sub) -> None:
 
 
 def _add_alignment_arguments(parser: argparse.ArgumentParser, with_none: bool) -> None:
-    from .constants import ALIGN_MODES, FACE_MODES, FALLBACKS, MIN_EYE_DISTANCE
-
     if with_none:
         parser.add_argument(
             "--align",
@@ -725,8 +721,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data_export)
 
     _add_run_parsers(sub)
-
-    from .config import FIELDS, list_presets
 
     p = sub.add_parser(
         "train",

@@ -135,6 +135,7 @@ class RunConfig:
     tensorboard: bool = False  # also write TensorBoard logs (the source used TensorBoard)
 
     def resolved_loss(self) -> str:
+        # lazy: models imports torch; config stays importable without it (--help)
         from .models.inference import LOSSES
 
         return self.loss or LOSSES[self.task][0]
@@ -158,6 +159,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> RunConfig:
+        # lazy: data and models import torch, tabular scikit-learn; config imports without them (--help)
         from .data.groups import GROUPINGS
         from .data.splits import SPLIT_STRATEGIES
         from .data.transforms import AUGMENTS
@@ -170,6 +172,7 @@ class RunConfig:
             _choice("loss", self.loss, LOSSES[self.task], f" for task={self.task}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.optimizer == "lbfgs":
+            # lazy: models imports torch; config stays importable without it (--help)
             from .models.registry import BACKBONES
 
             if (
@@ -219,6 +222,7 @@ class RunConfig:
             )
         if not self.group_dro_step > 0:
             raise ConfigError(f"group_dro_step must be a positive number, got {self.group_dro_step}")
+        # lazy: the data package imports torch; config stays importable without it (--help)
         from .data.attributes import STAGE_ONE_ATTRIBUTES
 
         for name in self.stage_two_exclude:
@@ -288,6 +292,7 @@ class RunConfig:
                 f"split_fractions must be three non-negative numbers summing to 1 (train, val, test), "
                 f"got {fractions}"
             )
+        # lazy: models imports torch; config stays importable without it (--help)
         from .models import check_backbone_name
 
         try:
@@ -303,6 +308,7 @@ class RunConfig:
 
         Separate from :meth:`validate` so presets can be read on another machine; the training entry points
         call it before any image is read."""
+        # lazy: models imports torch; config stays importable without it (--help)
         from .models import check_backbone_name, locate_weights
 
         locate_weights(check_backbone_name(self.backbone), self.weights)

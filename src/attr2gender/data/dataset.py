@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
+from ..progress import progress as tqdm
 from .celeba import CelebA
 from .groups import TRAINING_GROUPING, group_ids
 from .images import ImageLoadError, load_image
@@ -117,8 +118,6 @@ class DecodedImageCache:
         self.array = np.load(self.path, mmap_mode="r")
 
     def _build(self, celeba: CelebA, side: int, bad_path: Path, progress: bool) -> None:
-        from ..progress import progress as tqdm
-
         tmp = self.path.with_suffix(".partial.npy")
         out = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.uint8, shape=(len(self.image_ids), side, side, 3)

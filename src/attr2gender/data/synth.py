@@ -38,6 +38,7 @@ from attr2gender.data.attributes import (
     STAGE_ONE_ATTRIBUTES,
     TARGET,
 )
+from attr2gender.progress import progress as progress_bar
 
 __all__ = [
     "HAIR_COLOURS",
@@ -817,8 +818,6 @@ def make_synthetic_celeba(
 
     indices = range(n)
     if progress:
-        from ..progress import progress as progress_bar
-
         indices = progress_bar(indices, total=n, desc="synthetic CelebA", unit="img")
     for k in indices:
         img_rng = np.random.default_rng([seed, k])

@@ -18,6 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..metrics import markdown_table, paired_accuracy_difference_ci
+from ..pipeline.concepts import curve_from_probabilities
+from ..pipeline.robustness import corruption_accuracy
+from ..plots import plot_concept_front, plot_intervention_curve
 from ..tracking.measure import MeasureSpec
 from ..tracking.mlflow_tracking import NullTracker
 from .comparison import PREDICTIONS_ARTIFACT, ApproachResult, Comparison, compare_approaches, write_comparison
@@ -291,10 +295,6 @@ def concepts_section(
 ) -> dict[str, Path]:
     """Leakage and intervention curves of every two-stage child, and (for several) the sweep table; added to
     the comparison's report and metrics. Returns the files written (plots, curves)."""
-    from .. import plots
-    from ..metrics import markdown_table, paired_accuracy_difference_ci
-    from ..pipeline.concepts import curve_from_probabilities
-
     two_stage = [
         c for c in two_stage if getattr(getattr(c.pipeline, "report", None), "leakage", None) is not None
     ]
@@ -315,7 +315,7 @@ def concepts_section(
             "stage two on the true attributes": report.metrics.get("leakage_true_accuracy", float("nan")),
         }
         files[f"curve_plot_{name}"] = out_dir / f"intervention_curve_{name}.png"
-        plots.plot_intervention_curve(
+        plot_intervention_curve(
             curve,
             references,
             files[f"curve_plot_{name}"],
@@ -363,7 +363,7 @@ def concepts_section(
         text += chosen_text
         metrics |= chosen_metrics
         files["concept_front"] = out_dir / "concept_front.png"
-        plots.plot_concept_front(
+        plot_concept_front(
             front,
             _direct_val_accuracy(direct),
             chosen_metrics.get("sequential_val_concept_auc"),
@@ -424,6 +424,7 @@ def choose_concept_weight(rows: list[dict], tolerance: float) -> tuple[str, dict
 
 
 def _direct_val_accuracy(direct: PipelineRun) -> float:
+    # lazy: training imports Lightning, which compare --runs (logged runs, nothing trained) never needs
     from ..training.routes import best_epoch_validation
 
     history = getattr(getattr(direct.pipeline, "report", None), "train_result", None)
@@ -435,6 +436,7 @@ def _direct_val_accuracy(direct: PipelineRun) -> float:
 def _val_accuracy(child: PipelineRun) -> float:
     """A joint model's validation Male accuracy at its best checkpoint (lowest val_loss); NaN for staged
     models, whose stage two is fitted on the validation images (no honest validation figure)."""
+    # lazy: training imports Lightning, which compare --runs (logged runs, nothing trained) never needs
     from ..training.routes import best_epoch_validation
 
     if child.config.mode != "joint":
@@ -444,8 +446,6 @@ def _val_accuracy(child: PipelineRun) -> float:
 
 def celeba_c(children: list[PipelineRun], seed: int, n_boot: int) -> dict:
     """CelebA-C accuracy of each route on its test images (the same images and corruptions for both)."""
-    from ..pipeline.robustness import corruption_accuracy
-
     out = {}
     for child in children:
         report = child.pipeline.report

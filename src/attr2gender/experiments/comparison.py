@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.groups import group_names
 from ..metrics import (
     binary_metrics,
     bootstrap_ci,
@@ -105,8 +106,6 @@ class ApproachResult:
 
     def group_masks(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``{group name: mask}`` over this route's test images (or the ``rows`` of them)."""
-        from ..data.groups import group_names
-
         out = {}
         for grouping, ids in self.groups.items():
             ids = np.asarray(ids) if rows is None else np.asarray(ids)[rows]

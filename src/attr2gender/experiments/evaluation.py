@@ -31,6 +31,9 @@ from ..metrics import (
     slice_table,
     worst_group_name,
 )
+from ..pipeline.inputs import expand_images
+from ..pipeline.robustness import corruption_accuracy
+from ..pipeline.two_stage import Attr2GenderPipeline
 
 # The attributes CelebA's groups are made of (Male x makeup, Male x blond: attr2gender.data.groups).
 GROUP_ATTRIBUTES = tuple(dict.fromkeys(a for names, _ in GROUPINGS.values() for a in names))
@@ -296,10 +299,6 @@ def evaluate_pipeline(
     One ``predict`` pass (``batch_size``, ``progress`` and ``predict_kwargs``, e.g. ``align``, go to it)
     gives every number but CelebA-C's; bootstraps use ``n_boot`` resamples and ``seed``. Returns an
     :class:`Evaluation`; ``.summary()`` flattens it."""
-    from ..pipeline.inputs import expand_images
-    from ..pipeline.robustness import corruption_accuracy
-    from ..pipeline.two_stage import Attr2GenderPipeline
-
     unknown = [c for c in corruptions if c not in CORRUPTIONS]
     if unknown:
         raise ValueError(f"unknown corruption(s) {unknown}; choose among {CORRUPTIONS}")

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from ..config import RunConfig, build_config, load_preset, parse_overrides
 from ..data.celeba import ATTR_FILE, EXPECTED_LAYOUT
+from ..data.synth import make_synthetic_celeba
 from ..errors import CelebANotFoundError, ConfigError
+from ..models.inference import LOSSES
+from ..models.registry import face_backbone
 
 KINDS = ("two_stage", "direct")
 TASK_OF = {"two_stage": "attributes", "direct": "direct"}
@@ -90,8 +93,6 @@ def choose_data(data_root: str | None) -> DataChoice:
 def synthetic_root(announce=say) -> Path:
     """The synthetic CelebA in the working folder, made on first use (announced in one line)."""
     if not (SYNTHETIC_ROOT / ATTR_FILE).is_file():
-        from ..data.synth import make_synthetic_celeba
-
         announce(
             f"No --data-root and no {USER_ROOT}/: making a synthetic CelebA ({SYNTHETIC_SIZE['n']:,} images) in "
             f"{SYNTHETIC_ROOT}/ and running on it."
@@ -109,8 +110,6 @@ def synthetic_root(announce=say) -> Path:
 
 def _task_keys(kind: str, config: RunConfig) -> dict:
     """The route's task, and a loss that is valid for it (direct: cross_entropy unless bce was asked)."""
-    from ..models.inference import LOSSES
-
     task = TASK_OF[kind]
     keys = {"task": task}
     if config.loss not in LOSSES[task]:
@@ -140,6 +139,7 @@ def plan_runs(
         if not runs:
             names = [n for n, _ in load_preset(preset)]
             raise ConfigError(f"no run named {run!r} in {preset}; choose one of {names}")
+    # lazy: training imports Lightning; compare --runs loads this module and trains nothing
     from ..training.engine import default_run_name
 
     plans = []
@@ -163,8 +163,6 @@ def _default_preset(kind: str, backbone: str | None) -> str:
     """``face`` with real data; the study's preset when ``backbone=`` names an image CNN (the face preset's
     frozen-feature keys would not fit it)."""
     if backbone:
-        from ..models.registry import face_backbone
-
         if face_backbone(str(backbone)) is None:
             return STUDY_PRESET[kind]
     return DEFAULT_PRESET[kind]

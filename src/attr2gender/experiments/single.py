@@ -11,9 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import metrics as reports
+from .. import plots
 from ..config import RunConfig
-from ..data.groups import slice_masks
+from ..data.attributes import STAGE_ONE_ATTRIBUTES
+from ..data.groups import GROUPINGS, group_ids, slice_masks
+from ..data.images import load_image
+from ..data.transforms import eval_transform_from_spec
+from ..metrics import worst_group_name
+from ..models.internals import feature_maps_of, first_conv
 from ..pipeline.concept_quality import NOT_CONCEPTS
+from ..pipeline.loading import synthetic_warning
 from ..tracking.measure import MeasureSpec, cost_metrics, measure_latency
 from ..tracking.mlflow_tracking import NullTracker
 from .comparison import PREDICTIONS_ARTIFACT, ApproachResult
@@ -37,6 +45,7 @@ class PipelineRun:
 
 
 def _train(kind: str, config: RunConfig):
+    # lazy: training imports Lightning; compare --runs loads this module and trains nothing
     from ..training.routes import train_direct, train_two_stage
 
     return (train_two_stage if kind == "two_stage" else train_direct)(config)
@@ -89,8 +98,6 @@ def run_description(kind: str, config: RunConfig, pipeline, synthetic: bool) -> 
             + (f"; **{NOT_CONCEPTS}**." if concepts is not None and not concepts.reliable else ".")
         )
     if synthetic or pipeline.data_kind == "synthetic":
-        from ..pipeline.loading import synthetic_warning
-
         parts.append("**Warning:** " + synthetic_warning("This model"))
     return " ".join(parts)
 
@@ -157,8 +164,6 @@ def run_pipeline(
         for name, table in tables.items():  # sortable in the MLflow UI
             tracker.log_table(table, f"tables/{name}.json")
         if report.group_table is not None:
-            from ..metrics import worst_group_name
-
             tracker.set_tags({"worst_group": worst_group_name(report.group_table) or "none with 30+ images"})
         tracker.log_artifact(run_dir / "config.yaml", "config")
         tracker.log_artifact(run_dir / "engine.json", "config")
@@ -177,8 +182,6 @@ def _group_ids(truth) -> dict[str, np.ndarray]:
     """Each test image's group per grouping (Male x makeup, Male x blond), from its true attributes."""
     if truth is None:
         return {}
-    from ..data.groups import GROUPINGS, group_ids
-
     return {grouping: group_ids(truth, grouping=grouping) for grouping in GROUPINGS}
 
 
@@ -194,8 +197,6 @@ def _info(config: RunConfig, plan: RunPlan) -> dict[str, str]:
 
 def _decode(paths: list[Path], n: int) -> list:
     """Up to ``n`` images decoded (RGB PIL) ahead of the latency measurement."""
-    from ..data.images import load_image
-
     return [load_image(p) for p in paths[: max(1, n)]]
 
 
@@ -210,12 +211,6 @@ def write_run_artifacts(
 ) -> dict:
     """The source study's plots and reports, into ``run_dir/plots``, ``reports`` and ``predictions``; also
     ``tables``: DataFrames to log as MLflow tables."""
-    from .. import metrics as reports
-    from .. import plots
-    from ..data.images import load_image
-    from ..data.transforms import eval_transform_from_spec
-    from ..models.internals import feature_maps_of, first_conv
-
     plots_dir, reports_dir, pred_dir = run_dir / "plots", run_dir / "reports", run_dir / "predictions"
     for d in (plots_dir, reports_dir, pred_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -336,8 +331,6 @@ def write_run_artifacts(
     plots.plot_reliability({title: bins}, {title: ece}, path=out["reliability"])
 
     if kind == "two_stage":
-        from ..data.attributes import STAGE_ONE_ATTRIBUTES
-
         if pipeline.edited_from is not None or pipeline.stage_two.get_params().get("exclude"):
             out["importance_change"] = plots_dir / "importance_change.png"
             plots.plot_importance_change(

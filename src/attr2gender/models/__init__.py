@@ -6,6 +6,7 @@ from attr2gender.errors import (
     UnsafeWeightsFileError,
     WeightsNotFoundError,
 )
+from attr2gender.models.heads import LinearHead
 from attr2gender.models.inference import (
     BOTTLENECKS,
     LOSSES,
@@ -26,7 +27,6 @@ from attr2gender.models.registry import (
     DEFAULT_BACKBONE,
     BackboneRegistry,
     BackboneSpec,
-    LinearHead,
     check_backbone_name,
     create_backbone,
     list_backbones,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .face import DlibFaceResNet
-from .registry import _new_head
+from .heads import new_head
 
 FEATURE_KINDS = ("multilevel", "descriptor", "regions")
 
@@ -52,7 +52,7 @@ class FaceFeatureNet(nn.Module):
         self.backbone = DlibFaceResNet()
         dim = self.backbone.feature_dim(features)
         self.norm = FeatureStandardizer(dim)
-        self.head = _new_head(dim, num_outputs, dropout)
+        self.head = new_head(dim, num_outputs, dropout)
 
     @property
     def feature_dim(self) -> int:

@@ -18,6 +18,7 @@ from torch import nn
 
 from .._version import __version__
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
+from .registry import create_backbone
 
 # Loss names per task; the first is the default.
 LOSSES = {"attributes": ("multilabel_soft_margin", "bce"), "direct": ("cross_entropy", "bce")}
@@ -107,8 +108,6 @@ class ProbabilityModel(nn.Module):
 
 def build_model(meta: dict) -> ProbabilityModel:
     """The architecture ``meta`` (``model.json``) describes, with random weights; nothing downloads."""
-    from .registry import create_backbone
-
     if not isinstance(meta, dict) or not isinstance(meta.get("hparams"), dict):
         raise ValueError("model.json must hold an object with 'task' and 'hparams'")
     hp = meta["hparams"]

@@ -13,12 +13,13 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from attr2gender.data.transforms import preprocessing_spec
 from attr2gender.errors import UnknownBackboneError
 from attr2gender.models.face import DLIB_RESNET_FILE, DLIB_RESNET_LICENSE, DLIB_RESNET_SHA256
+from attr2gender.models.face_net import FaceFeatureNet
+from attr2gender.models.heads import LinearHead, new_head
 from attr2gender.models.weights import (
     RANDOM_INIT,
     describe_weights,
@@ -50,29 +51,11 @@ class BackboneSpec:
     template: str = ""  # a name of attr2gender.data.faces.TEMPLATES ("dlib_chip")
 
 
-class LinearHead(nn.Linear):
-    """``nn.Linear`` with dropout on its input; parameters named like a plain Linear (weight, bias)
-    so state dicts stay interchangeable with the architecture's original classifier."""
-
-    def __init__(self, in_features: int, out_features: int, dropout: float = 0.0):
-        super().__init__(in_features, out_features)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(self.drop(x))
-
-
-def _new_head(in_features: int, num_outputs: int, dropout: float) -> nn.Linear:
-    return (
-        LinearHead(in_features, num_outputs, dropout) if dropout > 0 else nn.Linear(in_features, num_outputs)
-    )
-
-
 def _replace_linear(model: nn.Module, path: str, num_outputs: int, dropout: float) -> nn.Module:
     old = model.get_submodule(path)
     if not isinstance(old, nn.Linear):
         raise TypeError(f"{type(model).__name__}.{path} is {type(old).__name__}, expected nn.Linear")
-    model.set_submodule(path, _new_head(old.in_features, num_outputs, dropout))
+    model.set_submodule(path, new_head(old.in_features, num_outputs, dropout))
     return model
 
 
@@ -237,8 +220,6 @@ BACKBONES.register(
 
 def _face_builder(features: str) -> Builder:
     def build(num_outputs: int, dropout: float, random_init: bool) -> nn.Module:
-        from .face_net import FaceFeatureNet
-
         return FaceFeatureNet(num_outputs, dropout, features=features)
 
     return build

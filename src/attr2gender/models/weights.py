@@ -60,6 +60,7 @@ from torch import nn
 
 from attr2gender._version import __version__
 from attr2gender.errors import IncompatibleWeightsError, UnsafeWeightsFileError, WeightsNotFoundError
+from attr2gender.models.face import dlib_resnet_weights_path, read_dlib_resnet
 from attr2gender.progress import progress as _progress
 
 log = logging.getLogger(__name__)
@@ -898,8 +899,6 @@ def locate_weights(name: str, weights: str | os.PathLike | None) -> Path | None:
     if name == OFFLINE_BACKBONE:
         return efficientnet_lite0_checkpoint_path()
     if name in FACE_WEIGHT_BACKBONES:
-        from .face import dlib_resnet_weights_path
-
         return dlib_resnet_weights_path()
     found = _find_file((f"{name}{SAFETENSORS_SUFFIX}", f"{name}.pth"))
     if found is None:
@@ -920,8 +919,6 @@ def resolve_state_dict(
     if normalize_weights_arg(weights) == IMAGENET and name == OFFLINE_BACKBONE:
         return efficientnet_lite0_imagenet_state_dict(), str(path)
     if normalize_weights_arg(weights) == IMAGENET and name in FACE_WEIGHT_BACKBONES:
-        from .face import read_dlib_resnet
-
         return {f"backbone.{k}": v for k, v in read_dlib_resnet(path).items()}, str(path)
     return load_state_dict_file(path), str(path)
 

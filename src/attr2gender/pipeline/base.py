@@ -22,10 +22,11 @@ from ..data.transforms import EvalPreprocessing, preprocessing_spec
 from ..errors import ConfigError, FaceNotUsableError
 from ..models.inference import RUNTIME_PRECISIONS, ProbabilityModel, TorchRuntime, resolve_device, save_model
 from ..models.registry import backbone_provenance
+from ..progress import progress as progress_bar
 from .adapt import AdaptRecord
 from .adapt import adapt as adapt_head
 from .bundle import TEMPLATE_FILE, write_manifest
-from .calibration import TEMPERATURE_BOUNDS
+from .calibration import TEMPERATURE_BOUNDS, apply_temperature
 from .inputs import FaceInfo, expand_images, stream_batches
 from .runtime import ONNX_FILE, OnnxRuntime, export_onnx, onnx_export_available, resolve_runtime
 
@@ -173,8 +174,6 @@ class GenderPredictor:
 
     def calibrated(self, male_probability: np.ndarray) -> np.ndarray:
         """P(Male) after this pipeline's temperature (unchanged when it is 1)."""
-        from .calibration import apply_temperature
-
         return apply_temperature(male_probability, self.temperature)
 
     # --- where the forward pass runs ---
@@ -293,8 +292,6 @@ class GenderPredictor:
         value_rows: list[int] = []  # the rows that got outputs, in the order of the blocks below
         blocks: dict[str, list[np.ndarray]] = {}
         show = progress if progress is not None else n >= PROGRESS_MIN_IMAGES
-        from ..progress import progress as progress_bar
-
         with progress_bar(total=n, desc=f"{self.kind} predict", unit="img", disable=not show) as bar:
             batches = stream_batches(
                 sources, self._transform, batch_size, self.num_workers, alignment, max_pixels=max_pixels

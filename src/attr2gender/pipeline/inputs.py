@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.faces import FaceAlignment
+from ..data.faces import FaceAlignment, single_threaded_detector
 from ..data.images import ImageLoadError, clean_message, describe, folder_images, load_image, pixel_cap
 from ..data.transforms import EvalPreprocessing
 from ..errors import FaceNotUsableError
@@ -136,8 +136,6 @@ def _aligned_batches(dataset: _SourceDataset, batch_size: int, workers: int) -> 
     The detector (ONNX Runtime), the warp (OpenCV) and JPEG decoding (Pillow) release the GIL, so threads
     run in parallel, and ahead of the classifier's forward pass in the caller."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from ..data.faces import single_threaded_detector
 
     starts = range(0, len(dataset), batch_size)
 

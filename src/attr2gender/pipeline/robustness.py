@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..data.corruptions import CORRUPTIONS, corrupted_versions
 from ..metrics import accuracy_ci
+from ..progress import progress as tqdm
 
 
 def corruption_table(
@@ -49,8 +50,6 @@ def corruption_accuracy(
     with ``(seed, i)``, so both routes of a comparison see the same corrupted pixels. Rows: ``clean``, one
     per corruption, and ``mean`` (the mean accuracy over the corruptions, without a CI); see
     :func:`corruption_table`."""
-    from ..progress import progress as tqdm
-
     male = np.asarray(male, dtype=int)
     probabilities = {}
     versions = corrupted_versions(images, corruptions, seed)

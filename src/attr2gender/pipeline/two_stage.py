@@ -25,6 +25,7 @@ from ..tabular.fitting import StageTwoData, fit_stage_two
 from .base import GenderPredictor, _MovedToTraining
 from .cache import StageOneCache
 from .concept_quality import NOT_CONCEPTS, ConceptRecord
+from .concepts import apply_intervention, intervention_matrix
 from .inputs import expand_images
 
 BIAS_LABEL = "(bias: base rate)"  # the first entry of Explanation.top: where every image's log-odds start
@@ -204,16 +205,12 @@ class Attr2GenderPipeline(GenderPredictor):
         alignment = self.alignment(align, faces, fallback, min_eye_distance)
         matrix = None
         if intervene is not None:
-            from .concepts import intervention_matrix
-
             self._warn_if_not_concepts("predict(intervene=...)")
             matrix = intervention_matrix(intervene, len(expand_images(images)))  # before any image is read
         rows = self._run(images, errors, progress, batch_size, alignment=alignment, max_pixels=max_pixels)
         frame = self._frame(rows)
         if matrix is None:
             return frame
-        from .concepts import apply_intervention
-
         attributes = frame[list(STAGE_ONE_ATTRIBUTES)].to_numpy()
         changed = apply_intervention(attributes, matrix[np.asarray(rows.positions, dtype=int)])
         ok = ~np.isnan(attributes).any(axis=1)

@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..constants import MIN_EYE_DISTANCE
+
 DB_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 MODEL_NAME = "model"  # artifact name of the logged pyfunc model: runs:/<run_id>/model
@@ -161,9 +163,8 @@ def pyfunc_signature():
     from mlflow.types import ColSpec, DataType, Schema
     from mlflow.types.schema import Array, ParamSchema, ParamSpec
 
-    from ..data.faces import MIN_EYE_DISTANCE
-    from ..data.images import MAX_PIXELS
-    from .pyfunc_model import MAX_REQUEST_PIXELS
+    # lazy: pyfunc_model imports mlflow (and torch): only when a model is logged, never with tracking=none
+    from .pyfunc_model import MAX_REQUEST_PIXELS, PARAMS
 
     inputs = Schema(
         [ColSpec("string", "image_base64", required=False), ColSpec("string", "path", required=False)]
@@ -182,7 +183,7 @@ def pyfunc_signature():
             ParamSpec("align", "string", "auto"),
             ParamSpec("fallback", "string", "error"),
             ParamSpec("min_eye_distance", "double", float(MIN_EYE_DISTANCE)),
-            ParamSpec("max_pixels", "long", MAX_PIXELS),
+            ParamSpec("max_pixels", "long", PARAMS["max_pixels"]),
             ParamSpec("max_request_pixels", "long", MAX_REQUEST_PIXELS),
         ]
     )
@@ -408,7 +409,7 @@ class MlflowTracker(NullTracker):
         """Log the bundle as a models-from-code pyfunc (``pyfunc_model.py``; no pickle). Returns its URI."""
         import mlflow
 
-        from . import pyfunc_model
+        from . import pyfunc_model  # lazy: imports mlflow (and torch); only when a model is logged
 
         with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):  # no bars while MLflow checks the example
             info = mlflow.pyfunc.log_model(

@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 
 from attr2gender.data.faces import MIN_EYE_DISTANCE
-from attr2gender.data.images import MAX_PIXELS
+from attr2gender.data.images import MAX_PIXELS, EncodedImage, checked_max_pixels, pixel_limit, probe
+from attr2gender.pipeline import load_pipeline
 
 INPUT_COLUMNS = ("image_base64", "path")
 OUTPUT_COLUMNS = ("male_probability", "label", "face_box", "n_faces", "error")
@@ -115,8 +116,6 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
         raise ValueError(f"unknown params {unknown}; accepted: {sorted(PARAMS)}")
     # Unset params: the pipeline's own default alignment (a loaded bundle's is "auto").
     settings = PARAMS | {"align": pipeline.align} | {k: v for k, v in (params or {}).items() if v is not None}
-    from attr2gender.data.images import EncodedImage, checked_max_pixels, pixel_limit, probe
-
     max_pixels = checked_max_pixels(settings["max_pixels"], "max_pixels")
     max_request = checked_max_pixels(settings["max_request_pixels"], "max_request_pixels")
 
@@ -213,8 +212,6 @@ class GenderPyfuncModel(mlflow.pyfunc.PythonModel):
     error]``, missing values as ``None`` (:func:`served_frame`)."""
 
     def load_context(self, context):
-        from attr2gender.pipeline import load_pipeline
-
         # num_workers=0: a server decodes in its own process; batch size is the bundle loader's default.
         self.pipeline = load_pipeline(context.artifacts[BUNDLE_ARTIFACT], num_workers=0)
 

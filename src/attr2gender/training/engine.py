@@ -32,6 +32,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from ..config import RunConfig, save_config
 from ..errors import ConfigError, UnsafeCheckpointError
+from ..plots import plot_lr_finder
 from ..progress import interactive
 from .datamodule import CelebADataModule
 from .evaluate import SplitPredictions, predict_dataset, split_metrics
@@ -539,7 +540,5 @@ def find_learning_rate(
     run_dir.mkdir(parents=True, exist_ok=True)
     out = {"lr": lrs, "loss": losses, "suggestion": float(suggestion)}
     (run_dir / "lr_finder.json").write_text(json.dumps(out))
-    from ..plots import plot_lr_finder
-
     plot_lr_finder(lrs, losses, suggestion=float(suggestion), path=run_dir / "lr_finder.png")
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,7 @@ from ..data import collate_skipping_corrupt
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..metrics import binary_metrics, per_attribute_metrics
 from ..models.inference import TorchRuntime
+from ..progress import progress as tqdm
 
 
 @dataclass
@@ -37,10 +39,6 @@ def predict_dataset(
     desc: str = "predict",
 ) -> SplitPredictions:
     """Run the model's probability forward (channels-last; bf16 on CUDA) over every readable item."""
-    import time
-
-    from ..progress import progress as tqdm
-
     forward = TorchRuntime(model.inference_module(), device)
     loader = DataLoader(
         dataset,

@@ -23,6 +23,7 @@ from ..models import (
     head_of,
     probabilities,
 )
+from ..tabular import logistic_from_coefficients
 from .robust import GroupDRO, GroupReweightedLoss
 
 N_GROUPS = 4  # Male x one attribute (attr2gender.data.groups)
@@ -300,8 +301,6 @@ class JointModel(AttributeModel):
 
     def stage_two(self):
         """The Male head as a fitted logistic stage two: same coefficients, same predictions."""
-        from ..tabular import logistic_from_coefficients
-
         hard = self.hparams.bottleneck == "hard"
         return logistic_from_coefficients(
             self.male_head.weight.detach().cpu().numpy()[0],
