@@ -26,6 +26,7 @@ from attr2gender.data import faces as faces_module
 from attr2gender.data import images as images_module
 from attr2gender.data.faces import Face, FaceAlignment, FaceDetector, FaceTemplate, align_image
 from attr2gender.errors import DetectorUnavailableError, FaceNotUsableError
+from attr2gender.pipeline import aligned_crops
 
 SHARED_CROPS = Path(__file__).resolve().parents[1].parent / "shared" / "celeba" / "img_align_celeba"
 OUTSIDE = b"outside OUT_DIR: keep me"
@@ -172,7 +173,8 @@ def test_hostile_folder(case, photo, tmp_path, monkeypatch):
         return original(*a, **k)
 
     monkeypatch.setattr(images_module, "load_image", spy)
-    monkeypatch.setattr(faces_module, "load_image", spy)  # the name align_folder reads with
+    monkeypatch.setattr(faces_module, "load_image", spy)
+    monkeypatch.setattr(aligned_crops, "load_image", spy)  # the name align_folder reads with
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         status = cli_main(["align", str(in_dir), str(out), "--quiet"])

@@ -231,7 +231,8 @@ def _adapt(args) -> int:
 
 
 def _align(args) -> int:
-    from .data.faces import FaceTemplate, align_folder, check_output_folder
+    from .data.faces import FaceTemplate
+    from .pipeline.aligned_crops import align_folder, check_output_folder
 
     if not args.in_dir.is_dir():
         raise UsageError(f"IN_DIR {args.in_dir} is not a folder; give the folder of photos to align")
