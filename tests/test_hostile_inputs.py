@@ -412,7 +412,7 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the planted path is a Linux path")
 def test_a_checkpoint_path_outside_the_run_folder_is_ignored(root, tmp_path):
-    train(_config(root, tmp_path, max_steps=-1))
+    train(_config(root, tmp_path, max_steps=-1, keep_checkpoints="last"))  # resume needs last.ckpt
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     outside = tmp_path / "outside.ckpt"

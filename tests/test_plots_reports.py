@@ -221,9 +221,67 @@ def test_lr_finder_and_comparison(tmp_path):
     }
     fig = P.plot_comparison(metrics, tmp_path / "cmp.png")
     assert_png(tmp_path / "cmp.png")
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["Accuracy", "ROC AUC"]
+    assert [ax.get_title() for ax in fig.axes] == ["Accuracy", "ROC AUC"]  # one panel per metric
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["two stage", "direct"]
     P.plot_comparison({"a": {"accuracy": 0.9}}, tmp_path / "cmp1.png")
     assert_png(tmp_path / "cmp1.png")
+
+
+def _png_size(path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.size
+
+
+def test_comparison_is_a_grid_that_fits_a_screen_with_panels_titled_in_words(tmp_path):
+    """comparison.png was one 4,237 x 589 px strip with the metric names run together ("Worst group
+    accuracyWorst group gap", "Ece"): now a grid of panels at most 1,600 px wide, each titled in words."""
+    rng = np.random.default_rng(0)
+    keys = [
+        "accuracy",
+        "balanced_accuracy",
+        "roc_auc",
+        "f1_male",
+        "worst_group_accuracy",
+        "worst_group_gap",
+        "ece",
+        "brier",
+    ]
+    metrics = {
+        name: {
+            key: float(v) for key, v in zip(keys, [*rng.uniform(0.9, 0.99, 5), *rng.uniform(0.005, 0.06, 3)])
+        }
+        | {"accuracy_ci_low": 0.9, "accuracy_ci_high": 0.995}
+        for name in ("two_stage", "direct")
+    }
+    fig = P.plot_comparison(metrics, tmp_path / "comparison.png")
+    assert_png(tmp_path / "comparison.png")
+    width, height = _png_size(tmp_path / "comparison.png")
+    assert width <= 1600 and 0.5 <= width / height <= 2, (width, height)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "Accuracy",
+        "Balanced accuracy",
+        "ROC AUC",
+        "F1 score (Male)",
+        "Worst-group accuracy",
+        "Worst-group gap",
+        "Calibration error (ECE)",
+        "Brier score",
+    ]
+    # Many metrics (every slice of a real comparison) add rows, never width.
+    many = {name: {f"slice_accuracy_s{i}": 0.9 + i / 1000 for i in range(28)} for name in ("a", "b")}
+    P.plot_comparison(many, tmp_path / "many.png")
+    assert _png_size(tmp_path / "many.png")[0] <= 1600
+
+
+def test_metric_titles_in_words_with_a_readable_fallback():
+    from attr2gender.plots._style import _metric_title
+
+    assert _metric_title("ece") == "Calibration error (ECE)"
+    assert _metric_title("worst_slice_gap") == "Worst-slice gap"
+    assert _metric_title("slice_accuracy_not_Bald") == "Accuracy (not Bald)"
+    assert _metric_title("top5_auc") == "Top5 AUC"  # unknown: words, acronyms in capitals
 
 
 # --------------------------------------------------------------------------------------------------

@@ -58,3 +58,61 @@ def test_a_pandas_index_or_numpy_array_iterates_off_a_terminal(capsys):
     assert list(progress(pd.Index(["a.jpg", "b.jpg"]), desc="summary")) == ["a.jpg", "b.jpg"]
     assert list(progress(np.arange(3), desc="x")) == [0, 1, 2]
     assert "summary: 100% (2/2" in capsys.readouterr().err
+
+
+class _FakeTrainer:
+    """What LineProgressBar reads from Lightning's Trainer: the epoch, the batches per epoch and the
+    progress-bar metrics, where ``train_loss`` is the *last* epoch's mean (it is logged per epoch)."""
+
+    max_epochs, max_steps, global_step = 2, -1, 0
+    is_global_zero, sanity_checking = True, False
+
+    def __init__(self, num_training_batches: int):
+        self.num_training_batches = num_training_batches
+        self.current_epoch = 0
+        self.progress_bar_metrics: dict[str, float] = {}
+
+
+def _run_epochs(bar, trainer, losses_per_epoch):
+    import torch
+
+    batch = {"image": torch.zeros(4, 3, 8, 8)}
+    for epoch, losses in enumerate(losses_per_epoch):
+        trainer.current_epoch = epoch
+        bar.on_train_epoch_start(trainer, None)
+        for i, loss in enumerate(losses):
+            bar.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, batch, i)
+        trainer.progress_bar_metrics["train_loss"] = sum(losses) / len(losses)  # Lightning's epoch mean
+
+
+def test_line_progress_shows_the_current_epochs_running_loss_not_the_last_epochs_mean(capsys):
+    """During epoch 1 every line said ``train_loss 0.6000``: epoch 0's mean, which Lightning keeps in
+    progress_bar_metrics until epoch 1 ends. The line now shows the mean of epoch 1's batches so far."""
+    from attr2gender.training.engine import LineProgressBar
+
+    bar = LineProgressBar()
+    trainer = _FakeTrainer(num_training_batches=2)
+    bar._trainer = trainer
+    _run_epochs(bar, trainer, [[0.6, 0.6], [0.2, 0.4]])
+    lines = capsys.readouterr().err.strip().splitlines()
+    epoch1 = [line for line in lines if line.startswith("epoch 1:")]
+    assert epoch1 and all("train_loss 0.6000" not in line for line in epoch1), lines
+    assert "train_loss 0.2000" in epoch1[0] and "train_loss 0.3000" in epoch1[-1], epoch1
+    assert "train_loss 0.6000" in [line for line in lines if line.startswith("epoch 0:")][-1]
+
+
+def test_the_terminal_bar_shows_the_running_loss_too():
+    import torch
+
+    from attr2gender.training.engine import EpochLossTQDMProgressBar
+
+    bar = EpochLossTQDMProgressBar()
+    bar._add_batch_loss({"loss": torch.tensor(0.2)}, {"image": torch.zeros(2, 1)})
+    bar._add_batch_loss(torch.tensor(0.5), {"image": torch.zeros(1, 1)})  # weighted by batch size
+    bar._add_batch_loss(None, {"image": torch.zeros(0, 1)})  # an all-unreadable batch returns nothing
+    assert abs(bar.epoch_train_loss() - 0.3) < 1e-6
+    trainer = _FakeTrainer(num_training_batches=3)
+    trainer.loggers, trainer.progress_bar_metrics = [], {"train_loss": 0.6, "val_loss": 0.5}
+    assert bar.get_metrics(trainer, None) == {"train_loss": bar.epoch_train_loss(), "val_loss": 0.5}
+    bar._reset_epoch_loss()
+    assert bar.epoch_train_loss() is None

@@ -75,7 +75,7 @@ def test_resume_refuses_a_planted_checkpoint_without_running_it(synth_root, tmp_
 
 
 def test_a_real_checkpoint_resumes_with_weights_only(synth_root, tmp_path):
-    train(_config(synth_root, tmp_path, epochs=1, max_steps=-1))
+    train(_config(synth_root, tmp_path, epochs=1, max_steps=-1, keep_checkpoints="last"))  # resume needs last
     torch.load(
         tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True
     )  # plain tensors and containers

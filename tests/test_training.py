@@ -59,7 +59,9 @@ def tiny_config(root, out, **kw) -> RunConfig:
 )
 def test_one_training_run_per_model_and_loss(synth_root, tmp_path, task, loss):
     result = train(tiny_config(synth_root, tmp_path, task=task, loss=loss, max_steps=2, run_name="r"))
-    assert result.epochs_run >= 0 and (tmp_path / "r" / "checkpoints" / "last.ckpt").is_file()
+    assert result.epochs_run >= 0
+    # keep_checkpoints=best, the default: one checkpoint (last.ckpt here: 2 steps end before validation)
+    assert len(list((tmp_path / "r" / "checkpoints").glob("*.ckpt"))) == 1
     n_test = len(result.datamodule.splits.test)
     assert n_test > 10
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
@@ -109,7 +111,10 @@ def test_probabilities_shapes_and_ranges():
 
 
 def test_resume_continues_epoch_count(synth_root, tmp_path):
-    first = train(tiny_config(synth_root, tmp_path, task="direct", epochs=1, run_name="res"))
+    # resume continues from last.ckpt, which only keep_checkpoints=last leaves behind
+    first = train(
+        tiny_config(synth_root, tmp_path, task="direct", epochs=1, run_name="res", keep_checkpoints="last")
+    )
     assert first.epochs_run == 1
     second = train(tiny_config(synth_root, tmp_path, task="direct", epochs=2, run_name="res", resume=True))
     assert second.epochs_run == 2
@@ -121,6 +126,68 @@ def test_resume_continues_epoch_count(synth_root, tmp_path):
 def test_resume_without_checkpoint_names_the_fix(synth_root, tmp_path):
     with pytest.raises(ConfigError, match="last.ckpt does not exist"):
         train(tiny_config(synth_root, tmp_path, run_name="never", resume=True))
+
+
+@pytest.mark.parametrize(
+    "keep,left",
+    [("best", ["best.ckpt"]), ("last", ["best.ckpt", "last.ckpt"]), ("none", None)],
+)
+def test_keep_checkpoints_leaves_exactly_what_it_says(synth_root, tmp_path, capsys, keep, left):
+    """Three smoke commands left 493 MB in runs/, 80 MB of it checkpoints that nothing reads once the model
+    is saved in model/: keep_checkpoints (default best) says which stay; the run folder's size is returned
+    and, with progress on, printed with what was kept."""
+    from attr2gender.training.engine import folder_bytes
+
+    result = train(
+        tiny_config(
+            synth_root,
+            tmp_path,
+            task="direct",
+            run_name="k",
+            keep_checkpoints=keep,
+            progress=True,
+            max_eval_images=20,
+        )
+    )
+    run = tmp_path / "k"
+    folder = run / "checkpoints"
+    if left is None:
+        assert not folder.exists()
+    else:
+        assert sorted(p.name for p in folder.iterdir()) == left
+    assert (run / "model").is_dir() and load_image_model(result.model_dir)[0] is not None
+    assert result.run_dir_bytes == folder_bytes(run) > 0
+    out = capsys.readouterr().out
+    line = [x for x in out.splitlines() if x.startswith("run folder ")]
+    assert len(line) == 1 and f"{result.run_dir_bytes / 1e6:.1f} MB" in line[0], out
+    expected = {
+        "best": "(checkpoints: best only; keep_checkpoints=last keeps what resume needs)",
+        "last": "(checkpoints: best.ckpt and last.ckpt; resume=true can continue this run)",
+        "none": "(checkpoints: none kept; the model is in model/)",
+    }[keep]
+    assert line[0].endswith(expected), line[0]
+    # the startup line says the caps cut the split (the synthetic root has 25 val and 25 test images)
+    assert "(train capped at 64 by max_train_images, val/test at 20 by max_eval_images)" in out, out
+    if keep == "best":
+        with pytest.raises(ConfigError, match="keep_checkpoints=last"):  # resume names the fix
+            train(tiny_config(synth_root, tmp_path, task="direct", run_name="k", resume=True))
+
+
+def test_the_split_line_says_which_caps_cut_the_split():
+    from attr2gender.data.splits import Splits
+    from attr2gender.training.engine import describe_split
+
+    splits = Splits(["a"] * 600, ["b"] * 200, ["c"] * 150, "official")
+    config = RunConfig(max_train_images=600, max_eval_images=200)
+    assert describe_split(splits, config) == (
+        "split official {'train': 600, 'val': 200, 'test': 150} "
+        "(train capped at 600 by max_train_images, val at 200 by max_eval_images)"
+    )
+    assert describe_split(splits, RunConfig(max_eval_images=200)) == (
+        "split official {'train': 600, 'val': 200, 'test': 150} (val capped at 200 by max_eval_images)"
+    )
+    assert describe_split(splits, RunConfig()) == "split official {'train': 600, 'val': 200, 'test': 150}"
+    assert describe_split(splits, RunConfig(max_train_images=5000)).endswith("150}")  # the cap cut nothing
 
 
 def test_same_seed_same_metrics(synth_root, tmp_path):
@@ -149,6 +216,7 @@ def test_lr_finder_returns_finite_suggestion(synth_root, tmp_path):
         ("optimizer=sgd", "adamw"),
         ("batch_size=0", "at least 1"),
         ("epochz=3", "did you mean 'epochs'"),
+        ("keep_checkpoints=all", "'best', 'last', 'none'"),
     ],
 )
 def test_bad_config_fails_before_training_listing_choices(override, needle, tmp_path):

@@ -46,6 +46,7 @@ ROBUST = ("none", "group_dro")
 CHECKPOINT_METRICS = ("auto", "val_loss", "val_worst_group_acc")
 STAGE_TWO_FIT_ON = ("predicted", "labels")
 TRACKING = ("mlflow", "none")
+KEEP_CHECKPOINTS = ("best", "last", "none")
 
 
 @dataclass
@@ -104,6 +105,11 @@ class RunConfig:
     output_dir: str = "runs"  # each run writes runs/<run_name>/ (checkpoints, config, plots)
     run_name: str = ""  # "" = <task>-<backbone>-<timestamp>
     resume: bool = False  # continue from <output_dir>/<run_name>/checkpoints/last.ckpt
+    # Lightning checkpoints left in <run>/checkpoints after training (the model itself is saved in <run>/model
+    # either way): "best" keeps best.ckpt only, so resume=true then needs "last"; "last" keeps last.ckpt (what
+    # resume=true continues from) and best.ckpt; "none" deletes the folder. Each checkpoint also holds the
+    # optimizer state: several times the model's size.
+    keep_checkpoints: str = "best"
     log_every_n_steps: int = 10
     progress: bool = True  # progress bars with images/s
     system_metrics: bool = False  # MLflow CPU/memory charts per run (opt-in: they crowd the compare view)
@@ -200,6 +206,7 @@ class RunConfig:
         _choice("loss_reweighting", self.loss_reweighting, LOSS_REWEIGHTINGS)
         _choice("robust", self.robust, ROBUST)
         _choice("checkpoint_metric", self.checkpoint_metric, CHECKPOINT_METRICS)
+        _choice("keep_checkpoints", self.keep_checkpoints, KEEP_CHECKPOINTS)
         _choice("stage_two_objective", self.stage_two_objective, OBJECTIVES)
         _choice("mode", self.mode, MODES)
         _choice("bottleneck", self.bottleneck, ("auto", *BOTTLENECKS))

@@ -96,6 +96,62 @@ def _pretty_metric(name: str) -> str:
     return name.replace("_", " ").strip().capitalize()
 
 
+# Metric keys in words, for panel titles (plot_comparison). Keys not listed get _metric_title's fallback.
+_METRIC_TITLES = {
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "roc_auc": "ROC AUC",
+    "auc": "ROC AUC",
+    "f1": "F1 score",
+    "f1_male": "F1 score (Male)",
+    "f1_female": "F1 score (Female)",
+    "precision": "Precision",
+    "recall": "Recall",
+    "specificity": "Specificity",
+    "log_loss": "Log loss",
+    "loss": "Loss",
+    "ece": "Calibration error (ECE)",
+    "brier": "Brier score",
+    "worst_group_accuracy": "Worst-group accuracy",
+    "worst_group_gap": "Worst-group gap",
+    "worst_slice_accuracy": "Worst-slice accuracy",
+    "worst_slice_gap": "Worst-slice gap",
+    "attr_mean_accuracy": "Mean attribute accuracy",
+    "mean_attribute_accuracy": "Mean attribute accuracy",
+    "attr_mean_auc": "Mean attribute ROC AUC",
+    "val_accuracy": "Validation accuracy",
+    "val_auc": "Validation ROC AUC",
+    "temperature": "Temperature",
+}
+# Per-name families: "<prefix><name>" reads "<words> (<name>)".
+_METRIC_FAMILIES = (
+    ("slice_accuracy_", "Accuracy"),
+    ("group_accuracy_", "Group accuracy"),
+    ("group_n_", "Images in group"),
+    ("attr_accuracy_", "Accuracy"),
+    ("attr_auc_", "ROC AUC"),
+)
+_ACRONYMS = {"auc", "roc", "ece", "f1", "mae", "mse", "rmse", "lr", "id", "cpu", "gpu"}
+# Metrics where a smaller number is the better one (said under the panel's title).
+LOWER_IS_BETTER = {"ece", "brier", "log_loss", "loss", "worst_group_gap", "worst_slice_gap"}
+
+
+def _metric_title(key: str) -> str:
+    """A metric key in words: ``worst_group_gap`` -> "Worst-group gap", ``ece`` -> "Calibration error (ECE)",
+    ``slice_accuracy_not_Bald`` -> "Accuracy (not Bald)"; an unknown key gets its words with acronyms in
+    capitals and the first letter raised (``top5_auc`` -> "Top5 AUC")."""
+    text = str(key)
+    if text.lower() in _METRIC_TITLES:
+        return _METRIC_TITLES[text.lower()]
+    for prefix, words in _METRIC_FAMILIES:
+        if text.startswith(prefix) and len(text) > len(prefix):
+            return f"{words} ({text[len(prefix) :].replace('_', ' ')})"
+    parts = [w.upper() if w.lower() in _ACRONYMS else w for w in text.replace("-", "_").split("_") if w]
+    if not parts:
+        return text
+    return (parts[0][:1].upper() + parts[0][1:] + " " + " ".join(parts[1:])).strip()
+
+
 def _grid_shape(n: int, max_cols: int = 8) -> tuple[int, int]:
     cols = min(max_cols, max(1, math.ceil(math.sqrt(n))))
     rows = max(1, math.ceil(n / cols))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ._style import _message_figure, _new_figure, _pretty_metric, save_figure
+from ._style import LOWER_IS_BETTER, _message_figure, _metric_title, _new_figure, save_figure
 
 _COUNT_KEYS = {"n", "tn", "fp", "fn", "tp", "support", "n_boot", "threshold"}
 
@@ -24,12 +24,15 @@ def plot_comparison(
     zoom: bool = True,
     ci_label: str = "95% bootstrap confidence interval",
 ) -> Figure:
-    """Grouped bars: one group per metric, one bar per approach, value written on each bar.
+    """A grid of small panels, one per metric, titled in words ("Worst-group accuracy", "Calibration error
+    (ECE)"); in each, one bar per approach with its value written on it.
 
     ``metrics`` is ``{"two_stage": {"accuracy": .., "roc_auc": .., "accuracy_ci_low": .., ...}, ...}``.
     ``<metric>_ci_low``/``<metric>_ci_high`` keys become error bars (described by ``ci_label``). ``metric_names`` picks and orders
-    the metrics (default: every non-CI, non-count key in first-seen order). ``zoom`` starts the y-axis
-    near the smallest value (and says so) so that small differences are visible.
+    the metrics (default: every non-CI, non-count key in first-seen order). ``zoom`` starts each panel's
+    y-axis near its smallest value (and says so) so that small differences are visible. The grid has at most
+    :data:`MAX_COLUMNS` columns, so the PNG stays within about 1,600 px wide (at 120 dpi) however many
+    metrics there are; more metrics add rows.
     """
     approaches = list(metrics)
     if metric_names is None:
@@ -45,73 +48,89 @@ def plot_comparison(
         return _message_figure(title, "no metrics to compare", path)
 
     palette = ["#2b6cb0", "#dd6b20", "#2f855a", "#805ad5", "#c53030", "#718096"]
-    k, m = len(approaches), len(metric_names)
-    width = 0.8 / k
-    fig = _new_figure(max(6.0, 1.1 + m * (0.55 + 0.5 * k)), 4.8)
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(m)
-    all_vals: list[float] = []
-    for i, name in enumerate(approaches):
-        vals = np.array([_num(metrics[name].get(key)) for key in metric_names])
-        lows = np.array([_num(metrics[name].get(f"{key}_ci_low")) for key in metric_names])
-        highs = np.array([_num(metrics[name].get(f"{key}_ci_high")) for key in metric_names])
-        pos = x - 0.4 + width * (i + 0.5)
-        ax.bar(
-            pos,
-            np.nan_to_num(vals),
-            width=width * 0.92,
-            color=palette[i % len(palette)],
-            label=name.replace("_", " "),
-        )
+    colors = [palette[i % len(palette)] for i in range(len(approaches))]
+    labels = [a.replace("_", " ") for a in approaches]
+    k, n = len(approaches), len(metric_names)
+    rows, cols = _comparison_grid(n)
+    panel_w, panel_h = (3.7, 2.9) if cols <= 3 else (3.2, 2.7)
+    fig = _new_figure(max(5.0, cols * panel_w), rows * panel_h + 0.9)
+    any_ci = any_zoomed = False
+    x = np.arange(k)
+    for j, key in enumerate(metric_names):
+        ax = fig.add_subplot(rows, cols, j + 1)
+        vals = np.array([_num(metrics[a].get(key)) for a in approaches])
+        lows = np.array([_num(metrics[a].get(f"{key}_ci_low")) for a in approaches])
+        highs = np.array([_num(metrics[a].get(f"{key}_ci_high")) for a in approaches])
+        ax.bar(x, np.nan_to_num(vals), width=0.7, color=colors)
         has_ci = np.isfinite(lows) & np.isfinite(highs) & np.isfinite(vals)
         if has_ci.any():
-            err = np.vstack([vals - lows, highs - vals])[:, has_ci]
+            any_ci = True
+            err = np.abs(np.vstack([vals - lows, highs - vals])[:, has_ci])
             ax.errorbar(
-                pos[has_ci],
-                vals[has_ci],
-                yerr=np.abs(err),
-                fmt="none",
-                ecolor="black",
-                elinewidth=1.3,
-                capsize=4,
+                x[has_ci], vals[has_ci], yerr=err, fmt="none", ecolor="black", elinewidth=1.3, capsize=4
             )
-            all_vals += list(lows[has_ci])
-            highs_for_label = np.where(has_ci, highs, vals)
-        else:
-            highs_for_label = vals
-        all_vals += [v for v in vals if np.isfinite(v)]
-        for p, v, top in zip(pos, vals, highs_for_label):
-            if np.isfinite(v):
-                ax.text(
-                    p,
-                    (top if np.isfinite(top) else v),
-                    f"{v:.3f}",
-                    ha="center",
-                    va="bottom",
-                    fontsize=8.5,
-                    rotation=0 if k <= 3 else 90,
-                )
-    ax.set_xticks(x, labels=[_pretty_metric(key) for key in metric_names], fontsize=10.5)
-    vmin, vmax = min(all_vals), max(all_vals)
-    bounded = vmin >= 0 and vmax <= 1.0
-    if zoom and vmin > 0:
-        spread = max(vmax - vmin, 0.01)
-        bottom = max(0.0, vmin - 1.2 * spread)
-        top = vmax + 0.35 * spread
-        if bounded:
-            top = min(top, 1.0 + 0.02 * spread) if vmax < 1.0 else vmax + 0.35 * spread
-    else:
-        bottom, top = min(0.0, vmin), vmax * 1.12 if vmax > 0 else 1.0
-    ax.set_ylim(bottom, top)
-    ax.set_ylabel("score" + (" (axis does not start at 0)" if bottom > 0 else ""))
-    if any(f"{key}_ci_low" in metrics[a] for a in approaches for key in metric_names):
-        ax.set_title(f"{title}\nerror bars: {ci_label}", fontsize=11.5)
-    else:
-        ax.set_title(title, fontsize=11.5)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.set_axisbelow(True)
-    ax.legend(title="approach", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9.5)
+        finite = np.isfinite(vals)
+        shown = np.concatenate([vals[finite], lows[has_ci], highs[has_ci]])
+        bottom, top = _panel_limits(float(shown.min()), float(shown.max()), zoom)
+        any_zoomed |= bottom > 0
+        ax.set_ylim(bottom, top)
+        for xi, v, ci_top, ci in zip(x, vals, highs, has_ci):
+            y = (ci_top if ci else v) if np.isfinite(v) else bottom
+            ax.text(
+                xi,
+                y if bottom > 0 or not np.isfinite(v) else max(y, 0.0),
+                _value_text(v),
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                rotation=0 if k <= 3 else 90,
+            )
+        ax.set_xticks(x, labels=labels, fontsize=9.5, rotation=0 if k <= 3 else 30)
+        ax.set_title(_metric_title(key), fontsize=11.5, fontweight="bold")
+        if key.lower() in LOWER_IS_BETTER:
+            ax.set_ylabel("lower is better", fontsize=9)
+        ax.tick_params(axis="y", labelsize=8.5)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    fig.suptitle(title, fontsize=12.5, fontweight="bold")
+    notes = [f"error bars: {ci_label}"] if any_ci else []
+    if any_zoomed:
+        notes.append("zoomed y-axes: a panel's axis may not start at 0")
+    if notes:
+        fig.supxlabel("; ".join(notes), fontsize=9.5, color="#4a5568")
     return save_figure(fig, path)
+
+
+MAX_COLUMNS = 4  # 4 panels of 3.2 in at 120 dpi: about 1,540 px
+
+
+def _comparison_grid(n: int) -> tuple[int, int]:
+    """Rows and columns for ``n`` panels: 2 columns for 2 or 4, 3 up to 9 (3 x 3), then 4 (more rows)."""
+    cols = 1 if n == 1 else 2 if n in (2, 4) else 3 if n <= 9 else MAX_COLUMNS
+    return math.ceil(n / cols), cols
+
+
+def _panel_limits(low: float, high: float, zoom: bool) -> tuple[float, float]:
+    """A panel's y-range: zoomed near the smallest value when ``zoom`` and every value is positive (so
+    0.962 vs 0.981 shows), from 0 otherwise; room above the highest bar for its label, and no needless
+    headroom past 1 for scores that live in [0, 1]."""
+    if zoom and low > 0:
+        spread = max(high - low, 0.01 * abs(high), 1e-9)
+        bottom = max(0.0, low - 1.2 * spread)
+    else:
+        bottom = min(0.0, low)
+    room = (high - bottom) or (abs(high) or 1.0)
+    top = high + 0.25 * room
+    if low >= 0 and high <= 1:
+        top = min(top, max(1.0, high + 0.12 * room))
+    return bottom, top
+
+
+def _value_text(v: float) -> str:
+    """3 decimals; 4 below 0.1 (calibration errors, gaps), where 3 would round 0.0065 and 0.0126 alike."""
+    if not np.isfinite(v):
+        return "n/a"
+    return f"{v:.4f}" if abs(v) < 0.1 else f"{v:.3f}"
 
 
 def _num(v: Any) -> float:

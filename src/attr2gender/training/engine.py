@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import sys
 import time
 import warnings
@@ -55,6 +56,7 @@ class TrainResult:
     train_seconds: float = 0.0
     epochs_run: int = 0
     lr_finder: dict | None = None  # {"lr": [...], "loss": [...], "suggestion": x}
+    run_dir_bytes: int = 0  # the run folder's size when training ended (after keep_checkpoints pruned it)
 
     def summary_line(self) -> str:
         key = "accuracy" if self.config.task == "direct" else "attr_mean_accuracy"
@@ -65,9 +67,44 @@ class TrainResult:
         )
 
 
-class LineProgressBar(ProgressBar):
+class _EpochTrainLoss:
+    """The running mean training loss of the current epoch, for the progress display.
+
+    Lightning's ``train_loss`` is logged per epoch (``on_epoch=True``), so during epoch 1 its progress-bar
+    value is still epoch 0's mean: every line of epoch 1 showed the same number. This mean is accumulated
+    from each ``on_train_batch_end``'s ``outputs`` (weighted by batch size, as the logged mean is) and reset
+    at each epoch's start. Under DDP it covers this process's batches."""
+
+    _loss_sum: float = 0.0
+    _loss_images: int = 0
+
+    def _reset_epoch_loss(self) -> None:
+        self._loss_sum, self._loss_images = 0.0, 0
+
+    def _add_batch_loss(self, outputs, batch) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:  # a batch whose every image was unreadable returns nothing
+            return
+        try:
+            value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        except (TypeError, ValueError, RuntimeError):
+            return
+        if not np.isfinite(value):
+            return
+        images = batch.get("image") if isinstance(batch, dict) else None
+        n = len(images) if images is not None else 1
+        self._loss_sum += value * n
+        self._loss_images += n
+
+    def epoch_train_loss(self) -> float | None:
+        """The current epoch's mean training loss so far (None before its first batch)."""
+        return self._loss_sum / self._loss_images if self._loss_images else None
+
+
+class LineProgressBar(_EpochTrainLoss, ProgressBar):
     """Lightning's progress where stderr is not a terminal (CI, a log file): one line per 10 % of each
-    training epoch, and one line with the validation metrics, instead of a bar redrawn per step."""
+    training epoch, and one line with the validation metrics, instead of a bar redrawn per step. The
+    ``train_loss`` on a line is the mean over the current epoch's batches so far."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -87,21 +124,21 @@ class LineProgressBar(ProgressBar):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._next_tenth = 1
         self._start = time.perf_counter()
+        self._reset_epoch_loss()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._add_batch_loss(outputs, batch)
         total = self.total_train_batches
         if not isinstance(total, int) or total <= 0:
             return
         done = batch_idx + 1
         if 10 * done // total >= self._next_tenth:
             self._next_tenth = 10 * done // total + 1
-            loss = trainer.progress_bar_metrics.get("train_loss")
+            loss = self.epoch_train_loss()
             rate = done / max(time.perf_counter() - self._start, 1e-9)
             self._say(
                 f"epoch {trainer.current_epoch}: {100 * done // total}% ({done}/{total} batches, "
-                f"{rate:.2f} batches/s"
-                + (f", train_loss {float(loss):.4f}" if loss is not None else "")
-                + ")"
+                f"{rate:.2f} batches/s" + (f", train_loss {loss:.4f}" if loss is not None else "") + ")"
             )
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -113,6 +150,26 @@ class LineProgressBar(ProgressBar):
                 f"epoch {trainer.current_epoch} validation: "
                 + ", ".join(f"{k} {float(v):.4f}" for k, v in shown.items())
             )
+
+
+class EpochLossTQDMProgressBar(_EpochTrainLoss, TQDMProgressBar):
+    """Lightning's terminal bar, with ``train_loss`` the current epoch's running mean (not the last
+    epoch's mean, which Lightning's bar shows until the epoch ends)."""
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        self._reset_epoch_loss()
+        super().on_train_epoch_start(trainer, *args)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._add_batch_loss(outputs, batch)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        loss = self.epoch_train_loss()
+        if loss is not None:
+            items["train_loss"] = loss
+        return items
 
 
 class ThroughputMonitor(Callback):
@@ -287,7 +344,8 @@ def train(
         if not last.is_file():
             raise ConfigError(
                 f"resume=true but {last} does not exist; pass the run_name of an earlier run (and the "
-                "same output_dir)"
+                "same output_dir) that was trained with keep_checkpoints=last (the default, best, deletes "
+                "last.ckpt when training ends)"
             )
         check_checkpoint(last)
     with claim_run_folder(run_dir, config.resume):
@@ -378,7 +436,7 @@ def _fit(
     )
     cbs: list[Callback] = [checkpoint, ThroughputMonitor()]
     if config.progress:
-        cbs.append(TQDMProgressBar(refresh_rate=1) if interactive() else LineProgressBar())
+        cbs.append(EpochLossTQDMProgressBar(refresh_rate=1) if interactive() else LineProgressBar())
     if config.early_stopping_patience:
         cbs.append(EarlyStopping(monitor=monitor, patience=config.early_stopping_patience, mode=mode))
     csv_logger = CSVLogger(save_dir=run_dir, name="logs")  # a new version per attempt keeps resumed history
@@ -391,11 +449,10 @@ def _fit(
     # Lightning's banner lines (GPU available, tips) say less than this one line.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
-    sizes = dm.splits.sizes()
     if config.progress:
         print(
             f"training {config.task} model {config.backbone} ({config.weights}) on {engine['accelerator']} "
-            f"({engine['precision']}, {engine['memory_format']}), split {dm.splits.strategy} {sizes}, run {run_dir}",
+            f"({engine['precision']}, {engine['memory_format']}), {describe_split(dm.splits, config)}, run {run_dir}",
             flush=True,
         )
     trainer = L.Trainer(
@@ -480,7 +537,83 @@ def _fit(
         extra={"metrics": result.metrics, "config": config.to_dict()},
     )
     (run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2, sort_keys=True))
+    kept = prune_checkpoints(run_dir / "checkpoints", config.keep_checkpoints, best)
+    result.run_dir_bytes = folder_bytes(run_dir)
+    if config.progress:
+        print(run_folder_line(run_dir, result.run_dir_bytes, kept), flush=True)
     return result
+
+
+def describe_split(splits, config: RunConfig) -> str:
+    """``split official {'train': 600, 'val': 200, 'test': 200}``, plus which splits ``max_train_images`` /
+    ``max_eval_images`` cut down, e.g. ``(train capped at 600 by max_train_images, val/test at 200 by
+    max_eval_images)``: else a 600-image train split reads like all the data there is."""
+    sizes = splits.sizes()
+    notes = []
+    if config.max_train_images and sizes["train"] == config.max_train_images:
+        notes.append(f"train capped at {config.max_train_images} by max_train_images")
+    capped = [
+        name for name in ("val", "test") if config.max_eval_images and sizes[name] == config.max_eval_images
+    ]
+    if capped:
+        verb = "" if notes else "capped "
+        notes.append(f"{'/'.join(capped)} {verb}at {config.max_eval_images} by max_eval_images")
+    return f"split {splits.strategy} {sizes}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def prune_checkpoints(folder: Path, keep: str, best: str) -> str:
+    """Apply ``keep_checkpoints`` to the run's checkpoint folder once the model is saved in ``<run>/model``:
+    ``best`` leaves only the best checkpoint, ``last`` leaves ``last.ckpt`` (what ``resume=true`` continues
+    from) and the best one, ``none`` removes the folder. Returns what is left, in words."""
+    if keep == "none":
+        if folder.is_symlink():
+            folder.unlink()
+        elif folder.is_dir():
+            shutil.rmtree(folder)
+        return "none kept"
+    if not folder.is_dir() or folder.is_symlink():
+        return "none"
+    wanted = {Path(best).resolve()} if best else set()
+    if keep == "last":
+        wanted.add((folder / "last.ckpt").resolve())
+    for path in folder.iterdir():
+        if path.suffix == ".ckpt" and path.resolve() not in wanted:
+            path.unlink()
+    left = sorted(p.name for p in folder.glob("*.ckpt"))
+    if not left:
+        return "none"
+    if len(left) == 1:  # with no validation run, the best checkpoint is last.ckpt
+        return "last.ckpt only" if left == ["last.ckpt"] else "best only"
+    return " and ".join(left)
+
+
+def folder_bytes(folder: Path) -> int:
+    """The size of the files under ``folder`` (links not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def run_folder_line(run_dir: Path, size: int, checkpoints: str | None = None) -> str:
+    """``run folder runs/<name>: 12.3 MB (checkpoints: best only; keep_checkpoints=last keeps what resume
+    needs)``: what the run left on the disk."""
+    try:
+        shown = run_dir.relative_to(Path.cwd())
+    except ValueError:
+        shown = run_dir
+    line = f"run folder {shown}: {size / 1e6:.1f} MB"
+    if checkpoints is None:
+        return line
+    if checkpoints == "best only":
+        hint = "; keep_checkpoints=last keeps what resume needs"
+    elif "last.ckpt" in checkpoints:
+        hint = "; resume=true can continue this run"
+    else:
+        hint = "; the model is in model/"
+    return f"{line} (checkpoints: {checkpoints}{hint})"
 
 
 def _inside(folder: Path, path: str) -> str:

@@ -43,7 +43,16 @@ from ..pipeline.cache import StageOneCache
 from ..pipeline.inputs import stream_batches
 from ..progress import progress as progress_bar
 from .datamodule import CelebADataModule
-from .engine import TrainResult, build_model, claim_run_folder, run_directory, train
+from .engine import (
+    TrainResult,
+    build_model,
+    claim_run_folder,
+    describe_split,
+    folder_bytes,
+    run_directory,
+    run_folder_line,
+    train,
+)
 from .export import save_image_model
 
 
@@ -288,7 +297,7 @@ def _train_heads_in(
     if config.progress:
         print(
             f"training {config.task} head on {spec.name} features (frozen; cached in {config.cache_dir}), "
-            f"split {splits.strategy} {splits.sizes()}, run {run_dir}",
+            f"{describe_split(splits, config)}, run {run_dir}",
             flush=True,
         )
     start = time.perf_counter()
@@ -361,6 +370,7 @@ def _train_heads_in(
         model, run_dir / "model", config.image_size, extra={"metrics": metrics, "config": config.to_dict()}
     )
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    result.run_dir_bytes = folder_bytes(run_dir)
     if config.progress:
         print(
             f"{spec.name} head: {len(data['train'][0])} training faces ({data['train'][2]} without a usable "
@@ -368,6 +378,7 @@ def _train_heads_in(
             f"{head_seconds:.1f} s, kept epoch {best_epoch}",
             flush=True,
         )
+        print(run_folder_line(run_dir, result.run_dir_bytes), flush=True)  # a head writes no checkpoints
     return result
 
 
