@@ -61,3 +61,31 @@ def shared_celeba():
     if not (SHARED_CELEBA / "list_attr_celeba.txt").is_file():
         pytest.skip(f"real CelebA sample not present at {SHARED_CELEBA}")
     return SHARED_CELEBA
+
+
+TINY_RUN = dict(
+    backbone="test_efficientnet",  # a few thousand parameters: a training step takes milliseconds
+    weights="none",
+    image_size=32,
+    batch_size=16,
+    epochs=1,
+    max_steps=2,
+    num_workers=0,
+    progress=False,
+    tracking="none",
+    max_train_images=48,
+    max_eval_images=16,
+    task="direct",
+    run_name="run",
+)
+
+
+# A whole stage one on a small synthetic root (every training image, more evaluation images).
+STAGE_ONE_RUN = dict(batch_size=32, max_steps=-1, max_train_images=0, max_eval_images=64, task="attributes")
+
+
+def tiny_config(root, out, **overrides):
+    """A validated RunConfig that trains in about a second on a synthetic root: the tests' one recipe."""
+    from attr2gender.config import RunConfig
+
+    return RunConfig(**(TINY_RUN | dict(data_root=str(root), output_dir=str(out)) | overrides)).validate()

@@ -15,6 +15,7 @@ from attr2gender.pipeline import Attr2GenderPipeline, load_pipeline
 from attr2gender.pipeline.concepts import curve_from_probabilities, intervention_curve, leakage_report
 from attr2gender.tabular import StageTwoClassifier, logistic_from_coefficients
 from attr2gender.training import AttributeModel, train_two_stage
+from conftest import STAGE_ONE_RUN, tiny_config
 
 ATTRS = list(STAGE_ONE_ATTRIBUTES)
 
@@ -25,21 +26,7 @@ def synth_root(tmp_path_factory):
 
 
 def _config(root, out, **kw) -> RunConfig:
-    values = dict(
-        data_root=str(root),
-        output_dir=str(out),
-        backbone="test_efficientnet",
-        weights="none",
-        image_size=32,
-        batch_size=32,
-        epochs=1,
-        num_workers=0,
-        progress=False,
-        tracking="none",
-        max_eval_images=64,
-        cache_dir=str(out / "cache"),
-    )
-    return RunConfig(**(values | kw)).validate()
+    return tiny_config(root, out, **(STAGE_ONE_RUN | dict(run_name="", cache_dir=str(out / "cache")) | kw))
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from attr2gender.tabular.robust import fit_group_dro, fit_worst_group, group_dro
 from attr2gender.training import train, train_two_stage
 from attr2gender.training.datamodule import CelebADataModule
 from attr2gender.training.robust import GroupDRO, GroupReweightedLoss
+from conftest import STAGE_ONE_RUN, tiny_config
 
 # --------------------------------------------------------------------------------------------------
 # the worst-group metric
@@ -224,21 +225,7 @@ def synth_root(tmp_path_factory):
 
 
 def _config(root, out, **kw) -> RunConfig:
-    values = dict(
-        data_root=str(root),
-        output_dir=str(out),
-        backbone="test_efficientnet",
-        weights="none",
-        image_size=32,
-        batch_size=32,
-        epochs=1,
-        num_workers=0,
-        progress=False,
-        tracking="none",
-        max_eval_images=64,
-        run_name="g",
-    )
-    return RunConfig(**(values | kw)).validate()
+    return tiny_config(root, out, **(STAGE_ONE_RUN | dict(run_name="g") | kw))
 
 
 def _group_shares(dm, draws: int = 12) -> np.ndarray:

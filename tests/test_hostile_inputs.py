@@ -33,6 +33,7 @@ from attr2gender.pipeline.cache import StageOneCache
 from attr2gender.tabular import StageTwoClassifier
 from attr2gender.training import AttributeModel, train
 from attr2gender.training.engine import RUN_LOCK, claim_run_folder
+from conftest import tiny_config
 
 # --------------------------------------------------------------------------------------------------
 # shared material: a tiny synthetic CelebA and a tiny two-stage bundle
@@ -368,24 +369,7 @@ def test_intervene_with_faces_all_applies_each_images_row_to_its_faces(pipe, ima
 
 
 def _config(root, out, **kw) -> RunConfig:
-    values = dict(
-        data_root=str(root),
-        output_dir=str(out),
-        backbone="test_efficientnet",
-        weights="none",
-        image_size=32,
-        batch_size=16,
-        epochs=1,
-        max_steps=2,
-        num_workers=0,
-        progress=False,
-        tracking="none",
-        max_train_images=48,
-        max_eval_images=16,
-        task="direct",
-        run_name="run",
-    )
-    return RunConfig(**(values | kw)).validate()
+    return tiny_config(root, out, **(dict() | kw))
 
 
 def test_two_runs_with_one_run_name_never_share_its_folder(root, tmp_path):

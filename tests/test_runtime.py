@@ -30,6 +30,7 @@ from attr2gender.pipeline import (
 from attr2gender.pipeline import runtime as runtime_module
 from attr2gender.tabular import StageTwoClassifier
 from attr2gender.training import AttributeModel, DirectModel, train
+from conftest import tiny_config
 
 pytest.importorskip("onnx", reason="the [onnx] extra (onnx, onnxscript: the ONNX exporter) is not installed")
 pytest.importorskip(
@@ -174,25 +175,7 @@ def synth_root(tmp_path_factory):
 
 
 def _config(root, out, **kw) -> RunConfig:
-    values = dict(
-        data_root=str(root),
-        output_dir=str(out),
-        backbone="test_efficientnet",
-        weights="none",
-        image_size=32,
-        batch_size=16,
-        epochs=1,
-        max_steps=3,
-        num_workers=0,
-        progress=False,
-        tracking="none",
-        max_train_images=48,
-        max_eval_images=16,
-        task="direct",
-        run_name="r",
-    )
-    values.update(kw)
-    return RunConfig(**values).validate()
+    return tiny_config(root, out, **(dict(max_steps=3, run_name="r") | kw))
 
 
 def test_cpu_default_is_recorded_in_the_run_config(synth_root, tmp_path):

@@ -21,6 +21,7 @@ from attr2gender.pipeline.bundle import _canonical
 from attr2gender.pipeline.cache import StageOneCache
 from attr2gender.tabular import StageTwoClassifier
 from attr2gender.training import AttributeModel, DirectModel, train
+from conftest import tiny_config
 
 
 class _Planted:
@@ -44,24 +45,7 @@ def synth_root(tmp_path_factory):
 
 
 def _config(root, out, **kw) -> RunConfig:
-    values = dict(
-        data_root=str(root),
-        output_dir=str(out),
-        backbone="test_efficientnet",
-        weights="none",
-        image_size=32,
-        batch_size=16,
-        epochs=1,
-        max_steps=2,
-        num_workers=0,
-        progress=False,
-        tracking="none",
-        max_train_images=48,
-        max_eval_images=16,
-        task="direct",
-        run_name="run",
-    )
-    return RunConfig(**(values | kw)).validate()
+    return tiny_config(root, out, **(dict() | kw))
 
 
 def test_resume_refuses_a_planted_checkpoint_without_running_it(synth_root, tmp_path):
