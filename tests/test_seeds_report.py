@@ -17,7 +17,7 @@ from PIL import Image
 from attr2gender import cli
 from attr2gender.cli import main_compare
 from attr2gender.data.synth import make_synthetic_celeba
-from attr2gender.experiments.comparison import ApproachResult, Comparison
+from attr2gender.experiments.comparison_metrics import ApproachResult, Comparison
 from attr2gender.experiments.html_report import (
     Collapsible,
     demote_headings,
@@ -283,7 +283,7 @@ def test_a_fixed_run_name_or_official_split_still_works_per_seed(synth_root, tmp
 
 
 def _fake_run_pipeline(tmp_path: Path):
-    from attr2gender.experiments.single import PipelineRun
+    from attr2gender.experiments.route_run import PipelineRun
 
     y = np.array([0, 1, 1, 0, 1, 0, 1, 1, 0, 1])
     ids = [f"{i:06d}.jpg" for i in range(len(y))]
@@ -315,7 +315,7 @@ def test_seed_comparisons_nest_twice_in_mlflow_and_log_the_spread(tmp_path, monk
     import mlflow
 
     from attr2gender.config import RunConfig
-    from attr2gender.experiments import compare as runmod
+    from attr2gender.experiments import comparison_run as runmod
     from attr2gender.experiments.plan import DataChoice, RunPlan
     from attr2gender.tracking.mlflow_tracking import MlflowTracker
 

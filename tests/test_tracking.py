@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attr2gender.experiments import comparison as cmp
+from attr2gender.experiments import comparison_metrics as cmp
 from attr2gender.tracking.measure import MeasureSpec, directory_size, measure_latency
 from attr2gender.tracking.mlflow_tracking import (
     NullTracker,
@@ -239,9 +239,9 @@ class RecordingTracker(NullTracker):
 
 def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
     from attr2gender.config import RunConfig
-    from attr2gender.experiments import compare as runmod
+    from attr2gender.experiments import comparison_run as runmod
     from attr2gender.experiments.plan import DataChoice, RunPlan
-    from attr2gender.experiments.single import PipelineRun
+    from attr2gender.experiments.route_run import PipelineRun
 
     y = np.array([0, 1, 1, 0, 1, 0, 1, 1])
 

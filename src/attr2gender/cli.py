@@ -328,7 +328,7 @@ def _run_lines(run, tracker) -> list[str]:
 
 def _run_single(args) -> int:
     from .experiments.plan import materialize, plan_run
-    from .experiments.single import run_pipeline
+    from .experiments.route_run import run_pipeline
     from .tracking.mlflow_tracking import is_rank_zero, make_tracker
 
     measure = _measure_spec(args)
@@ -393,8 +393,8 @@ def _check_seeds(args) -> None:
 def _run_compare(args) -> int:
     from .config import build_config, parse_overrides
     from .errors import ConfigError
-    from .experiments.compare import compare_logged_runs, run_comparison, run_seed_comparisons
-    from .experiments.comparison import difference_words
+    from .experiments.comparison_metrics import difference_words
+    from .experiments.comparison_run import compare_logged_runs, run_comparison, run_seed_comparisons
     from .experiments.plan import materialize, say
     from .experiments.seeds import WHAT_VARIES
     from .tracking.mlflow_tracking import is_rank_zero, make_tracker
@@ -516,7 +516,7 @@ def _run_compare(args) -> int:
 
 def _seeds_lines(run) -> list[str]:
     """The results of ``compare --seeds``: one line per seed, the spread, the files and the runs."""
-    from .experiments.comparison import difference_words
+    from .experiments.comparison_metrics import difference_words
 
     s = run.summary
     lines = []

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .comparison import Comparison, signed_points
+from .comparison_metrics import Comparison, signed_points
 
 KEYS = ("accuracy_two_stage", "accuracy_direct", "two_stage_minus_direct")  # what is summarised across seeds
 WHAT_VARIES = "the split, the initialisation and the data order"

@@ -16,7 +16,7 @@ from ..data.groups import slice_masks
 from ..pipeline.concept_quality import NOT_CONCEPTS
 from ..tracking.measure import MeasureSpec, cost_metrics, measure_latency
 from ..tracking.mlflow_tracking import NullTracker
-from .comparison import PREDICTIONS_ARTIFACT, ApproachResult
+from .comparison_metrics import PREDICTIONS_ARTIFACT, ApproachResult
 from .plan import RunPlan
 
 N_EXAMPLES = 16  # images per prediction grid

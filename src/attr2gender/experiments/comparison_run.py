@@ -20,11 +20,17 @@ import pandas as pd
 from ..errors import ConfigError
 from ..tracking.measure import MeasureSpec
 from ..tracking.mlflow_tracking import NullTracker
-from .comparison import PREDICTIONS_ARTIFACT, ApproachResult, Comparison, compare_approaches, write_comparison
+from .comparison_metrics import (
+    PREDICTIONS_ARTIFACT,
+    ApproachResult,
+    Comparison,
+    compare_approaches,
+    write_comparison,
+)
 from .html_report import Collapsible, Item, demote_headings, ordered_files, write_html_report
 from .plan import KINDS, SHARED_KEYS, RunPlan, say
+from .route_run import PipelineRun, run_pipeline
 from .seeds import WHAT_VARIES, SeedsSummary, summarize_seeds
-from .single import PipelineRun, run_pipeline
 
 N_BOOT = 2000  # bootstrap resamples for the accuracy-loss CI
 # The HTML report shows each route's own reports and plots that exist, these first (the analyses that
