@@ -1,13 +1,13 @@
-"""Two-stage vs direct on the same test images: what the detour through 39 attributes costs.
+"""Two-stage vs direct on the same test images, in numbers: what the detour through 39 attributes costs.
 
-Pure functions of predictions and logged metrics (no MLflow here; :mod:`attr2gender.experiments.compare`
-logs them through the tracker):
+Pure functions of predictions and logged metrics (no MLflow here; :mod:`attr2gender.experiments.comparison_run`
+logs them through the tracker, and :mod:`attr2gender.experiments.comparison_report` says them in words):
 
-* accuracy loss = accuracy(direct) - accuracy(two-stage) on the test images both predicted (aligned by
+* accuracy loss = accuracy(direct) - accuracy(two-stage) on the test images both predicted (matched by
   image id), with a 95% paired bootstrap CI (same resampled images for both);
 * inference-time ratio (two-stage / direct, ms per image, per batch size), training-time ratio and
   size ratio (bundle bytes), each > 1 when the two-stage route costs more;
-* a markdown report stating them in words next to the source study's claims, and two plots.
+* per route on the shared images: accuracy with its CI, accuracy per group and per slice, calibration.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,25 +28,18 @@ from ..metrics import (
     expected_calibration_error,
     group_accuracy_table,
     group_metrics,
-    markdown_table,
     paired_accuracy_difference_ci,
     slice_metrics,
     slice_table,
-    worst_group_name,
 )
-from ..plots import plot_comparison, plot_cost_ratios, plot_group_accuracy, plot_reliability
+from .comparison_report import comparison_report, corruption_comparison_text, summary_text
 
 PREDICTIONS_ARTIFACT = "predictions/test_predictions.csv"  # logged by every pipeline run
-SOURCE_CLAIMS = {
-    "accuracy": "predicting Male from the predicted attributes is less accurate than from the pixels",
-    "inference": "the two-stage route is about twice as slow at inference",
-    "training": "learning the two-stage route takes about twice as long",
-}
 PLOT_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1_male", "f1_female")
 
 
 @dataclass
-class ApproachResult:
+class RouteResult:
     """One route's test predictions and the metrics its run logged."""
 
     name: str  # "two_stage" | "direct"
@@ -83,7 +75,7 @@ class ApproachResult:
         return frame
 
     @classmethod
-    def from_predictions_frame(cls, name: str, frame: pd.DataFrame, **kw) -> ApproachResult:
+    def from_predictions_frame(cls, name: str, frame: pd.DataFrame, **kw) -> RouteResult:
         missing = {"image_id", "male", "male_probability"} - set(frame.columns)
         if missing:
             raise ValueError(f"{name}: predictions table lacks column(s) {sorted(missing)}")
@@ -115,7 +107,7 @@ class ApproachResult:
         return out
 
 
-def align(a: ApproachResult, b: ApproachResult) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+def match_rows(a: RouteResult, b: RouteResult) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Images both routes predicted, in ``a``'s order: ``(ids, truth, prob_a, prob_b)``.
 
     Raises when they share no image or disagree about an image's truth (not the same data)."""
@@ -174,7 +166,7 @@ class Comparison:
     """The numbers of one comparison, the per-route metrics on the shared images, and the report."""
 
     metrics: dict[str, float]  # logged on the parent run
-    per_approach: dict[str, dict[str, float]]  # {"two_stage": {...}, "direct": {...}} on the shared images
+    per_route: dict[str, dict[str, float]]  # {"two_stage": {...}, "direct": {...}} on the shared images
     costs: dict[str, dict[str, float]]  # per route: ms/image, train seconds, bundle bytes, parameters
     report: str = ""
     group_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # per route: accuracy per group
@@ -188,7 +180,8 @@ class Comparison:
             for kind in ("group_tables", "corruption_tables", "slice_tables", "calibration")
         }
         return json.dumps(
-            {"metrics": self.metrics, "per_approach": self.per_approach, "costs": self.costs, **tables},
+            # "per_approach": the key saved comparison.json files have always had.
+            {"metrics": self.metrics, "per_approach": self.per_route, "costs": self.costs, **tables},
             indent=2,
             sort_keys=True,
             default=_json_value,
@@ -196,43 +189,7 @@ class Comparison:
 
     def summary(self) -> str:
         """One paragraph for the run page's first screen: the answer, the costs, the worst group."""
-        m = self.metrics
-        needed = ("two_stage_minus_direct", "accuracy_two_stage", "inference_time_ratio", "n_test_images")
-        if any(k not in m for k in needed):
-            return ""
-        words = difference_words(
-            m["two_stage_minus_direct"],
-            m["two_stage_minus_direct_ci_low"],
-            m["two_stage_minus_direct_ci_high"],
-        )
-        parts = [
-            f"Two-stage (image → 39 attributes → Male) vs direct (image → Male) on {int(m['n_test_images']):,} "
-            f"test images: accuracy {m['accuracy_two_stage']:.4f} vs {m['accuracy_direct']:.4f}; {words}.",
-            f"The detour's inference time is {m['inference_time_ratio']:.2f}× the direct route's, its training "
-            f"time {m['training_time_ratio']:.2f}×, its size {m['size_ratio']:.2f}×.",
-        ]
-        if "concept_mean_auc_two_stage" in m:
-            parts.append(
-                f"Its 39 concepts on the same images: mean accuracy {m['concept_mean_accuracy_two_stage']:.3f}, "
-                f"balanced accuracy {m['concept_mean_balanced_accuracy_two_stage']:.3f}, AUC "
-                f"{m['concept_mean_auc_two_stage']:.3f}"
-                + (
-                    " (**below the floor: not reliable concepts**)."
-                    if m.get("concepts_reliable_two_stage", 1.0) < 0.5
-                    else "."
-                )
-            )
-        if "worst_group_accuracy_two_stage" in m:
-            parts.append(
-                f"Worst group: two-stage {m['worst_group_accuracy_two_stage']:.4f}, direct "
-                f"{m['worst_group_accuracy_direct']:.4f}."
-            )
-        if "*Synthetic data" in self.report:
-            parts.append(
-                "**Synthetic faces (smoke run): these numbers say the pipeline runs, not how it does on people.**"
-            )
-        parts.append("The full report with every plot: `comparison/report.html`.")
-        return " ".join(parts)
+        return summary_text(self)
 
     def description(self) -> str:
         """The parent run's description: the summary paragraph (the run page's first screen), then the
@@ -254,16 +211,16 @@ class Comparison:
                 self.metrics[f"celeba_c_accuracy_{corruption}_{name}"] = float(row["accuracy"])
 
 
-def compare_approaches(
-    two_stage: ApproachResult, direct: ApproachResult, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
+def compare_routes(
+    two_stage: RouteResult, direct: RouteResult, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
 ) -> Comparison:
     """Accuracy loss with its paired bootstrap CI, and the cost ratios (see the module docstring)."""
-    ids, y, p_two, p_direct = align(two_stage, direct)
+    ids, y, p_two, p_direct = match_rows(two_stage, direct)
     pred_two = (p_two >= two_stage.threshold).astype(int)
     pred_direct = (p_direct >= direct.threshold).astype(int)
     diff = paired_accuracy_difference_ci(y, pred_direct, pred_two, n_boot=n_boot, seed=seed, alpha=alpha)
 
-    per_approach = {}
+    per_route = {}
     for name, prob, pred, threshold in (
         ("two_stage", p_two, pred_two, two_stage.threshold),
         ("direct", p_direct, pred_direct, direct.threshold),
@@ -279,7 +236,7 @@ def compare_approaches(
             vectorized=True,
         )
         values["accuracy_ci_low"], values["accuracy_ci_high"] = low, high
-        per_approach[name] = values
+        per_route[name] = values
 
     index_two = {image_id: i for i, image_id in enumerate(two_stage.test_ids)}
     masks = two_stage.group_masks(np.array([index_two[i] for i in ids], dtype=int))
@@ -293,9 +250,9 @@ def compare_approaches(
                 y, prob, masks, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha
             )
             group_tables[name] = table
-            g = group_metrics(table, per_approach[name]["accuracy"])
-            per_approach[name]["worst_group_accuracy"] = g["worst_group_accuracy"]
-            per_approach[name]["worst_group_gap"] = g["worst_group_gap"]
+            g = group_metrics(table, per_route[name]["accuracy"])
+            per_route[name]["worst_group_accuracy"] = g["worst_group_accuracy"]
+            per_route[name]["worst_group_gap"] = g["worst_group_gap"]
 
     slice_masks = {
         name: np.asarray(mask, dtype=bool)[[index_two[i] for i in ids]]
@@ -306,40 +263,40 @@ def compare_approaches(
         ("two_stage", p_two, two_stage.threshold),
         ("direct", p_direct, direct.threshold),
     ):
-        per_approach[name]["ece"] = expected_calibration_error(y, prob)
-        per_approach[name]["brier"] = brier_score(y, prob)
+        per_route[name]["ece"] = expected_calibration_error(y, prob)
+        per_route[name]["brier"] = brier_score(y, prob)
         calibration[name] = calibration_bins(y, prob)
         if slice_masks:
             table = slice_table(
                 y, prob, slice_masks, threshold=threshold, n_boot=n_boot, seed=seed, alpha=alpha
             )
             slice_tables[name] = table
-            per_approach[name] |= slice_metrics(table, per_approach[name]["accuracy"])
+            per_route[name] |= slice_metrics(table, per_route[name]["accuracy"])
 
     metrics = {
         "n_test_images": float(len(ids)),
         "n_test_images_two_stage": float(len(two_stage.test_ids)),
         "n_test_images_direct": float(len(direct.test_ids)),
-        "accuracy_two_stage": per_approach["two_stage"]["accuracy"],
-        "accuracy_direct": per_approach["direct"]["accuracy"],
+        "accuracy_two_stage": per_route["two_stage"]["accuracy"],
+        "accuracy_direct": per_route["direct"]["accuracy"],
         # One sign convention everywhere: positive means two-stage is more accurate.
         "two_stage_minus_direct": -float(diff["difference"]),
         "two_stage_minus_direct_ci_low": -float(diff["high"]),
         "two_stage_minus_direct_ci_high": -float(diff["low"]),
         "share_resamples_direct_better": float(diff["share_resamples_a_better"]),
-        "roc_auc_two_stage": per_approach["two_stage"].get("roc_auc", float("nan")),
-        "roc_auc_direct": per_approach["direct"].get("roc_auc", float("nan")),
+        "roc_auc_two_stage": per_route["two_stage"].get("roc_auc", float("nan")),
+        "roc_auc_direct": per_route["direct"].get("roc_auc", float("nan")),
         "bootstrap_resamples": float(n_boot),
     }
     for name in group_tables:
-        metrics[f"worst_group_accuracy_{name}"] = per_approach[name]["worst_group_accuracy"]
-        metrics[f"worst_group_gap_{name}"] = per_approach[name]["worst_group_gap"]
+        metrics[f"worst_group_accuracy_{name}"] = per_route[name]["worst_group_accuracy"]
+        metrics[f"worst_group_gap_{name}"] = per_route[name]["worst_group_gap"]
     for name in ("two_stage", "direct"):
-        metrics[f"ece_{name}"] = per_approach[name]["ece"]
-        metrics[f"brier_{name}"] = per_approach[name]["brier"]
+        metrics[f"ece_{name}"] = per_route[name]["ece"]
+        metrics[f"brier_{name}"] = per_route[name]["brier"]
     for name in slice_tables:
-        metrics[f"worst_slice_accuracy_{name}"] = per_approach[name]["worst_slice_accuracy"]
-        metrics[f"worst_slice_gap_{name}"] = per_approach[name]["worst_slice_gap"]
+        metrics[f"worst_slice_accuracy_{name}"] = per_route[name]["worst_slice_accuracy"]
+        metrics[f"worst_slice_gap_{name}"] = per_route[name]["worst_slice_gap"]
     m2, md = two_stage.metrics, direct.metrics
     # The two-stage route's accuracy is only a concept bottleneck's with concepts: their quality beside it.
     for key in ("concept_mean_accuracy", "concept_mean_balanced_accuracy", "concept_mean_auc"):
@@ -371,7 +328,7 @@ def compare_approaches(
     }
     comparison = Comparison(
         metrics,
-        per_approach,
+        per_route,
         costs,
         group_tables=group_tables,
         slice_tables=slice_tables,
@@ -379,327 +336,3 @@ def compare_approaches(
     )
     comparison.report = comparison_report(comparison, two_stage, direct, alpha=alpha)
     return comparison
-
-
-# --------------------------------------------------------------------------------------------------
-# words
-# --------------------------------------------------------------------------------------------------
-
-
-def ratio_phrase(r: float) -> str:
-    """A ratio in words, against the source's "about twice"."""
-    if not math.isfinite(r):
-        return "not measured"
-    if r >= 2.5:
-        return f"about {r:.0f}×, more than twice"
-    if r >= 1.75:
-        return "about twice"
-    if r > 1.15:
-        return "more, but well short of twice"
-    if r >= 0.87:
-        return "about the same"
-    return "less: the two-stage route is cheaper here"
-
-
-def ratio_verdict(r: float) -> str:
-    if not math.isfinite(r):
-        return "not measured"
-    if 1.75 <= r < 2.5:
-        return "**reproduced**"
-    if r >= 2.5:
-        return "**exceeded** (more than twice)"
-    if r > 1.15:
-        return "**partly** (slower, but less than twice)"
-    return "**not reproduced**"
-
-
-def accuracy_verdict(low: float, high: float) -> str:
-    """The source's "accuracy drops" claim against the CI of two-stage minus direct accuracy."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "not measurable (no test images)"
-    if high < 0:
-        return "**reproduced**: the direct route is more accurate and the 95% CI excludes 0"
-    if low > 0:
-        return "**reversed**: the two-stage route is more accurate and the 95% CI excludes 0"
-    return "**not shown**: the 95% CI includes 0, so these test images cannot tell the routes apart"
-
-
-def difference_words(diff: float, low: float, high: float, level: str = "95%") -> str:
-    """Two-stage minus direct accuracy in plain words, with its CI: which route is more accurate, or
-    "no significant difference" when the interval contains 0."""
-    ci = f"{level} CI {signed_points(low)} to {signed_points(high)} points"
-    if low > 0:
-        return f"two-stage is {100 * diff:.1f} points more accurate than direct ({ci})"
-    if high < 0:
-        return f"direct is {-100 * diff:.1f} points more accurate than two-stage ({ci})"
-    return f"no significant difference: two-stage minus direct is {signed_points(diff)} points ({ci}, which contains 0)"
-
-
-def signed_points(x: float) -> str:
-    """A proportion as signed percentage points, e.g. ``+1.25``."""
-    return f"{100 * x + 0.0:+.2f}" if math.isfinite(x) else "n/a"
-
-
-def comparison_report(
-    c: Comparison, two_stage: ApproachResult, direct: ApproachResult, alpha: float = 0.05
-) -> str:
-    """A short markdown report: the numbers, then each source claim with what this run found."""
-    m = c.metrics
-    level = f"{100 * (1 - alpha):.0f}%"
-    batches = sorted(int(k.rsplit("_b", 1)[1]) for k in m if k.startswith("inference_time_ratio_b"))
-    diff, low, high = (
-        m["two_stage_minus_direct"],
-        m["two_stage_minus_direct_ci_low"],
-        m["two_stage_minus_direct_ci_high"],
-    )
-    two, dir_ = c.costs["two_stage"], c.costs["direct"]
-    rows = [
-        {
-            "": "test accuracy",
-            "two-stage": c.per_approach["two_stage"]["accuracy"],
-            "direct": c.per_approach["direct"]["accuracy"],
-            "two-stage vs direct": f"{signed_points(diff)} points ({level} CI {signed_points(low)} to {signed_points(high)})",
-        },
-        {
-            "": "ROC AUC",
-            "two-stage": c.per_approach["two_stage"].get("roc_auc"),
-            "direct": c.per_approach["direct"].get("roc_auc"),
-            "two-stage vs direct": "",
-        },
-    ]
-    for b in batches:
-        key = f"inference_ms_per_image_b{b}"
-        rows.append(
-            {
-                "": f"inference, ms/image at batch {b}",
-                "two-stage": two.get(key),
-                "direct": dir_.get(key),
-                "two-stage vs direct": f"{m[f'inference_time_ratio_b{b}']:.2f}×",
-            }
-        )
-    rows += [
-        {
-            "": "training time, s",
-            "two-stage": two.get("train_seconds"),
-            "direct": dir_.get("train_seconds"),
-            "two-stage vs direct": f"{m['training_time_ratio']:.2f}×",
-        },
-        {
-            "": "bundle size, MB",
-            "two-stage": _mb(two.get("bundle_bytes")),
-            "direct": _mb(dir_.get("bundle_bytes")),
-            "two-stage vs direct": f"{m['size_ratio']:.2f}×",
-        },
-        {
-            "": "parameters",
-            "two-stage": two.get("param_count"),
-            "direct": dir_.get("param_count"),
-            "two-stage vs direct": f"{m['param_ratio']:.2f}×",
-        },
-    ]
-    r_inf, r_train = m["inference_time_ratio"], m["training_time_ratio"]
-    others = ", ".join(f"{m[f'inference_time_ratio_b{b}']:.2f}× at batch {b}" for b in batches[1:])
-    lines = [
-        "# Two-stage (image → 39 attributes → Male) vs direct (image → Male)",
-        "",
-        f"{int(m['n_test_images']):,} test images, the same for both routes (aligned by image id; two-stage "
-        f"predicted {int(m['n_test_images_two_stage']):,}, direct {int(m['n_test_images_direct']):,}). "
-        "Ratios are two-stage ÷ direct: above 1 means the detour costs more.",
-        "",
-        markdown_table(rows, floatfmt=".4g"),
-        "## Against the source study's claims",
-        "",
-        f"- **Accuracy drops** (source: {SOURCE_CLAIMS['accuracy']}). Here "
-        f"{difference_words(diff, low, high, level)} ({int(m['bootstrap_resamples'])} paired bootstrap "
-        "resamples of the same images). "
-        f"Claim {accuracy_verdict(low, high)}.",
-        f"- **Inference about twice as slow** (source: {SOURCE_CLAIMS['inference']}). Here the two-stage route "
-        f"needs {r_inf:.2f}× the direct route's time per image at batch {batches[0] if batches else '-'}"
-        + (f" ({others})" if others else "")
-        + f": {ratio_phrase(r_inf)}. Claim {ratio_verdict(r_inf)}. This two-stage pipeline runs one CNN pass and "
-        "adds only the tabular model, so its extra inference cost is small unless the routes use different "
-        "backbones or image sizes; timings on a shared or busy CPU are noisy.",
-        f"- **Learning about twice as long** (source: {SOURCE_CLAIMS['training']}). Here training the two-stage "
-        f"route (stage one, stage one's pass over the validation images, the stage-two fit) took "
-        f"{r_train:.2f}× as long as the direct route: {ratio_phrase(r_train)}. Claim {ratio_verdict(r_train)}.",
-        f"- **Size**: the two-stage bundle is {m['size_ratio']:.2f}× the direct one ({m['param_ratio']:.2f}× the "
-        "parameters).",
-        "",
-    ]
-    if c.group_tables:
-        lines += ["## The people the average hides", "", group_comparison_text(c), ""]
-    if c.slice_tables:
-        lines += ["## Fairness slices", "", slice_comparison_text(c), ""]
-    lines += ["## Calibration", "", calibration_text(c), ""]
-    info = _setup_lines(two_stage, direct)
-    if info:
-        lines += ["## Setup", "", *info, ""]
-    if any(r.info.get("data") == "synthetic" for r in (two_stage, direct)):
-        lines += [
-            "*Synthetic data (smoke run): the numbers show that the pipeline runs end to end, not what "
-            "holds on CelebA.*",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def group_comparison_text(c: Comparison) -> str:
-    """Both routes' accuracy per Male x makeup and Male x blond group, side by side, and the worst group."""
-    tables = c.group_tables
-    rows = []
-    for group in next(iter(tables.values())).index:
-        row = {
-            "group (true attributes)": group.replace("_", " "),
-            "images": int(next(iter(tables.values())).loc[group, "n"]),
-        }
-        for name, table in tables.items():
-            r = table.loc[group]
-            row[name.replace("_", "-")] = (
-                f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["enough"] else r["note"]
-            )
-        rows.append(row)
-    words = []
-    for name, table in tables.items():
-        worst = worst_group_name(table)
-        if worst:
-            words.append(
-                f"{name.replace('_', '-')}: worst group {worst.replace('_', ' ')} at "
-                f"{table.loc[worst, 'accuracy']:.4f}, {c.per_approach[name]['worst_group_gap'] * 100:.1f} "
-                f"points below its average"
-            )
-    note = (
-        "Accuracy of Male per group of true attributes (95 % bootstrap CI); a group with fewer than 30 test "
-        'images shows "too few" instead of a number.' + (" " + "; ".join(words) + "." if words else "")
-    )
-    return note + "\n\n" + markdown_table(rows)
-
-
-def slice_comparison_text(c: Comparison) -> str:
-    """Both routes per slice of true attributes: accuracy and the two error rates, worst slice named."""
-    tables = c.slice_tables
-    first = next(iter(tables.values()))
-    rows = []
-    for name in first.index:
-        row = {"slice (true attributes)": name.replace("_", " "), "images": int(first.loc[name, "n"])}
-        for route, table in tables.items():
-            r = table.loc[name]
-            label = route.replace("_", "-")
-            row[f"{label} accuracy"] = (
-                f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["enough"] else r["note"]
-            )
-            rates = [
-                f"{r[key]:.3f}" if np.isfinite(r[key]) else "-"
-                for key in ("false_male_rate", "false_female_rate")
-            ]
-            row[f"{label} false-male / false-female"] = " / ".join(rates)
-        rows.append(row)
-    words = []
-    for route, table in tables.items():
-        eligible = table[table["enough"]]
-        if len(eligible):
-            worst = str(eligible["accuracy"].idxmin())
-            words.append(
-                f"{route.replace('_', '-')}: worst slice {worst.replace('_', ' ')} at "
-                f"{eligible.loc[worst, 'accuracy']:.4f} ({c.per_approach[route]['worst_slice_gap'] * 100:.1f} "
-                "points below its average)"
-            )
-    return (
-        "Male accuracy per slice of true attributes (95 % bootstrap CI), and the false-male rate (women "
-        'called men) and false-female rate (men called women); fewer than 30 images says "too few".'
-        + (" " + "; ".join(words) + "." if words else "")
-        + "\n\n"
-        + markdown_table(rows)
-    )
-
-
-def calibration_text(c: Comparison) -> str:
-    """ECE and Brier per route, in words a reader can act on."""
-    parts = []
-    for route in ("two_stage", "direct"):
-        p = c.per_approach[route]
-        parts.append(f"{route.replace('_', '-')} ECE {p['ece']:.4f}, Brier {p['brier']:.4f}")
-    return (
-        "Expected calibration error (15 bins, top-label; 0 = a predicted 80 % is right 80 % of the time) "
-        "and Brier score (mean squared error of P(Male)): "
-        + "; ".join(parts)
-        + ". `calibrate: true` fits a temperature on the validation split, which lowers ECE without "
-        "changing a single label at threshold 0.5."
-    )
-
-
-def corruption_comparison_text(tables: dict[str, pd.DataFrame]) -> str:
-    rows = []
-    for corruption in next(iter(tables.values())).index:
-        row = {"CelebA-C": corruption}
-        for name, table in tables.items():
-            r = table.loc[corruption]
-            row[name.replace("_", "-")] = (
-                f"{r['accuracy']:.4f}"
-                if corruption == "mean"
-                else f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-            )
-        rows.append(row)
-    return (
-        "Male accuracy on the test images under deterministic corruptions (`attr2gender.data.corruptions`), "
-        "a stand-in for photos that are not studio shots; `mean` averages the corruptions.\n\n"
-        + markdown_table(rows)
-    )
-
-
-def _mb(value) -> float:
-    try:
-        return float(value) / 1e6
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _setup_lines(two_stage: ApproachResult, direct: ApproachResult) -> list[str]:
-    out = []
-    for r in (two_stage, direct):
-        if r.info:
-            details = ", ".join(f"{k}={v}" for k, v in r.info.items())
-            run = f" (MLflow run {r.run_id})" if r.run_id else ""
-            out.append(f"- {r.name.replace('_', '-')}{run}: {details}")
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# files
-# --------------------------------------------------------------------------------------------------
-
-
-def write_comparison(c: Comparison, out_dir: str | Path) -> dict[str, Path]:
-    """``report.md``, ``comparison.json``, ``comparison.png`` (quality) and ``costs.png`` (ratios)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "report": out_dir / "report.md",
-        "json": out_dir / "comparison.json",
-        "plot": out_dir / "comparison.png",
-        "costs_plot": out_dir / "costs.png",
-    }
-    paths["report"].write_text(c.report)
-    paths["json"].write_text(c.to_json())
-    plot_comparison(
-        {k.replace("_", "-"): v for k, v in c.per_approach.items()},
-        path=paths["plot"],
-        title="Two-stage (attributes → Male) vs direct (pixels → Male), same test images",
-    )
-    plot_cost_ratios(c.metrics, path=paths["costs_plot"])
-    for key, tables, title in (
-        ("groups", c.group_tables, "Male accuracy per group: the people the average hides"),
-        ("slices", c.slice_tables, "Male accuracy per slice, both routes"),
-    ):
-        if tables:
-            paths[f"{key}_plot"] = out_dir / f"{key}.png"
-            plot_group_accuracy(
-                {k.replace("_", "-"): v for k, v in tables.items()}, path=paths[f"{key}_plot"], title=title
-            )
-    if c.calibration:
-        paths["reliability_plot"] = out_dir / "reliability.png"
-        plot_reliability(
-            {k.replace("_", "-"): v for k, v in c.calibration.items()},
-            {k.replace("_", "-"): c.per_approach[k]["ece"] for k in c.calibration},
-            path=paths["reliability_plot"],
-        )
-    return paths
