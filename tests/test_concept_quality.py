@@ -16,7 +16,7 @@ from PIL import Image
 
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES
 from attr2gender.errors import BundleError
-from attr2gender.experiments.compare import choose_concept_weight
+from attr2gender.experiments.comparison_run import choose_concept_weight
 from attr2gender.metrics import concept_quality
 from attr2gender.pipeline import Attr2GenderPipeline, load_pipeline
 from attr2gender.pipeline.bundle import _canonical

@@ -370,7 +370,7 @@ def test_fresh_machine_plans_the_smoke_preset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/celeba here, no --data-root
     two = plan_run("two_stage")
     direct = plan_run("direct", overrides=["epochs=1"])
-    assert two.smoke and direct.smoke and two.preset == direct.preset == "smoke"
+    assert two.data.synthetic and direct.data.synthetic and two.preset == direct.preset == "smoke"
     assert two.config.task == "attributes"
     assert (direct.config.task, direct.config.loss, direct.config.epochs) == ("direct", "cross_entropy", 1)
     assert not (tmp_path / "data").exists()  # planning makes nothing; the data is made after all checks pass
@@ -387,7 +387,7 @@ def test_a_real_root_plans_the_named_presets(synth_root, tmp_path, monkeypatch):
     (weights / "resnet18-f37072fd.pth").write_bytes(b"")  # planning only checks that the file is there
     assert plan_run("two_stage", preset="two_stage", data_root=str(synth_root)).preset == "two_stage"
     plan = plan_run("direct", preset="direct", data_root=str(synth_root))
-    assert plan.preset == "direct" and not plan.smoke
+    assert plan.preset == "direct" and not plan.data.synthetic
     assert plan.config.data_root == str(Path(synth_root).resolve())
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 from attr2gender import cli
 from attr2gender.cli import main_compare
 from attr2gender.data.synth import make_synthetic_celeba
-from attr2gender.experiments.comparison import ApproachResult, Comparison
+from attr2gender.experiments.comparison_metrics import Comparison, RouteResult
 from attr2gender.experiments.html_report import (
     Collapsible,
     demote_headings,
@@ -25,6 +25,7 @@ from attr2gender.experiments.html_report import (
     ordered_files,
     write_html_report,
 )
+from attr2gender.experiments.plan import plan_comparison
 from attr2gender.experiments.seeds import summarize_seeds
 
 TINY = [
@@ -241,7 +242,14 @@ def _seed_plans(root: Path, seeds, extra=()) -> dict:
         ["run", "compare", "--data-root", str(root), *TINY, *extra, "--seeds", *map(str, seeds)]
     )
     return {
-        s: cli._plan_comparison(args, [*args.overrides, f"seed={s}"], f"t-seed{s}", seeded=True)
+        s: plan_comparison(
+            args.config_two_stage,
+            args.config_direct,
+            args.data_root,
+            [*args.overrides, f"seed={s}"],
+            f"t-seed{s}",
+            seeded=True,
+        )
         for s in args.seeds
     }
 
@@ -283,7 +291,7 @@ def test_a_fixed_run_name_or_official_split_still_works_per_seed(synth_root, tmp
 
 
 def _fake_run_pipeline(tmp_path: Path):
-    from attr2gender.experiments.single import PipelineRun
+    from attr2gender.experiments.route_run import PipelineRun
 
     y = np.array([0, 1, 1, 0, 1, 0, 1, 1, 0, 1])
     ids = [f"{i:06d}.jpg" for i in range(len(y))]
@@ -305,8 +313,8 @@ def _fake_run_pipeline(tmp_path: Path):
             )
             _png(run_dir / "plots" / "reliability.png")
             _png(run_dir / "plots" / "confusion_matrix.png", color=(0, 0, 200))
-            approach = ApproachResult(plan.kind, ids, y, prob, metrics, run_id=run_id)
-            return PipelineRun(plan.kind, plan.config, None, run_dir, run_dir, metrics, approach, run_id)
+            result = RouteResult(plan.kind, ids, y, prob, metrics, run_id=run_id)
+            return PipelineRun(plan.kind, plan.config, None, run_dir, run_dir, metrics, result, run_id)
 
     return run_pipeline
 
@@ -315,7 +323,7 @@ def test_seed_comparisons_nest_twice_in_mlflow_and_log_the_spread(tmp_path, monk
     import mlflow
 
     from attr2gender.config import RunConfig
-    from attr2gender.experiments import compare as runmod
+    from attr2gender.experiments import comparison_run as runmod
     from attr2gender.experiments.plan import DataChoice, RunPlan
     from attr2gender.tracking.mlflow_tracking import MlflowTracker
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attr2gender.experiments import comparison as cmp
+from attr2gender.experiments.comparison_metrics import RouteResult, compare_routes, match_rows
+from attr2gender.experiments.comparison_report import write_comparison
 from attr2gender.tracking.measure import MeasureSpec, directory_size, measure_latency
 from attr2gender.tracking.mlflow_tracking import (
     NullTracker,
@@ -88,8 +90,8 @@ def test_pyfunc_signature_is_column_based():
 # --- comparison maths (no tracking at all) ---
 
 
-def _approach(name, ids, y, prob, **metrics):
-    return cmp.ApproachResult(name, list(ids), np.asarray(y), np.asarray(prob, float), dict(metrics))
+def _route(name, ids, y, prob, **metrics):
+    return RouteResult(name, list(ids), np.asarray(y), np.asarray(prob, float), dict(metrics))
 
 
 def test_accuracy_loss_and_ratios_on_known_predictions():
@@ -102,7 +104,7 @@ def test_accuracy_loss_and_ratios_on_known_predictions():
     p_direct = np.where(direct_right, y, 1 - y) * 0.8 + 0.1
     p_two = np.where(two_right, y, 1 - y) * 0.8 + 0.1
     order = rng.permutation(n)  # the direct run lists the same images in another order
-    two = _approach(
+    two = _route(
         "two_stage",
         ids,
         y,
@@ -113,7 +115,7 @@ def test_accuracy_loss_and_ratios_on_known_predictions():
         bundle_bytes=3e6,
         param_count=1100,
     )
-    direct = _approach(
+    direct = _route(
         "direct",
         np.array(ids)[order],
         y[order],
@@ -124,7 +126,7 @@ def test_accuracy_loss_and_ratios_on_known_predictions():
         bundle_bytes=2e6,
         param_count=1000,
     )
-    c = cmp.compare_approaches(two, direct, n_boot=500, seed=0)
+    c = compare_routes(two, direct, n_boot=500, seed=0)
     m = c.metrics
     expected = two_right.mean() - direct_right.mean()  # positive: two-stage more accurate
     assert m["two_stage_minus_direct"] == pytest.approx(expected)
@@ -139,7 +141,7 @@ def test_accuracy_loss_and_ratios_on_known_predictions():
     assert "Accuracy drops" in c.report and "**reproduced**" in c.report and "about twice" in c.report
     # plain words, a positive number of points
     assert f"direct is {-100 * expected:.1f} points more accurate than two-stage" in c.report
-    ci = c.per_approach["direct"]
+    ci = c.per_route["direct"]
     assert ci["accuracy_ci_low"] < ci["accuracy"] < ci["accuracy_ci_high"]
 
 
@@ -147,7 +149,7 @@ def test_identical_predictions_give_a_zero_loss_and_the_report_says_so():
     y = np.array([0, 1, 1, 0, 1])
     p = np.array([0.2, 0.9, 0.4, 0.1, 0.7])
     ids = list("abcde")
-    c = cmp.compare_approaches(_approach("two_stage", ids, y, p), _approach("direct", ids, y, p), n_boot=100)
+    c = compare_routes(_route("two_stage", ids, y, p), _route("direct", ids, y, p), n_boot=100)
     assert (
         c.metrics["two_stage_minus_direct"],
         c.metrics["two_stage_minus_direct_ci_low"],
@@ -159,19 +161,19 @@ def test_identical_predictions_give_a_zero_loss_and_the_report_says_so():
 
 
 def test_only_shared_images_are_compared_and_conflicting_truth_is_refused():
-    two = _approach("two_stage", ["a", "b", "c"], [1, 0, 1], [0.9, 0.2, 0.8])
-    direct = _approach("direct", ["c", "a", "z"], [1, 1, 0], [0.7, 0.6, 0.1])
-    ids, y, p_two, p_direct = cmp.align(two, direct)
+    two = _route("two_stage", ["a", "b", "c"], [1, 0, 1], [0.9, 0.2, 0.8])
+    direct = _route("direct", ["c", "a", "z"], [1, 1, 0], [0.7, 0.6, 0.1])
+    ids, y, p_two, p_direct = match_rows(two, direct)
     assert ids == ["a", "c"] and y.tolist() == [1, 1] and p_direct.tolist() == [0.6, 0.7]
     with pytest.raises(ValueError, match="disagree"):
-        cmp.align(two, _approach("direct", ["a"], [0], [0.5]))
+        match_rows(two, _route("direct", ["a"], [0], [0.5]))
     with pytest.raises(ValueError, match="share no test image"):
-        cmp.align(two, _approach("direct", ["q"], [0], [0.5]))
+        match_rows(two, _route("direct", ["q"], [0], [0.5]))
 
 
 def test_comparison_files(tmp_path):
     y = np.array([0, 1] * 10)
-    two = _approach(
+    two = _route(
         "two_stage",
         range(20),
         y,
@@ -181,7 +183,7 @@ def test_comparison_files(tmp_path):
         bundle_bytes=10,
         param_count=5,
     )
-    direct = _approach(
+    direct = _route(
         "direct",
         range(20),
         y,
@@ -191,10 +193,14 @@ def test_comparison_files(tmp_path):
         bundle_bytes=10,
         param_count=5,
     )
-    files = cmp.write_comparison(cmp.compare_approaches(two, direct, n_boot=50), tmp_path)
+    files = write_comparison(compare_routes(two, direct, n_boot=50), tmp_path)
     for key in ("report", "json", "plot", "costs_plot"):
         assert files[key].is_file() and files[key].stat().st_size > 0
     assert files["plot"].read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads(files["json"].read_text())
+    assert {"metrics", "per_approach", "costs"} <= set(
+        saved
+    )  # the keys comparison.json files have always had
 
 
 # --- the comparison flow, tracking backend mocked ---
@@ -239,9 +245,9 @@ class RecordingTracker(NullTracker):
 
 def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
     from attr2gender.config import RunConfig
-    from attr2gender.experiments import compare as runmod
+    from attr2gender.experiments import comparison_run as runmod
     from attr2gender.experiments.plan import DataChoice, RunPlan
-    from attr2gender.experiments.single import PipelineRun
+    from attr2gender.experiments.route_run import PipelineRun
 
     y = np.array([0, 1, 1, 0, 1, 0, 1, 1])
 
@@ -255,8 +261,8 @@ def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
                 "inference_ms_per_image_b1": 2.0 if plan.kind == "two_stage" else 1.0,
             }
             tracker.log_metrics(metrics)
-            approach = cmp.ApproachResult(plan.kind, list("abcdefgh"), y, prob, metrics, run_id=rid)
-            return PipelineRun(plan.kind, plan.config, None, tmp_path, tmp_path, metrics, approach, rid)
+            result = RouteResult(plan.kind, list("abcdefgh"), y, prob, metrics, run_id=rid)
+            return PipelineRun(plan.kind, plan.config, None, tmp_path, tmp_path, metrics, result, rid)
 
     monkeypatch.setattr(runmod, "run_pipeline", fake_run_pipeline)
     data = DataChoice(str(tmp_path), synthetic=False)

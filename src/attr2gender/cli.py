@@ -24,9 +24,9 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import FIELDS, build_config, list_presets, load_preset, parse_overrides, preset_text
+from .config import FIELDS, list_presets, load_preset, parse_overrides, preset_text
 from .constants import ALIGN_MODES, FACE_MODES, FALLBACKS, MIN_EYE_DISTANCE
-from .errors import Attr2GenderError, ConfigError, UsageError
+from .errors import Attr2GenderError, UsageError
 
 
 def _data_summary(args) -> int:
@@ -311,27 +311,9 @@ def _measure_spec(args):
         raise UsageError(f"--latency: {exc}") from None
 
 
-def _run_lines(run, tracker) -> list[str]:
-    lines = [f"[{run.kind}] run dir:   {run.run_dir}", f"[{run.kind}] bundle:    {run.bundle_dir}"]
-    if run.run_id:
-        lines.append(
-            f"[{run.kind}] MLflow run {run.run_id} (experiment {tracker.experiment!r}); model "
-            f"{run.model_uri} = runs:/{run.run_id}/model"
-        )
-    acc = run.metrics.get("test_accuracy", float("nan"))
-    ms = {k: v for k, v in run.metrics.items() if k.startswith("inference_ms_per_image_b")}
-    timing = ", ".join(f"{v:.2f} ms/image at batch {k.rsplit('_b', 1)[1]}" for k, v in ms.items())
-    worst = run.metrics.get("test_worst_group_accuracy", float("nan"))
-    lines.append(
-        f"[{run.kind}] test accuracy {acc:.4f}, worst-group accuracy {worst:.4f}, trained in "
-        f"{run.metrics.get('train_seconds', 0):.0f}s, {timing}"
-    )
-    return lines
-
-
 def _run_single(args) -> int:
     from .experiments.plan import materialize, plan_run
-    from .experiments.single import run_pipeline
+    from .experiments.route_run import run_lines, run_pipeline
     from .tracking.mlflow_tracking import is_rank_zero, make_tracker
 
     measure = _measure_spec(args)
@@ -342,35 +324,10 @@ def _run_single(args) -> int:
     if not is_rank_zero():
         return 0
     print(
-        "\n".join(["", "Results:", *_run_lines(run, tracker), f"To see them: {tracker.ui_line()}"]),
+        "\n".join(["", "Results:", *run_lines(run, tracker), f"To see them: {tracker.ui_line()}"]),
         flush=True,
     )
     return 0
-
-
-def _plan_comparison(args, overrides: list[str], stamp: str, seeded: bool = False):
-    """The two-stage plan(s) and the direct plan of one comparison, checked before any work. ``seeded``
-    (one seed of ``--seeds``): split=auto becomes split=identity, so the seed draws the split too."""
-    import dataclasses
-
-    from .experiments.plan import align_plans, plan_run, plan_runs
-
-    # A multi-run two-stage preset (e.g. concept_sweep) gives several two-stage runs, all set against direct.
-    variants = plan_runs("two_stage", args.config_two_stage, args.data_root, overrides, stamp=stamp)
-    direct = plan_run("direct", args.config_direct, args.data_root, overrides, stamp=stamp)
-    two = variants[0]
-    if two.config.run_name == direct.config.run_name:  # a run_name=... override: keep the folders apart
-        two.config.run_name += "-two_stage"
-        direct.config.run_name += "-direct"
-    if seeded:
-        for plan in (*variants, direct):
-            # auto takes CelebA's official partition whenever it can serve, and that ignores the seed.
-            if plan.config.split == "auto":
-                plan.config = dataclasses.replace(plan.config, split="identity")
-            # A fixed run_name (override or preset) would send every seed into one run folder.
-            if stamp not in plan.config.run_name:
-                plan.config.run_name += f"-{stamp.rsplit('-', 1)[-1]}"
-    return variants, align_plans(two, direct)
 
 
 def _check_seeds(args) -> None:
@@ -392,160 +349,24 @@ def _check_seeds(args) -> None:
 
 
 def _run_compare(args) -> int:
-    from .experiments.compare import compare_logged_runs, run_comparison, run_seed_comparisons
-    from .experiments.comparison import difference_words
-    from .experiments.plan import materialize, say
-    from .experiments.seeds import WHAT_VARIES
-    from .tracking.mlflow_tracking import is_rank_zero, make_tracker
+    from .experiments.comparison_run import run_comparison_command
 
     if args.seeds:
         _check_seeds(args)
-    if args.runs:
-        extra = parse_overrides(args.overrides)
-        config = build_config(
-            {k: v for k, v in extra.items() if k in ("output_dir", "experiment", "tracking")}
-        )
-        if config.tracking == "none":
-            raise ConfigError("--runs reads the runs from MLflow; drop tracking=none")
-        tracker = make_tracker(config)
-        result = compare_logged_runs(
-            tracker, args.runs[0], args.runs[1], config.output_dir, n_boot=args.bootstrap
-        )
-        lines = []
-    elif args.seeds:
-        import secrets
-
-        measure = _measure_spec(args)
-        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        plans = {
-            seed: _plan_comparison(
-                args, [*args.overrides, f"seed={seed}"], f"{stamp}-seed{seed}", seeded=True
-            )
-            for seed in args.seeds
-        }
-        first = plans[args.seeds[0]][0][0]
-        if first.config.split == "official":
-            what_varies = "the initialisation and the data order (split=official: the same partition)"
-            say(
-                "compare --seeds: split=official keeps CelebA's partition for every seed; only the "
-                "initialisation and the data order change"
-            )
-        else:
-            what_varies = WHAT_VARIES
-            say(
-                "compare --seeds: split=identity, so each seed draws its own identity-disjoint split "
-                "(split=official keeps CelebA's partition instead)"
-            )
-        materialize([plan for variants, direct in plans.values() for plan in (*variants, direct)])
-        tracker = make_tracker(first.config)
-        seeds_run = run_seed_comparisons(
-            plans,
-            tracker,
-            measure=measure,
-            n_boot=args.bootstrap,
-            stamp=stamp,
-            corruptions=args.corruptions,
-            what_varies=what_varies,
-        )
-        if not is_rank_zero():
-            return 0
-        print(
-            "\n".join(["", "Results:", *_seeds_lines(seeds_run), f"To see them: {tracker.ui_line()}"]),
-            flush=True,
-        )
-        return 0
-    else:
-        import secrets
-
-        measure = _measure_spec(args)
-        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        variants, direct = _plan_comparison(args, list(args.overrides), stamp)
-        materialize([*variants, direct])
-        tracker = make_tracker(variants[0].config)
-        result = run_comparison(
-            variants,
-            direct,
-            tracker,
-            measure=measure,
-            n_boot=args.bootstrap,
-            stamp=stamp,
-            corruptions=args.corruptions,
-        )
-        lines = [line for child in result.children for line in _run_lines(child, tracker)]
-    if not is_rank_zero():
-        return 0
-    m = result.comparison.metrics
-    lines += [
-        "[comparison] "
-        + difference_words(
-            m["two_stage_minus_direct"],
-            m["two_stage_minus_direct_ci_low"],
-            m["two_stage_minus_direct_ci_high"],
-        )
-        + "; "
-        f"inference time x{m['inference_time_ratio']:.2f}, training time x{m['training_time_ratio']:.2f}, "
-        f"size x{m['size_ratio']:.2f} (two-stage / direct)",
-        *(
-            [
-                f"[comparison] worst-group accuracy: two-stage {m['worst_group_accuracy_two_stage']:.4f}, direct "
-                f"{m['worst_group_accuracy_direct']:.4f} (groups: Male x makeup, Male x blond; 30+ test images)"
-            ]
-            if "worst_group_accuracy_two_stage" in m
-            else []
-        ),
-        *(
-            [
-                f"[comparison] CelebA-C mean accuracy: two-stage {m['celeba_c_mean_accuracy_two_stage']:.4f}, direct "
-                f"{m['celeba_c_mean_accuracy_direct']:.4f}"
-            ]
-            if "celeba_c_mean_accuracy_two_stage" in m
-            else []
-        ),
-        f"[comparison] report:    {result.files['report']}",
-        f"[comparison] HTML:      {result.files['html']} (plots embedded; one file to read or share)",
-    ]
-    if result.run_id:
-        nested = (
-            "the two routes are its child runs" if result.children else "it names the two runs in its tags"
-        )
-        lines.append(f"[comparison] MLflow run {result.run_id} (tag comparison; {nested})")
-    print("\n".join(["", "Results:", *lines, f"To see them: {tracker.ui_line()}"]), flush=True)
+    lines = run_comparison_command(
+        args.config_two_stage,
+        args.config_direct,
+        args.data_root,
+        args.overrides,
+        runs=args.runs,
+        seeds=args.seeds,
+        measure=None if args.runs else _measure_spec(args),
+        n_boot=args.bootstrap,
+        corruptions=args.corruptions,
+    )
+    if lines:
+        print("\n".join(["", "Results:", *lines]), flush=True)
     return 0
-
-
-def _seeds_lines(run) -> list[str]:
-    """The results of ``compare --seeds``: one line per seed, the spread, the files and the runs."""
-    from .experiments.comparison import difference_words
-
-    s = run.summary
-    lines = []
-    for row in s.rows:
-        lines.append(
-            f"[seed {row.seed}] accuracy two-stage {row.accuracy_two_stage:.4f}, direct "
-            f"{row.accuracy_direct:.4f}; "
-            + difference_words(
-                row.two_stage_minus_direct,
-                row.two_stage_minus_direct_ci_low,
-                row.two_stage_minus_direct_ci_high,
-            )
-            + "; "
-            f"report {run.comparisons[row.seed].files['html']}"
-        )
-    mean, std = s.mean, s.std
-    lines += [
-        f"[seeds] accuracy two-stage {mean['accuracy_two_stage']:.4f} ± {std['accuracy_two_stage']:.4f}, "
-        f"direct {mean['accuracy_direct']:.4f} ± {std['accuracy_direct']:.4f}; two-stage minus direct "
-        f"{100 * mean['two_stage_minus_direct']:+.2f} ± {100 * std['two_stage_minus_direct']:.2f} points (mean ± std over "
-        f"{len(s.rows)} seeds); the sign is {'stable' if s.sign_stable else 'NOT stable'} across seeds",
-        f"[seeds] report:    {run.files['seeds_report']}",
-        f"[seeds] HTML:      {run.files['html']} (across seeds, then each seed's comparison)",
-    ]
-    if run.run_id:
-        lines.append(
-            f"[seeds] MLflow run {run.run_id} (tag comparison=seeds; one comparison run per seed under it, "
-            "each holding its two routes)"
-        )
-    return lines
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:

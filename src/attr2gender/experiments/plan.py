@@ -66,10 +66,6 @@ class RunPlan:
     data: DataChoice
     name: str = ""  # the run's name in a multi-run preset (``runs:``)
 
-    @property
-    def smoke(self) -> bool:
-        return self.data.synthetic
-
 
 def check_data_root(data_root: str | os.PathLike) -> Path:
     """An explicit root must hold ``list_attr_celeba.txt``; raises naming the layout otherwise."""
@@ -193,7 +189,7 @@ def materialize(plans: list[RunPlan], announce=say) -> None:
             p.config = dataclasses.replace(p.config, data_root=root)
 
 
-def align_plans(two_stage: RunPlan, direct: RunPlan, announce=say) -> RunPlan:
+def pair_plans(two_stage: RunPlan, direct: RunPlan, announce=say) -> RunPlan:
     """The direct plan with the two-stage plan's data, split, seed and caps (same test images)."""
     shared = {k: getattr(two_stage.config, k) for k in SHARED_KEYS}
     changed = [k for k, v in shared.items() if getattr(direct.config, k) != v and k != "data_root"]
@@ -204,3 +200,32 @@ def align_plans(two_stage: RunPlan, direct: RunPlan, announce=say) -> RunPlan:
         )
     config = build_config(direct.config.to_dict() | shared, "compare")
     return dataclasses.replace(direct, config=config, data=two_stage.data)
+
+
+def plan_comparison(
+    config_two_stage: str | Path | None,
+    config_direct: str | Path | None,
+    data_root: str | None,
+    overrides: list[str],
+    stamp: str,
+    seeded: bool = False,
+) -> tuple[list[RunPlan], RunPlan]:
+    """The two-stage plan(s) and the direct plan of one comparison, checked before any work; the direct plan
+    paired with the first two-stage plan (:func:`pair_plans`: the same images). ``seeded`` (one seed of
+    ``--seeds``): split=auto becomes split=identity, so the seed draws the split too."""
+    # A multi-run two-stage preset (e.g. concept_sweep) gives several two-stage runs, all set against direct.
+    variants = plan_runs("two_stage", config_two_stage, data_root, overrides, stamp=stamp)
+    direct = plan_run("direct", config_direct, data_root, overrides, stamp=stamp)
+    two = variants[0]
+    if two.config.run_name == direct.config.run_name:  # a run_name=... override: keep the folders apart
+        two.config.run_name += "-two_stage"
+        direct.config.run_name += "-direct"
+    if seeded:
+        for plan in (*variants, direct):
+            # auto takes CelebA's official partition whenever it can serve, and that ignores the seed.
+            if plan.config.split == "auto":
+                plan.config = dataclasses.replace(plan.config, split="identity")
+            # A fixed run_name (override or preset) would send every seed into one run folder.
+            if stamp not in plan.config.run_name:
+                plan.config.run_name += f"-{stamp.rsplit('-', 1)[-1]}"
+    return variants, pair_plans(two, direct)

@@ -1,8 +1,8 @@
 """The comparison repeated over seeds: does the accuracy difference hold when the split, the initialisation and
 the data order change?
 
-Pure functions of the per-seed :class:`~attr2gender.experiments.comparison.Comparison` objects (no MLflow,
-no training; :func:`attr2gender.experiments.compare.run_seed_comparisons` runs the seeds and logs this):
+Pure functions of the per-seed :class:`~attr2gender.experiments.comparison_metrics.Comparison` objects (no MLflow,
+no training; :func:`attr2gender.experiments.comparison_run.run_seed_comparisons` runs the seeds and logs this):
 each route's test accuracy as mean ± std across seeds (sample std, ddof=1), the paired per-seed
 differences (two-stage minus direct on the same seed's test images: positive means two-stage is more
 accurate, the sign convention used everywhere) with their mean ± std, and whether that sign is the same in
@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .comparison import Comparison, signed_points
+from .comparison_metrics import Comparison
+from .comparison_report import signed_points
 
 KEYS = ("accuracy_two_stage", "accuracy_direct", "two_stage_minus_direct")  # what is summarised across seeds
 WHAT_VARIES = "the split, the initialisation and the data order"

@@ -1,5 +1,5 @@
 """Figures of the two-route comparison (two-stage vs direct): the metrics side by side with their confidence
-intervals, and what the detour through the attributes costs. Used by ``experiments.comparison``."""
+intervals, and what the detour through the attributes costs. Used by ``experiments.comparison_report``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Figures of one model's test results: the confusion matrix, correct and wrong examples, accuracy per group
 (with confidence intervals), reliability (calibration) and stage one's per-attribute accuracy. Used by
-``experiments.single`` and ``experiments.comparison``."""
+``experiments.route_run`` and ``experiments.comparison_report``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Figures that explain stage two's Male decision: attribute importance (and how a concept edit changed it),
 one image's waterfall of pushes, interventions on the concepts, and the concept-quality front. Used by
-``experiments.single``, ``experiments.compare`` and :meth:`Attr2GenderPipeline.explain`'s callers."""
+``experiments.route_run``, ``experiments.comparison_run`` and :meth:`Attr2GenderPipeline.explain`'s callers."""
 
 from __future__ import annotations
 

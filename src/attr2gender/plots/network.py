@@ -1,7 +1,7 @@
 """Figures of what the CNN computes inside: its first-layer filters and a layer's feature maps for one image.
 
 They take arrays; the arrays come from :mod:`attr2gender.models.internals` (``first_conv``,
-``feature_maps_of``), which runs the forward pass. Used by ``experiments.single``."""
+``feature_maps_of``), which runs the forward pass. Used by ``experiments.route_run``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Figures of training: learning curves (losses and metrics per epoch, the learning-rate schedule) and the
-learning-rate range test. Used by ``experiments.single`` and ``training.engine``."""
+learning-rate range test. Used by ``experiments.route_run`` and ``training.engine``."""
 
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ from ..config import RunConfig, save_config
 from ..errors import ConfigError, UnsafeCheckpointError
 from ..plots import plot_lr_finder
 from ..progress import interactive
+from ..stamps import run_stamp
 from .datamodule import CelebADataModule
 from .evaluate import SplitPredictions, predict_dataset, split_metrics
 from .export import load_weights_from_checkpoint, save_image_model
@@ -227,7 +228,7 @@ def resolve_engine(config: RunConfig) -> dict:
 
 def default_run_name(prefix: str, stamp: str | None = None) -> str:
     """``<prefix>-<time>-<6 random hex digits>``: two runs started in the same second never share a folder."""
-    return f"{prefix}-{stamp or time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return f"{prefix}-{stamp}-{secrets.token_hex(3)}" if stamp else f"{prefix}-{run_stamp()}"
 
 
 RUN_NAME_ENV = "ATTR2GENDER_RUN_NAME"  # the run name rank 0 chose, for the DDP processes Lightning starts

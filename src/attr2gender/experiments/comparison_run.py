@@ -8,8 +8,6 @@ route's own reports and plots, embedded) into its folder, both logged under the 
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,18 +15,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import build_config, parse_overrides
 from ..errors import ConfigError
 from ..metrics import markdown_table, paired_accuracy_difference_ci
 from ..pipeline.concepts import curve_from_probabilities
 from ..pipeline.robustness import corruption_accuracy
 from ..plots import plot_concept_front, plot_intervention_curve
+from ..stamps import run_stamp
 from ..tracking.measure import MeasureSpec
-from ..tracking.mlflow_tracking import NullTracker
-from .comparison import PREDICTIONS_ARTIFACT, ApproachResult, Comparison, compare_approaches, write_comparison
+from ..tracking.mlflow_tracking import NullTracker, is_rank_zero, make_tracker
+from .comparison_metrics import PREDICTIONS_ARTIFACT, Comparison, RouteResult, compare_routes
+from .comparison_report import difference_words, write_comparison
 from .html_report import Collapsible, Item, demote_headings, ordered_files, write_html_report
-from .plan import KINDS, SHARED_KEYS, RunPlan, say
+from .plan import KINDS, SHARED_KEYS, RunPlan, materialize, plan_comparison, say
+from .route_run import PipelineRun, run_lines, run_pipeline
 from .seeds import WHAT_VARIES, SeedsSummary, summarize_seeds
-from .single import PipelineRun, run_pipeline
 
 N_BOOT = 2000  # bootstrap resamples for the accuracy-loss CI
 # The HTML report shows each route's own reports and plots that exist, these first (the analyses that
@@ -103,10 +104,13 @@ def run_comparison(
     variants = list(two_stage) if isinstance(two_stage, list | tuple) else [two_stage]
     two_stage = variants[0]
     tracker = tracker or NullTracker()
-    stamp = stamp or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    stamp = stamp or run_stamp()
     out_dir = Path(out_dir or Path(two_stage.config.output_dir) / f"compare-{stamp}").resolve()
     extra_tags = {k: str(v) for k, v in (extra_tags or {}).items()}
-    tags = {"comparison": "two_stage_vs_direct", "data": "synthetic" if two_stage.smoke else "celeba"}
+    tags = {
+        "comparison": "two_stage_vs_direct",
+        "data": "synthetic" if two_stage.data.synthetic else "celeba",
+    }
     with tracker.run(f"compare-{stamp}", tags=tags | extra_tags, nested=nested) as parent_id:
         tracker.log_params(
             {k: getattr(two_stage.config, k) for k in SHARED_KEYS if k not in ("tracking",)}
@@ -126,8 +130,8 @@ def run_comparison(
             )
             for plan in (two_stage, direct, *variants[1:])
         ]
-        comparison = compare_approaches(
-            children[0].approach, children[1].approach, n_boot=n_boot, seed=two_stage.config.seed
+        comparison = compare_routes(
+            children[0].route_result, children[1].route_result, n_boot=n_boot, seed=two_stage.config.seed
         )
         two_stage_children = [children[0], *children[2:]]
         concept_files = concepts_section(comparison, two_stage_children, children[1], out_dir, n_boot)
@@ -168,14 +172,14 @@ def run_seed_comparisons(
     if not plans:
         raise ValueError("run_seed_comparisons needs at least one seed's plans")
     tracker = tracker or NullTracker()
-    stamp = stamp or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    stamp = stamp or run_stamp()
     seeds = list(plans)
     first_two, first_direct = plans[seeds[0]][0][0], plans[seeds[0]][1]
     out_dir = Path(first_two.config.output_dir).resolve() / f"compare-seeds-{stamp}"
     tags = {
         "comparison": "seeds",
         "seeds": ",".join(map(str, seeds)),
-        "data": "synthetic" if first_two.smoke else "celeba",
+        "data": "synthetic" if first_two.data.synthetic else "celeba",
     }
     runs: dict[int, ComparisonRun] = {}
     with tracker.run(f"compare-seeds-{stamp}", tags=tags) as parent_id:
@@ -323,9 +327,9 @@ def concepts_section(
         )
         at = curve.set_index(["policy", "k"])["accuracy"]
         d = paired_accuracy_difference_ci(
-            child.approach.male,
-            child.approach.male_probability >= 0.5,
-            direct.approach.male_probability >= 0.5,
+            child.route_result.male,
+            child.route_result.male_probability >= 0.5,
+            direct.route_result.male_probability >= 0.5,
             n_boot=n_boot,
         )
         row = {
@@ -458,7 +462,7 @@ def celeba_c(children: list[PipelineRun], seed: int, n_boot: int) -> dict:
     return out
 
 
-def approach_from_run(tracker, run_id: str, expected: str, work_dir: Path) -> ApproachResult:
+def route_from_run(tracker, run_id: str, expected: str, work_dir: Path) -> RouteResult:
     """A finished pipeline run's logged metrics and test predictions."""
     from mlflow.exceptions import MlflowException
 
@@ -485,7 +489,7 @@ def approach_from_run(tracker, run_id: str, expected: str, work_dir: Path) -> Ap
     frame = pd.read_csv(path, dtype={"image_id": str})
     info = {k: params[k] for k in ("backbone", "weights", "image_size", "epochs") if k in params}
     info["data"] = tags.get("data", "")
-    return ApproachResult.from_predictions_frame(
+    return RouteResult.from_predictions_frame(
         kind, frame, metrics=metrics, run_id=run_id, threshold=float(params.get("threshold", 0.5)), info=info
     )
 
@@ -499,13 +503,13 @@ def compare_logged_runs(
     stamp: str | None = None,
 ) -> ComparisonRun:
     """Compare two finished runs by id; the comparison becomes a new parent run tagged ``comparison``."""
-    stamp = stamp or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    stamp = stamp or run_stamp()
     out_dir = Path(output_dir).resolve() / f"compare-{stamp}"
     tracker.use_experiment_of(run_two_stage)
-    two = approach_from_run(tracker, run_two_stage, "two_stage", out_dir / "downloads")
-    direct = approach_from_run(tracker, run_direct, "direct", out_dir / "downloads")
+    two = route_from_run(tracker, run_two_stage, "two_stage", out_dir / "downloads")
+    direct = route_from_run(tracker, run_direct, "direct", out_dir / "downloads")
     seed = 0
-    comparison = compare_approaches(two, direct, n_boot=n_boot, seed=seed)
+    comparison = compare_routes(two, direct, n_boot=n_boot, seed=seed)
     files = write_comparison(comparison, out_dir)
     files["html"] = write_html_report(
         out_dir / "report.html",
@@ -520,3 +524,177 @@ def compare_logged_runs(
     with tracker.run(f"compare-{stamp}", tags=tags) as parent_id:
         log_comparison(tracker, comparison, files)
     return ComparisonRun(comparison, out_dir, files, parent_id)
+
+
+# --------------------------------------------------------------------------------------------------
+# the command: attr2gender run compare
+# --------------------------------------------------------------------------------------------------
+
+
+def plan_seed_comparisons(
+    config_two_stage: str | Path | None,
+    config_direct: str | Path | None,
+    data_root: str | None,
+    overrides: list[str],
+    seeds: list[int],
+    stamp: str,
+) -> tuple[dict[int, tuple[list[RunPlan], RunPlan]], str]:
+    """One comparison's plans per seed (``seed=<seed>``, split=auto becomes identity, run names apart), and
+    what changes from seed to seed, said in one line: with split=official only the initialisation and the
+    data order do; otherwise each seed also draws its own identity-disjoint split."""
+    plans = {
+        seed: plan_comparison(
+            config_two_stage,
+            config_direct,
+            data_root,
+            [*overrides, f"seed={seed}"],
+            f"{stamp}-seed{seed}",
+            seeded=True,
+        )
+        for seed in seeds
+    }
+    if plans[seeds[0]][0][0].config.split == "official":
+        say(
+            "compare --seeds: split=official keeps CelebA's partition for every seed; only the "
+            "initialisation and the data order change"
+        )
+        return plans, "the initialisation and the data order (split=official: the same partition)"
+    say(
+        "compare --seeds: split=identity, so each seed draws its own identity-disjoint split "
+        "(split=official keeps CelebA's partition instead)"
+    )
+    return plans, WHAT_VARIES
+
+
+def run_comparison_command(
+    config_two_stage: str | Path | None = None,
+    config_direct: str | Path | None = None,
+    data_root: str | None = None,
+    overrides: list[str] | None = None,
+    runs: tuple[str, str] | list[str] | None = None,
+    seeds: list[int] | None = None,
+    measure: MeasureSpec | None = None,
+    n_boot: int = N_BOOT,
+    corruptions: bool = False,
+) -> list[str]:
+    """``attr2gender run compare``, its arguments already checked: with ``runs`` (two run ids, two-stage
+    first) the two finished runs read back from MLflow; with ``seeds``, one comparison per seed
+    (:func:`plan_seed_comparisons`, :func:`run_seed_comparisons`); otherwise both routes trained and
+    compared (:func:`run_comparison`). Everything is planned and checked before any work.
+
+    Returns the lines that say the results and where to see them (none off rank zero)."""
+    overrides = list(overrides or [])
+    if runs:
+        extra = parse_overrides(overrides)
+        config = build_config(
+            {k: v for k, v in extra.items() if k in ("output_dir", "experiment", "tracking")}
+        )
+        if config.tracking == "none":
+            raise ConfigError("--runs reads the runs from MLflow; drop tracking=none")
+        tracker = make_tracker(config)
+        result = compare_logged_runs(tracker, runs[0], runs[1], config.output_dir, n_boot=n_boot)
+    elif seeds:
+        stamp = run_stamp()
+        plans, what_varies = plan_seed_comparisons(
+            config_two_stage, config_direct, data_root, overrides, seeds, stamp
+        )
+        materialize([plan for variants, direct in plans.values() for plan in (*variants, direct)])
+        tracker = make_tracker(plans[seeds[0]][0][0].config)
+        seeds_run = run_seed_comparisons(
+            plans,
+            tracker,
+            measure=measure,
+            n_boot=n_boot,
+            stamp=stamp,
+            corruptions=corruptions,
+            what_varies=what_varies,
+        )
+        if not is_rank_zero():
+            return []
+        return [*seeds_lines(seeds_run), f"To see them: {tracker.ui_line()}"]
+    else:
+        stamp = run_stamp()
+        variants, direct = plan_comparison(config_two_stage, config_direct, data_root, overrides, stamp)
+        materialize([*variants, direct])
+        tracker = make_tracker(variants[0].config)
+        result = run_comparison(
+            variants, direct, tracker, measure=measure, n_boot=n_boot, stamp=stamp, corruptions=corruptions
+        )
+    if not is_rank_zero():
+        return []
+    return [*comparison_lines(result, tracker), f"To see them: {tracker.ui_line()}"]
+
+
+def comparison_lines(result: ComparisonRun, tracker) -> list[str]:
+    """The results of one comparison: each trained route's lines, the answer and the costs, the files and
+    the run."""
+    lines = [line for child in result.children for line in run_lines(child, tracker)]
+    m = result.comparison.metrics
+    lines += [
+        "[comparison] "
+        + difference_words(
+            m["two_stage_minus_direct"],
+            m["two_stage_minus_direct_ci_low"],
+            m["two_stage_minus_direct_ci_high"],
+        )
+        + "; "
+        f"inference time x{m['inference_time_ratio']:.2f}, training time x{m['training_time_ratio']:.2f}, "
+        f"size x{m['size_ratio']:.2f} (two-stage / direct)",
+        *(
+            [
+                f"[comparison] worst-group accuracy: two-stage {m['worst_group_accuracy_two_stage']:.4f}, direct "
+                f"{m['worst_group_accuracy_direct']:.4f} (groups: Male x makeup, Male x blond; 30+ test images)"
+            ]
+            if "worst_group_accuracy_two_stage" in m
+            else []
+        ),
+        *(
+            [
+                f"[comparison] CelebA-C mean accuracy: two-stage {m['celeba_c_mean_accuracy_two_stage']:.4f}, direct "
+                f"{m['celeba_c_mean_accuracy_direct']:.4f}"
+            ]
+            if "celeba_c_mean_accuracy_two_stage" in m
+            else []
+        ),
+        f"[comparison] report:    {result.files['report']}",
+        f"[comparison] HTML:      {result.files['html']} (plots embedded; one file to read or share)",
+    ]
+    if result.run_id:
+        nested = (
+            "the two routes are its child runs" if result.children else "it names the two runs in its tags"
+        )
+        lines.append(f"[comparison] MLflow run {result.run_id} (tag comparison; {nested})")
+    return lines
+
+
+def seeds_lines(run: SeedsRun) -> list[str]:
+    """The results of ``compare --seeds``: one line per seed, the spread, the files and the runs."""
+    s = run.summary
+    lines = []
+    for row in s.rows:
+        lines.append(
+            f"[seed {row.seed}] accuracy two-stage {row.accuracy_two_stage:.4f}, direct "
+            f"{row.accuracy_direct:.4f}; "
+            + difference_words(
+                row.two_stage_minus_direct,
+                row.two_stage_minus_direct_ci_low,
+                row.two_stage_minus_direct_ci_high,
+            )
+            + "; "
+            f"report {run.comparisons[row.seed].files['html']}"
+        )
+    mean, std = s.mean, s.std
+    lines += [
+        f"[seeds] accuracy two-stage {mean['accuracy_two_stage']:.4f} ± {std['accuracy_two_stage']:.4f}, "
+        f"direct {mean['accuracy_direct']:.4f} ± {std['accuracy_direct']:.4f}; two-stage minus direct "
+        f"{100 * mean['two_stage_minus_direct']:+.2f} ± {100 * std['two_stage_minus_direct']:.2f} points (mean ± std over "
+        f"{len(s.rows)} seeds); the sign is {'stable' if s.sign_stable else 'NOT stable'} across seeds",
+        f"[seeds] report:    {run.files['seeds_report']}",
+        f"[seeds] HTML:      {run.files['html']} (across seeds, then each seed's comparison)",
+    ]
+    if run.run_id:
+        lines.append(
+            f"[seeds] MLflow run {run.run_id} (tag comparison=seeds; one comparison run per seed under it, "
+            "each holding its two routes)"
+        )
+    return lines

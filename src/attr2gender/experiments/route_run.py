@@ -24,7 +24,7 @@ from ..pipeline.concept_quality import NOT_CONCEPTS
 from ..pipeline.loading import synthetic_warning
 from ..tracking.measure import MeasureSpec, cost_metrics, measure_latency
 from ..tracking.mlflow_tracking import NullTracker
-from .comparison import PREDICTIONS_ARTIFACT, ApproachResult
+from .comparison_metrics import PREDICTIONS_ARTIFACT, RouteResult
 from .plan import RunPlan
 
 N_EXAMPLES = 16  # images per prediction grid
@@ -38,7 +38,7 @@ class PipelineRun:
     run_dir: Path
     bundle_dir: Path
     metrics: dict[str, float]
-    approach: ApproachResult
+    route_result: RouteResult
     run_id: str | None = None
     model_uri: str | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -116,7 +116,7 @@ def run_pipeline(
         "pipeline": plan.kind,
         "task": config.task,
         "backbone": config.backbone,
-        "data": "synthetic" if plan.smoke else "celeba",
+        "data": "synthetic" if plan.data.synthetic else "celeba",
         "preset": plan.preset or "(defaults)",
     } | (extra_tags or {})
     with tracker.run(
@@ -138,7 +138,7 @@ def run_pipeline(
         metrics |= measure_latency(
             pipeline, _decode(test_paths, max((measure or MeasureSpec()).images.values())), measure
         )
-        approach = ApproachResult(
+        route_result = RouteResult(
             plan.kind,
             list(report.test_ids),
             np.asarray(report.test_male),
@@ -150,7 +150,7 @@ def run_pipeline(
             groups=_group_ids(report.test_truth),
             slices=slice_masks(report.test_truth) if report.test_truth is not None else {},
         )
-        artifacts = write_run_artifacts(plan.kind, pipeline, report, approach, run_dir, test_paths)
+        artifacts = write_run_artifacts(plan.kind, pipeline, report, route_result, run_dir, test_paths)
         tables = artifacts.pop("tables", {})
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
 
@@ -160,7 +160,9 @@ def run_pipeline(
             tracker.set_tags({"data": pipeline.data_kind})
         if getattr(report, "stage_one_cache", ""):
             tracker.set_tags({"stage_one_cache": report.stage_one_cache})
-        tracker.set_tags({"mlflow.note.content": run_description(plan.kind, config, pipeline, plan.smoke)})
+        tracker.set_tags(
+            {"mlflow.note.content": run_description(plan.kind, config, pipeline, plan.data.synthetic)}
+        )
         for name, table in tables.items():  # sortable in the MLflow UI
             tracker.log_table(table, f"tables/{name}.json")
         if report.group_table is not None:
@@ -174,8 +176,28 @@ def run_pipeline(
         tracker.log_artifact(run_dir / "lr_finder.png", "plots")
         model_uri = tracker.log_pyfunc_model(bundle_dir, input_example=_input_example(test_paths))
     return PipelineRun(
-        plan.kind, config, pipeline, run_dir, bundle_dir, metrics, approach, run_id, model_uri, artifacts
+        plan.kind, config, pipeline, run_dir, bundle_dir, metrics, route_result, run_id, model_uri, artifacts
     )
+
+
+def run_lines(run: PipelineRun, tracker) -> list[str]:
+    """The results of one route's run, as the command line prints them: its folders, its MLflow run and
+    model, its test accuracy, training time and inference timings."""
+    lines = [f"[{run.kind}] run dir:   {run.run_dir}", f"[{run.kind}] bundle:    {run.bundle_dir}"]
+    if run.run_id:
+        lines.append(
+            f"[{run.kind}] MLflow run {run.run_id} (experiment {tracker.experiment!r}); model "
+            f"{run.model_uri} = runs:/{run.run_id}/model"
+        )
+    acc = run.metrics.get("test_accuracy", float("nan"))
+    ms = {k: v for k, v in run.metrics.items() if k.startswith("inference_ms_per_image_b")}
+    timing = ", ".join(f"{v:.2f} ms/image at batch {k.rsplit('_b', 1)[1]}" for k, v in ms.items())
+    worst = run.metrics.get("test_worst_group_accuracy", float("nan"))
+    lines.append(
+        f"[{run.kind}] test accuracy {acc:.4f}, worst-group accuracy {worst:.4f}, trained in "
+        f"{run.metrics.get('train_seconds', 0):.0f}s, {timing}"
+    )
+    return lines
 
 
 def _group_ids(truth) -> dict[str, np.ndarray]:
@@ -191,7 +213,7 @@ def _info(config: RunConfig, plan: RunPlan) -> dict[str, str]:
         "weights": config.weights,
         "image_size": str(config.image_size),
         "epochs": str(config.epochs),
-        "data": "synthetic" if plan.smoke else "celeba",
+        "data": "synthetic" if plan.data.synthetic else "celeba",
     }
 
 
@@ -207,7 +229,7 @@ def _input_example(paths: list[Path]) -> pd.DataFrame | None:
 
 
 def write_run_artifacts(
-    kind: str, pipeline, report, approach: ApproachResult, run_dir: Path, test_paths: list[Path]
+    kind: str, pipeline, report, route_result: RouteResult, run_dir: Path, test_paths: list[Path]
 ) -> dict:
     """The source study's plots and reports, into ``run_dir/plots``, ``reports`` and ``predictions``; also
     ``tables``: DataFrames to log as MLflow tables."""
@@ -220,7 +242,7 @@ def write_run_artifacts(
     pred = (prob >= pipeline.threshold).astype(int)
     title = "two-stage" if kind == "two_stage" else "direct"
 
-    frame = approach.predictions_frame()
+    frame = route_result.predictions_frame()
     out["predictions"] = pred_dir / Path(PREDICTIONS_ARTIFACT).name
     frame.to_csv(out["predictions"], index=False)
     out["classification_report"] = reports_dir / "classification_report.txt"
