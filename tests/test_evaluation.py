@@ -356,3 +356,12 @@ def test_accuracy_ci_and_the_corruption_table_agree_with_the_bootstrap():
     assert list(table.index) == ["clean", "a", "b", "mean"]
     assert table.loc["clean", "accuracy"] == expected[0] and np.isnan(table.loc["clean", "ci_low"])
     assert table.loc["mean", "accuracy"] == pytest.approx((table.loc["a", "accuracy"] + expected[0]) / 2)
+
+
+def test_numbers_shown_to_a_person_carry_only_the_digits_their_uncertainty_supports():
+    from attr2gender.metrics import shown
+
+    assert shown(0.12749999999999995, n=200) == "13 %"  # what a run description once printed in full
+    assert shown(0.9824, 0.978, 0.9862) == "98.2 % [97.8, 98.6]"
+    assert shown(0.98241, n=100_000) == "98.24 %"  # more images, one more digit
+    assert shown(float("nan")) == "n/a" and shown(None) == "None"

@@ -728,3 +728,29 @@ def markdown_table(
     sep = "|" + "|".join(" --- " for _ in columns) + "|"
     body = ["| " + " | ".join(_format_cell(r.get(c), floatfmt) for c in columns) + " |" for r in rows]
     return "\n".join([header, sep, *body]) + "\n"
+
+
+def shown(value, low: float | None = None, high: float | None = None, n: int | None = None) -> str:
+    """A proportion as a person should read it: in percent, to the precision its uncertainty supports, with
+    its interval when given. The decimals follow the CI's half-width (or, without one, the binomial standard
+    error for ``n``): 0.12749999999999995 with n=200 reads "13 %", 0.9824 [0.978, 0.9862] reads
+    "98.2 % [97.8, 98.6]", never every digit."""
+    import math
+
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(value):
+        return "n/a"
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+        spread = max((high - low) / 2, 1e-9)
+    elif n:
+        spread = max(math.sqrt(max(value * (1 - value), 1e-9) / n), 1e-9)
+    else:
+        spread = 0.001
+    decimals = min(3, max(0, -math.floor(math.log10(100 * spread))))  # the CI's first significant digit
+    text = f"{100 * value:.{decimals}f} %"
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+        text += f" [{100 * low:.{decimals}f}, {100 * high:.{decimals}f}]"
+    return text

@@ -338,7 +338,9 @@ def _setup_lines(two_stage: RouteResult, direct: RouteResult) -> list[str]:
     out = []
     for r in (two_stage, direct):
         if r.info:
-            details = ", ".join(f"{k}={v}" for k, v in r.info.items())
+            details = ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.info.items()
+            )
             run = f" (MLflow run {r.run_id})" if r.run_id else ""
             out.append(f"- {r.name.replace('_', '-')}{run}: {details}")
     return out

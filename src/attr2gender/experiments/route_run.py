@@ -18,7 +18,7 @@ from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.groups import GROUPINGS, group_ids, slice_masks
 from ..data.images import load_image
 from ..data.transforms import eval_transform_from_spec
-from ..metrics import worst_group_name
+from ..metrics import shown, worst_group_name
 from ..models.internals import feature_maps_of, first_conv
 from ..pipeline.concept_quality import NOT_CONCEPTS
 from ..pipeline.loading import synthetic_warning
@@ -85,10 +85,11 @@ def run_description(kind: str, config: RunConfig, pipeline, synthetic: bool) -> 
         else f"Direct: {config.backbone} predicts Male from the pixels"
     )
     m = pipeline.metrics
+    n = int(m.get("n") or m.get("n_images") or 0)  # test images scored
     parts = [
         f"{route} ({config.image_size} px, {config.epochs} epoch(s), seed {config.seed}).",
-        f"Test accuracy {m.get('accuracy', float('nan')):.4f}; worst group "
-        f"{m.get('worst_group_accuracy', float('nan')):.4f}; ECE {m.get('ece', float('nan')):.4f}.",
+        f"Test accuracy {shown(m.get('accuracy'), m.get('accuracy_ci_low'), m.get('accuracy_ci_high'), n)} on "
+        f"{n:,} images; worst group {shown(m.get('worst_group_accuracy'), n=n)}; ECE {shown(m.get('ece'), n=n)}.",
     ]
     if "concept_mean_auc" in m:
         concepts = getattr(pipeline, "concepts", None)
