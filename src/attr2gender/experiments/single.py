@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..data.groups import slice_masks
+from ..metrics import accuracy_ci
 from ..pipeline.concept_quality import NOT_CONCEPTS
 from ..tracking.measure import MeasureSpec, cost_metrics, measure_latency
 from ..tracking.mlflow_tracking import NullTracker
@@ -58,6 +59,7 @@ def logged_metrics(pipeline, report) -> dict[str, float]:
     out |= {k: v for k, v in pipeline.metrics.items() if k.startswith("val_") or k == "temperature"}
     # One name per meaning for both routes, sorting to the top of the runs table.
     out["headline_accuracy"] = float(pipeline.metrics.get("accuracy", float("nan")))
+    out |= _headline_ci(pipeline, report)
     out["train_seconds"] = float(pipeline.metrics.get("train_seconds", report.train_result.train_seconds))
     if "stage_two_rows" in pipeline.metrics:
         out["stage_two_rows"] = pipeline.metrics["stage_two_rows"]
@@ -65,6 +67,15 @@ def logged_metrics(pipeline, report) -> dict[str, float]:
     out["time_train_seconds"] = out["train_seconds"]  # whole fit: for two-stage, stage one + stage two
     out["epochs_run"] = float(report.train_result.epochs_run)
     return out
+
+
+def _headline_ci(pipeline, report) -> dict[str, float]:
+    """``headline_accuracy_ci_low`` / ``_high``: its 95 % percentile bootstrap CI over the test images."""
+    y, prob = getattr(report, "test_male", None), getattr(report, "test_male_probability", None)
+    if y is None or prob is None or len(y) == 0:
+        return {}
+    _, low, high = accuracy_ci(y, prob, threshold=pipeline.threshold, n_boot=1000, seed=0)
+    return {"headline_accuracy_ci_low": low, "headline_accuracy_ci_high": high}
 
 
 def run_description(kind: str, config: RunConfig, pipeline, synthetic: bool) -> str:
