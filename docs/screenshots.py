@@ -4,14 +4,21 @@
     python docs/screenshots.py --tracking-uri sqlite:///$PWD/mlflow.db   # the latest comparison of a store
 
 Needs headless Chromium (Debian/Ubuntu: ``apt-get install chromium``; or pass ``--chromium PATH``). It starts
-``mlflow ui`` on 127.0.0.1, opens the experiment's runs table and the comparison parent run's page, and saves
-``docs/mlflow_runs.png``, ``docs/mlflow_parent_run.png`` and ``docs/costs.png`` (the parent's
-``comparison/costs.png`` artifact).
+``mlflow ui`` on 127.0.0.1 and drives Chromium over its DevTools pipe (the standard library only): it opens the
+link the commands print (the runs table in the saved view, sorted by accuracy) and the comparison parent
+run's page, waits until each has drawn its rows, and saves ``docs/mlflow_runs.png``,
+``docs/mlflow_parent_run.png`` and ``docs/costs.png`` (the parent's ``comparison/costs.png`` artifact).
+
+The browser profile is fresh, as a first visit's; the MLflow Assistant panel, which MLflow 3.17 opens on a
+first visit and which stays closed once closed, is closed beforehand so the table gets the page's width.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import fcntl
+import json
 import os
 import shutil
 import socket
@@ -36,7 +43,13 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    "--remote-debugging-pipe",
 )
+# What a person who closed the assistant panel once has in the browser (MLflow 3.17's localStorage keys).
+CLOSED_ASSISTANT = {
+    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
+    "mlflow.assistant.panelOpen_v1": "false",
+}
 
 
 def free_port() -> int:
@@ -70,23 +83,112 @@ def wait_for(url: str, seconds: float) -> None:
     raise SystemExit(f"error: {url} did not answer within {seconds:.0f} s")
 
 
-def screenshot(chromium: str, url: str, out: Path, size: str, wait_ms: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="chromium_") as profile:
-        subprocess.run(
-            [
-                chromium,
-                *CHROMIUM_FLAGS,
-                f"--user-data-dir={profile}",
-                f"--window-size={size}",
-                f"--virtual-time-budget={wait_ms}",
-                f"--screenshot={out}",
-                url,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
+class Chromium:
+    """Headless Chromium driven over ``--remote-debugging-pipe`` (DevTools messages, NUL-separated, on fds 3
+    and 4): one page, navigated, asked questions in JavaScript and photographed."""
+
+    def __init__(self, binary: str, width: int, height: int):
+        self.profile = tempfile.mkdtemp(prefix="chromium_")
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+
+        def fds():  # the browser reads commands on fd 3 and writes answers on fd 4
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_browser_r, from_browser_w)]
+            os.dup2(high[0], 3)
+            os.dup2(high[1], 4)
+
+        self.process = subprocess.Popen(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}"],
+            preexec_fn=fds,
+            pass_fds=(3, 4),  # kept open across exec (subprocess closes the other fds after preexec_fn)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-    print(f"wrote {out}")
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._buffer, self._next = b"", 0
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Page.enable", session=True)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            session=True,
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+
+    def call(self, method: str, session: bool = False, **params) -> dict:
+        self._next += 1
+        message = {"id": self._next, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self.session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buffer:
+                chunk = os.read(self._from_browser, 1 << 20)
+                if not chunk:
+                    raise SystemExit("error: Chromium closed its DevTools pipe")
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            answer = json.loads(raw)
+            if answer.get("id") == self._next:
+                if "error" in answer:
+                    raise SystemExit(f"error: Chromium refused {method}: {answer['error']}")
+                return answer.get("result", {})
+
+    def evaluate(self, expression: str):
+        result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True)
+        return result.get("result", {}).get("value")
+
+    def open(self, url: str, ready: str, seconds: float) -> bool:
+        """Navigate and wait until the JavaScript ``ready`` is true (False after ``seconds``), then a moment
+        for the last layout."""
+        self.call("Page.navigate", session=True, url=url)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if self.evaluate(ready):
+                time.sleep(2.0)
+                return True
+        return False
+
+    def screenshot(self, out: Path) -> None:
+        data = self.call("Page.captureScreenshot", session=True, format="png")["data"]
+        out.write_bytes(base64.b64decode(data))
+        print(f"wrote {out}")
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+        except (SystemExit, OSError):
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for fd in (self._to_browser, self._from_browser):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def shoot(chromium: str, url: str, ready: str, out: Path, size: tuple[int, int], base: str, wait_s: float):
+    browser = Chromium(chromium, *size)
+    try:
+        browser.open(base + "/health", "document.readyState === 'complete'", 30)  # the origin, to set storage
+        browser.evaluate(";".join(f"localStorage.setItem({k!r}, {v!r})" for k, v in CLOSED_ASSISTANT.items()))
+        if not browser.open(url, ready, wait_s):
+            print(
+                f"warning: {url} was not drawn within {wait_s:.0f} s; saving what it shows", file=sys.stderr
+            )
+        browser.screenshot(out)
+    finally:
+        browser.close()
 
 
 def main(argv=None) -> int:
@@ -99,7 +201,7 @@ def main(argv=None) -> int:
         "--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or ""
     )
     parser.add_argument("--out", type=Path, default=DOCS)
-    parser.add_argument("--wait-ms", type=int, default=20000, help="time the page gets to render")
+    parser.add_argument("--wait-s", type=float, default=60, help="the longest a page gets to draw")
     args = parser.parse_args(argv)
     if not args.chromium:
         print(
@@ -108,6 +210,8 @@ def main(argv=None) -> int:
         )
         return 2
     import mlflow
+
+    from attr2gender.tracking.mlflow_tracking import MlflowTracker
 
     work = Path(tempfile.mkdtemp(prefix="screenshots_"))
     uri = args.tracking_uri or smoke_comparison(work)
@@ -125,6 +229,8 @@ def main(argv=None) -> int:
         print(f"error: no comparison run in {uri}; run python pipelines/compare.py first", file=sys.stderr)
         return 2
     parent = parents[0]
+    # The link the commands print (this also puts the saved view on a store made before it existed).
+    page = MlflowTracker(args.experiment, uri, announce=lambda line: None).ui_page()
     args.out.mkdir(parents=True, exist_ok=True)
     costs = client.download_artifacts(parent.info.run_id, "comparison/costs.png", str(work))
     shutil.copy(costs, args.out / "costs.png")
@@ -151,20 +257,24 @@ def main(argv=None) -> int:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(base + "/health", 120)
-        exp = experiment.experiment_id
-        screenshot(
+        shoot(
             args.chromium,
-            f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning",
+            base + page,
+            "document.querySelectorAll('.ag-row').length >= 3 && "
+            "document.body.innerText.includes('headline_accuracy')",
             args.out / "mlflow_runs.png",
-            "1600,900",
-            args.wait_ms,
+            (1600, 900),
+            base,
+            args.wait_s,
         )
-        screenshot(
+        shoot(
             args.chromium,
-            f"{base}/#/experiments/{exp}/runs/{parent.info.run_id}?workflowType=machine_learning",
+            f"{base}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning",
+            "document.body.innerText.includes('two_stage_minus_direct')",
             args.out / "mlflow_parent_run.png",
-            "1600,1100",
-            args.wait_ms,
+            (1600, 1100),
+            base,
+            args.wait_s,
         )
     finally:
         server.terminate()

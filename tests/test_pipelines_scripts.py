@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,13 @@ from attr2gender.cli import main_compare, main_direct, main_two_stage
 from attr2gender.data.synth import make_synthetic_celeba
 from attr2gender.experiments.plan import plan_run
 from attr2gender.models import WeightsNotFoundError
+from attr2gender.tracking.mlflow_tracking import (
+    DETAIL_JSON,
+    DETAIL_TABLE,
+    VIEW_ID,
+    is_scalar_metric,
+    metrics_from_detail,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -108,6 +116,12 @@ def _artifacts(client, run_id, path=None) -> set[str]:
     return out
 
 
+def _all_metrics(client, run) -> dict[str, float]:
+    """Every metric a run logged: MLflow records a few, the rest is in its ``metrics/all_metrics.json``."""
+    detail = json.loads(Path(client.download_artifacts(run.info.run_id, DETAIL_JSON)).read_text())
+    return metrics_from_detail(detail) | dict(run.data.metrics)
+
+
 def test_the_mlflow_views_a_person_reads(compared):
     """Experiment kind (the UI opens on training runs), headline metrics on parent and children, one sign
     convention, the run descriptions, system metrics off, and what the data was."""
@@ -122,16 +136,22 @@ def test_the_mlflow_views_a_person_reads(compared):
     words = parent.data.tags["mlflow.note.content"].split("\n\n")[0]  # the first screen: one paragraph
     assert words.startswith("Two-stage (image") and "report.html" in words
     assert "more accurate" in words or "no significant difference" in words
+    client = compared["client"]
     for kind in ("two_stage", "direct"):
         child = runs[kind]
-        assert child.data.metrics["headline_accuracy"] == child.data.metrics["test_accuracy"]
-        assert child.data.metrics["time_train_seconds"] == child.data.metrics["train_seconds"]
+        every = _all_metrics(client, child)
+        assert child.data.metrics["headline_accuracy"] == every["test_accuracy"]
+        assert (
+            every["headline_accuracy_ci_low"]
+            <= every["headline_accuracy"]
+            <= every["headline_accuracy_ci_high"]
+        )
+        assert child.data.metrics["time_train_seconds"] == every["train_seconds"]
         assert not any(k.startswith("system/") for k in child.data.metrics)  # opt-in
         note = child.data.tags["mlflow.note.content"]
         assert "Test accuracy" in note and "synthetic faces" in note  # the smoke data says what it is
         assert child.data.tags["data"] == "synthetic"
     assert runs["two_stage"].data.tags["stage_one_cache"] in ("hit", "miss")
-    client = compared["client"]
     two_files = _artifacts(client, runs["two_stage"].info.run_id)
     assert {  # the per-attribute table (sortable in the UI), slices and calibration
         "tables/attribute_metrics.json",
@@ -148,6 +168,37 @@ def test_the_mlflow_views_a_person_reads(compared):
     assert {"comparison/report.html", "comparison/slices.png", "comparison/reliability.png"} <= parent_files
 
 
+def test_each_run_records_few_metrics_and_keeps_the_detail_in_a_json_and_a_table(compared):
+    """The runs table offers a column and the chart view draws a chart per metric name: each run records at
+    most 25, the headline among them (a route's first, where the compare view's plot opens); per attribute,
+    group, slice and epoch is in ``metrics/all_metrics.json`` and the table ``tables/all_metrics.json``."""
+    client = compared["client"]
+    headline = {"two_stage": "headline_accuracy", "direct": "headline_accuracy"}
+    headline["comparison"] = "two_stage_minus_direct"
+    for kind, run in compared["runs"].items():
+        scalars = set(run.data.metrics)
+        assert headline[kind] in scalars and len(scalars) <= 25, (kind, sorted(scalars))
+        assert all(is_scalar_metric(name) for name in scalars)
+        if kind != "comparison":
+            assert next(iter(run.data.metrics)) == "headline_accuracy"
+        assert {DETAIL_JSON, DETAIL_TABLE} <= _artifacts(client, run.info.run_id)
+        detail = json.loads(Path(client.download_artifacts(run.info.run_id, DETAIL_JSON)).read_text())
+        assert set(detail["in_runs_table"]) == scalars and len(detail["metrics"]) > len(scalars)
+    two = json.loads(
+        Path(client.download_artifacts(compared["runs"]["two_stage"].info.run_id, DETAIL_JSON)).read_text()
+    )
+    assert {"test_attr_accuracy_Bald", "test_group_n_female_no_makeup", "bundle_bytes"} <= set(two["metrics"])
+    assert [step for step, _ in two["per_step"]["train_mean_acc"]] == [0]  # per epoch, not a chart
+    assert "train_mean_acc" not in compared["runs"]["two_stage"].data.metrics
+    assert "test_attr_accuracy_Bald" not in compared["runs"]["two_stage"].data.metrics
+    table = json.loads(
+        Path(client.download_artifacts(compared["runs"]["two_stage"].info.run_id, DETAIL_TABLE)).read_text()
+    )
+    assert len(table["data"]) == len(two["metrics"])
+    # The printed link opens the saved view (sorted by accuracy) in the Model training view.
+    assert f"workflowType=machine_learning&viewStateShareKey={VIEW_ID}" in compared["stdout"]
+
+
 def test_compare_records_a_parent_and_two_nested_children(compared):
     runs, client = compared["runs"], compared["client"]
     assert set(runs) == {"comparison", "two_stage", "direct"}
@@ -158,7 +209,7 @@ def test_compare_records_a_parent_and_two_nested_children(compared):
         assert child.info.status == "FINISHED"
         assert child.data.params["seed"] == runs["two_stage"].data.params["seed"]  # same split and seed
     assert "mlflow.parentRunId" not in parent.data.tags
-    m = parent.data.metrics
+    m = _all_metrics(client, parent)
     for key in (
         "two_stage_minus_direct",
         "two_stage_minus_direct_ci_low",
@@ -186,17 +237,16 @@ def test_compare_records_a_parent_and_two_nested_children(compared):
 
 def test_compare_measures_worst_groups_and_celeba_c(compared):
     runs, client = compared["runs"], compared["client"]
-    m = runs["comparison"].data.metrics
+    m = _all_metrics(client, runs["comparison"])
     for route in ("two_stage", "direct"):
         assert (
             f"worst_group_gap_{route}" in m and f"worst_group_accuracy_{route}" in m
         )  # NaN when groups are small
         assert 0 <= m[f"celeba_c_mean_accuracy_{route}"] <= 1 and f"celeba_c_accuracy_rotate_15_{route}" in m
-        child = runs[route].data
         assert {"test_worst_group_accuracy", "test_worst_group_gap", "test_group_n_female_no_makeup"} <= set(
-            child.metrics
+            _all_metrics(client, runs[route])
         )
-        assert "worst_group" in child.tags
+        assert "worst_group" in runs[route].data.tags
         assert {"reports/groups.md", "reports/groups.csv", "plots/group_accuracy.png"} <= _artifacts(
             client, runs[route].info.run_id
         )
@@ -209,9 +259,10 @@ def test_compare_measures_worst_groups_and_celeba_c(compared):
 def test_children_log_the_same_metric_names_and_the_source_studys_artifacts(compared):
     runs, client = compared["runs"], compared["client"]
     two, direct = runs["two_stage"], runs["direct"]
-    assert SHARED_METRICS <= set(two.data.metrics) and SHARED_METRICS <= set(direct.data.metrics)
+    two_metrics, direct_metrics = _all_metrics(client, two), _all_metrics(client, direct)
+    assert SHARED_METRICS <= set(two_metrics) and SHARED_METRICS <= set(direct_metrics)
     assert {"test_attr_mean_accuracy", "test_attr_accuracy_Bald", "test_attr_auc_Eyeglasses"} <= set(
-        two.data.metrics
+        two_metrics
     )
     history = client.get_metric_history(two.info.run_id, "val_loss")
     assert [h.step for h in history] == [0]  # one point per epoch
@@ -444,10 +495,10 @@ def test_compare_takes_a_concept_sweep_preset(synth_root, tmp_path, monkeypatch)
                 "test_leakage_hard_accuracy",
                 "test_leakage_soft_minus_hard",
                 "test_permutation_drop_Goatee",
-            } <= set(child.data.metrics)
+            } <= set(_all_metrics(client, child))
             assert "reports/leakage.md" in _artifacts(client, child.info.run_id)
     parent = next(r for r in runs if "comparison" in r.data.tags)
     assert "The concept bottleneck: interventions and leakage" in parent.data.tags["mlflow.note.content"]
     files = _artifacts(client, parent.info.run_id)
     assert sum(f.startswith("comparison/intervention_curve_") and f.endswith(".png") for f in files) == 2
-    assert any(k.startswith("intervention_accuracy_k5_uncertainty_") for k in parent.data.metrics)
+    assert any(k.startswith("intervention_accuracy_k5_uncertainty_") for k in _all_metrics(client, parent))

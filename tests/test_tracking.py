@@ -1,5 +1,6 @@
-"""Tracking logic without a tracking server: store resolution, comparison maths, latency, the pyfunc's
-input handling, and the comparison flow against a mocked tracker (MLflow itself: test_pipelines_scripts)."""
+"""Tracking logic without a tracking server: store resolution, what MLflow records and where the rest goes
+(into a temporary SQLite store), comparison maths, latency, the pyfunc's input handling, and the comparison
+flow against a mocked tracker (the commands into MLflow: test_pipelines_scripts)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import contextlib
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +20,24 @@ from attr2gender.experiments.comparison_metrics import RouteResult, compare_rout
 from attr2gender.experiments.comparison_report import write_comparison
 from attr2gender.tracking.measure import MeasureSpec, directory_size, measure_latency
 from attr2gender.tracking.mlflow_tracking import (
+    COMPARISON_METRICS,
+    DETAIL_JSON,
+    DETAIL_TABLE,
+    EPOCH_METRICS,
+    EXPERIMENT_KIND,
+    ROUTE_METRICS,
+    VIEW_ID,
+    VIEW_TAG,
+    MlflowTracker,
     NullTracker,
     artifact_location_for,
     default_tracking_uri,
     is_rank_zero,
+    is_scalar_metric,
     numeric_metrics,
     pyfunc_signature,
+    runs_view_state,
+    runs_view_tag,
     ui_command,
 )
 
@@ -70,6 +84,121 @@ def test_metrics_are_numbers_with_valid_names():
         {"test_accuracy": np.float64(0.9), "n": 3, "flag": True, "name": "x", "a(b)": 1.0, "none": None}
     )
     assert out == {"test_accuracy": 0.9, "n": 3.0, "a_b_": 1.0}
+
+
+# --- what MLflow records: a few numbers per run, the rest in one JSON and one table ---
+
+MAX_SCALARS = 25  # MLflow draws a runs-table column, a chart and a parallel-coordinates axis per metric name
+
+
+def test_the_curated_lists_stay_short_and_hold_the_headline():
+    assert len(ROUTE_METRICS) + len(EPOCH_METRICS) <= 20 and len(COMPARISON_METRICS) <= 20
+    assert "headline_accuracy" in ROUTE_METRICS and "two_stage_minus_direct" in COMPARISON_METRICS
+    assert is_scalar_metric("seeds_accuracy_direct_mean") and is_scalar_metric("seed_two_stage_minus_direct")
+    assert not is_scalar_metric("test_attr_accuracy_Bald") and not is_scalar_metric("test_group_n_male_blond")
+    state = runs_view_state()  # the saved view sorts and shows names a run really records
+    assert state["orderByKey"] == "metrics.`headline_accuracy`" and state["orderByAsc"] is False
+    assert all(is_scalar_metric(c.split("`")[1]) for c in state["selectedColumns"])
+    charts = state["compareRunCharts"]  # the chart view: these first, then the other recorded names
+    assert [c["metricKey"] for c in charts[: len(state["selectedColumns"])]] == [
+        c.split("`")[1] for c in state["selectedColumns"]
+    ]
+    assert all(is_scalar_metric(c["metricKey"]) for c in charts)
+    assert {c["metricSectionId"] for c in charts} == {s["uuid"] for s in state["compareRunSections"]}
+    assert len(runs_view_tag()) < 20000  # MLflow's limit on an experiment tag's value
+
+
+@pytest.fixture
+def tracked(tmp_path, monkeypatch):
+    """A real tracker on a temporary SQLite store; a route-like run with ~200 metrics and 3 epochs."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracker = MlflowTracker("metrics-test", uri, announce=lambda m: None)
+    many = {f"test_attr_accuracy_{i}": i / 200 for i in range(150)}
+    many |= {f"test_group_n_{i}": float(i) for i in range(30)}
+    headline = {
+        "headline_accuracy": 0.9,
+        "headline_accuracy_ci_low": 0.88,
+        "headline_accuracy_ci_high": 0.92,
+        "test_accuracy": 0.9,
+        "test_worst_group_accuracy": float("nan"),  # too few images: NaN, kept
+        "time_train_seconds": 12.0,
+        "train_seconds": 12.0,
+        "inference_ms_per_image_b1": 3.5,
+        "inference_ms_per_image_b8": 1.5,  # a batch size outside the headline ones: detail only
+    }
+    history = pd.DataFrame(
+        {
+            "epoch": [0, 1, 2],
+            "train_loss": [1.0, 0.9, 0.8],
+            "val_loss": [1.1, 1.0, 0.9],
+            "train_auc": [0.5, 0.6, 0.7],
+        }
+    )
+    with tracker.run("route") as run_id:
+        tracker.log_history(history)  # as the pipeline does: the curves first, the test numbers after
+        tracker.log_metrics(many | headline)
+    import mlflow
+
+    return {
+        "tracker": tracker,
+        "client": mlflow.MlflowClient(uri),
+        "run_id": run_id,
+        "logged": many | headline,
+    }
+
+
+def test_a_run_records_few_metrics_and_the_rest_as_one_json_and_one_table(tracked):
+    client, run_id = tracked["client"], tracked["run_id"]
+    run = client.get_run(run_id)
+    scalars = set(run.data.metrics)
+    assert "headline_accuracy" in scalars and len(scalars) <= MAX_SCALARS, sorted(scalars)
+    assert scalars == {k for k in tracked["logged"] | {"train_loss": 0, "val_loss": 0} if is_scalar_metric(k)}
+    assert [h.step for h in client.get_metric_history(run_id, "val_loss")] == [0, 1, 2]  # a training curve
+    # The first metric the run page lists and the compare view's plot opens on: the headline, not a curve.
+    assert next(iter(run.data.metrics)) == "headline_accuracy"
+    files = {a.path for folder in ("metrics", "tables") for a in client.list_artifacts(run_id, folder)}
+    assert {DETAIL_JSON, DETAIL_TABLE} <= files
+    detail = json.loads(Path(client.download_artifacts(run_id, DETAIL_JSON)).read_text())
+    assert set(detail["metrics"]) == set(tracked["logged"]) | {"train_loss", "val_loss", "train_auc"}
+    assert detail["metrics"]["test_attr_accuracy_7"] == 7 / 200
+    assert detail["metrics"]["test_worst_group_accuracy"] is None  # NaN as null: strict JSON
+    assert detail["per_step"]["train_auc"] == [[0, 0.5], [1, 0.6], [2, 0.7]]  # per-epoch detail, no chart
+    assert set(detail["in_runs_table"]) == scalars
+    table = json.loads(Path(client.download_artifacts(run_id, DETAIL_TABLE)).read_text())
+    assert table["columns"] == ["metric", "value", "step", "in_runs_table"]
+    rows = {row[0]: row for row in table["data"]}
+    assert len(rows) == len(detail["metrics"]) and rows["test_group_n_3"][1] == 3.0
+    assert rows["headline_accuracy"][3] is True and rows["test_group_n_3"][3] is False
+
+
+def test_run_data_reads_every_metric_back(tracked):
+    metrics, _, _ = tracked["tracker"].run_data(tracked["run_id"])
+    assert metrics["train_seconds"] == 12.0 and metrics["inference_ms_per_image_b8"] == 1.5  # compare --runs
+    assert metrics["test_attr_accuracy_149"] == 149 / 200 and math.isnan(metrics["test_worst_group_accuracy"])
+    assert metrics["train_loss"] == pytest.approx(0.8)  # the last epoch
+
+
+def test_the_experiment_holds_its_kind_and_the_saved_view_the_link_opens(tracked):
+    tracker, client = tracked["tracker"], tracked["client"]
+    tags = client.get_experiment(tracker.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == EXPERIMENT_KIND
+    view = json.loads(tags[VIEW_TAG])  # MLflow 3.17's saved-view envelope, listed under "Views"
+    assert isinstance(view["name"], str) and isinstance(view["createdAt"], int)
+    assert json.loads(view["state"]) == runs_view_state()
+    link, hint = tracker.ui_line().split("\n")
+    assert f"#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning" in link
+    assert link.endswith(f"&viewStateShareKey={VIEW_ID}") and "Model training" in hint
+    # An existing experiment (e.g. compare --runs reading runs made elsewhere) is tagged too.
+    other = client.create_experiment("made-elsewhere")
+    import mlflow
+
+    with mlflow.start_run(experiment_id=other) as made:
+        pass
+    tracker.use_experiment_of(made.info.run_id)
+    tags = client.get_experiment(other).tags
+    assert tags["mlflow.experimentKind"] == EXPERIMENT_KIND and VIEW_TAG in tags
 
 
 def test_pyfunc_signature_is_column_based():

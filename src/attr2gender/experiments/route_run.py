@@ -18,7 +18,7 @@ from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.groups import GROUPINGS, group_ids, slice_masks
 from ..data.images import load_image
 from ..data.transforms import eval_transform_from_spec
-from ..metrics import shown, worst_group_name
+from ..metrics import accuracy_ci, shown, worst_group_name
 from ..models.internals import feature_maps_of, first_conv
 from ..pipeline.concept_quality import NOT_CONCEPTS
 from ..pipeline.loading import synthetic_warning
@@ -67,6 +67,7 @@ def logged_metrics(pipeline, report) -> dict[str, float]:
     out |= {k: v for k, v in pipeline.metrics.items() if k.startswith("val_") or k == "temperature"}
     # One name per meaning for both routes, sorting to the top of the runs table.
     out["headline_accuracy"] = float(pipeline.metrics.get("accuracy", float("nan")))
+    out |= _headline_ci(pipeline, report)
     out["train_seconds"] = float(pipeline.metrics.get("train_seconds", report.train_result.train_seconds))
     if "stage_two_rows" in pipeline.metrics:
         out["stage_two_rows"] = pipeline.metrics["stage_two_rows"]
@@ -74,6 +75,15 @@ def logged_metrics(pipeline, report) -> dict[str, float]:
     out["time_train_seconds"] = out["train_seconds"]  # whole fit: for two-stage, stage one + stage two
     out["epochs_run"] = float(report.train_result.epochs_run)
     return out
+
+
+def _headline_ci(pipeline, report) -> dict[str, float]:
+    """``headline_accuracy_ci_low`` / ``_high``: its 95 % percentile bootstrap CI over the test images."""
+    y, prob = getattr(report, "test_male", None), getattr(report, "test_male_probability", None)
+    if y is None or prob is None or len(y) == 0:
+        return {}
+    _, low, high = accuracy_ci(y, prob, threshold=pipeline.threshold, n_boot=1000, seed=0)
+    return {"headline_accuracy_ci_low": low, "headline_accuracy_ci_high": high}
 
 
 def run_description(kind: str, config: RunConfig, pipeline, synthetic: bool) -> str:

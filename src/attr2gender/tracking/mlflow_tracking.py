@@ -8,18 +8,33 @@ starts the runs; logging happens from rank 0 only (see :func:`is_rank_zero`).
 
 :class:`MlflowTracker` logs; :class:`NullTracker` (``tracking=none``, or a non-zero rank) does nothing.
 Both have the same methods.
+
+What the MLflow UI shows: it offers one runs-table column and draws one chart per metric name, and its
+compare view's plot opens on the first metric a run logged, so a run logs few metrics, headline first: the
+names in :data:`SCALAR_METRICS` (and the seeds parent's ``seeds_*`` / ``seed_*``). Everything else handed to ``log_metrics`` (per attribute, slice, group, epoch,
+latency batch, ...) is kept and written when the run ends, in one place: ``metrics/all_metrics.json``
+(``{"metrics": {name: last value}, "per_step": {name: [[step, value], ...]}, "in_runs_table": [...]}``,
+NaN as null) and the MLflow table ``tables/all_metrics.json`` (one sortable row per metric).
+:meth:`MlflowTracker.run_data` reads both back, so ``compare --runs`` sees every number.
+
+The experiment also carries a saved view (tag ``mlflow.sharedViewState.<id>``, listed under "Views" in the
+UI): the runs table sorted by ``headline_accuracy`` and showing accuracy, worst group and time; the link
+:meth:`MlflowTracker.ui_line` prints opens it (``?viewStateShareKey=<id>``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import math
 import os
 import re
 import shlex
 import socket
+import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +73,134 @@ TAG_PID, TAG_PID_STARTED, TAG_HOST = "attr2gender.pid", "attr2gender.pid_started
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 UI_WORKFLOW = "machine_learning"  # the UI's "Model training" view
+# A run page's address carries no workflowType, and nothing a run logs changes that (see _tag_experiment).
+RUN_PAGE_HINT = (
+    "(MLflow 3.17 shows run pages in its GenAI view until you click 'Model training' at the top left once; "
+    "the browser remembers)"
+)
+
+# The numbers a person compares runs on, the only metrics MLflow itself records (see the module docstring).
+ROUTE_METRICS = (  # a pipeline run (run_two_stage.py, run_direct.py, a comparison's children)
+    "headline_accuracy",  # test Male accuracy, the same name for both routes
+    "headline_accuracy_ci_low",  # its 95 % bootstrap CI over the test images
+    "headline_accuracy_ci_high",
+    "test_worst_group_accuracy",  # Male x makeup / Male x blond groups (NaN below 30 images)
+    "test_worst_slice_accuracy",
+    "test_ece",
+    "test_roc_auc",
+    "test_concept_mean_accuracy",  # two-stage: the quality of its 39 concepts
+    "test_concept_mean_auc",
+    "val_accuracy",
+    "time_train_seconds",
+    "inference_ms_per_image_b1",
+    "inference_ms_per_image_b64",
+    "param_count",
+)
+EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "val_mean_acc")  # training curves, one step per epoch
+COMPARISON_METRICS = (  # the comparison parent run (compare.py)
+    "accuracy_two_stage",
+    "accuracy_direct",
+    "two_stage_minus_direct",  # positive: two-stage more accurate; with its paired bootstrap CI
+    "two_stage_minus_direct_ci_low",
+    "two_stage_minus_direct_ci_high",
+    "worst_group_accuracy_two_stage",
+    "worst_group_accuracy_direct",
+    "ece_two_stage",
+    "ece_direct",
+    "concept_mean_accuracy_two_stage",
+    "concept_mean_auc_two_stage",
+    "celeba_c_mean_accuracy_two_stage",
+    "celeba_c_mean_accuracy_direct",
+    "inference_time_ratio",
+    "inference_ratio_b64",
+    "training_time_ratio",
+    "size_ratio",
+    "param_ratio",
+    "n_test_images",
+)
+SCALAR_METRICS = frozenset(ROUTE_METRICS + EPOCH_METRICS + COMPARISON_METRICS)
+_ORDER = {name: i for i, name in enumerate(ROUTE_METRICS + EPOCH_METRICS + COMPARISON_METRICS)}
+SCALAR_PREFIXES = ("seeds_", "seed_")  # the seeds parent: mean/std across seeds, one point per seed
+DETAIL_JSON = "metrics/all_metrics.json"
+DETAIL_TABLE = "tables/all_metrics.json"
+
+# The saved view the printed link opens: MLflow 3.17 keeps a view as the experiment tag
+# ``mlflow.sharedViewState.<id>`` = {"name", "createdAt", "updatedAt", "state": "<JSON>"}, where the state
+# holds the search facets (orderByKey, ...) and the table's UI state (selectedColumns, columnOrder, ...).
+VIEW_ID = "attr2gender-runs"
+VIEW_NAME = "attr2gender: accuracy first"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_ID}"
+VIEW_COLUMNS = {  # metric -> column width (px, the whole name readable), in this order after the run name
+    "headline_accuracy": 160,
+    "test_worst_group_accuracy": 200,
+    "time_train_seconds": 150,
+    "inference_ms_per_image_b1": 205,
+    "two_stage_minus_direct": 180,
+}
+
+
+def is_scalar_metric(name: str) -> bool:
+    """Whether MLflow records ``name`` as a metric (the rest goes to the run's detail artifacts)."""
+    return name in SCALAR_METRICS or name.startswith(SCALAR_PREFIXES)
+
+
+def _bar_charts(names, section: str) -> list[dict]:
+    """Bar charts (one per metric, the last value of up to 10 runs) in a chart section, as the UI keeps them."""
+    return [
+        {
+            "uuid": f"attr2gender-{name}",
+            "type": "BAR",
+            "runsCountToCompare": 10,
+            "metricSectionId": section,
+            "deleted": False,
+            "isGenerated": False,
+            "displayName": name,
+            "metricKey": name,
+        }
+        for name in names
+    ]
+
+
+def runs_view_state() -> dict:
+    """The saved view: the runs table sorted by ``headline_accuracy`` (highest first) with the columns of
+    :data:`VIEW_COLUMNS`; the chart view opens on their charts, every other metric's below (collapsed)."""
+    metrics = [f"metrics.`{name}`" for name in VIEW_COLUMNS]
+    others = [n for n in ROUTE_METRICS + COMPARISON_METRICS if n not in VIEW_COLUMNS]
+    sections = [
+        {"uuid": "attr2gender-headline", "name": "Accuracy, worst group, time", "display": True},
+        {"uuid": "attr2gender-more", "name": "More metrics", "display": False},
+    ]
+    return {
+        "searchFilter": "",
+        "orderByKey": "metrics.`headline_accuracy`",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": metrics,
+        "columnOrder": ["attributes.`Run Name`", *metrics, "runDateAndNestInfo", "duration"],
+        "columnWidths": {"attributes.`Run Name`": 205}
+        | {f"metrics.`{name}`": width for name, width in VIEW_COLUMNS.items()},
+        "compareRunCharts": _bar_charts(VIEW_COLUMNS, "attr2gender-headline")
+        + _bar_charts(others, "attr2gender-more"),
+        "compareRunSections": [
+            section | {"isReordered": False, "deleted": False, "isGenerated": False} for section in sections
+        ],
+    }
+
+
+def runs_view_tag(now_ms: int | None = None) -> str:
+    """The tag value of the saved view (MLflow 3.17's envelope around the JSON state)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return json.dumps(
+        {
+            "name": VIEW_NAME,
+            "createdAt": now_ms,
+            "updatedAt": now_ms,
+            "state": json.dumps(runs_view_state()),
+        }
+    )
 
 
 def process_tags() -> dict[str, str]:
@@ -190,6 +333,55 @@ def pyfunc_signature():
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
+class RunDetail:
+    """Every metric a run logged: the last value of each, and each step of those logged with one."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.per_step: dict[str, list[tuple[int, float]]] = {}
+        self.epochs: list[tuple[int, dict]] = []  # a training history, logged when the run ends
+
+    def add(self, values: Mapping[str, float], step: int | None) -> None:
+        self.last.update(values)
+        if step is not None:
+            for name, value in values.items():
+                self.per_step.setdefault(name, []).append((int(step), value))
+
+    def as_dict(self) -> dict:
+        """``metrics/all_metrics.json``: NaN and infinities as null (strict JSON)."""
+        return {
+            "metrics": {name: _finite(self.last[name]) for name in sorted(self.last)},
+            "per_step": {
+                name: [[step, _finite(value)] for step, value in self.per_step[name]]
+                for name in sorted(self.per_step)
+            },
+            "in_runs_table": sorted(name for name in self.last if is_scalar_metric(name)),
+        }
+
+    def table(self):
+        """``tables/all_metrics.json``: one row per metric, its last value and step, sortable in the UI."""
+        import pandas as pd
+
+        rows = [
+            {
+                "metric": name,
+                "value": self.last[name],
+                "step": self.per_step[name][-1][0] if name in self.per_step else None,
+                "in_runs_table": is_scalar_metric(name),
+            }
+            for name in sorted(self.last)
+        ]
+        return pd.DataFrame(rows, columns=["metric", "value", "step", "in_runs_table"])
+
+
+def metrics_from_detail(data: Mapping[str, Any]) -> dict[str, float]:
+    """The ``metrics`` of a ``metrics/all_metrics.json`` as floats (null back to NaN)."""
+    return {
+        str(name): float("nan") if value is None else float(value)
+        for name, value in dict(data.get("metrics") or {}).items()
+    }
+
+
 class NullTracker:
     """Tracking off: every call is a no-op; ``run`` yields None."""
 
@@ -250,6 +442,8 @@ class MlflowTracker(NullTracker):
         mlflow.set_tracking_uri(self.uri)
         self.client = mlflow.MlflowClient(self.uri)
         self.experiment = experiment
+        self._view = False  # whether the experiment holds the saved view the printed link opens
+        self._detail: dict[str, RunDetail] = {}  # per active run: every metric it logged
         self.experiment_id = self._ensure_experiment(experiment)
         self.announce = announce
         self._noted_system_metrics = False
@@ -307,16 +501,30 @@ class MlflowTracker(NullTracker):
                 if found is None:
                     raise
                 experiment_id = found.experiment_id
-        # Without this tag MLflow 3's UI opens an experiment in GenAI mode, with the comparison parent under
-        # "Evaluation runs"; training runs are what these experiments hold (also set on older experiments).
-        self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        self._tag_experiment(experiment_id)
         return experiment_id
+
+    def _tag_experiment(self, experiment_id: str) -> None:
+        """The experiment's kind and the saved view, on new and existing experiments alike.
+
+        ``mlflow.experimentKind`` says what the experiment holds (training runs). MLflow 3.17's UI does not
+        read it to choose between its GenAI and Model training views (it reads the link's ``workflowType``,
+        else the browser's last choice, GenAI at first); it is kept for other MLflow versions and clients."""
+        from mlflow.exceptions import MlflowException
+
+        self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        try:
+            self.client.set_experiment_tag(experiment_id, VIEW_TAG, runs_view_tag())
+            self._view = True
+        except MlflowException:  # a server that refuses it: the link opens the plain runs table
+            self._view = False
 
     def use_experiment_of(self, run_id: str) -> None:
         """Put the next runs in the experiment that holds ``run_id``."""
         run = self.client.get_run(run_id)
         self.experiment_id = run.info.experiment_id
         self.experiment = self.client.get_experiment(self.experiment_id).name
+        self._tag_experiment(self.experiment_id)
 
     @contextlib.contextmanager
     def run(
@@ -348,12 +556,32 @@ class MlflowTracker(NullTracker):
             description=description,
             log_system_metrics=log_system,
         )
+        run_id = active.info.run_id
+        self._detail[run_id] = RunDetail()
         try:
-            yield active.info.run_id
+            yield run_id
         except BaseException:
+            with contextlib.suppress(Exception):  # what was logged before the failure, if it can be written
+                self._write_detail(run_id)
             mlflow.end_run(status="FAILED")
             raise
+        self._write_detail(run_id)
         mlflow.end_run(status="FINISHED")
+
+    def _write_detail(self, run_id: str) -> None:
+        """Every metric the run logged, as ``metrics/all_metrics.json`` and the table ``tables/all_metrics.json``."""
+        import mlflow
+
+        detail = self._detail.get(run_id)
+        if detail is not None:  # the training curves, after the run's headline numbers (see log_history)
+            epochs, detail.epochs = detail.epochs, []
+            for epoch, values in epochs:
+                self.log_metrics(values, step=epoch)
+        detail = self._detail.pop(run_id, None)
+        if detail is None or not detail.last:
+            return
+        mlflow.log_dict(detail.as_dict(), DETAIL_JSON)
+        mlflow.log_table(data=detail.table(), artifact_file=DETAIL_TABLE)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         import mlflow
@@ -362,20 +590,43 @@ class MlflowTracker(NullTracker):
             mlflow.log_params(flat_params(params))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """The names of :func:`is_scalar_metric` as MLflow metrics; all of them into the run's detail."""
         import mlflow
 
         values = numeric_metrics(metrics)
-        if values:
-            mlflow.log_metrics(values, step=step)
+        if not values:
+            return
+        # In the curated order: the run page lists, and the compare view's plot opens on, the first one logged.
+        shown = dict(
+            sorted(
+                ((k, v) for k, v in values.items() if is_scalar_metric(k)),
+                key=lambda item: _ORDER.get(item[0], len(_ORDER)),
+            )
+        )
+        if shown:
+            mlflow.log_metrics(shown, step=step)
+        active = mlflow.active_run()
+        if active is not None:
+            self._detail.setdefault(active.info.run_id, RunDetail()).add(values, step)
 
     def log_history(self, history) -> None:
-        """One step per epoch: every numeric history column but ``epoch``."""
+        """One step per epoch: every numeric history column but ``epoch``. Logged when the run ends, after
+        the run's other metrics: the UI's compare view opens its plot on the first metric a run logged, and
+        that should be ``headline_accuracy``, not a training curve."""
+        import mlflow
+
         if history is None or len(history) == 0 or "epoch" not in history:
             return
-        for _, row in history.iterrows():
-            epoch = int(row["epoch"])
-            values = {k: v for k, v in row.items() if k != "epoch" and not _is_nan(v)}
-            self.log_metrics(values, step=epoch)
+        epochs = [
+            (int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch" and not _is_nan(v)})
+            for _, row in history.iterrows()
+        ]
+        active = mlflow.active_run()
+        if active is None or active.info.run_id not in self._detail:
+            for epoch, values in epochs:
+                self.log_metrics(values, step=epoch)
+            return
+        self._detail[active.info.run_id].epochs.extend(epochs)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         import mlflow
@@ -425,9 +676,22 @@ class MlflowTracker(NullTracker):
 
     # --- reading finished runs (compare --runs) ---
     def run_data(self, run_id: str) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
-        """Metrics, params and tags of a finished run."""
+        """Metrics (every one it logged: its ``metrics/all_metrics.json`` with its MLflow metrics over it),
+        params and tags of a finished run."""
         run = self.client.get_run(run_id)
-        return dict(run.data.metrics), dict(run.data.params), dict(run.data.tags)
+        metrics = self.logged_detail(run_id) | dict(run.data.metrics)
+        return metrics, dict(run.data.params), dict(run.data.tags)
+
+    def logged_detail(self, run_id: str) -> dict[str, float]:
+        """The metrics of a run's ``metrics/all_metrics.json`` ({} for a run logged without one)."""
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory(prefix="attr2gender_metrics_") as tmp:
+            try:
+                path = self.download_artifact(run_id, DETAIL_JSON, tmp)
+                return metrics_from_detail(json.loads(Path(path).read_text()))
+            except (MlflowException, OSError, ValueError):
+                return {}
 
     def download_artifact(self, run_id: str, path: str, dst: str | os.PathLike) -> Path:
         import mlflow
@@ -440,12 +704,21 @@ class MlflowTracker(NullTracker):
                 )
             )
 
-    def ui_line(self) -> str:
-        # MLflow 3's UI starts in its GenAI view whatever the experiment's kind: the link opens on training runs.
+    def ui_page(self) -> str:
+        """The runs table's address after the server's: Model training view, the saved view when there is one.
+
+        MLflow 3.17's UI starts in its GenAI view whatever the experiment's kind; ``workflowType`` in the link
+        opens it on training runs, ``viewStateShareKey`` on the saved view (sorted by accuracy)."""
         page = f"/#/experiments/{self.experiment_id}/runs?workflowType={UI_WORKFLOW}"
+        return page + (f"&viewStateShareKey={VIEW_ID}" if self._view else "")
+
+    def ui_line(self) -> str:
+        page = self.ui_page()
         if self.uri.startswith(("http://", "https://")):
-            return f"open {self.uri.rstrip('/')}{page} in a browser (MLflow tracking server)"
-        return f"{ui_command(self.uri)}, then open http://127.0.0.1:5000{page}"
+            line = f"open {self.uri.rstrip('/')}{page} in a browser (MLflow tracking server)"
+        else:
+            line = f"{ui_command(self.uri)}, then open http://127.0.0.1:5000{page}"
+        return f"{line}\n{RUN_PAGE_HINT}"
 
 
 @contextlib.contextmanager
@@ -459,6 +732,10 @@ def _env(name: str, value: str) -> Iterator[None]:
         yield
     finally:
         os.environ.pop(name, None)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _is_nan(value) -> bool:
