@@ -358,9 +358,9 @@ def test_seed_comparisons_nest_twice_in_mlflow_and_log_the_spread(tmp_path, monk
         artifacts = {a.path for a in client.list_artifacts(comparison.info.run_id, "comparison")}
         assert {"comparison/report.md", "comparison/report.html"} <= artifacts
 
-    m = parent.data.metrics
+    m = parent.data.metrics  # the runs table shows 4 significant digits (exact values: all_metrics.json)
     assert m["seeds_two_stage_minus_direct_mean"] == pytest.approx(-0.05)  # direct better by 0 and 0.1
-    assert m["seeds_two_stage_minus_direct_std"] == pytest.approx(np.std([0.0, 0.1], ddof=1))
+    assert m["seeds_two_stage_minus_direct_std"] == pytest.approx(np.std([0.0, 0.1], ddof=1), rel=1e-3)
     assert m["seeds_accuracy_two_stage_mean"] == pytest.approx(0.95)
     assert {"seeds_accuracy_direct_mean", "seeds_accuracy_direct_std", "seeds_accuracy_two_stage_std"} <= set(
         m

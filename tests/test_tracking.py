@@ -513,3 +513,11 @@ def test_pyfunc_rows_base64_paths_and_errors(tmp_path):
     assert only_paths["error"][0] == "" and "does not exist" in only_paths["error"][1]
     with pytest.raises(ValueError, match="image_base64 and/or path"):
         predict_frame(_FakePipeline(), pd.DataFrame({"x": [1]}))
+
+
+def test_the_runs_table_shows_readable_numbers():
+    from attr2gender.tracking.mlflow_tracking import readable
+
+    assert readable(17.447440591997292) == 17.45 and readable(0.6455696202531646) == 0.6456
+    assert readable(5_612_345.0) == 5_612_345.0  # counts stay whole
+    assert math.isnan(readable(float("nan")))

@@ -35,6 +35,7 @@ import shlex
 import socket
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -382,6 +383,15 @@ def metrics_from_detail(data: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def readable(value: float) -> float:
+    """A metric as the runs table shows it: whole numbers kept, fractions to 4 significant digits
+    (17.447440591997292 seconds reads 17.45; the exact values stay in ``metrics/all_metrics.json``)."""
+    value = float(value)
+    if not math.isfinite(value) or value.is_integer():
+        return value
+    return float(f"{value:.4g}")
+
+
 class NullTracker:
     """Tracking off: every call is a no-op; ``run`` yields None."""
 
@@ -604,7 +614,7 @@ class MlflowTracker(NullTracker):
             )
         )
         if shown:
-            mlflow.log_metrics(shown, step=step)
+            mlflow.log_metrics({k: readable(v) for k, v in shown.items()}, step=step)
         active = mlflow.active_run()
         if active is not None:
             self._detail.setdefault(active.info.run_id, RunDetail()).add(values, step)
@@ -662,7 +672,13 @@ class MlflowTracker(NullTracker):
 
         from . import pyfunc_model  # lazy: imports mlflow (and torch); only when a model is logged
 
-        with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):  # no bars while MLflow checks the example
+        # MLflow loads a temporary copy of the bundle to check the example: its "trained on synthetic faces"
+        # warning would name that copy. The user was told once, about the bundle they get.
+        with (
+            _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),  # no bars while MLflow checks the example
+            warnings.catch_warnings(),
+        ):
+            warnings.filterwarnings("ignore", message=".*trained on synthetic faces.*")
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=str(Path(pyfunc_model.__file__).resolve()),
@@ -676,10 +692,10 @@ class MlflowTracker(NullTracker):
 
     # --- reading finished runs (compare --runs) ---
     def run_data(self, run_id: str) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
-        """Metrics (every one it logged: its ``metrics/all_metrics.json`` with its MLflow metrics over it),
-        params and tags of a finished run."""
+        """Metrics (every one it logged: its ``metrics/all_metrics.json``, exact, over its MLflow metrics,
+        which are rounded for reading; runs logged before the JSON have only those), params and tags."""
         run = self.client.get_run(run_id)
-        metrics = self.logged_detail(run_id) | dict(run.data.metrics)
+        metrics = dict(run.data.metrics) | self.logged_detail(run_id)
         return metrics, dict(run.data.params), dict(run.data.tags)
 
     def logged_detail(self, run_id: str) -> dict[str, float]:
