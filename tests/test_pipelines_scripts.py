@@ -299,6 +299,10 @@ def test_output_names_the_results_and_the_ui_line(compared):
     for kind in ("two_stage", "direct"):
         assert f"[{kind}] run dir:" in text and f"[{kind}] bundle:" in text
         assert compared["runs"][kind].info.run_id in text
+        # Synthetic faces: said once per route, naming the bundle the user gets (not MLflow's temporary copy).
+        warned = [line for line in text.splitlines() if "trained on synthetic faces" in line]
+        assert len([w for w in warned if w.startswith(f"[{kind}] warning:")]) == 1, warned
+    assert not any("/artifacts/bundle" in w for w in warned)
     assert compared["runs"]["comparison"].info.run_id in text
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..metrics import markdown_table, worst_group_name
+from ..metrics import markdown_table, shown, worst_group_name
 from ..plots import plot_comparison, plot_cost_ratios, plot_group_accuracy, plot_reliability
 
 if TYPE_CHECKING:  # annotations only: comparison_metrics imports this module to write a comparison's report
@@ -194,17 +194,18 @@ def summary_text(c: Comparison) -> str:
         m["two_stage_minus_direct_ci_low"],
         m["two_stage_minus_direct_ci_high"],
     )
+    n = int(m["n_test_images"])
     parts = [
-        f"Two-stage (image → 39 attributes → Male) vs direct (image → Male) on {int(m['n_test_images']):,} "
-        f"test images: accuracy {m['accuracy_two_stage']:.4f} vs {m['accuracy_direct']:.4f}; {words}.",
+        f"Two-stage (image → 39 attributes → Male) vs direct (image → Male) on {n:,} test images: accuracy "
+        f"{shown(m['accuracy_two_stage'], n=n)} vs {shown(m['accuracy_direct'], n=n)}; {words}.",
         f"The detour's inference time is {m['inference_time_ratio']:.2f}× the direct route's, its training "
         f"time {m['training_time_ratio']:.2f}×, its size {m['size_ratio']:.2f}×.",
     ]
     if "concept_mean_auc_two_stage" in m:
         parts.append(
-            f"Its 39 concepts on the same images: mean accuracy {m['concept_mean_accuracy_two_stage']:.3f}, "
-            f"balanced accuracy {m['concept_mean_balanced_accuracy_two_stage']:.3f}, AUC "
-            f"{m['concept_mean_auc_two_stage']:.3f}"
+            f"Its 39 concepts on the same images: mean accuracy {shown(m['concept_mean_accuracy_two_stage'], n=n)}, "
+            f"balanced accuracy {shown(m['concept_mean_balanced_accuracy_two_stage'], n=n)}, AUC "
+            f"{m['concept_mean_auc_two_stage']:.2f}"
             + (
                 " (**below the floor: not reliable concepts**)."
                 if m.get("concepts_reliable_two_stage", 1.0) < 0.5
@@ -213,8 +214,8 @@ def summary_text(c: Comparison) -> str:
         )
     if "worst_group_accuracy_two_stage" in m:
         parts.append(
-            f"Worst group: two-stage {m['worst_group_accuracy_two_stage']:.4f}, direct "
-            f"{m['worst_group_accuracy_direct']:.4f}."
+            f"Worst group: two-stage {shown(m['worst_group_accuracy_two_stage'], n=n)}, direct "
+            f"{shown(m['worst_group_accuracy_direct'], n=n)}."
         )
     if "*Synthetic data" in c.report:
         parts.append(

@@ -200,14 +200,17 @@ def run_lines(run: PipelineRun, tracker) -> list[str]:
             f"[{run.kind}] MLflow run {run.run_id} (experiment {tracker.experiment!r}); model "
             f"{run.model_uri} = runs:/{run.run_id}/model"
         )
-    acc = run.metrics.get("test_accuracy", float("nan"))
+    n = int(run.metrics.get("test_n") or 0)
+    acc = shown(run.metrics.get("test_accuracy"), n=n)
     ms = {k: v for k, v in run.metrics.items() if k.startswith("inference_ms_per_image_b")}
-    timing = ", ".join(f"{v:.2f} ms/image at batch {k.rsplit('_b', 1)[1]}" for k, v in ms.items())
-    worst = run.metrics.get("test_worst_group_accuracy", float("nan"))
+    timing = ", ".join(f"{v:.3g} ms/image at batch {k.rsplit('_b', 1)[1]}" for k, v in ms.items())
+    worst = shown(run.metrics.get("test_worst_group_accuracy"), n=n)
     lines.append(
-        f"[{run.kind}] test accuracy {acc:.4f}, worst-group accuracy {worst:.4f}, trained in "
+        f"[{run.kind}] test accuracy {acc} on {n:,} images, worst-group accuracy {worst}, trained in "
         f"{run.metrics.get('train_seconds', 0):.0f}s, {timing}"
     )
+    if getattr(run.pipeline, "data_kind", "") == "synthetic":  # said once, about the bundle the user gets
+        lines.append(f"[{run.kind}] warning: {synthetic_warning(run.bundle_dir)}")
     return lines
 
 
