@@ -268,8 +268,8 @@ def test_accuracy_loss_and_ratios_on_known_predictions():
     assert m["training_time_ratio"] == 2.0 and m["size_ratio"] == 1.5 and m["param_ratio"] == 1.1
     assert m["n_test_images"] == n
     assert "Accuracy drops" in c.report and "**reproduced**" in c.report and "about twice" in c.report
-    # plain words, a positive number of points
-    assert f"direct is {-100 * expected:.1f} points more accurate than two-stage" in c.report
+    # plain words, a positive number of points, to the digit a 400-image interval (about +-4 points) supports
+    assert f"direct is {-100 * expected:.0f} points more accurate than two-stage" in c.report
     ci = c.per_route["direct"]
     assert ci["accuracy_ci_low"] < ci["accuracy"] < ci["accuracy_ci_high"]
 

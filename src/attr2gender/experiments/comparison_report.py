@@ -69,17 +69,22 @@ def accuracy_verdict(low: float, high: float) -> str:
 def difference_words(diff: float, low: float, high: float, level: str = "95%") -> str:
     """Two-stage minus direct accuracy in plain words, with its CI: which route is more accurate, or
     "no significant difference" when the interval contains 0."""
-    ci = f"{level} CI {signed_points(low)} to {signed_points(high)} points"
+    half = (high - low) / 2 if math.isfinite(high - low) and high > low else 0.0001
+    d = min(2, max(0, -math.floor(math.log10(100 * half))))  # the digits the interval supports
+    ci = f"{level} CI {signed_points(low, d)} to {signed_points(high, d)} points"
     if low > 0:
-        return f"two-stage is {100 * diff:.1f} points more accurate than direct ({ci})"
+        return f"two-stage is {100 * diff:.{d}f} points more accurate than direct ({ci})"
     if high < 0:
-        return f"direct is {-100 * diff:.1f} points more accurate than two-stage ({ci})"
-    return f"no significant difference: two-stage minus direct is {signed_points(diff)} points ({ci}, which contains 0)"
+        return f"direct is {-100 * diff:.{d}f} points more accurate than two-stage ({ci})"
+    return (
+        f"no significant difference: two-stage minus direct is {signed_points(diff, d)} points "
+        f"({ci}, which contains 0)"
+    )
 
 
-def signed_points(x: float) -> str:
+def signed_points(x: float, decimals: int = 2) -> str:
     """A proportion as signed percentage points, e.g. ``+1.25``."""
-    return f"{100 * x + 0.0:+.2f}" if math.isfinite(x) else "n/a"
+    return f"{100 * x + 0.0:+.{decimals}f}" if math.isfinite(x) else "n/a"
 
 
 def comparison_report(c: Comparison, two_stage: RouteResult, direct: RouteResult, alpha: float = 0.05) -> str:
