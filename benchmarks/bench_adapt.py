@@ -1,19 +1,21 @@
 """How many of your own labelled photos does ``adapt`` need? A learning curve on real photos.
 
 Each route is trained on CelebA (the training side of the same identity-disjoint split as ``bench_wild.py``),
-then its head is refitted on N labelled photos of ``../shared/wild_dev`` (N = 25, 50, 100, 200, 400; 5 random
-draws each) and scored on the rest of wild_dev, exactly as ``pipe.adapt`` does it (the same head-fitting
-code; only the hold-out is the rest of the folder). Two priors: ``original`` (the library's default: start
-from the CelebA head and stay near it) and ``none`` (refit from scratch: what the head's size alone buys).
+then its head is refitted on N photos of a labels CSV you pass (``--labels``: columns path,male; N = 25, 50,
+100, 200, 400; 5 random draws each) and scored on the rest of that CSV, exactly as ``pipe.adapt`` does it
+(the same head-fitting code; only the hold-out is the rest of the photos). Two priors: ``original`` (the
+library's default: start from the CelebA head and stay near it) and ``none`` (refit from scratch: what the
+head's size alone buys).
 
 The question it answers: does the two-stage route's 40-parameter head need fewer labels than the direct
 route's last layer (129 to 1,761 parameters) to reach the same accuracy?
 
-wild_dev here is the adaptation data *and* the evaluation data (disjoint photos in every draw): these
-numbers say what adapting to a new source buys on that source, not how a model does on unseen sources.
+Your photos are the adaptation data *and* the evaluation data (disjoint photos in every draw): these
+numbers say what adapting to a source buys on that source, not how a model does on unseen sources.
+``../shared/wild_dev`` is refused: it is for validation and selection only, and adapting fits on it.
 
-    python benchmarks/bench_adapt.py              # face routes (~5 min on 2 cores with cached features)
-    python benchmarks/bench_adapt.py --with-cnn   # + the cpu-preset CNNs (~15 min a route to train)
+    python benchmarks/bench_adapt.py --labels my_photos/labels.csv              # face routes
+    python benchmarks/bench_adapt.py --labels my_photos/labels.csv --with-cnn   # + the cpu-preset CNNs
     python benchmarks/bench_adapt.py --quick      # CI smoke: synthetic data, proves the script runs
 
 Results: ``benchmarks/results/bench_adapt.{json,md,png}``.
@@ -99,10 +101,10 @@ def summary(rows: list[dict]) -> pd.DataFrame:
 
 def markdown(table: pd.DataFrame, sizes_of_heads: dict, info: dict, n_photos: int) -> str:
     lines = [
-        "# bench_adapt: refitting the head on a few of your own photos (wild_dev)",
+        "# bench_adapt: refitting the head on a few of your own photos",
         "",
         f"{info.get('cpu_model', '')}, {info.get('cpu_count', '')} cores, {info.get('date', '')}. Every route "
-        f"trained on CelebA (split {SPLIT}, seed 0), then its head refitted on N of the {n_photos} wild_dev "
+        f"trained on CelebA (split {SPLIT}, seed 0), then its head refitted on N of the {n_photos} labelled "
         f"photos with a usable face, scored on the others; {DRAWS} random draws per N: mean ± std of the Male "
         "accuracy. N = 0: the CelebA-trained head on all of them. Priors: `original` starts from the CelebA "
         "head and stays near it (the library's default); `none` refits from scratch.",
@@ -149,7 +151,7 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("your labelled photos N (log; the leftmost point: none, CelebA only)")
         ax.set_title(f"head refitted, prior: {prior}")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("Male accuracy on the other wild_dev photos")
+    axes[0].set_ylabel("Male accuracy on the other photos")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -160,7 +162,7 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=str(SHARED / "celeba"))
-    parser.add_argument("--wild", default=str(SHARED / "wild_dev"))
+    parser.add_argument("--labels", default=None, help="CSV of your own labelled photos: path,male")
     parser.add_argument("--cache-dir", default=".cache/attr2gender")
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results"))
     parser.add_argument("--seed", type=int, default=0)
@@ -191,12 +193,17 @@ def main(argv=None) -> int:
         )
         align = "none"
     else:
-        wild = Path(args.wild)
-        if not (wild / "labels.csv").is_file():
-            print(f"no wild_dev at {wild}: nothing to adapt to")
+        if args.labels is None:
+            print("pass --labels CSV (path,male) of your own labelled photos: nothing to adapt to")
             return 0
-        photos = pd.read_csv(wild / "labels.csv")
-        photos["file"] = [str(wild / p) for p in photos["path"]]
+        labels_csv = Path(args.labels).resolve()
+        if labels_csv.is_relative_to((SHARED / "wild_dev").resolve()):
+            print(
+                "error: --labels: wild_dev is for validation and selection only; adapting would train on it"
+            )
+            return 2
+        photos = pd.read_csv(labels_csv)
+        photos["file"] = [str(labels_csv.parent / p) for p in photos["path"]]
         align = None
     out_dir = Path(tempfile.mkdtemp(prefix="bench_adapt_runs_"))
     rows, heads = [], {}

@@ -50,9 +50,9 @@ DETECT_RETRY_SIDE = 960  # ... and again at this size when no face was found (or
 # none within CENTRE_RADIUS x the diagonal of the centre): small faces in large photos
 CENTRE_RADIUS = 0.2
 # Eye distance / box width of RetinaFace's faces looking at the camera: the median is 0.456 over 4,024 CelebA
-# crops, 0.46 on wild_dev's LFW and UTKFace photos (benchmarks/bench_turned_faces.py). It turns
+# crops, 0.46 on the validation photos (wild_dev, only measured; benchmarks/bench_turned_faces.py). It turns
 # min_eye_distance into the box width of a frontal face that size (24 px -> 53 px). Under TURNED_RATIO (2/3
-# of it; 0.2 % of CelebA's and wild_dev's faces) a face is turned away, and its box says how large it is.
+# of it; 0.2 % of those faces) a face is turned away, and its box says how large it is.
 FRONTAL_EYE_RATIO = 0.45
 TURNED_RATIO = 0.3
 REFINE_BELOW, REFINE_SIDE = 32, 192  # a picked face under 32 px in its pass is found again on a close-up

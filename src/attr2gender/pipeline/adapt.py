@@ -271,8 +271,7 @@ def head_probability(pipeline, head, X: np.ndarray) -> np.ndarray:
 
 
 def read_labels_csv(path) -> tuple[list, list[int], list[str]]:
-    """A user's ``path,male`` rows (the layout of a labels CSV such as ``wild_dev/labels.csv``, which the
-    project itself only validates on; other columns are ignored): the photo paths
+    """A user's ``path,male`` rows (other columns are ignored): the photo paths
     (relative ones resolved against the CSV's folder), their labels, and one problem line per row that
     was left out (a missing file, a label other than 1/0 or Male/Female, a path given twice). A file without
     the two columns raises :class:`ConfigError`."""
