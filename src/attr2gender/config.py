@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .constants import MAX_WORKERS
 from .errors import ConfigError
 
 # Choices that only the config has. Those owned by a lower layer (tasks and losses: models; split strategies
@@ -35,7 +36,6 @@ STRATEGIES = (
     "single_device",
 )
 MAX_IMAGE_SIZE = 1024  # crop side; a bundle's resize (crop x 256/224) must stay within its 4,096 px bound
-MAX_NUM_WORKERS = 64  # decode processes; more only exhausts memory and process slots
 MAX_PRESET_BYTES = 1 << 20  # a preset is a few dozen lines
 TRAINING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # Lightning's names
 MODES = ("staged", "joint")
@@ -273,9 +273,9 @@ class RunConfig:
             raise ConfigError(
                 f"image_size must be from 16 to {MAX_IMAGE_SIZE} px, got {self.image_size} (the study used 224)"
             )
-        if self.num_workers > MAX_NUM_WORKERS:
+        if self.num_workers > MAX_WORKERS:
             raise ConfigError(
-                f"num_workers must be from 0 to {MAX_NUM_WORKERS}, got {self.num_workers} (about one per CPU core)"
+                f"num_workers must be from 0 to {MAX_WORKERS}, got {self.num_workers} (about one per CPU core)"
             )
         for name in (
             "weight_decay",

@@ -11,3 +11,6 @@ ALIGN_MODES = ("auto", "none")  # auto: find the face and warp it onto the templ
 FACE_MODES = ("center", "all")  # the face nearest the image centre, or one row per face
 FALLBACKS = ("error", "whole_image")  # no face found: an error row, or predict on the whole image
 MIN_EYE_DISTANCE = 24.0  # px in the input image: below this a face is too small to classify
+
+# Decode workers (threads or processes) for training and predict: more only exhausts memory and process slots.
+MAX_WORKERS = 64

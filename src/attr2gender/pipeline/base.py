@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..constants import MAX_WORKERS
 from ..data.faces import MIN_EYE_DISTANCE, FaceAlignment, FaceDetector, FaceTemplate, save_template
 from ..data.images import ImageLoadError
 from ..data.transforms import EvalPreprocessing, preprocessing_spec
@@ -32,14 +33,12 @@ from .runtime import ONNX_FILE, OnnxRuntime, export_onnx, onnx_export_available,
 
 LABELS = ("Female", "Male")
 MAX_BATCH_SIZE = 65_536  # the ONNX export's batch axis ends there
-MAX_WORKERS = 64
 PROGRESS_MIN_IMAGES = 512  # show a progress bar on calls at least this long (or with progress=True)
 
 
-def checked_count(name: str, value, low: int) -> int:
+def checked_count(name: str, value, low: int, high: int) -> int:
     """``value`` as a count from ``low`` to its maximum, or a ``ValueError`` naming ``name`` and the range:
     ``batch_size=-1`` once returned no rows and no error, and ``batch_size="8"`` a raw TypeError."""
-    high = MAX_BATCH_SIZE if name == "batch_size" else MAX_WORKERS
     if not (isinstance(value, int | np.integer) and not isinstance(value, bool) and low <= value <= high):
         raise ConfigError(f"{name} must be an integer from {low} to {high:,}, got {value!r}")
     return int(value)
@@ -117,8 +116,12 @@ class GenderPredictor:
             preprocessing_spec(preprocessing) if isinstance(preprocessing, int) else dict(preprocessing)
         )
         self.threshold = float(threshold)
-        self.batch_size = checked_count("batch_size", batch_size, 1)  # images per forward pass
-        self.num_workers = checked_count("num_workers", num_workers, 0)  # decode threads/processes
+        self.batch_size = checked_count(
+            "batch_size", batch_size, 1, MAX_BATCH_SIZE
+        )  # images per forward pass
+        self.num_workers = checked_count(
+            "num_workers", num_workers, 0, MAX_WORKERS
+        )  # decode threads/processes
         self.metrics: dict[str, float] = dict(metrics or {})  # test metrics of the run that trained it
         self.config: dict = dict(config or {})  # that run's resolved config
         self.report = report  # the training run's TrainReport (in memory only; None for a loaded bundle)
@@ -285,7 +288,11 @@ class GenderPredictor:
         names = [name for name, _ in items]
         sources = [source for _, source in items]
         n = len(items)
-        batch_size = self.batch_size if batch_size is None else checked_count("batch_size", batch_size, 1)
+        batch_size = (
+            self.batch_size
+            if batch_size is None
+            else checked_count("batch_size", batch_size, 1, MAX_BATCH_SIZE)
+        )
         order: list[tuple[int, int]] = []  # per row: (input position, face index), the sort key of the rows
         faces: list = []  # per row: its FaceInfo (None: no alignment, or no image)
         row_errors: list[str] = []
