@@ -126,6 +126,7 @@ def _train_small(train_route, tmp: Path):
         return train_route(
             "face",
             data_root=str(SHARED_CELEBA),
+            labelled_faces="",  # CelebA alone here; tests/test_two_sources.py adds the second source
             max_train_images=160,
             max_eval_images=60,
             epochs=3,

@@ -31,8 +31,15 @@ from .errors import Attr2GenderError, UsageError
 
 def _data_summary(args) -> int:
     from .data import load_celeba
-    from .data.summary import summarize
+    from .data.celeba import ATTR_FILE
+    from .data.labelled_faces import LABELS_FILE, load_labelled_faces
+    from .data.summary import summarize, summarize_labelled
 
+    if not (args.root / ATTR_FILE).is_file() and (
+        (args.root / LABELS_FILE).is_file() or args.root.name.lower().startswith("utkface")
+    ):  # a folder of labelled faces (the second training source), not a CelebA root
+        print(summarize_labelled(load_labelled_faces(args.root)))
+        return 0
     print(summarize(load_celeba(args.root), decode=args.decode, progress=not args.quiet))
     return 0
 
@@ -520,7 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="inspect, make or export CelebA-format data")
     dsub = data.add_subparsers(dest="data_command", required=True)
-    p = dsub.add_parser("summary", help="images found, partitions, Male rate, identities, problems")
+    p = dsub.add_parser(
+        "summary",
+        help="images found, partitions, Male rate, identities, problems; or a labelled faces folder's "
+        "photos by age band and race",
+    )
     p.add_argument("root", type=Path)
     p.add_argument("--decode", action="store_true", help="fully decode every image (slower, finds more)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -19,6 +19,7 @@ __all__ = [
     "ImageLoadError",
     "IncompatibleWeightsError",
     "InputKindMismatchError",
+    "LabelledFacesError",
     "RuntimeUnavailableError",
     "StageTwoFormatError",
     "UnknownBackboneError",
@@ -68,6 +69,11 @@ class CelebAFormatError(CelebAError, ValueError):
         self.path, self.line, self.problem = Path(path), line, problem
         where = f"{path}, line {line}" if line is not None else str(path)
         super().__init__(f"{where}: {problem}")
+
+
+class LabelledFacesError(Attr2GenderError, ValueError):
+    """A folder of labelled face photos cannot serve as a training source; the message names the folder
+    or file and what to give instead."""
 
 
 class ImageLoadError(Attr2GenderError, ValueError):

@@ -199,6 +199,13 @@ def _require_file(path: str | os.PathLike) -> Path:
 
 CELEBA_ROWS = 202_599  # images annotated in CelebA's list_attr_celeba.txt
 SYNTHETIC_MARKER = "SYNTHETIC"  # written by make_synthetic_celeba beside its README
+# What each kind of root may be used for; a model trained on it inherits the terms (bundles record them).
+LICENCES = {
+    "celeba": "CelebA (Liu et al., ICCV 2015): non-commercial research only (the CelebA agreement); "
+    "a model trained on it inherits that",
+    "synthetic": "synthetic faces drawn by attr2gender (MIT licence): no real person",
+    "custom": "not stated: a dataset in CelebA's layout; record its licence before sharing a model trained on it",
+}
 
 
 @dataclass
@@ -229,6 +236,20 @@ class CelebA:
         ):
             return "synthetic"
         return "celeba" if len(self.attributes) == CELEBA_ROWS else "custom"
+
+    @property
+    def licence(self) -> str:
+        return LICENCES[self.kind]
+
+    def record(self, images: dict[str, int]) -> dict:
+        """What a bundle says it learned from this root: name, root, licence and image counts."""
+        return {
+            "name": self.kind,
+            "root": str(self.root),
+            "layout": "celeba",
+            "licence": self.licence,
+            "images": dict(images),
+        }
 
     @property
     def missing_count(self) -> int:

@@ -120,3 +120,90 @@ def inverse_frequency_weights(ids: np.ndarray, n_groups: int = 4) -> np.ndarray:
 
 def describe_groups(masks: Mapping[str, np.ndarray]) -> str:
     return ", ".join(f"{name} {int(mask.sum()):,}" for name, mask in masks.items())
+
+
+# --------------------------------------------------------------------------------------------------
+# Age band x gender and race x gender cells: the people an average over everyday photos hides
+# --------------------------------------------------------------------------------------------------
+
+# Ten-year bands, the last open: (label, lowest age, first age of the next band).
+AGE_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("0-9", 0, 10),
+    ("10-19", 10, 20),
+    ("20-29", 20, 30),
+    ("30-39", 30, 40),
+    ("40-49", 40, 50),
+    ("50-59", 50, 60),
+    ("60-69", 60, 70),
+    ("70+", 70, float("inf")),
+)
+AGE_BAND_LABELS = tuple(label for label, _, _ in AGE_BANDS)
+
+
+def age_bands(ages) -> np.ndarray:
+    """The :data:`AGE_BANDS` label of each age in years ("" where the age is unknown)."""
+    ages = np.asarray(ages, dtype=np.float64).reshape(-1)
+    out = np.full(len(ages), "", dtype=object)
+    for label, low, high in AGE_BANDS:
+        out[(ages >= low) & (ages < high)] = label
+    return out
+
+
+def age_band_key(label: str) -> str:
+    """A metric-name-safe form of a band label: ``10-19`` -> ``10_19``, ``70+`` -> ``70_up``."""
+    return label.replace("-", "_").replace("+", "_up")
+
+
+def cell_masks(male, by: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """``{axis: {value: mask}}`` for each named axis (e.g. ``age_band``, ``race``) in its values' order;
+    rows with an unknown ("") value belong to no cell. The gender split is done by the tables that read
+    these (women's and men's recall per cell)."""
+    male = np.asarray(male).reshape(-1)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for axis, values in by.items():
+        values = np.asarray(values, dtype=object).reshape(-1)
+        if len(values) != len(male):
+            raise ValueError(f"{axis}: {len(values)} values for {len(male)} rows")
+        present = [v for v in dict.fromkeys(values.tolist()) if v not in ("", None)]
+        order = AGE_BAND_LABELS if axis == "age_band" else sorted(present, key=str)
+        out[axis] = {str(v): values == v for v in order if v in present}
+    return out
+
+
+# How the rows of two training sources weigh in the Male loss (RunConfig.source_weighting).
+SOURCE_WEIGHTINGS = ("rows", "sources", "cells")
+CELEBA_SOURCE = "celeba"
+
+
+def source_weights(sources, male, bands, scheme: str = "cells") -> np.ndarray:
+    """Per-row weights, mean 1, for rows from several sources (``sources``: the source of each row;
+    ``bands``: its age band, "" unknown, as from :func:`age_bands`):
+
+    - ``rows``: each row weighs the same, so the bigger source dominates;
+    - ``sources``: each source's rows together weigh the same;
+    - ``cells``: as ``sources``, and within a source that has ages every gender x age band cell weighs the
+      same (rows of unknown age form a cell per gender), so 75 women over 70 count as much as 1,200 women
+      in their twenties. CelebA has no ages: its rows weigh equally within it."""
+    if scheme not in SOURCE_WEIGHTINGS:
+        raise ValueError(f"source_weighting={scheme!r} is not one of {SOURCE_WEIGHTINGS}")
+    sources = np.asarray(sources, dtype=object).reshape(-1)
+    male = np.asarray(male).reshape(-1).astype(np.int64)
+    bands = np.asarray(bands, dtype=object).reshape(-1)
+    if not len(sources) == len(male) == len(bands):
+        raise ValueError(f"{len(sources)} sources, {len(male)} labels and {len(bands)} age bands")
+    if len(sources) == 0:
+        return np.zeros(0)
+    if scheme == "rows":
+        return np.ones(len(sources))
+    weights = np.zeros(len(sources))
+    names = list(dict.fromkeys(sources.tolist()))
+    for source in names:
+        rows = sources == source
+        if scheme == "cells" and (bands[rows] != "").any():
+            cells = np.char.add(male[rows].astype(str), bands[rows].astype(str))
+            _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+            within = 1.0 / (counts[inverse] * len(counts))
+        else:
+            within = np.full(int(rows.sum()), 1.0 / rows.sum())
+        weights[rows] = within / len(names)
+    return weights * (len(weights) / weights.sum())

@@ -116,3 +116,49 @@ def balance_by_target(image_ids, male: np.ndarray, seed: int = 0) -> list[str]:
         idx = np.flatnonzero(male == cls)
         keep[rng.choice(idx, size=n, replace=False)] = True
     return list(image_ids[keep])
+
+
+def group_split(
+    groups,
+    strata,
+    fractions: tuple[float, float, float],
+    seed: int = 0,
+    ids=None,
+) -> Splits:
+    """Seeded train/val/test split of rows by ``groups`` (photos of one person share a group: no person on
+    two sides), stratified by ``strata`` (e.g. gender x age band; a group's is its most common), so every cell
+    keeps about ``fractions`` of its people on each side. Returns the row ``ids`` (default: positions as
+    strings) per side, in their input order."""
+    groups = pd.Series(np.asarray(groups, dtype=object)).astype(str)
+    strata = pd.Series(np.asarray(strata, dtype=object)).astype(str)
+    if len(groups) != len(strata):
+        raise ValueError(f"{len(groups)} groups but {len(strata)} strata")
+    ids = np.asarray([str(i) for i in range(len(groups))] if ids is None else list(ids), dtype=object)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    frame = pd.DataFrame({"group": groups, "stratum": strata})
+    sizes = frame.groupby("group", sort=False).size()
+    # A group's stratum is its most common one (a 254-photo group of babies counts among the babies).
+    first = (
+        frame.groupby(["group", "stratum"], sort=False)
+        .size()
+        .rename("n")
+        .reset_index()
+        .sort_values(["n", "stratum"], ascending=[False, True], kind="stable")
+        .drop_duplicates("group")
+    )
+    rng = np.random.default_rng(seed)
+    side = {}
+    for _, members in sorted(first.groupby("stratum"), key=lambda kv: kv[0]):
+        # As identity_split: groups in random order fill train, then val, then test up to their photo
+        # targets, each going where its midpoint falls (a 254-photo group cannot swell one side alone).
+        order = members["group"].to_numpy()[rng.permutation(len(members))]
+        counts = sizes.loc[order].to_numpy()
+        targets = np.cumsum(np.asarray(fractions)) * counts.sum()
+        midpoints = np.cumsum(counts) - counts / 2
+        side.update(
+            zip(order.tolist(), np.searchsorted(targets, midpoints, side="right").clip(0, 2).tolist())
+        )
+    which = groups.map(side).to_numpy()
+    parts = [list(ids[which == k]) for k in range(3)]
+    return Splits(parts[0], parts[1], parts[2], "group")

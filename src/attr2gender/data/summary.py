@@ -1,12 +1,15 @@
-"""``attr2gender data summary ROOT``: what a CelebA root holds, and what is wrong with it."""
+"""``attr2gender data summary ROOT``: what a CelebA root (or a folder of labelled faces) holds, and what is
+wrong with it."""
 
 from __future__ import annotations
 
+import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from ..progress import progress as tqdm
 from .attributes import TARGET
 from .celeba import PARTITION_NAMES, CelebA
+from .groups import AGE_BAND_LABELS, age_bands
 from .images import ImageLoadError, load_image
 from .splits import official_partition_usable
 
@@ -65,4 +68,31 @@ def summarize(celeba: CelebA, decode: bool = False, progress: bool = True) -> st
         )
     else:
         lines.append(f"unreadable:       none ({len(celeba.present):,} images {check})")
+    return "\n".join(lines)
+
+
+def summarize_labelled(faces) -> str:
+    """What a folder of labelled faces (:class:`~attr2gender.data.labelled_faces.LabelledFaces`) holds: photos,
+    genders by age band and by race, groups, the licence, and the rows left out."""
+    table = faces.table
+    bands = age_bands(table["age"].to_numpy())
+    lines = [
+        f"labelled faces:   {faces.root} ({faces.name}, read from {faces.layout})",
+        f"photos:           {len(table):,} ({int(table['male'].sum()):,} male, {int((table['male'] == 0).sum()):,} female)",
+        f"groups:           {table['group'].nunique():,}"
+        + ("" if faces.has_groups else " (no group column: every photo its own group)"),
+        f"licence:          {faces.licence}",
+        "by age band (female / male):",
+    ]
+    counts = pd.crosstab(pd.Series(bands, name="band"), table["male"].to_numpy())
+    for band in [*AGE_BAND_LABELS, ""]:
+        if band in counts.index:
+            row = counts.loc[band]
+            lines.append(f"  {band or 'unknown':8s} {int(row.get(0, 0)):>6,} / {int(row.get(1, 0)):,}")
+    races = pd.crosstab(table["race"].replace("", "unknown").to_numpy(), table["male"].to_numpy())
+    lines.append("by race (female / male):")
+    for race, row in races.iterrows():
+        lines.append(f"  {race:8s} {int(row.get(0, 0)):>6,} / {int(row.get(1, 0)):,}")
+    if faces.problems:
+        lines.append(f"left out:         {len(faces.problems):,} rows, e.g. {faces.problems[0]}")
     return "\n".join(lines)

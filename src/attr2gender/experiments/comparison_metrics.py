@@ -303,6 +303,10 @@ def compare_routes(
             metrics[f"{key}_two_stage"] = float(m2[f"test_{key}"])
     if "test_concepts_reliable" in m2:
         metrics["concepts_reliable_two_stage"] = float(m2["test_concepts_reliable"])
+    # The labelled faces' validation side (everyday photos of every age), when both routes were scored there.
+    for key in ("labelled_val_accuracy", "labelled_val_worst_recall_10_up", "labelled_val_n"):
+        if key in m2 and key in md:
+            metrics[f"{key}_two_stage"], metrics[f"{key}_direct"] = float(m2[key]), float(md[key])
     batches = [b for b in latency_batches(m2) if b in latency_batches(md)]
     for b in batches:
         metrics[f"inference_time_ratio_b{b}"] = ratio(

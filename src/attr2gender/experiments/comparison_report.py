@@ -222,6 +222,15 @@ def summary_text(c: Comparison) -> str:
             f"Worst group: two-stage {shown(m['worst_group_accuracy_two_stage'], n=n)}, direct "
             f"{shown(m['worst_group_accuracy_direct'], n=n)}."
         )
+    if "labelled_val_accuracy_two_stage" in m:
+        k = int(m["labelled_val_n_two_stage"])
+        parts.append(
+            f"On the labelled faces' validation side (everyday photos of every age, {k:,} photos): "
+            f"two-stage {shown(m['labelled_val_accuracy_two_stage'], n=k)}, direct "
+            f"{shown(m['labelled_val_accuracy_direct'], n=k)}; the weakest gender x age band cell from 10 up "
+            f"{shown(m['labelled_val_worst_recall_10_up_two_stage'], n=k)} and "
+            f"{shown(m['labelled_val_worst_recall_10_up_direct'], n=k)} (each route's reports name it)."
+        )
     if "*Synthetic data" in c.report:
         parts.append(
             "**Synthetic faces (smoke run): these numbers say the pipeline runs, not how it does on people.**"

@@ -34,8 +34,18 @@ from .seeds import WHAT_VARIES, SeedsSummary, summarize_seeds
 N_BOOT = 2000  # bootstrap resamples for the accuracy-loss CI
 # The HTML report shows each route's own reports and plots that exist, these first (the analyses that
 # answer "where does the detour cost?"), then any others alphabetically; diagnostics come last.
-PREFERRED_REPORTS = ("attribute_metrics.md", "slices.md", "calibration.md", "groups.md", "leakage.md")
+PREFERRED_REPORTS = (
+    "labelled_val_cells.md",
+    "labelled_test_cells.md",
+    "attribute_metrics.md",
+    "slices.md",
+    "calibration.md",
+    "groups.md",
+    "leakage.md",
+)
 PREFERRED_PLOTS = (
+    "labelled_val_heatmap.png",
+    "labelled_val_recall.png",
     "attribute_balanced_accuracy.png",
     "attribute_accuracy.png",
     "slices.png",

@@ -62,8 +62,12 @@ def logged_metrics(pipeline, report) -> dict[str, float]:
     """Test metrics as ``test_<name>`` (the same names for both routes), training time and timings."""
     not_test = {"train_seconds", "stage_two_rows", "threshold", "temperature"}
     out = {
-        f"test_{k}": v for k, v in pipeline.metrics.items() if k not in not_test and not k.startswith("val_")
+        f"test_{k}": v
+        for k, v in pipeline.metrics.items()
+        if k not in not_test and not k.startswith(("val_", "labelled_"))
     }
+    # The labelled faces' sides say which side they are (labelled_val_*, labelled_test_*).
+    out |= {k: v for k, v in pipeline.metrics.items() if k.startswith("labelled_")}
     out |= {k: v for k, v in pipeline.metrics.items() if k.startswith("val_") or k == "temperature"}
     # One name per meaning for both routes, sorting to the top of the runs table.
     out["headline_accuracy"] = float(pipeline.metrics.get("accuracy", float("nan")))
@@ -242,6 +246,43 @@ def _input_example(paths: list[Path]) -> pd.DataFrame | None:
     return pd.DataFrame({"image_base64": [base64.b64encode(Path(paths[0]).read_bytes()).decode("ascii")]})
 
 
+def labelled_artifacts(evaluation, title: str, plots_dir: Path, reports_dir: Path, tables: dict) -> dict:
+    """One side of the labelled faces: the cells' table (markdown, CSV, an MLflow table), the age band x
+    race heatmap and each gender's recall per age band."""
+    side, source = evaluation.side, evaluation.source
+    name = f"labelled_{side}"
+    where = f"{source}, {'validation' if side == 'val' else 'test'} side (people never trained on)"
+    evaluation.cells.to_csv(reports_dir / f"{name}_cells.csv", index=False)
+    m = evaluation.metrics()
+    (reports_dir / f"{name}_cells.md").write_text(
+        f"# Everyday photos by age band and race ({title}, {where})\n\n"
+        f"Male accuracy {shown(m[f'{name}_accuracy'], m[f'{name}_accuracy_ci_low'], m[f'{name}_accuracy_ci_high'])} "
+        f"on {len(evaluation.male):,} photos ({evaluation.skipped} without a usable face); women called women "
+        f"{100 * m[f'{name}_female_recall']:.1f} %, men called men {100 * m[f'{name}_male_recall']:.1f} %. "
+        f"Weakest gender x age band cell from 10 up: {evaluation.describe_worst()}. 95 % bootstrap CIs; a cell "
+        'of fewer than 30 photos says "too few".\n\n' + reports.cell_table_markdown(evaluation.cells)
+    )
+    tables[f"{name}_cells"] = evaluation.cells
+    accuracy, counts = evaluation.cross()
+    accuracy.index.name, accuracy.columns.name = "age band", "race"
+    out = {
+        f"{name}_heatmap": plots_dir / f"{name}_heatmap.png",
+        f"{name}_recall": plots_dir / f"{name}_recall.png",
+    }
+    plots.plot_cell_heatmap(
+        accuracy,
+        counts,
+        path=out[f"{name}_heatmap"],
+        title=f"Male accuracy by age band and race ({title}, {where})",
+    )
+    plots.plot_cell_recall(
+        evaluation.cells,
+        path=out[f"{name}_recall"],
+        title=f"Each gender's recall by age band ({title}, {where})",
+    )
+    return out
+
+
 def write_run_artifacts(
     kind: str, pipeline, report, route_result: RouteResult, run_dir: Path, test_paths: list[Path]
 ) -> dict:
@@ -345,6 +386,8 @@ def write_run_artifacts(
             {title: slices}, path=out["slices"], title=f"Male accuracy per slice ({title})"
         )
         tables["slices"] = slices.reset_index()
+    for evaluation in getattr(report, "labelled", {}).values():
+        out |= labelled_artifacts(evaluation, title, plots_dir, reports_dir, tables)
     ece = reports.expected_calibration_error(y, prob)
     brier = reports.brier_score(y, prob)
     bins = reports.calibration_bins(y, prob)

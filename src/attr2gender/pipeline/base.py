@@ -142,6 +142,9 @@ class GenderPredictor:
         # What it was trained on: "celeba", "custom" (another dataset in CelebA's layout), "synthetic" (no real
         # faces: predictions on real photos are near chance, and every entry point says so) or "unknown".
         self.data_kind = data_kind
+        # Every source it learned from, in order: name, root, layout, licence, image counts, what it taught
+        # (attr2gender.training.routes.training_data_record); empty when built from parts.
+        self.training_data: list[dict] = []
         self.adapted: AdaptRecord | None = None  # set by adapt(): what the head was refitted on
 
     def __repr__(self) -> str:
@@ -157,6 +160,9 @@ class GenderPredictor:
         if hasattr(self, "stage_two"):  # the two-stage route; a stage-one-only pipeline has no model name
             parts.append(f"stage two {getattr(self.stage_two, 'model', None) or 'not fitted'}")
         data = getattr(self, "data_kind", None) or self.config.get("data_kind") or "unknown data"
+        sources = [str(d.get("name", "?")) for d in getattr(self, "training_data", None) or []]
+        if len(sources) > 1:
+            data = " + ".join(sources)
         parts.append(f"trained on {'unknown data' if data == 'unknown' else data}")
         try:
             accuracy = float(self.metrics.get("accuracy"))
@@ -455,6 +461,7 @@ class GenderPredictor:
                 "temperature": self.temperature,
                 "data_kind": self.data_kind,
             }
+            | ({"training_data": self.training_data} if getattr(self, "training_data", None) else {})
         )
 
     def _save_parts(self, directory: Path) -> None:
@@ -485,4 +492,5 @@ class GenderPredictor:
         self.config = manifest.get("config", {})
         self.temperature = self._checked_temperature(manifest.get("temperature", 1.0))
         self.data_kind = manifest.get("data_kind", "unknown")
+        self.training_data = list(manifest.get("training_data", []))
         self.adapted = AdaptRecord.from_json(manifest["adapted"]) if "adapted" in manifest else None

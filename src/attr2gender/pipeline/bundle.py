@@ -66,7 +66,10 @@ TOP_LEVEL = {
     "stage_two",
     "data_kind",  # optional: celeba | custom | synthetic | unknown
     "temperature",  # optional: temperature scaling of P(Male); absent in bundles saved before it
+    "training_data",  # optional: every source it learned from (name, root, licence, image counts)
 }
+MAX_SOURCES = 8  # training_data entries; a model learns from one or two
+SOURCE_KEYS = {"name": str, "root": str, "layout": str, "licence": str, "learnt": str, "images": dict}
 
 
 def sha256_file(path: Path) -> str:
@@ -248,6 +251,7 @@ def _check_values(m: dict, path: Path) -> None:
             AdaptRecord.from_json(m["adapted"] if isinstance(m["adapted"], dict) else {})
         except ValueError as exc:
             raise _fail(path, "adapted", str(exc)) from None
+    _check_training_data(m.get("training_data", []), path)
     provenance = m.get("backbone_weights", {})
     if not (isinstance(provenance, dict) and all(isinstance(k, str) for k in provenance)):
         raise _fail(path, "backbone_weights", "must be an object")
@@ -258,6 +262,32 @@ def _check_values(m: dict, path: Path) -> None:
         names = m.get("attribute_names")
         if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise _fail(path, "attribute_names", "must be a list of attribute names")
+
+
+def _check_training_data(records, path: Path) -> None:
+    """A list of at most :data:`MAX_SOURCES` records of :data:`SOURCE_KEYS` (strings under 1,000 characters,
+    ``images``: names to counts): what a bundle says it learned from is read, so it is checked too."""
+    if not (isinstance(records, list) and len(records) <= MAX_SOURCES):
+        raise _fail(path, "training_data", f"must be a list of at most {MAX_SOURCES} sources")
+    for k, record in enumerate(records):
+        if not (isinstance(record, dict) and set(record) <= set(SOURCE_KEYS) and "name" in record):
+            raise _fail(
+                path, f"training_data[{k}]", f"must be an object with a name and only {sorted(SOURCE_KEYS)}"
+            )
+        for key, kind in SOURCE_KEYS.items():
+            value = record.get(key, kind())
+            if not isinstance(value, kind) or (kind is str and len(value) > 1000):
+                raise _fail(
+                    path,
+                    f"training_data[{k}].{key}",
+                    f"must be {'a short string' if kind is str else 'an object'}",
+                )
+        images = record.get("images", {})
+        if not all(
+            isinstance(n, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**9
+            for n, v in images.items()
+        ):
+            raise _fail(path, f"training_data[{k}].images", "must map split names to image counts")
 
 
 def _check_files(m: dict, directory: Path) -> None:

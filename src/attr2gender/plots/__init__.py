@@ -36,6 +36,8 @@ from ._style import save_figure
 from .comparison import plot_comparison, plot_cost_ratios
 from .evaluation import (
     plot_attribute_accuracy,
+    plot_cell_heatmap,
+    plot_cell_recall,
     plot_confusion_matrix,
     plot_group_accuracy,
     plot_prediction_grid,
@@ -58,6 +60,8 @@ from .training import plot_learning_curves, plot_lr_finder
 # every `from attr2gender.plots import ...` in the project).
 __all__ = [
     "contact_sheet",
+    "plot_cell_heatmap",
+    "plot_cell_recall",
     "plot_attribute_accuracy",
     "plot_attribute_importance",
     "plot_comparison",

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -18,6 +19,9 @@ from matplotlib.patches import Patch
 from ..metrics import to_numpy
 from ._style import (
     CORRECT_COLOR,
+    FEMALE_COLOR,
+    MALE_COLOR,
+    NEUTRAL_COLOR,
     ROUTE_COLORS,
     WRONG_COLOR,
     _as_label_array,
@@ -313,4 +317,69 @@ def plot_attribute_accuracy(
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(f"{title}\n({len(acc)} attributes, sorted by {label})", fontsize=12)
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8.5, frameon=False)
+    return save_figure(fig, path)
+
+
+def plot_cell_heatmap(
+    accuracy: pd.DataFrame,
+    counts: pd.DataFrame,
+    path: str | Path | None = None,
+    title: str = "Male accuracy by age band and race",
+    min_count: int = 10,
+) -> Figure:
+    """A heatmap of ``accuracy`` (rows x columns, e.g. age band x race; values in [0, 1]) with each cell's
+    accuracy and photo count written in it. A cell of fewer than ``min_count`` photos is grey, its number
+    shown only as "n=": too few to colour as a rate."""
+    if accuracy.empty:
+        return _message_figure(title, "no cell with photos", path)
+    values = accuracy.to_numpy(dtype=float)
+    n = counts.reindex(index=accuracy.index, columns=accuracy.columns).fillna(0).to_numpy(dtype=int)
+    shown = np.where(n >= min_count, values, np.nan)
+    rows, cols = values.shape
+    fig = _new_figure(1.3 * cols + 2.6, 0.55 * rows + 1.6)
+    ax = fig.add_subplot(1, 1, 1)
+    # Colour spans 70-100 %: every cell of a usable model lies there, and the weak ones must stand out.
+    cmap = colormaps["RdYlGn"].with_extremes(bad="#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=0.7, vmax=1.0, aspect="auto")
+    for i in range(rows):
+        for j in range(cols):
+            if n[i, j] == 0:
+                continue
+            text = f"{100 * values[i, j]:.0f}%\nn={n[i, j]}" if n[i, j] >= min_count else f"n={n[i, j]}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(cols), [str(c) for c in accuracy.columns])
+    ax.set_yticks(range(rows), [str(r) for r in accuracy.index])
+    ax.set_xlabel(str(accuracy.columns.name or ""))
+    ax.set_ylabel(str(accuracy.index.name or ""))
+    fig.colorbar(im, ax=ax, label="Male accuracy (colour from 70 %)", shrink=0.8)
+    ax.set_title(title, fontsize=11)
+    return save_figure(fig, path)
+
+
+def plot_cell_recall(cells: pd.DataFrame, path: str | Path | None = None, title: str = "") -> Figure:
+    """Female and male recall per age band (from :func:`attr2gender.metrics.cell_table`), with 95 % CIs and
+    each cell's n under its band: where one gender is called the other."""
+    rows = cells[cells["axis"] == "age_band"]
+    if rows.empty:
+        return _message_figure(title or "Recall by age band", "no ages known", path)
+    fig = _new_figure(max(6.0, 0.9 * len(rows) + 2.0), 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(rows))
+    for offset, key, colour, label in (
+        (-0.18, "female_recall", FEMALE_COLOR, "women called women"),
+        (0.18, "male_recall", MALE_COLOR, "men called men"),
+    ):
+        value = rows[key].to_numpy(dtype=float)
+        low = np.nan_to_num(value - rows[f"{key}_low"].to_numpy(dtype=float))
+        high = np.nan_to_num(rows[f"{key}_high"].to_numpy(dtype=float) - value)
+        ax.bar(x + offset, value, 0.36, yerr=[low, high], capsize=2, color=colour, label=label)
+    ax.set_xticks(
+        x, [f"{c}\n{w}F / {m}M" for c, w, m in zip(rows["cell"], rows["women"], rows["men"])], fontsize=8
+    )
+    ax.set_ylim(0.5, 1.0)
+    ax.set_ylabel("recall (95 % CI)")
+    ax.axhline(0.92, color=NEUTRAL_COLOR, lw=0.8, ls="--")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title or "Recall by age band", fontsize=11)
     return save_figure(fig, path)

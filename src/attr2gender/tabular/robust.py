@@ -38,32 +38,49 @@ class WorstGroupFit:
     folds: int = 0
 
 
-def _group_weights(groups: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Row weights ``q[g] / n_g``, scaled to mean 1."""
-    counts = np.bincount(groups, minlength=len(q)).astype(np.float64)
-    per_group = np.where(counts > 0, q / np.maximum(counts, 1), 0.0)
-    weights = per_group[groups]
+def _group_weights(groups: np.ndarray, q: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+    """Row weights ``q[g] * base / (base summed over g)`` (``base`` 1: ``q[g] / n_g``), scaled to mean 1:
+    group ``g`` weighs ``q[g]`` in all, its rows in proportion to ``base``."""
+    base = np.ones(len(groups)) if base is None else np.asarray(base, dtype=np.float64)
+    totals = np.bincount(groups, weights=base, minlength=len(q))
+    per_group = np.where(totals > 0, q / np.where(totals > 0, totals, 1.0), 0.0)
+    weights = per_group[groups] * base
     return weights * (len(groups) / weights.sum())
 
 
-def fit_reweighted(X, y, groups, **params) -> StageTwoClassifier:
-    """Stage two with every group weighted equally (inverse group frequency)."""
-    groups = np.asarray(groups, dtype=np.int64)
+def _prior(groups: np.ndarray, group_prior: np.ndarray | None) -> np.ndarray:
+    """The groups' starting weights: ``group_prior`` where given, else equal among the groups present."""
     n_groups = int(groups.max()) + 1
-    return StageTwoClassifier(**params).fit(X, y, sample_weight=_group_weights(groups, np.ones(n_groups)))
+    present = np.bincount(groups, minlength=n_groups) > 0
+    if group_prior is None:
+        return present / present.sum()
+    q = np.zeros(n_groups)
+    q[: min(n_groups, len(group_prior))] = np.asarray(group_prior, dtype=np.float64)[:n_groups]
+    q = q * present
+    return q / q.sum()
 
 
-def fit_group_dro(X, y, groups, step: float = 1.0, rounds: int = 20, **params) -> StageTwoClassifier:
-    """Group DRO by iterative reweighting: ``rounds`` refits, the group weights moving toward the groups
-    with the highest log loss (exponentiated gradient with step ``step``)."""
+def fit_reweighted(X, y, groups, base_weight=None, group_prior=None, **params) -> StageTwoClassifier:
+    """Stage two with every group weighing its ``group_prior`` share (default: all groups equally, inverse
+    group frequency); within a group rows weigh as ``base_weight``."""
+    groups = np.asarray(groups, dtype=np.int64)
+    q = _prior(groups, group_prior)
+    return StageTwoClassifier(**params).fit(X, y, sample_weight=_group_weights(groups, q, base_weight))
+
+
+def fit_group_dro(
+    X, y, groups, step: float = 1.0, rounds: int = 20, base_weight=None, group_prior=None, **params
+) -> StageTwoClassifier:
+    """Group DRO by iterative reweighting: ``rounds`` refits, the group weights moving from
+    ``group_prior`` toward the groups with the highest log loss (exponentiated gradient, step ``step``)."""
     groups = np.asarray(groups, dtype=np.int64)
     y = np.asarray(y)
     n_groups = int(groups.max()) + 1
     present = np.bincount(groups, minlength=n_groups) > 0
-    q = present / present.sum()
+    q = _prior(groups, group_prior)
     est = None
     for _ in range(rounds):
-        est = StageTwoClassifier(**params).fit(X, y, sample_weight=_group_weights(groups, q))
+        est = StageTwoClassifier(**params).fit(X, y, sample_weight=_group_weights(groups, q, base_weight))
         p = np.clip(est.predict_proba(X)[:, 1], 1e-7, 1 - 1e-7)
         positive = y == est.classes_[1]
         loss = -np.where(positive, np.log(p), np.log(1 - p))
@@ -91,16 +108,29 @@ def worst_group_accuracy(y, pred, groups, min_rows: int = MIN_GROUP_ROWS) -> flo
 
 
 def fit_worst_group(
-    X, y, groups, identities=None, folds: int = 5, seed: int = 0, dro_step: float = 1.0, **params
+    X,
+    y,
+    groups,
+    identities=None,
+    folds: int = 5,
+    seed: int = 0,
+    dro_step: float = 1.0,
+    base_weight=None,
+    group_prior=None,
+    **params,
 ) -> WorstGroupFit:
-    """Both methods scored out of fold (folds by identity), the better one refitted on every row."""
+    """Both methods scored out of fold (folds by identity), the better one refitted on every row.
+    ``base_weight`` / ``group_prior``: see :func:`fit_reweighted` (rows from two sources)."""
     from sklearn.model_selection import GroupKFold, StratifiedKFold
 
     X = np.asarray(X, dtype=np.float64) if not hasattr(X, "iloc") else X
     y, groups = np.asarray(y), np.asarray(groups, dtype=np.int64)
+    base = None if base_weight is None else np.asarray(base_weight, dtype=np.float64)
     fitters = {
-        "reweighted": lambda Xa, ya, ga: fit_reweighted(Xa, ya, ga, **params),
-        "group_dro": lambda Xa, ya, ga: fit_group_dro(Xa, ya, ga, step=dro_step, **params),
+        "reweighted": lambda Xa, ya, ga, ba: fit_reweighted(Xa, ya, ga, ba, group_prior, **params),
+        "group_dro": lambda Xa, ya, ga, ba: fit_group_dro(
+            Xa, ya, ga, step=dro_step, base_weight=ba, group_prior=group_prior, **params
+        ),
     }
     if identities is not None and len(np.unique(identities)) >= folds:
         splitter = GroupKFold(n_splits=folds).split(np.zeros(len(y)), y, np.asarray(identities))
@@ -112,10 +142,10 @@ def fit_worst_group(
     for name, fit in fitters.items():
         pred = np.empty(len(y), dtype=y.dtype)
         for train, test in splits:
-            est = fit(take(X, train), y[train], groups[train])
+            est = fit(take(X, train), y[train], groups[train], None if base is None else base[train])
             pred[test] = est.predict(take(X, test))
         wga[name] = worst_group_accuracy(y, pred, groups)
         acc[name] = float((pred == y).mean())
     # Ties (or no scorable group) go to the simpler method.
     best = max(METHODS, key=lambda m: (np.nan_to_num(wga[m], nan=-1.0), m == "reweighted"))
-    return WorstGroupFit(fitters[best](X, y, groups), best, wga, acc, len(splits))
+    return WorstGroupFit(fitters[best](X, y, groups, base), best, wga, acc, len(splits))

@@ -26,6 +26,10 @@ ROUTE_METRICS = (  # a pipeline run (run_two_stage.py, run_direct.py, a comparis
     "test_concept_mean_accuracy",  # two-stage: the quality of its 39 concepts
     "test_concept_mean_auc",
     "val_accuracy",
+    # the labelled faces (everyday photos of every age): their validation side's accuracy and the lowest
+    # recall of a gender x age band cell from 10 up (the test side's are in all_metrics.json)
+    "labelled_val_accuracy",
+    "labelled_val_worst_recall_10_up",
     "time_train_seconds",
     "inference_ms_per_image_b1",
     "inference_ms_per_image_b64",
@@ -44,13 +48,14 @@ COMPARISON_METRICS = (  # the comparison parent run (compare.py)
     "ece_direct",
     "concept_mean_accuracy_two_stage",
     "concept_mean_auc_two_stage",
+    "labelled_val_accuracy_two_stage",  # the labelled faces' validation side, when there are some
+    "labelled_val_accuracy_direct",
     "celeba_c_mean_accuracy_two_stage",
     "celeba_c_mean_accuracy_direct",
     "inference_time_ratio",
     "inference_ratio_b64",
     "training_time_ratio",
-    "size_ratio",
-    "param_ratio",
+    "size_ratio",  # the parameter ratio, which says much the same, is in all_metrics.json
     "n_test_images",
 )
 SCALAR_METRICS = frozenset(ROUTE_METRICS + EPOCH_METRICS + COMPARISON_METRICS)
@@ -68,6 +73,7 @@ VIEW_TAG = f"mlflow.sharedViewState.{VIEW_ID}"
 VIEW_COLUMNS = {  # metric -> column width (px, the whole name readable), in this order after the run name
     "headline_accuracy": 160,
     "test_worst_group_accuracy": 200,
+    "labelled_val_worst_recall_10_up": 250,
     "time_train_seconds": 150,
     "inference_ms_per_image_b1": 205,
     "two_stage_minus_direct": 180,

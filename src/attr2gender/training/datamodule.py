@@ -23,6 +23,12 @@ from ..data import (
     make_splits,
 )
 from ..data.groups import group_ids, inverse_frequency_weights
+from ..data.labelled_faces import (
+    LabelledFaces,
+    find_labelled_faces,
+    load_labelled_faces,
+    split_labelled_faces,
+)
 
 
 def _cap(ids: list[str], n: int, seed: int) -> list[str]:
@@ -42,6 +48,10 @@ class CelebADataModule(L.LightningDataModule):
         self.celeba = celeba
         self.splits: Splits | None = None
         self.datasets: dict[str, CelebADataset] = {}
+        # The second source (config.labelled_faces), split by group; None when there is none.
+        self.labelled: LabelledFaces | None = None
+        self.labelled_splits: Splits | None = None
+        self.labelled_note = ""  # one line when labelled_faces=auto found no folder
 
     def prepare(self) -> None:
         """Read the root and make the split ids; cheap, safe to call in every process."""
@@ -74,6 +84,7 @@ class CelebADataModule(L.LightningDataModule):
                 "a classifier needs both classes: use more images, other split_fractions or another "
                 "seed"
             )
+        self._prepare_labelled()
         val_male = self.celeba.male(self.splits.val)
         if c.calibrate and len(np.unique(val_male)) < 2:  # found now, not after training
             only = "Male" if val_male[0] else "Female"
@@ -81,6 +92,37 @@ class CelebADataModule(L.LightningDataModule):
                 f"calibrate=true fits a temperature on the validation split, but it holds only {only} images "
                 f"({len(val_male):,}): use more images, other split_fractions or another seed, or calibrate=false"
             )
+
+    def _prepare_labelled(self) -> None:
+        """The labelled faces the config names, split by group (capped like CelebA's splits)."""
+        c = self.config
+        folder, self.labelled_note = find_labelled_faces(c.labelled_faces, c.data_root)
+        if self.labelled_note and c.progress:
+            print(self.labelled_note, flush=True)
+        if folder is None:
+            if c.male_sources == "labelled_faces":
+                raise ConfigError(
+                    "male_sources=labelled_faces but no labelled faces were found "
+                    f"({self.labelled_note or c.labelled_faces}); name the folder with labelled_faces=FOLDER"
+                )
+            return
+        self.labelled = load_labelled_faces(folder)
+        splits = split_labelled_faces(self.labelled, c.labelled_faces_split, c.seed)
+        self.labelled_splits = Splits(
+            _cap(splits.train, c.max_train_images, c.seed),
+            _cap(splits.val, c.max_eval_images, c.seed + 1),
+            _cap(splits.test, c.max_eval_images, c.seed + 2),
+            splits.strategy,
+        )
+        if c.male_sources != "celeba":
+            for name in ("train", "val"):
+                male = self.labelled.male(getattr(self.labelled_splits, name))
+                if len(np.unique(male)) < 2:
+                    raise ConfigError(
+                        f"the {name} side of the labelled faces in {folder} holds "
+                        f"{'no photos' if not len(male) else 'one gender only'} ({len(male):,} photos); "
+                        "use more photos, another labelled_faces_split or seed, or male_sources=celeba"
+                    )
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()

@@ -58,6 +58,8 @@ class TrainResult:
     epochs_run: int = 0
     lr_finder: dict | None = None  # {"lr": [...], "loss": [...], "suggestion": x}
     run_dir_bytes: int = 0  # the run folder's size when training ended (after keep_checkpoints pruned it)
+    # Per side ("train", "val"): {source: (images the head learnt from, images without a usable face)}
+    sources: dict = field(default_factory=dict)
 
     def summary_line(self) -> str:
         key = "accuracy" if self.config.task == "direct" else "attr_mean_accuracy"
@@ -424,6 +426,18 @@ def _fit(
     dm = datamodule or CelebADataModule(config)
     dm.config = config
     dm.prepare()  # bad roots and empty splits fail here, before any model is built
+    if (
+        dm.labelled is not None
+        and config.male_sources != "celeba"
+        and (config.task == "direct" or config.mode == "joint")
+    ):
+        # The image loop reads CelebA's layout only; a face backbone's Male head learns from both sources.
+        raise ConfigError(
+            f"labelled faces ({dm.labelled.root}) with backbone={config.backbone} and "
+            f"{'task=direct' if config.task == 'direct' else 'mode=joint'}: the image loop trains on CelebA "
+            "alone. Use a face backbone (--config face, backbone=dlib_resnet), whose Male head learns from "
+            "both, the two-stage route (stage two learns from both), or male_sources=celeba"
+        )
     lr = 1e-3 if config.lr == "auto" else float(config.lr)  # the finder's start; replaced by its suggestion
     model = build_model(config, lr, channels_last=engine["channels_last"], group_counts=dm.group_counts())
     if engine["channels_last"]:

@@ -6,12 +6,22 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
 from ..data import collate_skipping_corrupt
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
-from ..metrics import binary_metrics, per_attribute_metrics
+from ..data.groups import age_bands, cell_masks
+from ..metrics import (
+    accuracy_ci,
+    binary_metrics,
+    cell_metrics,
+    cell_table,
+    cross_table,
+    per_attribute_metrics,
+    worst_cell,
+)
 from ..models.inference import TorchRuntime
 from ..progress import progress as tqdm
 
@@ -89,3 +99,88 @@ def split_metrics(task: str, pred: SplitPredictions, threshold: float = 0.5) -> 
     out["n_images"] = float(len(pred.prob))
     out["skipped_images"] = float(pred.skipped)
     return out
+
+
+@dataclass
+class LabelledSideEvaluation:
+    """A route's Male predictions on one held-out side of the labelled faces (people it never saw), with
+    the cells the average hides: accuracy and each gender's recall per age band and per race."""
+
+    source: str  # the labelled faces' name (e.g. utkface)
+    side: str  # "val" (where choices are made) or "test"
+    ids: list[str]  # photos with a usable face, in order
+    male: np.ndarray
+    male_probability: np.ndarray
+    age_band: np.ndarray  # "" unknown
+    race: np.ndarray  # "" unknown
+    skipped: int  # photos without a usable face
+    threshold: float
+    cells: pd.DataFrame  # attr2gender.metrics.cell_table over age_band and race
+    seed: int = 0
+
+    @property
+    def prefix(self) -> str:
+        return f"labelled_{self.side}"
+
+    def worst_cell(self) -> dict:
+        """The lowest recall of a gender x age band cell from 10 years up (UTKFace's README: gender is hard to
+        tell in small children, so 0-9 is reported, not ranked)."""
+        return worst_cell(self.cells, "age_band", skip=("0-9",))
+
+    def metrics(self) -> dict[str, float]:
+        """``labelled_<side>_accuracy`` (+ CI, n), each gender's recall, the worst cell from 10 up, and every
+        cell (:func:`attr2gender.metrics.cell_metrics`)."""
+        p = self.prefix
+        point, low, high = accuracy_ci(self.male, self.male_probability, self.threshold, seed=self.seed)
+        pred = self.male_probability >= self.threshold
+        women, men = self.male == 0, self.male == 1
+        worst = self.worst_cell()
+        out = {
+            f"{p}_accuracy": point,
+            f"{p}_accuracy_ci_low": low,
+            f"{p}_accuracy_ci_high": high,
+            f"{p}_n": float(len(self.male)),
+            f"{p}_skipped_images": float(self.skipped),
+            f"{p}_female_recall": float((~pred[women]).mean()) if women.any() else float("nan"),
+            f"{p}_male_recall": float(pred[men].mean()) if men.any() else float("nan"),
+            f"{p}_worst_recall_10_up": worst["recall"],
+            f"{p}_worst_recall_10_up_ci_low": worst["low"],
+            f"{p}_worst_recall_10_up_ci_high": worst["high"],
+        }
+        return out | cell_metrics(self.cells, p)
+
+    def cross(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(accuracy, n) per age band x race: the heatmap's numbers."""
+        return cross_table(self.male, self.male_probability, self.age_band, self.race, self.threshold)
+
+    def describe_worst(self) -> str:
+        """e.g. ``women 70+: 88.0 % [80.3, 94.7] (n=75)``."""
+        w = self.worst_cell()
+        if not np.isfinite(w["recall"]):
+            return "no age band x gender cell from 10 up has enough photos"
+        return (
+            f"{w['gender']} {w['cell']}: recall {100 * w['recall']:.1f} % [{100 * w['low']:.1f}, "
+            f"{100 * w['high']:.1f}] (n={w['n']})"
+        )
+
+
+def evaluate_labelled(
+    faces,
+    side: str,
+    ids: list[str],
+    male_probability: np.ndarray,
+    errors: list[str],
+    threshold: float,
+    seed: int = 0,
+) -> LabelledSideEvaluation:
+    """Score P(Male) on ``ids`` of the labelled ``faces`` (``errors``: one per id, "" where a face was usable)."""
+    ok = np.array([not e for e in errors], dtype=bool)
+    kept = list(np.asarray(ids, dtype=object)[ok])
+    male = faces.male(kept)
+    prob = np.asarray(male_probability, dtype=np.float64)[ok]
+    bands = age_bands(faces.age(kept))
+    race = np.asarray(faces.race(kept), dtype=object)
+    cells = cell_table(male, prob, cell_masks(male, {"age_band": bands, "race": race}), threshold, seed=seed)
+    return LabelledSideEvaluation(
+        faces.name, side, kept, male, prob, bands, race, int((~ok).sum()), threshold, cells, seed
+    )

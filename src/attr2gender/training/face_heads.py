@@ -33,10 +33,10 @@ import torch
 from ..config import RunConfig, save_config
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.faces import TEMPLATES, FaceAlignment, FaceDetector, FaceTemplate
-from ..data.groups import group_ids
+from ..data.groups import CELEBA_SOURCE, age_bands, group_ids, source_weights
 from ..data.transforms import EvalPreprocessing, preprocessing_spec
 from ..errors import ConfigError
-from ..metrics import concept_quality
+from ..metrics import binary_metrics, concept_quality
 from ..models.face_net import FaceFeatureNet
 from ..models.registry import BackboneSpec, face_backbone, model_preprocessing
 from ..pipeline.cache import StageOneCache
@@ -162,8 +162,49 @@ def _targets(celeba, ids: list[str], grouping: str) -> dict[str, torch.Tensor]:
     }
 
 
+def _labelled_targets(faces, ids: list[str]) -> dict[str, torch.Tensor]:
+    """A labelled face's targets: Male alone. Its 39 attributes are unknown (zeros, masked out of every
+    concept loss and metric) and it is in no CelebA group (-1)."""
+    n = len(ids)
+    return {
+        "attributes": torch.zeros(n, len(STAGE_ONE_ATTRIBUTES)),
+        "male": torch.from_numpy(faces.male(ids).astype(np.int64)),
+        "group": torch.full((n,), -1, dtype=torch.int64),
+    }
+
+
 def _subset(batch: dict[str, torch.Tensor], index) -> dict[str, torch.Tensor]:
     return {k: v[index] for k, v in batch.items()}
+
+
+def loss_weights(
+    config: RunConfig, y: dict, sources: np.ndarray, bands: np.ndarray, group_robust: bool = True
+) -> torch.Tensor | None:
+    """Per-row loss weights (mean 1), or None when every row weighs the same: the two sources as
+    ``source_weighting`` says; with group-robust keys, CelebA's Male x makeup groups each get an equal share of
+    CelebA's weight. Rows outside the Male loss (CelebA's, with ``male_sources=labelled_faces`` in a joint
+    model) weigh 0 there."""
+    n = len(sources)
+    in_male_loss = np.ones(n, dtype=bool)
+    if config.male_sources == "labelled_faces":
+        in_male_loss = sources != CELEBA_SOURCE
+    weights = np.zeros(n)
+    if in_male_loss.any():
+        weights[in_male_loss] = source_weights(
+            sources[in_male_loss],
+            y["male"].numpy()[in_male_loss],
+            bands[in_male_loss],
+            config.source_weighting,
+        )
+    if group_robust and (config.balance == "groups" or config.loss_reweighting == "groups"):
+        groups = y["group"].numpy()
+        celeba = groups >= 0
+        totals = np.bincount(groups[celeba], weights=weights[celeba], minlength=4)
+        share = weights[celeba].sum() / max(int((totals > 0).sum()), 1)
+        weights[celeba] = weights[celeba] * share / np.where(totals > 0, totals, 1.0)[groups[celeba]]
+    if np.allclose(weights, weights[0]) and in_male_loss.all():
+        return None
+    return torch.from_numpy(weights * (n / weights.sum())).float()
 
 
 LBFGS_ITERATIONS = 20  # L-BFGS iterations per history row ("epoch"): the kept row is chosen on validation
@@ -189,18 +230,10 @@ def train_heads(
         (n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("net.backbone")
     ]
     params = [p for _, p in named]
-    weights = None
-    if config.balance == "groups" or config.loss_reweighting == "groups":  # each group weighs the same
-        counts = torch.bincount(train_y["group"], minlength=4).clamp(min=1).float()
-        weights = (1.0 / counts)[train_y["group"]]
-        weights = weights / weights.mean()
 
-    def objective(x, batch, index=None) -> torch.Tensor:
-        logits = net.forward_features(x)
-        if weights is None:
-            return model.batch_loss(logits, batch)
-        w = weights if index is None else weights[index]
-        return (model.batch_loss(logits, batch, per_sample=True) * w).mean()
+    def objective(x, batch) -> torch.Tensor:
+        # ``batch`` carries the row weights and the concept mask where two sources are mixed.
+        return model.batch_loss(net.forward_features(x), batch)
 
     lbfgs = config.optimizer == "lbfgs"
     if lbfgs:
@@ -233,7 +266,7 @@ def train_heads(
             total = 0.0
             for start in range(0, n, config.batch_size):
                 index = order[start : start + config.batch_size]
-                loss = objective(train_x[index], _subset(train_y, index), index)
+                loss = objective(train_x[index], _subset(train_y, index))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -248,7 +281,7 @@ def train_heads(
             val_loss = float(model.batch_loss(logits, val_y))
             prob = model.probabilities(logits).float().numpy()
         attributes, male = val_y["attributes"].numpy(), val_y["male"].numpy()
-        metrics = model.epoch_metrics(prob, attributes, male)
+        metrics = _epoch_metrics(model, prob, attributes, male, val_y.get("concept_mask"))
         worst = model.worst_group_accuracy(prob, attributes, male, val_y["group"].numpy())
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_worst_group_acc": worst}
         row |= {f"val_{k}": float(v) for k, v in metrics.items()}
@@ -265,6 +298,17 @@ def train_heads(
             break
     model.load_state_dict(best_state, strict=False)
     return pd.DataFrame(rows), best_epoch
+
+
+def _epoch_metrics(model, prob, attributes, male, concept_mask) -> dict[str, float]:
+    """The model's validation metrics; with a concept mask (a joint model on two sources) its concept
+    metrics come from the rows that have CelebA's attributes and its Male metrics from every row."""
+    if concept_mask is None:
+        return model.epoch_metrics(prob, attributes, male)
+    rows = concept_mask.numpy().astype(bool)
+    metrics = model.epoch_metrics(prob[rows], attributes[rows], male[rows])
+    both = binary_metrics(male, model.male_probability(prob), threshold=model.hparams.threshold)
+    return metrics | {"acc": both["accuracy"], "auc": both["roc_auc"]}
 
 
 def train_on_features(config: RunConfig, loggers: list | None = None) -> TrainResult:
@@ -302,34 +346,65 @@ def _train_heads_in(
         )
     start = time.perf_counter()
     model_hash = backbone_hash(model.net)
-    data, served, recorded = {}, [], 0.0
-    for name in ("train", "val"):
-        ids = list(getattr(splits, name))
+    served, recorded = [], 0.0
+
+    def features_of(paths: list[Path], desc: str) -> tuple[np.ndarray, list[str]]:
+        nonlocal recorded
         feats, errors, hit = extract_features(
             model.net,
-            [celeba.image_path(i) for i in ids],
+            paths,
             inputs,
             batch_size=config.batch_size,
             num_workers=config.num_workers,
             cache_dir=config.cache_dir or None,
             progress=config.progress,
-            desc=f"face features ({name})",
+            desc=desc,
             model_hash=model_hash,
         )
         served.append(hit is not None)
         recorded += hit or 0.0
-        ok = np.array([not e for e in errors], dtype=bool)
-        if ok.sum() < 2:
-            raise ConfigError(
-                f"no usable face in the {name} split of {celeba.root} ({len(ids)} images; first error: "
-                f"{next((e for e in errors if e), '')}); face backbones need real faces"
+        return feats, errors
+
+    # The Male head learns from the labelled faces too (direct, and a joint model's Male loss); stage one's
+    # attributes come from CelebA alone, so its concepts stay CelebA's.
+    labelled = dm.labelled if male_head_reads_labelled(config) else None
+    celeba_rows = not (config.task == "direct" and config.male_sources == "labelled_faces")
+    data, celeba_data, sources = {}, {}, {}
+    for name in ("train", "val"):
+        parts = []  # (features, targets, source, age bands, images without a face)
+        if celeba_rows:
+            ids = list(getattr(splits, name))
+            feats, errors = features_of([celeba.image_path(i) for i in ids], f"face features ({name})")
+            ok = np.array([not e for e in errors], dtype=bool)
+            if ok.sum() < 2:
+                raise ConfigError(
+                    f"no usable face in the {name} split of {celeba.root} ({len(ids)} images; first error: "
+                    f"{next((e for e in errors if e), '')}); face backbones need real faces"
+                )
+            kept = list(np.asarray(ids)[ok])
+            parts.append(
+                (feats[ok], _targets(celeba, kept, config.group_by), CELEBA_SOURCE, None, (~ok).sum())
             )
-        kept = list(np.asarray(ids)[ok])
-        data[name] = (
-            torch.from_numpy(feats[ok]).float(),
-            _targets(celeba, kept, config.group_by),
-            len(ids) - len(kept),
-        )
+        if labelled is not None:
+            ids = list(getattr(dm.labelled_splits, name))
+            feats, errors = features_of(
+                [labelled.image_path(i) for i in ids], f"face features ({labelled.name}, {name})"
+            )
+            ok = np.array([not e for e in errors], dtype=bool)
+            kept = list(np.asarray(ids)[ok])
+            if len(np.unique(labelled.male(kept))) < 2:
+                raise ConfigError(
+                    f"the {name} side of {labelled.root} has {ok.sum()} usable faces of one gender or none "
+                    f"({len(ids)} photos; first error: {next((e for e in errors if e), '')}); use more photos"
+                )
+            bands = age_bands(labelled.age(kept))
+            parts.append((feats[ok], _labelled_targets(labelled, kept), labelled.name, bands, (~ok).sum()))
+        data[name] = _rows(config, parts, name)
+        if celeba_rows:
+            celeba_data[name] = _rows(config, parts[:1], name)
+        sources[name] = {
+            source: (len(part[1]["male"]), int(part[4])) for part, source in ((p, p[2]) for p in parts)
+        }
     # Both routes pay for the features: a route served from the cache counts the seconds the pass took when
     # it was computed, so training-time ratios compare like with like.
     feature_seconds = time.perf_counter() - start + recorded
@@ -339,7 +414,7 @@ def _train_heads_in(
     )
     head_seconds = time.perf_counter() - start
     model.eval()
-    reference = sequential_reference(config, data) if config.mode == "joint" else None
+    reference = sequential_reference(config, celeba_data) if config.mode == "joint" else None
     history.to_csv(run_dir / "history.csv", index=False)
     for logger in loggers or []:
         for row in history.to_dict("records"):
@@ -349,10 +424,15 @@ def _train_heads_in(
         "feature_seconds": feature_seconds,
         "head_train_seconds": head_seconds,
         "feature_cache_hit": float(all(served)),
-        "train_images_without_face": float(data["train"][2]),
-        "val_images_without_face": float(data["val"][2]),
+        "train_images_without_face": float(sources["train"].get(CELEBA_SOURCE, (0, 0))[1]),
+        "val_images_without_face": float(sources["val"].get(CELEBA_SOURCE, (0, 0))[1]),
         "best_epoch": float(best_epoch),
     }
+    if labelled is not None:
+        for name in ("train", "val"):
+            used, missing = sources[name][labelled.name]
+            metrics[f"labelled_faces_{name}_images"] = float(used)
+            metrics[f"labelled_faces_{name}_without_face"] = float(missing)
     if reference is not None:
         metrics["reference_val_concept_mean_auc"] = reference
     result = TrainResult(
@@ -366,20 +446,50 @@ def _train_heads_in(
         train_seconds=feature_seconds + head_seconds,
         epochs_run=len(history),
     )
+    result.sources = sources
     result.model_dir = save_image_model(
         model, run_dir / "model", config.image_size, extra={"metrics": metrics, "config": config.to_dict()}
     )
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     result.run_dir_bytes = folder_bytes(run_dir)
     if config.progress:
+        faces = " + ".join(
+            f"{used:,} {source} ({missing:,} without a usable face)"
+            for source, (used, missing) in sources["train"].items()
+        )
+        cached = " (computed earlier, read from the cache)" if all(served) else ""
         print(
-            f"{spec.name} head: {len(data['train'][0])} training faces ({data['train'][2]} without a usable "
-            f"face), features {feature_seconds:.0f} s{' (computed earlier, read from the cache)' if all(served) else ''}, head "
+            f"{spec.name} head: training faces {faces}, features {feature_seconds:.0f} s{cached}, head "
             f"{head_seconds:.1f} s, kept epoch {best_epoch}",
             flush=True,
         )
         print(run_folder_line(run_dir, result.run_dir_bytes), flush=True)  # a head writes no checkpoints
     return result
+
+
+def male_head_reads_labelled(config: RunConfig) -> bool:
+    """Whether a face route's trained head learns Male from the labelled faces: the direct head and a joint
+    model's Male head do (unless ``male_sources=celeba``); a staged stage one learns CelebA's attributes."""
+    return config.male_sources != "celeba" and (config.task == "direct" or config.mode == "joint")
+
+
+def _rows(config: RunConfig, parts: list, side: str) -> tuple[torch.Tensor, dict, int]:
+    """One side's rows from its sources: (features, targets, images without a usable face). Two sources
+    add the row weights (``source_weighting``; group-robust weights on the training side only, as the image
+    loop's validation loss is unweighted) and, for a joint model, the mask of the rows that have CelebA's
+    attributes; one source keeps the plain objective."""
+    x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float()
+    y = {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
+    sources = np.concatenate([np.full(len(p[0]), p[2], dtype=object) for p in parts])
+    bands = np.concatenate(
+        [p[3] if p[3] is not None else np.full(len(p[0]), "", dtype=object) for p in parts]
+    )
+    weights = loss_weights(config, y, sources, bands, group_robust=side == "train")
+    if weights is not None:
+        y["weight"] = weights
+    if config.mode == "joint" and len(parts) > 1:
+        y["concept_mask"] = torch.from_numpy((sources == CELEBA_SOURCE).astype(np.float32))
+    return x, y, int(sum(p[4] for p in parts))
 
 
 def sequential_reference(config: RunConfig, data: dict) -> float:

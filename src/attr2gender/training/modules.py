@@ -82,8 +82,12 @@ class ImageModel(L.LightningModule):
         return loss.mean(dim=1) if loss.ndim == 2 else loss
 
     def batch_loss(self, logits: torch.Tensor, batch, per_sample: bool = False) -> torch.Tensor:
-        """The training objective of a batch: its mean, or (B,) per-sample losses for the group objectives."""
+        """The training objective of a batch: its mean, or (B,) per-sample losses for the group objectives.
+        A batch with ``weight`` (per row, mean 1: how two sources weigh) weights each row's loss by it."""
         target = self.target_of(batch)
+        if "weight" in batch:
+            loss = self.per_sample_loss(logits, target) * batch["weight"]
+            return loss if per_sample else loss.mean()
         return self.per_sample_loss(logits, target) if per_sample else self.loss_of(logits, target)
 
     def worst_group_accuracy(self, prob, attributes, male, groups: np.ndarray) -> float:
@@ -281,9 +285,25 @@ class JointModel(AttributeModel):
         return self.male_head(self.concepts(attribute_logits))[:, 0]
 
     def batch_loss(self, logits: torch.Tensor, batch, per_sample: bool = False) -> torch.Tensor:
-        concept = super().batch_loss(logits, batch, per_sample)
-        male_fn = self.male_per_sample_fn if per_sample else self.male_loss_fn
-        return male_fn(self.male_logit(logits), batch["male"].float()) + self.hparams.concept_weight * concept
+        """``BCE(Male) + concept_weight * attribute loss``. Rows from a source without CelebA's attributes
+        (``concept_mask`` 0) carry the Male loss alone, and the attribute loss stays the mean over the rows
+        that have them; ``weight`` weights the Male loss only (it says how the sources weigh for Male)."""
+        if "weight" not in batch and "concept_mask" not in batch:  # CelebA alone: the plain objective
+            concept = super().batch_loss(logits, batch, per_sample)
+            male_fn = self.male_per_sample_fn if per_sample else self.male_loss_fn
+            return (
+                male_fn(self.male_logit(logits), batch["male"].float())
+                + self.hparams.concept_weight * concept
+            )
+        concept = self.per_sample_loss(logits, self.target_of(batch))
+        if "concept_mask" in batch:
+            mask = batch["concept_mask"].float()
+            concept = concept * mask * (len(mask) / mask.sum().clamp(min=1.0))
+        male = self.male_per_sample_fn(self.male_logit(logits), batch["male"].float())
+        if "weight" in batch:
+            male = male * batch["weight"]
+        loss = male + self.hparams.concept_weight * concept
+        return loss if per_sample else loss.mean()
 
     def male_probability(self, attribute_probabilities: np.ndarray) -> np.ndarray:
         """P(Male) of the head from (n, 39) attribute probabilities (what stage two computes)."""

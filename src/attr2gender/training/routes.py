@@ -5,6 +5,7 @@ benchmarks share."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import pandas as pd
 from ..config import RunConfig, build_config, load_preset
 from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
 from ..data.faces import FaceTemplate, measure_template
-from ..data.groups import group_masks, slice_masks
+from ..data.groups import CELEBA_SOURCE, age_bands, group_masks, slice_masks
 from ..metrics import (
     binary_metrics,
     brier_score,
@@ -33,8 +34,8 @@ from ..pipeline.two_stage import Attr2GenderPipeline, male_probability
 from ..tabular.fitting import StageTwoData, fit_stage_two
 from .calibration import fit_temperature
 from .engine import TrainResult
-from .evaluate import SplitPredictions, split_metrics
-from .face_heads import route_inputs, train_image_model
+from .evaluate import LabelledSideEvaluation, SplitPredictions, evaluate_labelled, split_metrics
+from .face_heads import male_head_reads_labelled, route_inputs, train_image_model
 
 
 @dataclass
@@ -58,6 +59,8 @@ class TrainReport:
     stage_one_cache: str = ""
     leakage: Leakage | None = None  # two-stage: stage two on true attributes, hard and soft predictions
     concept_worst: dict[str, float] = field(default_factory=dict)  # two-stage: the 5 worst concepts, test
+    # The labelled faces' held-out sides ("val", "test"), scored per age band and race; empty without them.
+    labelled: dict[str, LabelledSideEvaluation] = field(default_factory=dict)
 
 
 def prediction_metrics(
@@ -173,10 +176,12 @@ def train_two_stage(
     timings = {"stage_one_train": result.train_seconds}
 
     start = time.perf_counter()
-    data = stage_two_training_data(stage_one, config, celeba, splits)
+    data = stage_two_training_data(stage_one, config, celeba, splits, dm.labelled, dm.labelled_splits)
     timings["stage_one_on_stage_two_rows"] = (
         time.perf_counter() - start if data.input_kind == "probability" else 0.0
     )
+    model, objective = config.resolved_stage_two(two_sources=data.source is not None)
+    config = dataclasses.replace(config, stage_two_model=model, stage_two_objective=objective)
     start = time.perf_counter()
     if config.mode == "joint":  # the jointly trained Male head is stage two: same coefficients
         stage_two, stage_two_info = result.model.stage_two(), {}
@@ -268,6 +273,20 @@ def train_two_stage(
         result.train_seconds + timings["stage_two_fit"] + timings["stage_one_on_stage_two_rows"]
     )
     metrics["stage_two_rows"] = float(len(data.y))
+    labelled_rows = int((data.sources() != CELEBA_SOURCE).sum())
+    if labelled_rows:
+        metrics["stage_two_labelled_rows"] = float(labelled_rows)
+
+    def two_stage_male(paths):
+        probs, errors = stage_one.attribute_probabilities(paths, progress=config.progress, align=inputs.align)
+        ok = _readable(paths, errors)
+        prob = np.full(len(paths), np.nan)
+        prob[ok] = scored.stage_two_probability(probs[ok])
+        return prob, errors
+
+    labelled = labelled_evaluations(two_stage_male, dm, config)
+    for side in labelled.values():
+        metrics |= side.metrics()
     report = TrainReport(
         result,
         test_ids,
@@ -283,40 +302,135 @@ def train_two_stage(
         slice_table=slices,
         leakage=leakage,
         stage_one_cache=cache_state,
+        labelled=labelled,
     )
     report.concept_worst = test_concepts["concept_worst"]
     pipeline = stage_one.with_stage_two(stage_two, metrics=metrics, config=config.to_dict(), report=report)
     pipeline.temperature = scored.temperature
     pipeline.concepts = concepts
     pipeline.stage_two_data = data
+    pipeline.training_data = training_data_record(config, result, {"train": labelled_rows})
     return pipeline, report
 
 
-def stage_two_training_data(pipeline, config: RunConfig, celeba, splits) -> StageTwoData:
+def stage_two_training_data(
+    pipeline, config: RunConfig, celeba, splits, labelled=None, labelled_splits=None
+) -> StageTwoData:
     """Stage two's rows per ``stage_two_fit_on``: stage one's probabilities on the validation images
     (``predicted``, the *sequential* model of the concept-bottleneck literature) or the true attributes of
-    every training-partition row (``labels``, *independent*)."""
-    if config.stage_two_fit_on == "predicted":
-        # Stage one's probabilities on images it did not train on, so stage two learns its real errors.
-        # Part of the timed fit, so never from the cache (see train_two_stage); later passes read it.
+    every training-partition row (``labels``, *independent*). With labelled faces (and ``male_sources`` not
+    ``celeba``) their training side is added: stage one never saw them, so its outputs there are honest
+    held-out concepts; they have no true attributes, so with ``labels`` they enter as stage one's outputs
+    thresholded at 0.5 (the hard bottleneck a labels-fitted stage two reads anyway)."""
+    parts = []  # (X, truth, identities, source, age band)
+    align = route_inputs(config).align
+    if config.male_sources != "labelled_faces":
+        if config.stage_two_fit_on == "predicted":
+            # Stage one's probabilities on images it did not train on, so stage two learns its real errors.
+            # Part of the timed fit, so never from the cache (see train_two_stage); later passes read it.
+            probs, errors = pipeline.attribute_probabilities(
+                _paths(celeba, splits.val), progress=config.progress, align=align, read_cache=False
+            )
+            ok = _readable(splits.val, errors)
+            ids = list(np.asarray(splits.val)[ok])
+            X = pd.DataFrame(probs[ok], columns=list(STAGE_ONE_ATTRIBUTES))
+        else:
+            rows = stage_two_label_rows(celeba, splits)
+            ids = list(rows.index)
+            X = rows[list(STAGE_ONE_ATTRIBUTES)].astype(np.float64).reset_index(drop=True)
+        truth = celeba.attributes.loc[ids]
+        identities = celeba.identity.reindex(ids).to_numpy() if celeba.identity is not None else None
+        parts.append((X, truth, identities, CELEBA_SOURCE, np.full(len(ids), "", dtype=object)))
+    input_kind = "probability" if config.stage_two_fit_on == "predicted" else "binary"
+    if labelled is not None and config.male_sources != "celeba":
+        ids = list(labelled_splits.train)
         probs, errors = pipeline.attribute_probabilities(
-            _paths(celeba, splits.val),
-            progress=config.progress,
-            align=route_inputs(config).align,
-            read_cache=False,
+            [labelled.image_path(i) for i in ids], progress=config.progress, align=align, read_cache=False
         )
-        ok = _readable(splits.val, errors)
-        ids = list(np.asarray(splits.val)[ok])
-        X = pd.DataFrame(probs[ok], columns=list(STAGE_ONE_ATTRIBUTES))
-        input_kind = "probability"
+        ok = _readable(ids, errors)
+        kept = list(np.asarray(ids, dtype=object)[ok])
+        probs = probs[ok] if input_kind == "probability" else (probs[ok] >= 0.5).astype(np.float64)
+        X = pd.DataFrame(probs, columns=list(STAGE_ONE_ATTRIBUTES))
+        truth = pd.DataFrame(np.nan, index=pd.Index(kept), columns=celeba.attributes.columns)
+        truth[TARGET] = labelled.male(kept)
+        identities = labelled.table.loc[kept, "group"].to_numpy(dtype=object)
+        parts.append((X, truth, identities, labelled.name, age_bands(labelled.age(kept))))
+    X = pd.concat([p[0] for p in parts], ignore_index=True)
+    truth = pd.concat([p[1] for p in parts])
+    if len(parts) == 1 and parts[0][3] == CELEBA_SOURCE:  # CelebA alone: as before, one source
+        return StageTwoData(X, truth[TARGET].to_numpy(), truth, parts[0][2], input_kind)
+    # One person per identity across sources (CelebA's numbers and the labelled faces' groups never collide).
+    identities = np.concatenate(
+        [
+            np.asarray([f"{p[3]}:{i}" for i in (p[2] if p[2] is not None else p[1].index)], dtype=object)
+            for p in parts
+        ]
+    )
+    source = np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts])
+    band = np.concatenate([p[4] for p in parts])
+    return StageTwoData(
+        X,
+        truth[TARGET].to_numpy().astype(np.int64),
+        truth,
+        identities,
+        input_kind,
+        source,
+        band,
+        config.source_weighting,
+    )
+
+
+def labelled_evaluations(male_probability, dm, config: RunConfig) -> dict[str, LabelledSideEvaluation]:
+    """The route on the labelled faces' validation and test sides (people it never saw): ``male_probability``
+    maps photo paths to (P(Male), errors). Empty without labelled faces."""
+    faces, splits = dm.labelled, dm.labelled_splits
+    if faces is None:
+        return {}
+    out = {}
+    for side in ("val", "test"):
+        ids = list(getattr(splits, side))
+        if not ids:
+            continue
+        prob, errors = male_probability([faces.image_path(i) for i in ids])
+        out[side] = evaluate_labelled(faces, side, ids, prob, errors, config.threshold, config.seed)
+    return out
+
+
+def training_data_record(
+    config: RunConfig, result: TrainResult, stage_two_rows: dict | None = None
+) -> list[dict]:
+    """What the pipeline learned from, with licences and image counts, in the order the sources are used:
+    ``[{"name", "root", "layout", "licence", "images": {...}, "learnt": ...}, ...]`` (bundles keep it)."""
+    dm = result.datamodule
+    celeba, splits = dm.celeba, dm.splits
+    counted = result.sources or {}
+    images = {
+        side: int(counted.get(side, {}).get(CELEBA_SOURCE, (len(getattr(splits, side)), 0))[0])
+        for side in ("train", "val")
+    }
+    if config.task == "direct":
+        learnt = (
+            "Male" if config.male_sources != "labelled_faces" else "nothing (male_sources=labelled_faces)"
+        )
     else:
-        rows = stage_two_label_rows(celeba, splits)
-        ids = list(rows.index)
-        X = rows[list(STAGE_ONE_ATTRIBUTES)].astype(np.float64).reset_index(drop=True)
-        input_kind = "binary"  # fitted on 0/1, so stage one's probabilities are thresholded too
-    truth = celeba.attributes.loc[ids]
-    identities = celeba.identity.reindex(ids).to_numpy() if celeba.identity is not None else None
-    return StageTwoData(X, truth[TARGET].to_numpy(), truth, identities, input_kind)
+        learnt = "the 39 attributes (stage one)"
+        if config.male_sources != "labelled_faces":
+            learnt += ", Male (stage two)" if config.mode == "staged" else ", Male (the joint head)"
+    records = [celeba.record(images) | {"learnt": learnt}]
+    faces = dm.labelled
+    if faces is not None and config.male_sources != "celeba":
+        if male_head_reads_labelled(config):
+            used = {side: int(counted.get(side, {}).get(faces.name, (0, 0))[0]) for side in ("train", "val")}
+        else:
+            used = dict(stage_two_rows or {})
+        records.append(
+            faces.record(used)
+            | {
+                "learnt": "Male"
+                + (" (stage two)" if config.task == "attributes" and config.mode == "staged" else "")
+            }
+        )
+    return records
 
 
 def train_direct(
@@ -358,6 +472,17 @@ def train_direct(
         "skipped_images": float((~ok).sum()),
         "train_seconds": result.train_seconds,
     }
+    scorer = DirectGenderClassifier(result.model, inputs.preprocessing, **settings)
+
+    def direct_male(paths):
+        scored = scorer.predict(paths, progress=config.progress, align=inputs.align)
+        return scored["male_probability"].to_numpy(dtype=np.float64), scored["error"].fillna("").astype(
+            str
+        ).tolist()
+
+    labelled = labelled_evaluations(direct_male, dm, config)
+    for side in labelled.values():
+        metrics |= side.metrics()
     report = TrainReport(
         train_result=result,
         test_ids=test_ids,
@@ -368,6 +493,7 @@ def train_direct(
         test_truth=test_truth,
         group_table=table,
         slice_table=slices,
+        labelled=labelled,
     )
     pipeline = DirectGenderClassifier(
         result.model,
@@ -377,4 +503,5 @@ def train_direct(
         report=report,
         **settings,
     )
+    pipeline.training_data = training_data_record(config, result)
     return pipeline, report
