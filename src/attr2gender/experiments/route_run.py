@@ -213,9 +213,30 @@ def run_lines(run: PipelineRun, tracker) -> list[str]:
         f"[{run.kind}] test accuracy {acc} on {n:,} images, worst-group accuracy {worst}, trained in "
         f"{run.metrics.get('train_seconds', 0):.0f}s, {timing}"
     )
+    m = run.metrics
+    if "labelled_val_accuracy" in m:  # the second source's validation side: everyday photos of every age
+        k = int(m.get("labelled_val_n") or 0)
+        source = next((d["name"] for d in run.pipeline.training_data[1:]), "labelled faces")
+        lines.append(
+            f"[{run.kind}] {source} validation side (people never trained on): accuracy "
+            f"{shown(m['labelled_val_accuracy'], m.get('labelled_val_accuracy_ci_low'), m.get('labelled_val_accuracy_ci_high'), k)} "
+            f"on {k:,} photos; weakest gender x age band cell from 10 up: {_weakest(run, k)} "
+            "(reports/labelled_val_cells.md)"
+        )
     if getattr(run.pipeline, "data_kind", "") == "synthetic":  # said once, about the bundle the user gets
         lines.append(f"[{run.kind}] warning: {synthetic_warning(run.bundle_dir)}")
     return lines
+
+
+def _weakest(run: PipelineRun, n: int) -> str:
+    """The weakest cell named (the in-memory report knows it), else its recall alone."""
+    report = getattr(run.pipeline, "report", None)
+    side = getattr(report, "labelled", {}).get("val") if report is not None else None
+    return (
+        side.describe_worst()
+        if side is not None
+        else shown(run.metrics.get("labelled_val_worst_recall_10_up"), n=n)
+    )
 
 
 def _group_ids(truth) -> dict[str, np.ndarray]:
