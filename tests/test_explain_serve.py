@@ -27,7 +27,7 @@ from PIL import Image
 
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES
 from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier, Explanation
-from attr2gender.pipeline.two_stage import BIAS_LABEL
+from attr2gender.pipeline.two_stage import BIAS_LABEL, BIAS_LABELS
 from attr2gender.tabular import StageTwoClassifier, logistic_from_coefficients
 from attr2gender.training import AttributeModel, DirectModel
 
@@ -105,13 +105,36 @@ def test_bias_and_pushes_add_up_to_the_log_odds_of_the_prediction(route, images,
     np.testing.assert_allclose(1 / (1 + np.exp(-log_odds)), male, rtol=1e-9, atol=1e-12)
     for i in range(len(images)):
         top = explanation.top(i, 5)
-        assert len(top) == 6 and top.index[0] == BIAS_LABEL
+        assert len(top) == 6 and top.index[0] == explanation.bias_label
+        assert explanation.bias_label == BIAS_LABELS["lightgbm" if route == "lightgbm" else "logistic"]
         assert top.iloc[0] == explanation.contributions["bias"].iloc[i]
         pushes = top.iloc[1:]
         assert set(pushes.index) <= set(ATTRS) and pushes.abs().is_monotonic_decreasing
         everything = explanation.top(i, len(ATTRS))
         assert everything.sum() == pytest.approx(log_odds[i], abs=1e-9)
         assert explanation.top(i, 5, bias=False).equals(pushes)
+
+
+@pytest.mark.parametrize("route", ["logistic", "lightgbm", "calibrated"])
+def test_the_explanation_line_says_the_decision_and_its_terms_add_up(route, images, request):
+    """The CLI's --explain line: label and P(Male), the intercept named for what it is, the strongest
+    pushes, every other attribute as one term, and the log-odds those terms sum to."""
+    stage_two = request.getfixturevalue("lightgbm" if route == "lightgbm" else "logistic")
+    explanation = _two_stage(stage_two, temperature=2.0 if route == "calibrated" else 1.0).explain(images)
+    for i in range(len(images)):
+        line = explanation.line(i, 3)
+        label, rest = line.split(", P(Male) ", 1)
+        assert label == explanation.predictions["label"].iloc[i]
+        probability = float(rest.split(" ", 1)[0])
+        assert probability == pytest.approx(explanation.predictions["male_probability"].iloc[i], abs=0.005)
+        terms, total = rest.split(" = ", 1)[1].rsplit(": log-odds ", 1)
+        values = [float(term.rsplit(" ", 1)[1]) for term in terms.split(", ")]
+        assert len(values) == 5 and "36 others" in terms  # intercept, 3 pushes, the other 36
+        assert sum(values) == pytest.approx(float(total), abs=0.03)  # rounding of five terms
+        assert float(total) == pytest.approx(explanation.log_odds.iloc[i], abs=0.006)
+        assert "base rate" not in line
+    if route == "logistic":
+        assert "intercept: all 39 attributes at 0" in explanation.line(0)
 
 
 def test_a_large_bias_explains_a_prediction_that_every_shown_push_argues_against(images):
@@ -141,7 +164,9 @@ def test_explanation_repr_is_one_line_per_image(two_stage, images, tmp_path):
         top = explanation.top(i, 3)
         label = explanation.predictions["label"].iloc[i]
         probability = explanation.predictions["male_probability"].iloc[i]
-        assert line.startswith(f"  img_{i:03d}.jpg  {label:<6} {probability:.2f}  bias {top.iloc[0]:+.2f} | ")
+        assert line.startswith(
+            f"  img_{i:03d}.jpg  {label:<6} {probability:.2f}  intercept {top.iloc[0]:+.2f} | "
+        )
         assert line.endswith(", ".join(f"{name} {value:+.2f}" for name, value in top.iloc[1:].items()))
     assert lines[4].startswith("  missing.jpg") and "error:" in lines[4] and "does not exist" in lines[4]
     assert str(explanation) == repr(explanation)

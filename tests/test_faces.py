@@ -177,7 +177,9 @@ def test_two_faces_the_central_one_is_picked_and_all_gives_both(faces):
 
 
 def test_alignment_settings_are_validated_naming_the_choices():
-    with pytest.raises(ConfigError, match=r"align='faces' is not valid; choose one of \('auto', 'none'\)"):
+    with pytest.raises(
+        ConfigError, match=r"align='faces' is not valid; choose one of \('auto', 'crops', 'none'\)"
+    ):
         FaceAlignment("faces")
     with pytest.raises(ConfigError, match="fallback"):
         FaceAlignment("auto", fallback="crop")

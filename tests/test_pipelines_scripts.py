@@ -19,6 +19,7 @@ from attr2gender.cli import main_compare, main_direct, main_two_stage
 from attr2gender.data.synth import make_synthetic_celeba
 from attr2gender.experiments.plan import plan_run
 from attr2gender.models import WeightsNotFoundError
+from attr2gender.pipeline.bundle import disk_bytes
 from attr2gender.tracking.mlflow_tracking import (
     DETAIL_JSON,
     DETAIL_TABLE,
@@ -129,10 +130,16 @@ def test_the_mlflow_views_a_person_reads(compared):
     assert compared["experiment"].tags["mlflow.experimentKind"] == "custom_model_development"
     parent = runs["comparison"]
     m = parent.data.metrics
-    assert {"accuracy_two_stage", "accuracy_direct", "two_stage_minus_direct", "inference_ratio_b64"} <= set(
-        m
-    )
-    assert m["two_stage_minus_direct"] == pytest.approx(m["accuracy_two_stage"] - m["accuracy_direct"])
+    assert {
+        "accuracy_two_stage",
+        "accuracy_direct",
+        "two_stage_minus_direct_points",
+        "inference_ratio_b64",
+    } <= set(m)
+    # The runs table shows the difference in points, rounded as the report says it (its CI's digits).
+    exact = 100 * (m["accuracy_two_stage"] - m["accuracy_direct"])
+    assert m["two_stage_minus_direct_points"] == pytest.approx(exact, abs=0.5 + 1e-6)
+    assert m["two_stage_minus_direct_points_ci_low"] <= m["two_stage_minus_direct_points"]
     words = parent.data.tags["mlflow.note.content"].split("\n\n")[0]  # the first screen: one paragraph
     assert words.startswith("Two-stage (image") and "report.html" in words
     assert "more accurate" in words or "no significant difference" in words
@@ -175,7 +182,7 @@ def test_each_run_records_few_metrics_and_keeps_the_detail_in_a_json_and_a_table
     group, slice and epoch is in ``metrics/all_metrics.json`` and the table ``tables/all_metrics.json``."""
     client = compared["client"]
     headline = {"two_stage": "headline_accuracy", "direct": "headline_accuracy"}
-    headline["comparison"] = "two_stage_minus_direct"
+    headline["comparison"] = "two_stage_minus_direct_points"
     for kind, run in compared["runs"].items():
         scalars = set(run.data.metrics)
         assert headline[kind] in scalars and len(scalars) <= 25, (kind, sorted(scalars))
@@ -374,6 +381,11 @@ def test_a_single_pipeline_command(synth_root, tmp_path, monkeypatch, capsys):
     assert (run_dir / "bundle" / "pipeline.json").is_file() and (
         run_dir / "plots" / "confusion_matrix.png"
     ).is_file()
+    # The size said is the size on the disk at the end (bundle included), the weights held once.
+    said = next(line for line in out.splitlines() if "run dir:" in line)
+    assert f"({disk_bytes(run_dir) / 1e6:.1f} MB on disk" in said
+    assert os.path.samefile(run_dir / "model" / "model.safetensors", run_dir / "bundle" / "model.safetensors")
+    assert not (run_dir / "checkpoints").exists()  # keep_checkpoints=none by default
 
 
 # --- failing before any work ---

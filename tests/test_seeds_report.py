@@ -262,16 +262,25 @@ def _test_ids(config) -> list[str]:
     return data.splits.test
 
 
-def test_each_seed_draws_its_own_split_shared_by_both_routes(synth_root, tmp_path, monkeypatch):
+def test_seeds_keep_the_split_a_single_comparison_uses(synth_root, tmp_path, monkeypatch):
+    """compare and compare --seeds agree: seed 0 of --seeds tests on the people compare alone tests on."""
     monkeypatch.chdir(tmp_path)
     plans = _seed_plans(synth_root, [0, 1])
+    single = plan_comparison(None, None, str(synth_root), list(TINY), "t-single")
     tests = {}
     for seed, (variants, direct) in plans.items():
         two = variants[0]
         assert two.config.seed == direct.config.seed == seed
-        assert two.config.split == direct.config.split == "identity"  # auto would ignore the seed
+        assert two.config.split == direct.config.split == single[0][0].config.split == "auto"
         tests[seed] = _test_ids(two.config)
         assert _test_ids(direct.config) == tests[seed]  # the routes of one seed see the same images
+    assert tests[0] == _test_ids(single[0][0].config)
+
+
+def test_split_identity_redraws_the_people_for_every_seed(synth_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plans = _seed_plans(synth_root, [0, 1], ["split=identity"])
+    tests = {seed: _test_ids(variants[0].config) for seed, (variants, _) in plans.items()}
     assert tests[0] != tests[1]
     names = [p.config.run_name for variants, direct in plans.values() for p in (*variants, direct)]
     assert len(set(names)) == 4  # four run folders
@@ -417,7 +426,8 @@ def test_a_tiny_comparison_writes_a_self_contained_html_report(synth_root, tmp_p
 
 @pytest.mark.slow
 def test_compare_seeds_end_to_end(synth_root, tmp_path, monkeypatch):
-    """Two seeds, four routes trained, into MLflow: the test images differ between the seeds (~45 s)."""
+    """Two seeds, four routes trained, into MLflow: with split=identity the test images differ between the
+    seeds, and the output says so (~45 s)."""
     import mlflow
     import pandas as pd
 
@@ -427,10 +437,22 @@ def test_compare_seeds_end_to_end(synth_root, tmp_path, monkeypatch):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         rc = main_compare(
-            ["--data-root", str(synth_root), "--bootstrap", "50", *FAST, *TINY, "--seeds", "0", "1"]
+            [
+                "--data-root",
+                str(synth_root),
+                "--bootstrap",
+                "50",
+                *FAST,
+                *TINY,
+                "split=identity",
+                "--seeds",
+                "0",
+                "1",
+            ]
         )
     assert rc == 0
     assert "the sign is" in out.getvalue()
+    assert "each seed draws its own identity-disjoint split" in out.getvalue()
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("attr2gender").experiment_id])
     parent = next(r for r in runs if r.data.tags.get("comparison") == "seeds")

@@ -134,9 +134,9 @@ def test_resume_without_checkpoint_names_the_fix(synth_root, tmp_path):
 )
 def test_keep_checkpoints_leaves_exactly_what_it_says(synth_root, tmp_path, capsys, keep, left):
     """Three smoke commands left 493 MB in runs/, 80 MB of it checkpoints that nothing reads once the model
-    is saved in model/: keep_checkpoints (default best) says which stay; the run folder's size is returned
-    and, with progress on, printed with what was kept."""
-    from attr2gender.training.engine import folder_bytes
+    is saved in model/: keep_checkpoints (default none) says which stay; the run folder's size is returned,
+    and the summary line says it with what was kept."""
+    from attr2gender.pipeline.bundle import disk_bytes
 
     result = train(
         tiny_config(
@@ -156,10 +156,11 @@ def test_keep_checkpoints_leaves_exactly_what_it_says(synth_root, tmp_path, caps
     else:
         assert sorted(p.name for p in folder.iterdir()) == left
     assert (run / "model").is_dir() and load_image_model(result.model_dir)[0] is not None
-    assert result.run_dir_bytes == folder_bytes(run) > 0
+    assert result.run_dir_bytes == disk_bytes(run) > 0
     out = capsys.readouterr().out
-    line = [x for x in out.splitlines() if x.startswith("run folder ")]
-    assert len(line) == 1 and f"{result.run_dir_bytes / 1e6:.1f} MB" in line[0], out
+    summary = result.summary_line()
+    line = [summary[summary.index("run folder ") :]]
+    assert f"{result.run_dir_bytes / 1e6:.1f} MB" in line[0], summary
     expected = {
         "best": "(checkpoints: best only; keep_checkpoints=last keeps what resume needs)",
         "last": "(checkpoints: best.ckpt and last.ckpt; resume=true can continue this run)",

@@ -146,8 +146,10 @@ def _predict(args) -> int:
     alignment = dict(
         align=args.align, faces=args.faces, fallback=args.fallback, min_eye_distance=args.min_eye_distance
     )
-    if args.align == "none" and (args.faces != "center" or args.fallback != "error"):
-        raise UsageError("--faces and --fallback apply to detected faces; drop them with --align none")
+    if args.align != "auto" and (args.faces != "center" or args.fallback != "error"):
+        raise UsageError(
+            f"--faces and --fallback apply to detected faces; drop them with --align {args.align}"
+        )
     if args.explain and not hasattr(pipeline, "explain"):
         raise UsageError(
             f"--explain needs a two-stage bundle; {args.bundle} holds a {pipeline.kind} pipeline"
@@ -172,10 +174,8 @@ def _predict(args) -> int:
         explanation = pipeline.explain(images, progress=progress, **alignment)
         frame = explanation.predictions
         for i, name in enumerate(frame["image"]):
-            if not frame["error"].iloc[i]:
-                top = explanation.top(i, 3)
-                pushes = ", ".join(f"{k} {v:+.2f}" for k, v in top.items())
-                print(f"{_shown(name)}: {pushes}", file=sys.stderr)
+            if not frame["male_probability"].isna().iloc[i]:
+                print(f"{_shown(name)}{_face_of(frame, i)}: {explanation.line(i, 3)}", file=sys.stderr)
     else:
         frame = pipeline.predict(images, progress=progress, **alignment)
     failed = int(frame["male_probability"].isna().sum())  # a whole-image fallback has a note, not a failure
@@ -194,6 +194,17 @@ def _predict(args) -> int:
         )
         return 3
     return 0
+
+
+def _face_of(frame, i: int) -> str:
+    """Which face of its photo row ``i`` is, when the photo had several: with one row per photo the one
+    nearest the centre was chosen, and the line says so."""
+    if "n_faces" not in frame or frame["n_faces"].isna().iloc[i] or int(frame["n_faces"].iloc[i]) < 2:
+        return ""
+    n = int(frame["n_faces"].iloc[i])
+    if "face_index" in frame and not frame["face_index"].isna().iloc[i]:
+        return f" (face {int(frame['face_index'].iloc[i]) + 1} of {n})"
+    return f" (face nearest the centre of {n}; --faces all explains each)"
 
 
 def _adapt(args) -> int:
@@ -225,14 +236,9 @@ def _adapt(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     adapted.save(args.out_bundle)
     record = adapted.adapted
-    said = (
-        f"; held-out accuracy {record.accuracy_before:.3f} before, {record.accuracy_after:.3f} after"
-        if record.accuracy_before is not None
-        else ""
-    )
     print(
-        f"used {len(paths):,} of {len(paths) + len(problems):,} rows ({len(problems)} skipped): "
-        f"{record.n_photos} to fit, {record.n_holdout} held out{said}; wrote {args.out_bundle}"
+        f"used {len(paths):,} of {len(paths) + len(problems):,} rows ({len(problems)} skipped), "
+        f"{record.n_photos} to fit and {record.n_holdout} held out: {record.describe()}; wrote {args.out_bundle}"
     )
     return 0
 
@@ -456,8 +462,10 @@ def _add_alignment_arguments(parser: argparse.ArgumentParser, with_none: bool) -
             "--align",
             default="auto",
             choices=ALIGN_MODES,
-            help="auto: find the face and align it as the training crops (default); none: the images are "
-            "such crops already",
+            help="auto: find the face and align it as the bundle reads faces (default); crops: the images are "
+            "crops laid out like the training images, CelebA's (a fixed warp, no detection); none: they are "
+            "laid out as the bundle reads already (a face bundle: dlib's 150 px chips; anything else is "
+            "refused)",
         )
     parser.add_argument(
         "--faces",
@@ -647,9 +655,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--align",
-        choices=("auto", "none"),
+        choices=ALIGN_MODES,
         default="auto",
-        help="auto: find and align each photo's face, as predict does (default); none: photos are crops",
+        help="auto: find and align each photo's face, as predict does (default); crops: crops laid out like "
+        "the training images (CelebA's); none: already laid out as the bundle reads (a face bundle: dlib's "
+        "150 px chips)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

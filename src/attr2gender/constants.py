@@ -7,7 +7,10 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 # How predict() reads a photo (attr2gender.data.faces): the choices, here so that the command line can
 # offer them without importing torch.
-ALIGN_MODES = ("auto", "none")  # auto: find the face and warp it onto the template; none: read as it is
+# auto: find the face and warp it onto the template; crops: crops laid out like the training images (CelebA's),
+# warped onto the template by the fixed transform their recorded layout gives (no detection); none: read as it
+# is (already the template's layout: a face bundle's dlib chip)
+ALIGN_MODES = ("auto", "crops", "none")
 FACE_MODES = ("center", "all")  # the face nearest the image centre, or one row per face
 FALLBACKS = ("error", "whole_image")  # no face found: an error row, or predict on the whole image
 MIN_EYE_DISTANCE = 24.0  # px in the input image: below this a face is too small to classify

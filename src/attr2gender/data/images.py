@@ -26,13 +26,14 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageLoadError
 
 # A few CelebA-sized images are truncated JPEGs in the wild; decoding them is an error, never a guess.
 Image.LOAD_TRUNCATED_IMAGES = False
 
+ORIENTATION_TAG = 0x0112  # EXIF "Orientation": how a camera says to turn the stored pixels
 MAX_SIDE = 20_000  # px; no face photo needs more, and decoding one costs gigabytes
 MAX_ASPECT = 20.0  # longer side / shorter side; strips and 1-px lines are not photos
 # Pixels per image (the default of ``max_pixels``): a 50-Mpx photo decodes to 150 MB of RGB. Independent of
@@ -298,9 +299,22 @@ def _open_checked(fp, name: str, max_pixels: int | None = None) -> Image.Image:
     def read(fp):
         with _open_header(fp, name, max_pixels) as im:
             im.load()
-            return to_rgb(im, name)
+            return to_rgb(upright(im), name)
 
     return _readable(fp, name, read)
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image as it is meant to be seen: a phone stores a turned photo unturned, with an EXIF orientation
+    tag (2-8) saying how to turn it; without this, predict, align and training would read it on its side.
+    An image without the tag (or with 1) is returned as it is."""
+    try:
+        orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block: the pixels as stored
+        return image
+    if orientation not in range(2, 9):
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def _source_file(source, name: str):
@@ -417,7 +431,7 @@ def load_image(source, name: str | None = None, max_pixels: int | None = None) -
     if isinstance(source, Image.Image):
         check_size(source.size, name, max_pixels)
         check_frames(source, name, max_pixels)  # an icon opened, not loaded yet
-        return to_rgb(source, name)
+        return to_rgb(upright(source), name)
     fp = _source_file(source, name)
     if fp is not None:
         return _open_checked(fp, name, max_pixels)

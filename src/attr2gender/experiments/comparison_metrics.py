@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.groups import group_names
+from ..errors import ConfigError
 from ..metrics import (
     binary_metrics,
     bootstrap_ci,
@@ -33,7 +35,8 @@ from ..metrics import (
     slice_metrics,
     slice_table,
 )
-from .comparison_report import comparison_report, corruption_comparison_text, summary_text
+from ..tracking.measure import ratio_interval
+from .comparison_report import comparison_report, corruption_comparison_text, points_digits, summary_text
 
 PREDICTIONS_ARTIFACT = "predictions/test_predictions.csv"  # logged by every pipeline run
 PLOT_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1_male", "f1_female")
@@ -113,16 +116,16 @@ def match_rows(a: RouteResult, b: RouteResult) -> tuple[list[str], np.ndarray, n
     index_b = {image_id: i for i, image_id in enumerate(b.test_ids)}
     rows_a = [i for i, image_id in enumerate(a.test_ids) if image_id in index_b]
     if not rows_a:
-        raise ValueError(
-            f"{a.name} and {b.name} share no test image: run both on the same data root, split "
-            "and seed (compare.py does)"
+        raise ConfigError(
+            f"{a.name} and {b.name} share no test image: they were run on different data; run both on the "
+            "same data root, split and seed (compare.py does)"
         )
     rows_b = [index_b[a.test_ids[i]] for i in rows_a]
     truth_a = np.asarray(a.male)[rows_a]
     truth_b = np.asarray(b.male)[rows_b]
     if not np.array_equal(truth_a, truth_b):
         bad = int((truth_a != truth_b).sum())
-        raise ValueError(
+        raise ConfigError(
             f"{a.name} and {b.name} disagree on the Male label of {bad} shared test image(s): "
             "they were not run on the same annotations"
         )
@@ -210,10 +213,28 @@ class Comparison:
                 self.metrics[f"celeba_c_accuracy_{corruption}_{name}"] = float(row["accuracy"])
 
 
+def points_metrics(diff: float, low: float, high: float) -> dict[str, float]:
+    """``two_stage_minus_direct_points`` and its CI, rounded to the digits the interval supports."""
+    d = points_digits(low, high)
+    return {
+        "two_stage_minus_direct_points": round(100 * diff, d) + 0.0,
+        "two_stage_minus_direct_points_ci_low": round(100 * low, d) + 0.0,
+        "two_stage_minus_direct_points_ci_high": round(100 * high, d) + 0.0,
+    }
+
+
 def compare_routes(
-    two_stage: RouteResult, direct: RouteResult, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
+    two_stage: RouteResult,
+    direct: RouteResult,
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    latency_rounds: dict | None = None,
 ) -> Comparison:
-    """Accuracy loss with its paired bootstrap CI, and the cost ratios (see the module docstring)."""
+    """Accuracy loss with its paired bootstrap CI, and the cost ratios (see the module docstring).
+    ``latency_rounds`` (:func:`attr2gender.tracking.measure.paired_latency` of both routes): the inference
+    ratios are then the median of interleaved rounds with their range (``_low`` / ``_high``); without it,
+    each route's own single measurement, and no interval."""
     ids, y, p_two, p_direct = match_rows(two_stage, direct)
     pred_two = (p_two >= two_stage.threshold).astype(int)
     pred_direct = (p_direct >= direct.threshold).astype(int)
@@ -282,6 +303,9 @@ def compare_routes(
         "two_stage_minus_direct": -float(diff["difference"]),
         "two_stage_minus_direct_ci_low": -float(diff["high"]),
         "two_stage_minus_direct_ci_high": -float(diff["low"]),
+        # The same difference in percentage points, to the digits its interval supports: what the runs table
+        # shows, so it reads as the report says it ("-2 points", not -0.015).
+        **points_metrics(-float(diff["difference"]), -float(diff["high"]), -float(diff["low"])),
         "share_resamples_direct_better": float(diff["share_resamples_a_better"]),
         "roc_auc_two_stage": per_route["two_stage"].get("roc_auc", float("nan")),
         "roc_auc_direct": per_route["direct"].get("roc_auc", float("nan")),
@@ -312,9 +336,22 @@ def compare_routes(
         metrics[f"inference_time_ratio_b{b}"] = ratio(
             m2[f"inference_ms_per_image_b{b}"], md[f"inference_ms_per_image_b{b}"]
         )
+    paired = {}
+    if latency_rounds and {"two_stage", "direct"} <= set(latency_rounds):
+        for b in sorted(set(latency_rounds["two_stage"]) & set(latency_rounds["direct"])):
+            a, d = latency_rounds["two_stage"][b], latency_rounds["direct"][b]
+            median, low, high = ratio_interval(a, d)
+            metrics[f"inference_time_ratio_b{b}"] = median
+            metrics[f"inference_time_ratio_b{b}_low"], metrics[f"inference_time_ratio_b{b}_high"] = low, high
+            paired[b] = (statistics.median(a), statistics.median(d))
+        metrics["inference_time_rounds"] = float(len(next(iter(latency_rounds["direct"].values()), [])))
+        batches = sorted(paired)
     metrics["inference_time_ratio"] = (
         metrics[f"inference_time_ratio_b{batches[0]}"] if batches else float("nan")
     )
+    if batches and f"inference_time_ratio_b{batches[0]}_low" in metrics:
+        metrics["inference_time_ratio_low"] = metrics[f"inference_time_ratio_b{batches[0]}_low"]
+        metrics["inference_time_ratio_high"] = metrics[f"inference_time_ratio_b{batches[0]}_high"]
     # The headline a person looks for in the runs table (NaN when batch 64 was not measured).
     metrics["inference_ratio_b64"] = metrics.get("inference_time_ratio_b64", float("nan"))
     metrics["training_time_ratio"] = ratio(m2.get("train_seconds"), md.get("train_seconds"))
@@ -329,6 +366,9 @@ def compare_routes(
     costs = {
         r.name: {k: float(r.metrics[k]) for k in cost_keys if k in r.metrics} for r in (two_stage, direct)
     }
+    for b, (ms_two, ms_direct) in paired.items():  # the interleaved medians replace the single timings
+        costs["two_stage"][f"inference_ms_per_image_b{b}"] = ms_two
+        costs["direct"][f"inference_ms_per_image_b{b}"] = ms_direct
     comparison = Comparison(
         metrics,
         per_route,

@@ -43,9 +43,10 @@ def ratio_phrase(r: float) -> str:
     return "less: the two-stage route is cheaper here"
 
 
-def ratio_verdict(r: float) -> str:
-    if not math.isfinite(r):
-        return "not measured"
+RATIO_LINES = (1.15, 1.75, 2.5)  # where the verdict on "about twice" changes
+
+
+def _ratio_class(r: float) -> str:
     if 1.75 <= r < 2.5:
         return "**reproduced**"
     if r >= 2.5:
@@ -53,6 +54,22 @@ def ratio_verdict(r: float) -> str:
     if r > 1.15:
         return "**partly** (slower, but less than twice)"
     return "**not reproduced**"
+
+
+def ratio_verdict(r: float, low: float | None = None, high: float | None = None) -> str:
+    """The verdict on a source claim of "about twice" from a cost ratio: given only where the ratio's
+    interval (``low``, ``high``: interleaved rounds) lies on one side of every line where the verdict
+    changes; a single timing (no interval) gets none, since repeats on a shared machine moved it by a third."""
+    if not math.isfinite(r):
+        return "not measured"
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "**no verdict**: one timing per route, and timings on a shared machine vary by a third"
+    verdicts = {_ratio_class(low), _ratio_class(high)} | {
+        _ratio_class(line) for line in RATIO_LINES if low < line < high
+    }
+    if len(verdicts) > 1:
+        return f"**undecided**: the interval {low:.2f}× to {high:.2f}× spans more than one verdict"
+    return _ratio_class(r)
 
 
 def accuracy_verdict(low: float, high: float) -> str:
@@ -66,11 +83,17 @@ def accuracy_verdict(low: float, high: float) -> str:
     return "**not shown**: the 95% CI includes 0, so these test images cannot tell the routes apart"
 
 
+def points_digits(low: float, high: float) -> int:
+    """The decimals of percentage points a difference's interval supports (0 to 2): every place that shows
+    the same difference uses them, so it reads the same everywhere."""
+    half = (high - low) / 2 if math.isfinite(high - low) and high > low else 0.0001
+    return min(2, max(0, -math.floor(math.log10(100 * half))))
+
+
 def difference_words(diff: float, low: float, high: float, level: str = "95%") -> str:
     """Two-stage minus direct accuracy in plain words, with its CI: which route is more accurate, or
     "no significant difference" when the interval contains 0."""
-    half = (high - low) / 2 if math.isfinite(high - low) and high > low else 0.0001
-    d = min(2, max(0, -math.floor(math.log10(100 * half))))  # the digits the interval supports
+    d = points_digits(low, high)
     ci = f"{level} CI {signed_points(low, d)} to {signed_points(high, d)} points"
     if low > 0:
         return f"two-stage is {100 * diff:.{d}f} points more accurate than direct ({ci})"
@@ -103,7 +126,8 @@ def comparison_report(c: Comparison, two_stage: RouteResult, direct: RouteResult
             "": "test accuracy",
             "two-stage": c.per_route["two_stage"]["accuracy"],
             "direct": c.per_route["direct"]["accuracy"],
-            "two-stage vs direct": f"{signed_points(diff)} points ({level} CI {signed_points(low)} to {signed_points(high)})",
+            "two-stage vs direct": f"{signed_points(diff, points_digits(low, high))} points ({level} CI "
+            f"{signed_points(low, points_digits(low, high))} to {signed_points(high, points_digits(low, high))})",
         },
         {
             "": "ROC AUC",
@@ -114,12 +138,18 @@ def comparison_report(c: Comparison, two_stage: RouteResult, direct: RouteResult
     ]
     for b in batches:
         key = f"inference_ms_per_image_b{b}"
+        interval = (
+            f" ({m[f'inference_time_ratio_b{b}_low']:.2f} to {m[f'inference_time_ratio_b{b}_high']:.2f} over "
+            f"{int(m['inference_time_rounds'])} interleaved rounds)"
+            if f"inference_time_ratio_b{b}_low" in m
+            else " (one timing each)"
+        )
         rows.append(
             {
                 "": f"inference, ms/image at batch {b}",
                 "two-stage": two.get(key),
                 "direct": dir_.get(key),
-                "two-stage vs direct": f"{m[f'inference_time_ratio_b{b}']:.2f}×",
+                "two-stage vs direct": f"{m[f'inference_time_ratio_b{b}']:.2f}×{interval}",
             }
         )
     rows += [
@@ -161,12 +191,21 @@ def comparison_report(c: Comparison, two_stage: RouteResult, direct: RouteResult
         f"- **Inference about twice as slow** (source: {SOURCE_CLAIMS['inference']}). Here the two-stage route "
         f"needs {r_inf:.2f}× the direct route's time per image at batch {batches[0] if batches else '-'}"
         + (f" ({others})" if others else "")
-        + f": {ratio_phrase(r_inf)}. Claim {ratio_verdict(r_inf)}. This two-stage pipeline runs one CNN pass and "
+        + (
+            f", the median of {int(m['inference_time_rounds'])} interleaved rounds (range "
+            f"{m['inference_time_ratio_low']:.2f}× to {m['inference_time_ratio_high']:.2f}×)"
+            if "inference_time_ratio_low" in m
+            else ", one timing each"
+        )
+        + f": {ratio_phrase(r_inf)}. Claim "
+        f"{ratio_verdict(r_inf, m.get('inference_time_ratio_low'), m.get('inference_time_ratio_high'))}. "
+        "This two-stage pipeline runs one CNN pass and "
         "adds only the tabular model, so its extra inference cost is small unless the routes use different "
         "backbones or image sizes; timings on a shared or busy CPU are noisy.",
         f"- **Learning about twice as long** (source: {SOURCE_CLAIMS['training']}). Here training the two-stage "
         f"route (stage one, stage one's pass over the validation images, the stage-two fit) took "
-        f"{r_train:.2f}× as long as the direct route: {ratio_phrase(r_train)}. Claim {ratio_verdict(r_train)}.",
+        f"{r_train:.2f}× as long as the direct route (one training each): {ratio_phrase(r_train)}. Claim "
+        f"{ratio_verdict(r_train)} (benchmarks/bench_training.py times training repeated).",
         f"- **Size**: the two-stage bundle is {m['size_ratio']:.2f}× the direct one ({m['param_ratio']:.2f}× the "
         "parameters).",
         "",
@@ -382,18 +421,23 @@ def write_comparison(c: Comparison, out_dir: str | Path) -> dict[str, Path]:
         {k.replace("_", "-"): v for k, v in c.per_route.items()},
         path=paths["plot"],
         title="Two-stage (attributes → Male) vs direct (pixels → Male), same test images",
-        # The headline panels (a 3 x 3 grid that fits a screen); every slice is in slices.png.
+        # The paired difference first, then the headline panels (a 3 x 3 grid that fits a screen); every
+        # slice is in slices.png.
         metric_names=[
             "accuracy",
             "balanced_accuracy",
             "roc_auc",
             "f1_male",
             "worst_group_accuracy",
-            "worst_group_gap",
             "worst_slice_accuracy",
             "ece",
             "brier",
         ],
+        difference=(
+            c.metrics["two_stage_minus_direct"],
+            c.metrics["two_stage_minus_direct_ci_low"],
+            c.metrics["two_stage_minus_direct_ci_high"],
+        ),
     )
     plot_cost_ratios(c.metrics, path=paths["costs_plot"])
     for key, tables, title in (

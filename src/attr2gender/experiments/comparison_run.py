@@ -8,6 +8,7 @@ route's own reports and plots, embedded) into its folder, both logged under the 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,13 @@ from ..pipeline.concepts import curve_from_probabilities
 from ..pipeline.robustness import corruption_accuracy
 from ..plots import plot_concept_front, plot_intervention_curve
 from ..stamps import run_stamp
-from ..tracking.measure import MeasureSpec
+from ..tracking.measure import MeasureSpec, paired_latency
 from ..tracking.mlflow_tracking import NullTracker, is_rank_zero, make_tracker
 from .comparison_metrics import PREDICTIONS_ARTIFACT, Comparison, RouteResult, compare_routes
 from .comparison_report import difference_words, write_comparison
 from .html_report import Collapsible, Item, demote_headings, ordered_files, write_html_report
 from .plan import KINDS, SHARED_KEYS, RunPlan, materialize, plan_comparison, say
-from .route_run import PipelineRun, run_lines, run_pipeline
+from .route_run import PipelineRun, decoded_images, run_lines, run_pipeline
 from .seeds import WHAT_VARIES, SeedsSummary, summarize_seeds
 
 N_BOOT = 2000  # bootstrap resamples for the accuracy-loss CI
@@ -141,7 +142,11 @@ def run_comparison(
             for plan in (two_stage, direct, *variants[1:])
         ]
         comparison = compare_routes(
-            children[0].route_result, children[1].route_result, n_boot=n_boot, seed=two_stage.config.seed
+            children[0].route_result,
+            children[1].route_result,
+            n_boot=n_boot,
+            seed=two_stage.config.seed,
+            latency_rounds=interleaved_latency(children[0], children[1], measure),
         )
         two_stage_children = [children[0], *children[2:]]
         concept_files = concepts_section(comparison, two_stage_children, children[1], out_dir, n_boot)
@@ -516,10 +521,13 @@ def compare_logged_runs(
     stamp = stamp or run_stamp()
     out_dir = Path(output_dir).resolve() / f"compare-{stamp}"
     tracker.use_experiment_of(run_two_stage)
-    two = route_from_run(tracker, run_two_stage, "two_stage", out_dir / "downloads")
-    direct = route_from_run(tracker, run_direct, "direct", out_dir / "downloads")
-    seed = 0
-    comparison = compare_routes(two, direct, n_boot=n_boot, seed=seed)
+    try:
+        two = route_from_run(tracker, run_two_stage, "two_stage", out_dir / "downloads")
+        direct = route_from_run(tracker, run_direct, "direct", out_dir / "downloads")
+        comparison = compare_routes(two, direct, n_boot=n_boot, seed=0)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)  # a refused comparison leaves no folder behind
+        raise
     files = write_comparison(comparison, out_dir)
     files["html"] = write_html_report(
         out_dir / "report.html",
@@ -563,17 +571,22 @@ def plan_seed_comparisons(
         )
         for seed in seeds
     }
-    if plans[seeds[0]][0][0].config.split == "official":
+    split = plans[seeds[0]][0][0].config.split
+    if split == "official":
         say(
             "compare --seeds: split=official keeps CelebA's partition for every seed; only the "
             "initialisation and the data order change"
         )
         return plans, "the initialisation and the data order (split=official: the same partition)"
+    if split == "identity":
+        say("compare --seeds: split=identity, so each seed draws its own identity-disjoint split")
+        return plans, WHAT_VARIES
     say(
-        "compare --seeds: split=identity, so each seed draws its own identity-disjoint split "
-        "(split=official keeps CelebA's partition instead)"
+        "compare --seeds: split=auto, as a single comparison: CelebA's official partition where it can serve "
+        "(the same for every seed), else an identity-disjoint split each seed draws; seed 0 is the comparison "
+        "`compare` alone makes (split=identity redraws the people for every seed)"
     )
-    return plans, WHAT_VARIES
+    return plans, "the initialisation and the data order, and the split where auto draws it by identity"
 
 
 def run_comparison_command(
@@ -635,11 +648,38 @@ def run_comparison_command(
     return [*comparison_lines(result, tracker), f"To see them: {tracker.ui_line()}"]
 
 
+def interleaved_latency(two_stage: PipelineRun, direct: PipelineRun, measure: MeasureSpec | None) -> dict:
+    """Both routes timed in turn on the same decoded test images, round after round (each route's own run
+    timed it alone once; a ratio of two single timings moved by a third between identical comparisons)."""
+    spec = measure or MeasureSpec()
+    if not len(two_stage.route_result.test_ids):
+        return {}
+    images = decoded_images(two_stage, max(spec.images.values()))
+    return paired_latency({"two_stage": two_stage.pipeline, "direct": direct.pipeline}, images, spec)
+
+
+def split_lines(children: list[PipelineRun]) -> list[str]:
+    """Which people the comparison tested on, in one line (``compare`` and each seed of ``--seeds`` say it
+    the same way, so two numbers can be told apart when their splits differ)."""
+    report = getattr(children[0].pipeline, "report", None) if children else None
+    dm = getattr(getattr(report, "train_result", None), "datamodule", None)
+    if dm is None or dm.splits is None:
+        return []
+    kind = (
+        "CelebA's official partition"
+        if dm.splits.strategy == "official"
+        else f"an identity-disjoint split drawn by seed {children[0].config.seed}"
+    )
+    sizes = ", ".join(f"{k} {v:,}" for k, v in dm.splits.sizes().items())
+    return [f"[comparison] split: {kind} ({sizes}); both routes on the same images"]
+
+
 def comparison_lines(result: ComparisonRun, tracker) -> list[str]:
     """The results of one comparison: each trained route's lines, the answer and the costs, the files and
     the run."""
     lines = [line for child in result.children for line in run_lines(child, tracker)]
     m = result.comparison.metrics
+    lines += split_lines(result.children)
     lines += [
         "[comparison] "
         + difference_words(

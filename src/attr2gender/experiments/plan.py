@@ -212,7 +212,9 @@ def plan_comparison(
 ) -> tuple[list[RunPlan], RunPlan]:
     """The two-stage plan(s) and the direct plan of one comparison, checked before any work; the direct plan
     paired with the first two-stage plan (:func:`pair_plans`: the same images). ``seeded`` (one seed of
-    ``--seeds``): split=auto becomes split=identity, so the seed draws the split too."""
+    ``--seeds``): the run names carry the seed; the split is the one a single comparison with that seed uses
+    (split=auto: CelebA's official partition when it can serve, else an identity-disjoint split the seed
+    draws), so seed 0 of ``--seeds`` is the comparison ``compare`` alone makes."""
     # A multi-run two-stage preset (e.g. concept_sweep) gives several two-stage runs, all set against direct.
     variants = plan_runs("two_stage", config_two_stage, data_root, overrides, stamp=stamp)
     direct = plan_run("direct", config_direct, data_root, overrides, stamp=stamp)
@@ -222,9 +224,6 @@ def plan_comparison(
         direct.config.run_name += "-direct"
     if seeded:
         for plan in (*variants, direct):
-            # auto takes CelebA's official partition whenever it can serve, and that ignores the seed.
-            if plan.config.split == "auto":
-                plan.config = dataclasses.replace(plan.config, split="identity")
             # A fixed run_name (override or preset) would send every seed into one run folder.
             if stamp not in plan.config.run_name:
                 plan.config.run_name += f"-{stamp.rsplit('-', 1)[-1]}"

@@ -20,6 +20,7 @@ from ..data.images import load_image
 from ..data.transforms import eval_transform_from_spec
 from ..metrics import accuracy_ci, shown, worst_group_name
 from ..models.internals import feature_maps_of, first_conv
+from ..pipeline.bundle import disk_bytes, share_identical
 from ..pipeline.concept_quality import NOT_CONCEPTS
 from ..pipeline.loading import synthetic_warning
 from ..tracking.measure import MeasureSpec, cost_metrics, measure_latency
@@ -42,6 +43,8 @@ class PipelineRun:
     run_id: str | None = None
     model_uri: str | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
+    run_dir_bytes: int = 0  # the run folder on the disk when the run ended
+    bundle_bytes: int = 0  # of which the bundle (MLflow keeps a copy of it when tracking)
 
 
 def _train(kind: str, config: RunConfig):
@@ -106,15 +109,28 @@ def run_description(kind: str, config: RunConfig, pipeline, synthetic: bool) -> 
         f"{n:,} images; worst group {shown(m.get('worst_group_accuracy'), n=n)}; ECE {shown(m.get('ece'), n=n)}.",
     ]
     if "concept_mean_auc" in m:
-        concepts = getattr(pipeline, "concepts", None)
-        parts.append(
-            f"Its 39 concepts on the test images: mean accuracy {m['concept_mean_accuracy']:.3f}, AUC "
-            f"{m['concept_mean_auc']:.3f}"
-            + (f"; **{NOT_CONCEPTS}**." if concepts is not None and not concepts.reliable else ".")
-        )
+        parts.append(concept_words(pipeline))
     if synthetic or pipeline.data_kind == "synthetic":
         parts.append("**Warning:** " + synthetic_warning("This model"))
     return " ".join(parts)
+
+
+def concept_words(pipeline) -> str:
+    """The concepts' quality in words beside its numbers: a mean accuracy means little next to what always
+    answering each attribute's common value scores, so that is said too, and the verdict."""
+    m = pipeline.metrics
+    text = (
+        f"Its 39 concepts on the test images: mean accuracy {m['concept_mean_accuracy']:.3f}, AUC "
+        f"{m['concept_mean_auc']:.3f}"
+    )
+    if "concept_majority_accuracy" in m:
+        text += f" (always answering each attribute's common value: {m['concept_majority_accuracy']:.3f})"
+    concepts = getattr(pipeline, "concepts", None)
+    if concepts is None:
+        return text + "; their reliability is unknown (no validation record)."
+    if not concepts.reliable:
+        return text + f". **Verdict: {NOT_CONCEPTS}** ({concepts.why()})."
+    return text + f". Verdict: **reliable concepts** ({concepts.why()})."
 
 
 def run_pipeline(
@@ -145,6 +161,7 @@ def run_pipeline(
         if plan.config.lr == "auto":
             tracker.log_params({"lr": config.lr})
         bundle_dir = pipeline.save(run_dir / "bundle")
+        share_identical(run_dir / "model" / "model.safetensors", bundle_dir / "model.safetensors")
 
         metrics = logged_metrics(pipeline, report)
         metrics |= cost_metrics(pipeline, bundle_dir)
@@ -190,15 +207,27 @@ def run_pipeline(
             tracker.log_artifacts(run_dir / folder, folder)
         tracker.log_artifact(run_dir / "lr_finder.png", "plots")
         model_uri = tracker.log_pyfunc_model(bundle_dir, input_example=_input_example(test_paths))
-    return PipelineRun(
+    run = PipelineRun(
         plan.kind, config, pipeline, run_dir, bundle_dir, metrics, route_result, run_id, model_uri, artifacts
     )
+    run.run_dir_bytes = disk_bytes(run_dir)  # at the end: the bundle, plots and reports included
+    run.bundle_bytes = disk_bytes(bundle_dir)
+    return run
 
 
 def run_lines(run: PipelineRun, tracker) -> list[str]:
     """The results of one route's run, as the command line prints them: its folders, its MLflow run and
     model, its test accuracy, training time and inference timings."""
-    lines = [f"[{run.kind}] run dir:   {run.run_dir}", f"[{run.kind}] bundle:    {run.bundle_dir}"]
+    copy = (
+        f"; MLflow keeps a {run.bundle_bytes / 1e6:.1f} MB copy of the bundle in its artifact store"
+        if run.run_id
+        else ""
+    )
+    lines = [
+        f"[{run.kind}] run dir:   {run.run_dir} ({run.run_dir_bytes / 1e6:.1f} MB on disk, the bundle "
+        f"{run.bundle_bytes / 1e6:.1f} MB of it{copy})",
+        f"[{run.kind}] bundle:    {run.bundle_dir}",
+    ]
     if run.run_id:
         lines.append(
             f"[{run.kind}] MLflow run {run.run_id} (experiment {tracker.experiment!r}); model "
@@ -259,6 +288,12 @@ def _info(config: RunConfig, plan: RunPlan) -> dict[str, str]:
 def _decode(paths: list[Path], n: int) -> list:
     """Up to ``n`` images decoded (RGB PIL) ahead of the latency measurement."""
     return [load_image(p) for p in paths[: max(1, n)]]
+
+
+def decoded_images(run: PipelineRun, n: int) -> list:
+    """Up to ``n`` of the run's test images, decoded: what its latency was measured on."""
+    celeba = run.pipeline.report.train_result.datamodule.celeba
+    return _decode([celeba.image_path(i) for i in run.route_result.test_ids], n)
 
 
 def _input_example(paths: list[Path]) -> pd.DataFrame | None:

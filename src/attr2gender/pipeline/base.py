@@ -99,6 +99,7 @@ class GenderPredictor:
         config: dict | None = None,
         report=None,
         face_template: FaceTemplate | None = None,
+        crop_layout: FaceTemplate | None = None,
         align: str = "auto",
         temperature: float = 1.0,
         data_kind: str = "unknown",
@@ -133,9 +134,12 @@ class GenderPredictor:
         # Where the 5 landmarks sit in the training crops (measured when the pipeline is trained); photos are
         # warped onto it. Without one: CelebA's published aligned-crop template.
         self.face_template = face_template or FaceTemplate.celeba()
+        # Where the landmarks sit in the training crops (measured on them): align="crops" warps crops like them
+        # onto face_template with the fixed transform it gives. None: CelebA's published layout.
+        self.crop_layout = crop_layout
         FaceAlignment(align)  # validated now, not on the first predict
         self.align = (
-            align  # predict's default: "auto" (find and align the face) or "none" (crops as they are)
+            align  # predict's default: "auto" (find and align the face), "celeba" or "none" (see predict)
         )
         # Temperature scaling of P(Male), fitted on validation when trained with calibrate: true; 1 = off.
         self.temperature = self._checked_temperature(temperature)
@@ -164,12 +168,20 @@ class GenderPredictor:
         if len(sources) > 1:
             data = " + ".join(sources)
         parts.append(f"trained on {'unknown data' if data == 'unknown' else data}")
+        adapted = getattr(self, "adapted", None)
+        if adapted is not None:
+            parts.append(adapted.describe())
         try:
             accuracy = float(self.metrics.get("accuracy"))
         except (TypeError, ValueError):  # missing (built from parts) or not a number
             accuracy = math.nan
         if math.isfinite(accuracy):
-            parts.append(f"test accuracy {accuracy:.4f}")
+            n = self.metrics.get("n") or self.metrics.get("n_images")
+            try:
+                n = int(n) if n is not None and math.isfinite(float(n)) else None
+            except (TypeError, ValueError):
+                n = None
+            parts.append(f"test accuracy {accuracy:.4f}" + (f" (n={n:,})" if n else ""))
         return f"{type(self).__name__}({', '.join(parts)})"
 
     @staticmethod
@@ -268,7 +280,12 @@ class GenderPredictor:
         """The :class:`~attr2gender.data.faces.FaceAlignment` of a call: ``align`` (default: this pipeline's
         ``align`` attribute, ``"auto"``) with this pipeline's face template. Raises on an invalid value."""
         return FaceAlignment(
-            self.align if align is None else align, faces, fallback, min_eye_distance, self.face_template
+            self.align if align is None else align,
+            faces,
+            fallback,
+            min_eye_distance,
+            self.face_template,
+            getattr(self, "crop_layout", None),
         )
 
     def _run(
@@ -371,7 +388,10 @@ class GenderPredictor:
         keyed by the input's ``image``. No face is an error row (``fallback="whole_image"``: predicted on the
         whole image, noted in ``error``); so is a face with eyes closer than ``min_eye_distance`` px (a turned
         face, eyes under 0.3 x its box width, is judged by its box: at least ``min_eye_distance / 0.45`` px).
-        ``align="none"``: the images are crops like the training images already, read as they are.
+        ``align="crops"``: the images are crops laid out like the training images (CelebA's, at any scale):
+        each is warped onto the template by the fixed transform that layout gives (:attr:`crop_layout`,
+        measured on the training crops), no detection; a face bundle then scores on them what ``auto`` does. ``align="none"``: the images are laid out as this pipeline reads already and
+        are read as they are; a face bundle reads dlib's 150 px chips, so any other size is an error row.
         ``max_pixels``: an image larger than this (default 50 Mpx, :data:`attr2gender.data.images.MAX_PIXELS`)
         is an error row, found from its header before it is decoded."""
         rows = self._run(
@@ -462,6 +482,7 @@ class GenderPredictor:
                 "data_kind": self.data_kind,
             }
             | ({"training_data": self.training_data} if getattr(self, "training_data", None) else {})
+            | ({"crop_layout": self.crop_layout.to_json()} if getattr(self, "crop_layout", None) else {})
         )
 
     def _save_parts(self, directory: Path) -> None:
@@ -493,4 +514,7 @@ class GenderPredictor:
         self.temperature = self._checked_temperature(manifest.get("temperature", 1.0))
         self.data_kind = manifest.get("data_kind", "unknown")
         self.training_data = list(manifest.get("training_data", []))
+        self.crop_layout = (
+            FaceTemplate.from_json(manifest["crop_layout"]) if "crop_layout" in manifest else None
+        )
         self.adapted = AdaptRecord.from_json(manifest["adapted"]) if "adapted" in manifest else None

@@ -24,12 +24,15 @@ The rules :func:`read_manifest` enforces before a tensor is read:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 from .._version import __version__
+from ..data.faces import FaceTemplate
 from ..errors import BundleError
 from .adapt import AdaptRecord
 from .calibration import TEMPERATURE_BOUNDS
@@ -67,6 +70,7 @@ TOP_LEVEL = {
     "data_kind",  # optional: celeba | custom | synthetic | unknown
     "temperature",  # optional: temperature scaling of P(Male); absent in bundles saved before it
     "training_data",  # optional: every source it learned from (name, root, licence, image counts)
+    "crop_layout",  # optional: where the landmarks sit in the training crops (predict's align="crops")
 }
 MAX_SOURCES = 8  # training_data entries; a model learns from one or two
 SOURCE_KEYS = {"name": str, "root": str, "layout": str, "licence": str, "learnt": str, "images": dict}
@@ -78,6 +82,41 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def disk_bytes(path: str | Path) -> int:
+    """The bytes a file, or the files under a folder, take on the disk (links not followed; a file
+    hard-linked twice, like a run's model/ and bundle/ weights, counted once, as ``du`` counts it)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    total, seen = 0, set()
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                stat = os.lstat(os.path.join(root, name))
+                if (stat.st_dev, stat.st_ino) not in seen:
+                    seen.add((stat.st_dev, stat.st_ino))
+                    total += stat.st_size
+    return total
+
+
+def share_identical(copy: Path, original: Path) -> bool:
+    """Make ``copy`` a hard link to ``original`` when the two files hold the same bytes (a run's exported
+    weights and its bundle's): the folder then holds them once. False when they differ or cannot be linked
+    (another file system); nothing changes then."""
+    try:
+        if not (copy.is_file() and original.is_file()) or copy.stat().st_size != original.stat().st_size:
+            return False
+        if sha256_file(copy) != sha256_file(original):
+            return False
+        temporary = copy.with_name(f".{copy.name}.link")
+        temporary.unlink(missing_ok=True)
+        os.link(original, temporary)
+        os.replace(temporary, copy)
+        return True
+    except OSError:
+        return False
 
 
 def _canonical(manifest: dict) -> bytes:
@@ -252,6 +291,11 @@ def _check_values(m: dict, path: Path) -> None:
         except ValueError as exc:
             raise _fail(path, "adapted", str(exc)) from None
     _check_training_data(m.get("training_data", []), path)
+    if "crop_layout" in m:
+        try:
+            FaceTemplate.from_json(m["crop_layout"] if isinstance(m["crop_layout"], dict) else {})
+        except ValueError as exc:
+            raise _fail(path, "crop_layout", str(exc)) from None
     provenance = m.get("backbone_weights", {})
     if not (isinstance(provenance, dict) and all(isinstance(k, str) for k in provenance)):
         raise _fail(path, "backbone_weights", "must be an object")

@@ -29,11 +29,13 @@ from ..errors import FaceNotUsableError
 
 
 def expand_images(images) -> list[tuple[object, object]]:
-    """One ``(name, source)`` per image, in input order. Paths are named by themselves, other inputs
-    by their position in the output."""
+    """One ``(name, source)`` per image, in input order. Paths are named by themselves, other inputs by
+    their position among the inputs given (``predict(["a.jpg", "photos/", pil])`` names the PIL image 2,
+    however many files the folder held); an image inside a batch or a nested list by its position there
+    too (``"3[1]"``: the second image of input 3)."""
     out: list[tuple[object, object]] = []
 
-    def add(item):
+    def add(item, label):
         if isinstance(item, str | os.PathLike):
             path = Path(item)
             if path.is_dir():
@@ -41,20 +43,24 @@ def expand_images(images) -> list[tuple[object, object]]:
             else:
                 out.append((os.fsdecode(path), path))  # a missing file becomes an error row, not an exception
         elif isinstance(item, Image.Image):
-            out.append((len(out), item))
-        elif isinstance(item, torch.Tensor) and item.ndim == 4:
-            out.extend((len(out), t) for t in item)
-        elif isinstance(item, np.ndarray) and item.ndim == 4:
-            out.extend((len(out), a) for a in item)
+            out.append((label, item))
+        elif isinstance(item, torch.Tensor | np.ndarray) and item.ndim == 4:
+            out.extend((f"{label}[{k}]", t) for k, t in enumerate(item))
         elif isinstance(item, torch.Tensor | np.ndarray):
-            out.append((len(out), item))
+            out.append((label, item))
         elif isinstance(item, list | tuple):
-            for sub in item:
-                add(sub)
+            for k, sub in enumerate(item):
+                add(sub, f"{label}[{k}]")
         else:
-            out.append((len(out), item))  # unsupported types become error rows naming the type
+            out.append((label, item))  # unsupported types become error rows naming the type
 
-    add(images)
+    if isinstance(images, list | tuple):
+        for position, item in enumerate(images):
+            add(item, position)
+    elif isinstance(images, torch.Tensor | np.ndarray) and images.ndim == 4:
+        out.extend(enumerate(images))  # one batch given alone: its images are the inputs
+    else:
+        add(images, 0)
     return out
 
 
@@ -83,6 +89,7 @@ class _SourceDataset(Dataset):
     ):
         self.sources, self.preprocessing = sources, preprocessing
         self.alignment = alignment if alignment is not None and alignment.enabled else None
+        self.unaligned = alignment if alignment is not None and not alignment.enabled else None
         self.max_pixels = pixel_cap(max_pixels)
 
     def __len__(self):
@@ -92,6 +99,8 @@ class _SourceDataset(Dataset):
         try:
             image = load_image(self.sources[i], max_pixels=self.max_pixels)
             if self.alignment is None:
+                if self.unaligned is not None:  # align="none": a face bundle refuses what is not a chip
+                    self.unaligned.check_unaligned(image, describe(self.sources[i]))
                 return i, [(self.preprocessing.image(image), None)], []
             crops, failed = [], []
             # Warped straight to the size the preprocessing resizes to: one resampling, not two.

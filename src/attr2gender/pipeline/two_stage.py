@@ -28,7 +28,14 @@ from .concept_quality import NOT_CONCEPTS, ConceptRecord
 from .concepts import apply_intervention, intervention_matrix
 from .inputs import expand_images
 
-BIAS_LABEL = "(bias: base rate)"  # the first entry of Explanation.top: where every image's log-odds start
+# The first entry of Explanation.top: where every image's log-odds start before any attribute pushes. Not a
+# base rate: for logistic regression the intercept, the log-odds of an image with all 39 attributes at 0
+# (+2.4 reads as 92 % Male where CelebA is 42 % male); for LightGBM its expected score over training rows.
+BIAS_LABELS = {
+    "logistic": "(intercept: all 39 attributes at 0)",
+    "lightgbm": "(start: the average training row)",
+}
+BIAS_LABEL = BIAS_LABELS["logistic"]
 REPR_MAX_IMAGES = 20  # repr(explanation) lists this many images, then says how many more
 
 
@@ -46,6 +53,7 @@ class Explanation:
     contributions: pd.DataFrame  # per image: each attribute's push on the Male log-odds, plus "bias"
     global_importance: pd.Series  # coefficients (signed) or LightGBM gain, sorted by |value|
     importance_change: pd.DataFrame | None = None  # after a concept edit: importance before and after
+    bias_label: str = BIAS_LABEL  # what "bias" is for this stage two (BIAS_LABELS)
 
     @property
     def log_odds(self) -> pd.Series:
@@ -56,10 +64,10 @@ class Explanation:
         """Image ``row``'s bias, then the ``k`` attributes that pushed it hardest, in Male log-odds (signed:
         + toward Male, - toward Female), largest ``|push|`` first.
 
-        The first entry, ``"(bias: base rate)"``, is where every image starts before any attribute pushes:
-        stage two's intercept (logistic regression; the log-odds of an image with every attribute at 0) or
-        its expected raw score over the training rows (LightGBM). It is shown because it can be large: an
-        image predicted 0.39 Male may show only negative pushes when the bias is +3. The bias and the pushes
+        The first entry (:attr:`bias_label`) is where every image starts before any attribute pushes:
+        stage two's intercept (logistic regression; the log-odds of an image with every attribute at 0, not
+        a base rate) or its expected raw score over the training rows (LightGBM). It is shown because it can
+        be large: an image predicted 0.39 Male may show only negative pushes when the intercept is +3. The bias and the pushes
         of all 39 attributes (not only the ``k`` shown) add up to :attr:`log_odds` of the row, and
         ``1 / (1 + exp(-log_odds))`` is its predicted ``male_probability``. ``bias=False``: the ``k``
         attributes alone. Raises ``ValueError`` for a row that got no prediction."""
@@ -72,8 +80,29 @@ class Explanation:
         pushes = pushes.reindex(pushes.abs().sort_values(ascending=False, kind="stable").index)[:k]
         # Built from a dict, not pd.concat: concat turns the series' names into an index, and a file name
         # that is not UTF-8 cannot become an Arrow string.
-        values = ({BIAS_LABEL: float(contrib["bias"])} if bias else {}) | pushes.to_dict()
+        values = ({self.bias_label: float(contrib["bias"])} if bias else {}) | pushes.to_dict()
         return pd.Series(values, dtype=float, name=contrib.name)
+
+    def line(self, row: int, k: int = 3) -> str:
+        """Image ``row`` in one line that adds up: its label and P(Male), then the terms its Male log-odds
+        is the sum of (the intercept, the ``k`` strongest pushes, the other attributes as one term), then
+        that sum, e.g. ``Female, P(Male) 0.16 = intercept +2.43, No_Beard -2.11, ..., 36 others +0.89:
+        log-odds -1.65``. A row without a prediction gives its error."""
+        probability = float(self.predictions["male_probability"].iloc[row])
+        if np.isnan(probability):
+            return f"error: {self.predictions['error'].iloc[row]}"
+        contrib = self.contributions.iloc[row]
+        top = self.top(row, k)
+        rest = float(contrib.drop("bias").sum() - top.iloc[1:].sum())
+        others = len(contrib) - 1 - (len(top) - 1)
+        terms = [f"{self.bias_label} {top.iloc[0]:+.2f}"]
+        terms += [f"{name} {value:+.2f}" for name, value in top.iloc[1:].items()]
+        if others:
+            terms.append(f"{others} others {rest:+.2f}")
+        label = self.predictions["label"].iloc[row]
+        return (
+            f"{label}, P(Male) {probability:.2f} = {', '.join(terms)}: log-odds {float(contrib.sum()):+.2f}"
+        )
 
     def __repr__(self) -> str:
         """One line per image: name, label, P(Male), bias and the three strongest pushes (or its error)."""
@@ -95,7 +124,8 @@ class Explanation:
         top = self.top(i, 3)
         pushes = ", ".join(f"{name} {value:+.2f}" for name, value in top.iloc[1:].items())
         label = self.predictions["label"].iloc[i]
-        return f"{label:<6} {probability:.2f}  bias {top.iloc[0]:+.2f} | {pushes}"
+        start = "intercept" if self.bias_label == BIAS_LABELS["logistic"] else "start"
+        return f"{label:<6} {probability:.2f}  {start} {top.iloc[0]:+.2f} | {pushes}"
 
 
 def _short_name(predictions: pd.DataFrame, i: int) -> str:
@@ -148,6 +178,27 @@ class Attr2GenderPipeline(GenderPredictor):
         """One line when the 39 outputs are not reliable concepts (see attr2gender.pipeline.concept_quality)."""
         if self.concepts is not None and not self.concepts.reliable:
             warnings.warn(f"{what}: {NOT_CONCEPTS} ({self.concepts.why()})", stacklevel=3)
+
+    def line(self, row: int, k: int = 3) -> str:
+        """Image ``row`` in one line that adds up: its label and P(Male), then the terms its Male log-odds
+        is the sum of (the intercept, the ``k`` strongest pushes, the other attributes as one term), then
+        that sum, e.g. ``Female, P(Male) 0.16 = intercept +2.43, No_Beard -2.11, ..., 36 others +0.89:
+        log-odds -1.65``. A row without a prediction gives its error."""
+        probability = float(self.predictions["male_probability"].iloc[row])
+        if np.isnan(probability):
+            return f"error: {self.predictions['error'].iloc[row]}"
+        contrib = self.contributions.iloc[row]
+        top = self.top(row, k)
+        rest = float(contrib.drop("bias").sum() - top.iloc[1:].sum())
+        others = len(contrib) - 1 - (len(top) - 1)
+        terms = [f"{self.bias_label} {top.iloc[0]:+.2f}"]
+        terms += [f"{name} {value:+.2f}" for name, value in top.iloc[1:].items()]
+        if others:
+            terms.append(f"{others} others {rest:+.2f}")
+        label = self.predictions["label"].iloc[row]
+        return (
+            f"{label}, P(Male) {probability:.2f} = {', '.join(terms)}: log-odds {float(contrib.sum()):+.2f}"
+        )
 
     def __repr__(self) -> str:
         text = super().__repr__()
@@ -368,6 +419,7 @@ class Attr2GenderPipeline(GenderPredictor):
             contributions,
             self.global_importance(),
             self.importance_change() if self.edited_from is not None else None,
+            BIAS_LABELS.get(getattr(self.stage_two, "model", "logistic"), BIAS_LABEL),
         )
 
     def global_importance(self) -> pd.Series:

@@ -12,9 +12,10 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
+from ..pipeline.bundle import disk_bytes
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,6 @@ def stage_two_parameter_count(stage_two) -> int:
     return 0
 
 
-def directory_size(path: str | os.PathLike) -> int:
-    """Total bytes of the files under ``path``."""
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return int(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
-
-
 def cost_metrics(pipeline, bundle_dir: str | os.PathLike) -> dict[str, float]:
     """``param_count`` (image model + stage two), ``image_model_param_count``, ``bundle_bytes``."""
     image_params = parameter_count(pipeline.image_model)
@@ -118,5 +111,47 @@ def cost_metrics(pipeline, bundle_dir: str | os.PathLike) -> dict[str, float]:
         "param_count": float(image_params + extra),
         "image_model_param_count": float(image_params),
         "stage_two_param_count": float(extra),
-        "bundle_bytes": float(directory_size(bundle_dir)),
+        "bundle_bytes": float(disk_bytes(bundle_dir)),
     }
+
+
+PAIRED_ROUNDS = 5  # rounds of interleaved timing: [min, max] of 5 covers their median with 94 % probability
+
+
+def paired_latency(
+    pipelines: dict[str, object], images: list, spec: MeasureSpec | None = None, rounds: int = PAIRED_ROUNDS
+) -> dict[str, dict[int, list[float]]]:
+    """ms/image of each pipeline, per batch size and round, timed in turn on the same decoded images: within a
+    round every pipeline runs once, the order reversed each round (ABBA), so a slow spell of a shared machine
+    falls on both. ``{name: {batch: [ms per round]}}`` (see :func:`ratio_interval`)."""
+    spec = spec or MeasureSpec()
+    names = list(pipelines)
+    out = {name: {} for name in names}
+    for batch, count in sorted(spec.images.items()):
+        batch_images = _cycle(list(images), count)
+
+        def call(name, batch_images=batch_images, batch=batch):
+            pipelines[name].predict(
+                batch_images, errors="raise", progress=False, batch_size=batch, align="none"
+            )
+
+        if spec.warmup:
+            for name in names:
+                call(name)
+        for name in names:
+            out[name][batch] = []
+        for k in range(rounds):
+            for name in names if k % 2 == 0 else reversed(names):
+                start = time.perf_counter()
+                call(name)
+                out[name][batch].append(1000.0 * (time.perf_counter() - start) / count)
+    return out
+
+
+def ratio_interval(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """(median, low, high) of the per-round ratios ``a / b``: the median, and the range over the rounds,
+    which covers the ratios' median with probability ``1 - 2 * 0.5**rounds`` (94 % for 5 rounds)."""
+    ratios = [x / y for x, y in zip(a, b) if y > 0]
+    if not ratios:
+        return float("nan"), float("nan"), float("nan")
+    return statistics.median(ratios), min(ratios), max(ratios)

@@ -16,7 +16,8 @@ row the base64 image wins when both are given. Each image's face is found and al
 decompression bomb, not base64) never fails or shifts the others: one input row gives exactly one output row.
 Missing values are ``None`` in the served frame (:func:`served_frame`), so the REST answer is strict JSON
 (``null``, never the bare ``NaN`` that ``JSON.parse`` rejects).
-Params, per request: ``align`` ("auto" or "none": the images are crops like the training images),
+Params, per request: ``align`` ("auto"; "crops": crops like the training images; "none": laid out as the bundle
+reads already, for a face bundle dlib's 150 px chips),
 ``fallback`` ("error" or "whole_image"), ``min_eye_distance`` (px), ``max_pixels`` (the cap per image,
 default 50,000,000) and ``max_request_pixels`` (the cap on a request's images together, default
 300,000,000). Every row's header is read first (nothing decoded): an image over a cap is an error row
@@ -28,7 +29,7 @@ Serving (REST)::
     mlflow models serve -m runs:/<run_id>/model --env-manager local -p 5001
     curl -s localhost:5001/invocations -H 'Content-Type: application/json' \\
         -d '{"dataframe_records": [{"image_base64": "'$(base64 -w0 face.jpg)'"}, {"path": "/data/x.jpg"}]}'
-    # crops like the training images: add "params": {"align": "none"} to the JSON
+    # crops like the training images (CelebA's): add "params": {"align": "crops"} to the JSON
 
 Spark (the signature is column based, so columns are matched by name)::
 
@@ -165,7 +166,7 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
                 errors="coerce",
                 progress=False,
                 align=settings["align"],
-                fallback=settings["fallback"] if settings["align"] != "none" else "error",
+                fallback=settings["fallback"] if settings["align"] == "auto" else "error",
                 min_eye_distance=float(settings["min_eye_distance"]),
             )
         if len(frame) != len(sources):  # one source, one row: a mismatch would pair scores with wrong rows

@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from ..config import RunConfig, save_config
 from ..errors import ConfigError, UnsafeCheckpointError
+from ..pipeline.bundle import disk_bytes
 from ..plots import plot_lr_finder
 from ..progress import interactive
 from ..stamps import run_stamp
@@ -58,6 +59,7 @@ class TrainResult:
     epochs_run: int = 0
     lr_finder: dict | None = None  # {"lr": [...], "loss": [...], "suggestion": x}
     run_dir_bytes: int = 0  # the run folder's size when training ended (after keep_checkpoints pruned it)
+    checkpoints: str | None = None  # what keep_checkpoints left, in words (None: a head writes none)
     # Per side ("train", "val"): {source: (images the head learnt from, images without a usable face)}
     sources: dict = field(default_factory=dict)
 
@@ -66,7 +68,8 @@ class TrainResult:
         value = self.metrics.get(key, float("nan"))
         return (
             f"{self.config.task} {self.config.backbone}: test {key} {value:.4f} after {self.epochs_run} "
-            f"epoch(s), {self.train_seconds:.0f}s training; results in {self.run_dir}"
+            f"epoch(s), {self.train_seconds:.0f}s training; results in {self.run_dir}; "
+            + run_folder_line(Path(self.run_dir), disk_bytes(Path(self.run_dir)), self.checkpoints)
         )
 
 
@@ -347,8 +350,8 @@ def train(
         if not last.is_file():
             raise ConfigError(
                 f"resume=true but {last} does not exist; pass the run_name of an earlier run (and the "
-                "same output_dir) that was trained with keep_checkpoints=last (the default, best, deletes "
-                "last.ckpt when training ends)"
+                "same output_dir) that was trained with keep_checkpoints=last (the default, none, deletes "
+                "the checkpoints when training ends)"
             )
         check_checkpoint(last)
     with claim_run_folder(run_dir, config.resume):
@@ -370,6 +373,7 @@ def claim_run_folder(run_dir: Path, resume: bool = False):
         yield run_dir
         return
     created = False
+    made_parent = not run_dir.parent.exists()  # output_dir made for this run: removed too if it fails early
     if not resume:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -390,6 +394,8 @@ def claim_run_folder(run_dir: Path, resume: bool = False):
         if created and {p.name for p in run_dir.iterdir()} <= {RUN_LOCK}:  # nothing of the run's own yet
             (run_dir / RUN_LOCK).unlink(missing_ok=True)
             run_dir.rmdir()
+            if made_parent and not any(run_dir.parent.iterdir()):
+                run_dir.parent.rmdir()  # no empty runs/ left behind by a run that never started
         raise
     finally:
         if lock >= 0:
@@ -552,10 +558,8 @@ def _fit(
         extra={"metrics": result.metrics, "config": config.to_dict()},
     )
     (run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2, sort_keys=True))
-    kept = prune_checkpoints(run_dir / "checkpoints", config.keep_checkpoints, best)
-    result.run_dir_bytes = folder_bytes(run_dir)
-    if config.progress:
-        print(run_folder_line(run_dir, result.run_dir_bytes, kept), flush=True)
+    result.checkpoints = prune_checkpoints(run_dir / "checkpoints", config.keep_checkpoints, best)
+    result.run_dir_bytes = disk_bytes(run_dir)
     return result
 
 
@@ -600,16 +604,6 @@ def prune_checkpoints(folder: Path, keep: str, best: str) -> str:
     if len(left) == 1:  # with no validation run, the best checkpoint is last.ckpt
         return "last.ckpt only" if left == ["last.ckpt"] else "best only"
     return " and ".join(left)
-
-
-def folder_bytes(folder: Path) -> int:
-    """The size of the files under ``folder`` (links not followed)."""
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
 
 
 def run_folder_line(run_dir: Path, size: int, checkpoints: str | None = None) -> str:

@@ -133,6 +133,18 @@ def training_face_template(config: RunConfig, celeba, splits) -> FaceTemplate:
     )
 
 
+def training_crop_layout(config: RunConfig, celeba, splits) -> FaceTemplate | None:
+    """Where the landmarks sit in the training crops (the median of up to ``face_template_images``): what
+    ``predict(align="crops")`` warps crops like them from. A face backbone records it, since it reads faces
+    on its own template and a crop read as one is a wrong result; an image CNN's template is that layout
+    already (None)."""
+    if route_inputs(config).template is None or config.face_template_images == 0:
+        return None
+    return measure_template(
+        _paths(celeba, splits.train), config.face_template_images, config.seed, progress=config.progress
+    )
+
+
 def _readable(ids: list[str], errors: list[str]) -> np.ndarray:
     return np.array([not e for e in errors], dtype=bool) if ids else np.zeros(0, dtype=bool)
 
@@ -171,6 +183,7 @@ def train_two_stage(
         batch_size=config.batch_size,
         num_workers=config.num_workers,
         face_template=training_face_template(config, celeba, splits),
+        crop_layout=training_crop_layout(config, celeba, splits),
         data_kind=celeba.kind,
     )
     timings = {"stage_one_train": result.train_seconds}
@@ -449,6 +462,7 @@ def train_direct(
         batch_size=config.batch_size,
         num_workers=config.num_workers,
         face_template=training_face_template(config, celeba, splits),
+        crop_layout=training_crop_layout(config, celeba, splits),
         data_kind=celeba.kind,
     )
     inputs = route_inputs(config)
