@@ -143,3 +143,17 @@ def test_the_image_loop_refuses_a_direct_route_on_two_sources_naming_the_fix(tmp
     with pytest.raises(ConfigError, match="face backbone"):
         train_direct(config)
     assert not (tmp_path / "runs" / "run").exists()
+
+
+def test_each_source_alone_trains(small_runs):
+    """male_sources=labelled_faces: stage one still learns CelebA's attributes (on every CelebA row), stage
+    two and the direct head learn Male from the labelled faces alone."""
+    tmp = small_runs["tmp"]
+    pipe, report = _train_small(train_two_stage, tmp, male_sources="labelled_faces", run_name="labelled-2s")
+    assert np.isfinite(report.train_result.history["val_loss"]).all()
+    assert set(pipe.stage_two_data.sources()) == {"utkface"}
+    assert [r["name"] for r in pipe.training_data] == ["celeba", "utkface"]
+    assert "Male" not in pipe.training_data[0]["learnt"]
+    pipe, report = _train_small(train_direct, tmp, male_sources="labelled_faces", run_name="labelled-d")
+    assert set(report.train_result.sources["train"]) == {"utkface"}
+    assert pipe.metrics["accuracy"] > 0.7  # CelebA's test people, from everyday photos alone
