@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES
+from attr2gender.data.labelled_faces import parse_male_label
 from attr2gender.errors import ConfigError
 from attr2gender.pipeline import Attr2GenderPipeline, DirectGenderClassifier, load_pipeline
 from attr2gender.pipeline import adapt as adapt_module
-from attr2gender.pipeline.adapt import parse_label, read_labels_csv
+from attr2gender.pipeline.adapt import read_labels_csv
 from attr2gender.tabular import StageTwoClassifier
 from attr2gender.training import AttributeModel, DirectModel
 
@@ -70,13 +71,13 @@ def _direct():
     "value, expected", [(1, 1), ("0", 0), ("Male", 1), ("female", 0), (1.0, 1), (" M ", 1)]
 )
 def test_labels_read_as_a_person_writes_them(value, expected):
-    assert parse_label(value) == expected
+    assert parse_male_label(value) == expected
 
 
 @pytest.mark.parametrize("value", ["maybe", 2, "", True, None])
 def test_other_labels_are_refused_naming_the_choices(value):
     with pytest.raises(ValueError, match="1/0 or Male/Female"):
-        parse_label(value)
+        parse_male_label(value)
 
 
 @pytest.mark.parametrize("make", [_two_stage, _direct], ids=["two_stage", "direct"])

@@ -28,13 +28,13 @@ import pandas as pd
 import torch
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
+from ..data.labelled_faces import parse_male_label
 from ..errors import ConfigError
 from ..models.registry import BACKBONES
 from ..tabular import StageTwoClassifier, logistic_from_coefficients
 from .inputs import expand_images
 
 MIN_PER_CLASS = 10  # photos of each class adapting needs (after faceless photos are dropped)
-LABEL_WORDS = {"1": 1, "0": 0, "male": 1, "female": 0, "m": 1, "f": 0}
 
 
 @dataclass(frozen=True)
@@ -70,20 +70,6 @@ class AdaptRecord:
         if record.n_photos < 0 or record.n_holdout < 0 or not all(0 <= v <= 1 for v in shares):
             raise ValueError("adapted: counts must be >= 0 and accuracies in [0, 1]")
         return record
-
-
-def parse_label(value) -> int:
-    """1 / 0, or Male / Female (any case); anything else raises ValueError naming the choices."""
-    if isinstance(value, bool):
-        raise ValueError(f"label {value!r}: use 1/0 or Male/Female")
-    if isinstance(value, int | np.integer) and int(value) in (0, 1):
-        return int(value)
-    if isinstance(value, float | np.floating) and float(value) in (0.0, 1.0):
-        return int(value)
-    key = str(value).strip().lower()
-    if key in LABEL_WORDS:
-        return LABEL_WORDS[key]
-    raise ValueError(f"label {value!r} is not 1/0 or Male/Female")
 
 
 def _head_path(pipeline) -> str:
@@ -301,7 +287,7 @@ def read_labels_csv(path) -> tuple[list, list[int], list[str]]:
             problems.append(f"{where}: the same photo as row {seen[photo.resolve()]}; kept the first")
             continue
         try:
-            value = parse_label(label)
+            value = parse_male_label(label)
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
             continue
@@ -345,7 +331,7 @@ def adapt(
     y = np.empty(len(raw), dtype=np.int64)
     for i, value in enumerate(raw):
         try:
-            y[i] = parse_label(value)
+            y[i] = parse_male_label(value)
         except ValueError as exc:
             raise ConfigError(f"labels[{i}] ({names[i]}): {exc}") from None
     if not (isinstance(holdout, int | float) and 0 <= holdout <= 0.9):
