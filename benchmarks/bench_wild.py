@@ -307,7 +307,7 @@ def run_variant(name, route, preset, overrides, args, out_dir: Path, wild: pd.Da
     if report.test_attribute_probabilities is not None:
         row["concepts"] = concept_entry(report.test_attribute_probabilities, report.test_attributes)
     row["labelled"] = {side: labelled_entry(evaluation) for side, evaluation in report.labelled.items()}
-    row["sources"] = [d["name"] for d in pipe.training_data]
+    row["sources"] = [d["name"] for d in pipe.training_data if "Male" in d.get("learnt", "")]
     if wild is not None:
         start = time.perf_counter()
         frame = pipe.predict(list(map(Path, wild["file"])), progress=not args.quiet)

@@ -89,3 +89,24 @@ def tiny_config(root, out, **overrides):
     from attr2gender.config import RunConfig
 
     return RunConfig(**(TINY_RUN | dict(data_root=str(root), output_dir=str(out)) | overrides)).validate()
+
+
+def train_small_face(train_route, tmp: Path, **overrides):
+    """A face route on 160 real CelebA training faces (60 validation and test), quietly; ``overrides`` add to
+    or replace the recipe (e.g. a second source)."""
+    import warnings
+
+    settings = dict(
+        data_root=str(SHARED_CELEBA),
+        labelled_faces="",
+        max_train_images=160,
+        max_eval_images=60,
+        epochs=3,
+        tracking="none",
+        output_dir=str(tmp / "runs"),
+        cache_dir=str(tmp / "cache"),
+        progress=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train_route("face", **(settings | overrides))

@@ -4,7 +4,6 @@ features, a bundle that says which face network it carries, and the errors befor
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from attr2gender.models.weights import locate_weights
 from attr2gender.pipeline.cache import StageOneCache
 from attr2gender.training import train_direct, train_two_stage
 from attr2gender.training.face_heads import route_inputs, train_on_features
-from conftest import SHARED_CELEBA
+from conftest import SHARED_CELEBA, train_small_face
 
 weights_installed = pytest.mark.skipif(
     face_module._package_dir("face_recognition_models") is None,
@@ -119,24 +118,6 @@ def test_stage_one_cache_refuses_probabilities_out_of_range(tmp_path):
         assert cache.load(key, 1, 39) is None
 
 
-def _train_small(train_route, tmp: Path):
-    """A face route on 160 real training faces (60 validation and test), quietly."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return train_route(
-            "face",
-            data_root=str(SHARED_CELEBA),
-            labelled_faces="",  # CelebA alone here; tests/test_two_sources.py adds the second source
-            max_train_images=160,
-            max_eval_images=60,
-            epochs=3,
-            tracking="none",
-            output_dir=str(tmp / "runs"),
-            cache_dir=str(tmp / "cache"),
-            progress=False,
-        )
-
-
 @pytest.fixture(scope="module")
 def face_two_stage(tmp_path_factory):
     if not (SHARED_CELEBA / "list_attr_celeba.txt").is_file():
@@ -145,7 +126,7 @@ def face_two_stage(tmp_path_factory):
         pytest.skip("face-recognition-models is not installed")
 
     tmp = tmp_path_factory.mktemp("face")
-    pipe, report = _train_small(train_two_stage, tmp)
+    pipe, report = train_small_face(train_two_stage, tmp)
     return pipe, report, tmp
 
 
@@ -187,7 +168,7 @@ def test_a_loaded_face_bundle_predicts_the_same_and_refuses_a_faceless_photo(fac
 def test_a_second_route_reads_the_cached_features(face_two_stage):
 
     _, _, tmp = face_two_stage
-    _, report = _train_small(train_direct, tmp)
+    _, report = train_small_face(train_direct, tmp)
     assert report.train_result.metrics["feature_cache_hit"] == 1.0  # no face network pass for training
     assert report.metrics["accuracy"] > 0.8
     assert isinstance(Path(report.train_result.model_dir), Path)

@@ -5,7 +5,6 @@ held-out sides per age band and race, and the bundle says what it learned from, 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,28 +16,14 @@ from attr2gender.errors import BundleError, ConfigError
 from attr2gender.models import face as face_module
 from attr2gender.pipeline.bundle import MANIFEST, read_manifest
 from attr2gender.training import train_direct, train_two_stage
-from conftest import SHARED_CELEBA, tiny_config, write_fake_celeba
+from conftest import SHARED_CELEBA, tiny_config, train_small_face, write_fake_celeba
 
 SHARED_UTKFACE = SHARED_CELEBA.parent / "utkface"
 
 
 def _train_small(train_route, tmp: Path, **overrides):
     """A face route on 160 CelebA faces and 160 labelled faces (60 of each for validation and test)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return train_route(
-            "face",
-            data_root=str(SHARED_CELEBA),
-            labelled_faces=str(SHARED_UTKFACE),
-            max_train_images=160,
-            max_eval_images=60,
-            epochs=3,
-            tracking="none",
-            output_dir=str(tmp / "runs"),
-            cache_dir=str(tmp / "cache"),
-            progress=False,
-            **overrides,
-        )
+    return train_small_face(train_route, tmp, labelled_faces=str(SHARED_UTKFACE), **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +128,18 @@ def test_the_image_loop_refuses_a_direct_route_on_two_sources_naming_the_fix(tmp
     with pytest.raises(ConfigError, match="face backbone"):
         train_direct(config)
     assert not (tmp_path / "runs" / "run").exists()
+
+
+def test_each_source_alone_trains(small_runs):
+    """male_sources=labelled_faces: stage one still learns CelebA's attributes (on every CelebA row), stage
+    two and the direct head learn Male from the labelled faces alone."""
+    tmp = small_runs["tmp"]
+    pipe, report = _train_small(train_two_stage, tmp, male_sources="labelled_faces", run_name="labelled-2s")
+    assert np.isfinite(report.train_result.history["val_loss"]).all()
+    assert set(pipe.stage_two_data.sources()) == {"utkface"}
+    assert [r["name"] for r in pipe.training_data] == ["celeba", "utkface"]
+    assert "Male" not in pipe.training_data[0]["learnt"]
+    pipe, report = _train_small(train_direct, tmp, male_sources="labelled_faces", run_name="labelled-d")
+    assert set(report.train_result.sources["train"]) == {"utkface"}
+    assert [r["name"] for r in pipe.training_data] == ["utkface"]  # CelebA taught this head nothing
+    assert pipe.metrics["accuracy"] > 0.7  # CelebA's test people, from everyday photos alone

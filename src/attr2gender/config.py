@@ -174,11 +174,11 @@ class RunConfig:
         return "hard" if self.stage_two_fit_on == "labels" and self.mode == "staged" else "soft"
 
     def resolved_stage_two(self, two_sources: bool) -> tuple[str, str]:
-        """(model, objective) of stage two, ``auto`` resolved by what it learns from. On validation (the
-        face preset; benchmarks/README.md "Two sources"): on CelebA alone a worst-group logistic regression
-        was best (wild_dev 96.4 % against 95.5 % for LightGBM); with UTKFace beside it, LightGBM with ERM and
-        the cells weighting (97.5 % against 96.4 % logistic, 96.6 % worst-group, whose group DRO over 20
-        groups chases the smallest)."""
+        """(model, objective) of stage two, ``auto`` resolved by what it learns from, as chosen on validation
+        (benchmarks/results/bench_wild.md, wild_dev): on CelebA alone a worst-group logistic regression
+        (96.5 %; LightGBM read about a point lower); with labelled faces beside it, LightGBM with ERM and the
+        sources weighted (97.4 %, against 96.5 % for a logistic regression and 94.1 % worst-group, whose group
+        DRO over 20 groups chases the smallest)."""
         model = self.stage_two_model
         if model == "auto":
             model = "lightgbm" if two_sources else "logistic"

@@ -307,7 +307,7 @@ def labelled_artifacts(evaluation, title: str, plots_dir: Path, reports_dir: Pat
     race heatmap and each gender's recall per age band."""
     side, source = evaluation.side, evaluation.source
     name = f"labelled_{side}"
-    where = f"{source}, {'validation' if side == 'val' else 'test'} side (people never trained on)"
+    where = f"{source}, {'validation' if side == 'val' else 'test'} side: people never trained on"
     evaluation.cells.to_csv(reports_dir / f"{name}_cells.csv", index=False)
     m = evaluation.metrics()
     (reports_dir / f"{name}_cells.md").write_text(

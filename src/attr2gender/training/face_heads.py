@@ -186,7 +186,9 @@ def loss_weights(
     model) weigh 0 there."""
     n = len(sources)
     in_male_loss = np.ones(n, dtype=bool)
-    if config.male_sources == "labelled_faces":
+    # Only a model with a Male loss (direct, joint) leaves CelebA's rows out of it; a staged stage one's
+    # loss is the attributes', on every CelebA row, whatever male_sources says.
+    if config.male_sources == "labelled_faces" and (config.task == "direct" or config.mode == "joint"):
         in_male_loss = sources != CELEBA_SOURCE
     weights = np.zeros(n)
     if in_male_loss.any():

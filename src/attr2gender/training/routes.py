@@ -421,15 +421,12 @@ def training_data_record(
         side: int(counted.get(side, {}).get(CELEBA_SOURCE, (len(getattr(splits, side)), 0))[0])
         for side in ("train", "val")
     }
-    if config.task == "direct":
-        learnt = (
-            "Male" if config.male_sources != "labelled_faces" else "nothing (male_sources=labelled_faces)"
-        )
-    else:
-        learnt = "the 39 attributes (stage one)"
-        if config.male_sources != "labelled_faces":
+    records = []
+    if config.task == "attributes" or config.male_sources != "labelled_faces":  # else CelebA taught nothing
+        learnt = "Male" if config.task == "direct" else "the 39 attributes (stage one)"
+        if config.task == "attributes" and config.male_sources != "labelled_faces":
             learnt += ", Male (stage two)" if config.mode == "staged" else ", Male (the joint head)"
-    records = [celeba.record(images) | {"learnt": learnt}]
+        records.append(celeba.record(images) | {"learnt": learnt})
     faces = dm.labelled
     if faces is not None and config.male_sources != "celeba":
         if male_head_reads_labelled(config):
