@@ -95,8 +95,13 @@ def test_adapt_returns_a_new_pipeline_and_leaves_the_original_alone(photos, make
     after = adapted.predict(paths, progress=False)["male_probability"].to_numpy()
     assert ((after >= 0.5) == labels).mean() >= 0.95  # it learnt the rule from 48 photos
     assert adapted.metrics["adapt_holdout_accuracy_after"] == record.accuracy_after
+    # It says what it is: adapted, on how many photos, the held-out numbers; the original's test numbers
+    # (about the old head) only as original_*.
+    assert "adapted on 48 of your photos" in repr(adapted) and "(n=12)" in repr(adapted)
+    assert not set(pipe.metrics) & set(adapted.metrics)
+    assert all(f"original_{k}" in adapted.metrics for k in pipe.metrics)
     loaded = load_pipeline(adapted.save(tmp_path / "adapted", onnx=False), align="none")
-    assert loaded.adapted == record
+    assert loaded.adapted == record and "adapted on 48" in repr(loaded)
     assert np.allclose(loaded.predict(paths, progress=False)["male_probability"], after, atol=1e-6)
 
 
@@ -174,6 +179,8 @@ def test_the_command_adapts_a_bundle_and_says_how_many_rows_it_used(photos, tmp_
     proc = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "used 60 of 61 rows (1 skipped)" in proc.stdout and "skipped row 62 (nope.png)" in proc.stderr
+    said = proc.stdout.count("adapted on") + proc.stdout.count("kept the head unchanged")
+    assert said == 1, proc.stdout  # the summary once, not twice
     assert load_pipeline(tmp_path / "out").adapted.n_photos == 48
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: OUT_BUNDLE")

@@ -261,7 +261,7 @@ def test_balanced_groups_sampling_equalises_batch_composition(synth_root, tmp_pa
     ],
 )
 def test_group_robust_training_checkpoints_on_worst_group_accuracy(synth_root, tmp_path, keys):
-    config = _config(synth_root, tmp_path, **({"task": "direct"} | keys))
+    config = _config(synth_root, tmp_path, **({"task": "direct", "keep_checkpoints": "best"} | keys))
     assert config.resolved_checkpoint_metric() == "val_worst_group_acc"
     result = train(config)
     assert "val_worst_group_acc" in result.history.columns

@@ -242,3 +242,38 @@ def test_a_face_route_on_mostly_faceless_images_says_so_loudly():
         warnings.simplefilter("always")
         _warn_unusable("train", parts, type("C", (), {"progress": False})())
     assert any("only 81 of 1,600 celeba train images had a usable face" in str(w.message) for w in caught)
+
+
+def test_comparing_two_runs_on_different_data_is_refused_and_leaves_no_folder(tmp_path, monkeypatch):
+    from attr2gender.experiments import comparison_run
+    from attr2gender.experiments.comparison_metrics import RouteResult
+
+    def read_back(tracker, run_id, kind, folder):
+        folder.mkdir(parents=True, exist_ok=True)  # as the download does
+        ids = ["a.jpg", "b.jpg"] if kind == "two_stage" else ["c.jpg", "d.jpg"]
+        return RouteResult(kind, ids, np.array([0, 1]), np.array([0.2, 0.8]))
+
+    class Tracker:
+        def use_experiment_of(self, run_id):
+            pass
+
+    monkeypatch.setattr(comparison_run, "route_from_run", read_back)
+    with pytest.raises(ConfigError, match="share no test image: they were run on different data"):
+        comparison_run.compare_logged_runs(Tracker(), "r1", "r2", output_dir=tmp_path, stamp="s")
+    assert not any(tmp_path.iterdir())  # no compare-*/downloads left behind
+
+
+def test_an_explained_line_says_which_face_of_a_photo_it_is():
+    import pandas as pd
+
+    from attr2gender.cli import _face_of
+
+    frame = pd.DataFrame(
+        {
+            "n_faces": pd.array([1, 2, 2], dtype="Int64"),
+            "face_index": pd.array([None, None, 1], dtype="Int64"),
+        }
+    )
+    assert _face_of(frame, 0) == ""  # one face: nothing to say
+    assert "nearest the centre of 2; --faces all explains each" in _face_of(frame, 1)
+    assert _face_of(frame, 2) == " (face 2 of 2)"

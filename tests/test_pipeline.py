@@ -235,7 +235,7 @@ def test_explain_contributions_sum_to_the_decision(fitted, images):
     ranking = explanation.global_importance
     assert len(ranking) == 39 and ranking.abs().is_monotonic_decreasing
     top = explanation.top(0, 5)
-    assert len(top) == 6 and top.index[0].startswith("(bias")  # the base rate first, then 5 pushes
+    assert len(top) == 6 and top.index[0].startswith("(intercept")  # where it starts, then 5 pushes
     assert len(explanation.top(0, 5, bias=False)) == 5
 
 

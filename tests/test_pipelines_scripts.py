@@ -363,8 +363,8 @@ def test_compare_two_finished_runs_by_id(compared, monkeypatch, capsys):
     )[0]
     assert latest.data.tags["direct_run_id"] == direct and "comparison" in latest.data.tags
     parent = compared["runs"]["comparison"].data.metrics
-    assert latest.data.metrics["two_stage_minus_direct"] == pytest.approx(
-        parent["two_stage_minus_direct"]
+    assert latest.data.metrics["two_stage_minus_direct_points"] == pytest.approx(
+        parent["two_stage_minus_direct_points"]
     )  # same predictions
     assert main_compare(["--runs", direct, two]) == 2  # swapped: refused, saying which goes first
     assert "two_stage run first" in capsys.readouterr().err

@@ -58,9 +58,13 @@ def tiny_config(root, out, **kw) -> RunConfig:
     ],
 )
 def test_one_training_run_per_model_and_loss(synth_root, tmp_path, task, loss):
-    result = train(tiny_config(synth_root, tmp_path, task=task, loss=loss, max_steps=2, run_name="r"))
+    result = train(
+        tiny_config(
+            synth_root, tmp_path, task=task, loss=loss, max_steps=2, run_name="r", keep_checkpoints="best"
+        )
+    )
     assert result.epochs_run >= 0
-    # keep_checkpoints=best, the default: one checkpoint (last.ckpt here: 2 steps end before validation)
+    # keep_checkpoints=best: one checkpoint (last.ckpt here: 2 steps end before validation)
     assert len(list((tmp_path / "r" / "checkpoints").glob("*.ckpt"))) == 1
     n_test = len(result.datamodule.splits.test)
     assert n_test > 10

@@ -139,9 +139,9 @@ def comparison_report(c: Comparison, two_stage: RouteResult, direct: RouteResult
     for b in batches:
         key = f"inference_ms_per_image_b{b}"
         interval = (
-            f" ({m[f'inference_time_ratio_b{b}_low']:.2f} to {m[f'inference_time_ratio_b{b}_high']:.2f} over "
+            f" ({m[f'inference_time_ratio_low_b{b}']:.2f} to {m[f'inference_time_ratio_high_b{b}']:.2f} over "
             f"{int(m['inference_time_rounds'])} interleaved rounds)"
-            if f"inference_time_ratio_b{b}_low" in m
+            if f"inference_time_ratio_low_b{b}" in m
             else " (one timing each)"
         )
         rows.append(
@@ -247,13 +247,19 @@ def summary_text(c: Comparison) -> str:
     ]
     if "concept_mean_auc_two_stage" in m:
         parts.append(
-            f"Its 39 concepts on the same images: mean accuracy {shown(m['concept_mean_accuracy_two_stage'], n=n)}, "
-            f"balanced accuracy {shown(m['concept_mean_balanced_accuracy_two_stage'], n=n)}, AUC "
-            f"{m['concept_mean_auc_two_stage']:.2f}"
+            f"Its 39 concepts on the same images: mean accuracy {shown(m['concept_mean_accuracy_two_stage'], n=n)}"
             + (
-                " (**below the floor: not reliable concepts**)."
+                f" (always answering each attribute's common value: "
+                f"{shown(m['concept_majority_accuracy_two_stage'], n=n)})"
+                if "concept_majority_accuracy_two_stage" in m
+                else ""
+            )
+            + f", balanced accuracy {shown(m['concept_mean_balanced_accuracy_two_stage'], n=n)}, AUC "
+            f"{m['concept_mean_auc_two_stage']:.2f}. "
+            + (
+                "**Verdict: not reliable concepts**: explanations and interventions are not meaningful."
                 if m.get("concepts_reliable_two_stage", 1.0) < 0.5
-                else "."
+                else "Verdict: reliable concepts."
             )
         )
     if "worst_group_accuracy_two_stage" in m:

@@ -28,7 +28,7 @@ from ..tracking.mlflow_tracking import NullTracker, is_rank_zero, make_tracker
 from .comparison_metrics import PREDICTIONS_ARTIFACT, Comparison, RouteResult, compare_routes
 from .comparison_report import difference_words, write_comparison
 from .html_report import Collapsible, Item, demote_headings, ordered_files, write_html_report
-from .plan import KINDS, SHARED_KEYS, RunPlan, materialize, plan_comparison, say
+from .plan import KINDS, SHARED_KEYS, RunPlan, comparison_name, materialize, plan_comparison, say
 from .route_run import PipelineRun, decoded_images, run_lines, run_pipeline
 from .seeds import WHAT_VARIES, SeedsSummary, summarize_seeds
 
@@ -84,8 +84,15 @@ class SeedsRun:
     comparisons: dict[int, ComparisonRun] = field(default_factory=dict)
 
 
-def log_comparison(tracker, comparison: Comparison, files: dict[str, Path], tags: dict | None = None) -> None:
-    """Parent-run logging: the comparison metrics, its report (also as the run description) and plots."""
+def log_comparison(
+    tracker,
+    comparison: Comparison,
+    files: dict[str, Path],
+    tags: dict | None = None,
+    run_id: str | None = None,
+) -> None:
+    """Parent-run logging: the comparison metrics, its report (also as the run description) and plots; the
+    saved view opens ``run_id`` (this parent) with its routes under it."""
     tracker.log_metrics(comparison.metrics)
     tracker.set_tags({"mlflow.note.content": comparison.description()} | (tags or {}))
     for path in files.values():
@@ -122,7 +129,7 @@ def run_comparison(
         "comparison": "two_stage_vs_direct",
         "data": "synthetic" if two_stage.data.synthetic else "celeba",
     }
-    with tracker.run(f"compare-{stamp}", tags=tags | extra_tags, nested=nested) as parent_id:
+    with tracker.run(comparison_name(stamp), tags=tags | extra_tags, nested=nested) as parent_id:
         tracker.log_params(
             {k: getattr(two_stage.config, k) for k in SHARED_KEYS if k not in ("tracking",)}
             | {
@@ -197,7 +204,7 @@ def run_seed_comparisons(
         "data": "synthetic" if first_two.data.synthetic else "celeba",
     }
     runs: dict[int, ComparisonRun] = {}
-    with tracker.run(f"compare-seeds-{stamp}", tags=tags) as parent_id:
+    with tracker.run(comparison_name(stamp, "compare-seeds"), tags=tags) as parent_id:
         tracker.log_params(
             {k: getattr(first_two.config, k) for k in SHARED_KEYS if k not in ("tracking", "seed")}
             | {
@@ -539,7 +546,7 @@ def compare_logged_runs(
         "two_stage_run_id": run_two_stage,
         "direct_run_id": run_direct,
     }
-    with tracker.run(f"compare-{stamp}", tags=tags) as parent_id:
+    with tracker.run(comparison_name(stamp), tags=tags) as parent_id:
         log_comparison(tracker, comparison, files)
     return ComparisonRun(comparison, out_dir, files, parent_id)
 
@@ -652,8 +659,9 @@ def interleaved_latency(two_stage: PipelineRun, direct: PipelineRun, measure: Me
     """Both routes timed in turn on the same decoded test images, round after round (each route's own run
     timed it alone once; a ratio of two single timings moved by a third between identical comparisons)."""
     spec = measure or MeasureSpec()
-    if not len(two_stage.route_result.test_ids):
-        return {}
+    report = getattr(two_stage.pipeline, "report", None)
+    if report is None or direct.pipeline is None or not len(two_stage.route_result.test_ids):
+        return {}  # nothing to time on (a run read back, or none): each route's own timing stands
     images = decoded_images(two_stage, max(spec.images.values()))
     return paired_latency({"two_stage": two_stage.pipeline, "direct": direct.pipeline}, images, spec)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,13 @@ class RunPlan:
     preset: str | None
     data: DataChoice
     name: str = ""  # the run's name in a multi-run preset (``runs:``)
+    # The run's name in MLflow's runs table, which cuts names at about 28 characters: the route, the backbone
+    # and the time, so two runs never read the same there ("" = the run folder's name, a name given by hand).
+    display_name: str = ""
+
+    @property
+    def mlflow_name(self) -> str:
+        return self.display_name or self.config.run_name
 
 
 def check_data_root(data_root: str | os.PathLike) -> Path:
@@ -144,15 +152,39 @@ def plan_runs(
             choose_data(config.data_root) if data.synthetic and config.data_root else data
         )  # preset's root wins
         values = config.to_dict() | _task_keys(kind, config) | {"data_root": chosen.root}
+        display = ""
         if len(runs) > 1 and "run_name" not in extra:  # the variants of one sweep, never reusing a folder
             values["run_name"] = default_run_name(name, stamp)
+            display = name  # a sweep's variants sit under their comparison, whose name carries the time
         elif not values.get("run_name"):
             values["run_name"] = default_run_name(f"{kind}-{config.backbone}", stamp)
+            display = f"{kind.replace('_', '-')} {config.backbone} {_clock(stamp)}"
         # Missing ImageNet weights fail here, naming the file and where to put it, before any work starts.
         plans.append(
-            RunPlan(kind, build_config(values, str(preset)).check_weights(), str(preset), chosen, name)
+            RunPlan(
+                kind, build_config(values, str(preset)).check_weights(), str(preset), chosen, name, display
+            )
         )
     return plans
+
+
+def _clock(stamp: str | None) -> str:
+    """``20260131-142501-9f3a0c`` -> ``14:25:01``, ``...-seed2`` -> ``14:25:01 seed2``: the stamp's time of
+    day and what follows it (any other stamp as it is; none: now)."""
+    if not stamp:
+        return time.strftime("%H:%M:%S")
+    parts = stamp.split("-")
+    if len(parts) >= 3 and len(parts[0]) == 8 and len(parts[1]) == 6 and (parts[0] + parts[1]).isdigit():
+        tail = "-".join(parts[3:])
+        return f"{parts[1][:2]}:{parts[1][2:4]}:{parts[1][4:]}" + (f" {tail}" if tail else "")
+    return stamp
+
+
+def comparison_name(stamp: str, kind: str = "compare") -> str:
+    """A comparison's name in MLflow's runs table: ``compare 14:25:01`` (``compare-<stamp>`` for a stamp
+    given by hand, as its folder is named)."""
+    clock = _clock(stamp)
+    return f"{kind} {clock}" if clock != stamp else f"{kind}-{stamp}"
 
 
 def _default_preset(kind: str, backbone: str | None) -> str:

@@ -150,8 +150,9 @@ def run_pipeline(
         "data": "synthetic" if plan.data.synthetic else "celeba",
         "preset": plan.preset or "(defaults)",
     } | (extra_tags or {})
+    tags["run_folder"] = config.run_name  # the MLflow name is shorter (plan.mlflow_name)
     with tracker.run(
-        config.run_name, tags=tags, nested=nested, system_metrics=config.system_metrics
+        plan.mlflow_name, tags=tags, nested=nested, system_metrics=config.system_metrics
     ) as run_id:
         tracker.log_params(_params(config))
         pipeline, report = _train(plan.kind, config)

@@ -179,26 +179,36 @@ def _finite(v: Any) -> bool:
 
 def plot_cost_ratios(metrics: Mapping[str, float], path: str | Path | None = None):
     """Horizontal bars of the cost ratios (two-stage ÷ direct) with reference lines at 1 (same cost) and
-    2 (the source study's "about twice")."""
-    labels, values = [], []
+    2 (the source study's "about twice"); an inference ratio timed in interleaved rounds shows their range
+    as whiskers (a ratio of single timings has none, and says so)."""
+    labels, values, lows, highs = [], [], [], []
     prefix = "inference_time_ratio_b"
     for b in sorted(
         int(k[len(prefix) :]) for k in metrics if k.startswith(prefix) and k[len(prefix) :].isdigit()
     ):
-        labels.append(f"inference time, batch {b}")
+        timed = f"inference_time_ratio_low_b{b}" in metrics
+        labels.append(f"inference time, batch {b}" + ("" if timed else " (one timing)"))
         values.append(metrics[f"inference_time_ratio_b{b}"])
+        lows.append(metrics.get(f"inference_time_ratio_low_b{b}", float("nan")))
+        highs.append(metrics.get(f"inference_time_ratio_high_b{b}", float("nan")))
     for key, label in (
-        ("training_time_ratio", "training time"),
+        ("training_time_ratio", "training time (one timing)"),
         ("size_ratio", "bundle size"),
         ("param_ratio", "parameters"),
     ):
         labels.append(label)
         values.append(metrics.get(key, float("nan")))
+        lows.append(float("nan"))
+        highs.append(float("nan"))
     fig = _new_figure(7.5, 0.55 * len(labels) + 1.6)
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(len(labels))[::-1]
     shown = np.nan_to_num(np.asarray(values, dtype=float))
     ax.barh(y, shown, color=["#dd6b20" if v > 1 else "#2b6cb0" for v in shown], height=0.6)
+    ranged = np.isfinite(lows) & np.isfinite(highs)
+    if ranged.any():
+        err = np.vstack([shown - np.asarray(lows), np.asarray(highs) - shown])[:, ranged]
+        ax.errorbar(shown[ranged], y[ranged], xerr=np.abs(err), fmt="none", ecolor="black", capsize=4)
     for yi, v in zip(y, values):
         ax.text(
             v if math.isfinite(v) else 0,
@@ -214,7 +224,10 @@ def plot_cost_ratios(metrics: Mapping[str, float], path: str | Path | None = Non
     ax.set_yticks(y, labels=labels, fontsize=10)
     top = max([2.0, *[v for v in shown if math.isfinite(v)]])
     ax.set_xlim(0, top * 1.18)
-    ax.set_xlabel("two-stage ÷ direct (1 = same cost; above 1 = the detour costs more)")
+    ax.set_xlabel(
+        "two-stage ÷ direct (1 = same cost; above 1 = the detour costs more)"
+        + ("; whiskers: the range of interleaved timing rounds" if ranged.any() else "")
+    )
     ax.set_title("What the detour through 39 attributes costs", fontsize=12, fontweight="bold")
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
