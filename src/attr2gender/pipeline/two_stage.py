@@ -179,27 +179,6 @@ class Attr2GenderPipeline(GenderPredictor):
         if self.concepts is not None and not self.concepts.reliable:
             warnings.warn(f"{what}: {NOT_CONCEPTS} ({self.concepts.why()})", stacklevel=3)
 
-    def line(self, row: int, k: int = 3) -> str:
-        """Image ``row`` in one line that adds up: its label and P(Male), then the terms its Male log-odds
-        is the sum of (the intercept, the ``k`` strongest pushes, the other attributes as one term), then
-        that sum, e.g. ``Female, P(Male) 0.16 = intercept +2.43, No_Beard -2.11, ..., 36 others +0.89:
-        log-odds -1.65``. A row without a prediction gives its error."""
-        probability = float(self.predictions["male_probability"].iloc[row])
-        if np.isnan(probability):
-            return f"error: {self.predictions['error'].iloc[row]}"
-        contrib = self.contributions.iloc[row]
-        top = self.top(row, k)
-        rest = float(contrib.drop("bias").sum() - top.iloc[1:].sum())
-        others = len(contrib) - 1 - (len(top) - 1)
-        terms = [f"{self.bias_label} {top.iloc[0]:+.2f}"]
-        terms += [f"{name} {value:+.2f}" for name, value in top.iloc[1:].items()]
-        if others:
-            terms.append(f"{others} others {rest:+.2f}")
-        label = self.predictions["label"].iloc[row]
-        return (
-            f"{label}, P(Male) {probability:.2f} = {', '.join(terms)}: log-odds {float(contrib.sum()):+.2f}"
-        )
-
     def __repr__(self) -> str:
         text = super().__repr__()
         if self.concepts is not None and not self.concepts.reliable:
