@@ -362,7 +362,7 @@ def _check_seeds(args) -> None:
 
 
 def _run_compare(args) -> int:
-    from .experiments.comparison_run import run_comparison_command
+    from .experiments.compare_command import run_comparison_command
 
     if args.seeds:
         _check_seeds(args)
