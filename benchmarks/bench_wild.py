@@ -230,7 +230,9 @@ def cells_entry(male, prob, bands, races, seed: int, min_size: int = MIN_CELL) -
 
 
 def labelled_entry(side) -> dict:
-    """A route's :class:`~attr2gender.training.evaluate.LabelledSideEvaluation` as this report's entry."""
+    """A route's :class:`~attr2gender.training.evaluate.LabelledSideEvaluation` as this report's entry. Its
+    cells are scored again with :data:`MIN_CELL` (the run's own tables say "too few" below 30 photos), so
+    the routes and the peer read the same way here."""
     return cells_entry(side.male, side.male_probability, side.age_band, side.race, side.seed) | {
         "no_face": side.skipped
     }

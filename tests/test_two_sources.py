@@ -47,6 +47,13 @@ def test_the_direct_head_learns_from_both_and_reports_the_held_out_cells(small_r
     pipe, report = small_runs["direct"]
     learnt = report.train_result.sources["train"]
     assert set(learnt) == {"celeba", "utkface"} and learnt["utkface"][0] > 100
+    # UTKFace is split by its group column (photos of one person share one), never by row: the sides the run
+    # is scored on hold no group it trained on.
+    dm = report.train_result.datamodule
+    group_of = dm.labelled.table["group"]
+    trained = set(group_of.loc[dm.labelled_splits.train])
+    for side in ("val", "test"):
+        assert not trained & set(group_of.loc[report.labelled[side].ids])
     for side in ("val", "test"):
         evaluation = report.labelled[side]
         assert len(evaluation.male) > 40 and evaluation.source == "utkface"

@@ -149,11 +149,6 @@ def age_bands(ages) -> np.ndarray:
     return out
 
 
-def age_band_key(label: str) -> str:
-    """A metric-name-safe form of a band label: ``10-19`` -> ``10_19``, ``70+`` -> ``70_up``."""
-    return label.replace("-", "_").replace("+", "_up")
-
-
 def cell_masks(male, by: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """``{axis: {value: mask}}`` for each named axis (e.g. ``age_band``, ``race``) in its values' order;
     rows with an unknown ("") value belong to no cell. The gender split is done by the tables that read

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ..data.synth import make_synthetic_celeba
 from ..errors import CelebANotFoundError, ConfigError
 from ..models.inference import LOSSES
 from ..models.registry import face_backbone
+from ..stamps import stamp_clock
 
 KINDS = ("two_stage", "direct")
 TASK_OF = {"two_stage": "attributes", "direct": "direct"}
@@ -158,7 +158,7 @@ def plan_runs(
             display = name  # a sweep's variants sit under their comparison, whose name carries the time
         elif not values.get("run_name"):
             values["run_name"] = default_run_name(f"{kind}-{config.backbone}", stamp)
-            display = f"{kind.replace('_', '-')} {config.backbone} {_clock(stamp)}"
+            display = f"{kind.replace('_', '-')} {config.backbone} {stamp_clock(stamp)}"
         # Missing ImageNet weights fail here, naming the file and where to put it, before any work starts.
         plans.append(
             RunPlan(
@@ -168,22 +168,10 @@ def plan_runs(
     return plans
 
 
-def _clock(stamp: str | None) -> str:
-    """``20260131-142501-9f3a0c`` -> ``14:25:01``, ``...-seed2`` -> ``14:25:01 seed2``: the stamp's time of
-    day and what follows it (any other stamp as it is; none: now)."""
-    if not stamp:
-        return time.strftime("%H:%M:%S")
-    parts = stamp.split("-")
-    if len(parts) >= 3 and len(parts[0]) == 8 and len(parts[1]) == 6 and (parts[0] + parts[1]).isdigit():
-        tail = "-".join(parts[3:])
-        return f"{parts[1][:2]}:{parts[1][2:4]}:{parts[1][4:]}" + (f" {tail}" if tail else "")
-    return stamp
-
-
 def comparison_name(stamp: str, kind: str = "compare") -> str:
     """A comparison's name in MLflow's runs table: ``compare 14:25:01`` (``compare-<stamp>`` for a stamp
     given by hand, as its folder is named)."""
-    clock = _clock(stamp)
+    clock = stamp_clock(stamp)
     return f"{kind} {clock}" if clock != stamp else f"{kind}-{stamp}"
 
 

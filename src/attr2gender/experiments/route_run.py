@@ -310,7 +310,7 @@ def labelled_artifacts(evaluation, title: str, plots_dir: Path, reports_dir: Pat
     name = f"labelled_{side}"
     where = f"{source}, {'validation' if side == 'val' else 'test'} side: people never trained on"
     evaluation.cells.to_csv(reports_dir / f"{name}_cells.csv", index=False)
-    m = evaluation.metrics()
+    m = evaluation.metrics
     (reports_dir / f"{name}_cells.md").write_text(
         f"# Everyday photos by age band and race ({title}, {where})\n\n"
         f"Male accuracy {shown(m[f'{name}_accuracy'], m[f'{name}_accuracy_ci_low'], m[f'{name}_accuracy_ci_high'])} "

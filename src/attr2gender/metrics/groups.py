@@ -210,7 +210,7 @@ def worst_cell(table: pd.DataFrame, axis: str = "age_band", skip: Sequence[str] 
     for _, r in rows.iterrows():
         for gender, key, n in (("women", "female_recall", r["women"]), ("men", "male_recall", r["men"])):
             value = r[key]
-            if np.isfinite(value) and not value >= best["recall"]:
+            if np.isfinite(value) and (np.isnan(best["recall"]) or value < best["recall"]):
                 best = {
                     "recall": float(value),
                     "low": float(r[f"{key}_low"]),

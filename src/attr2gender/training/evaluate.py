@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -127,9 +128,11 @@ class LabelledSideEvaluation:
         tell in small children, so 0-9 is reported, not ranked)."""
         return worst_cell(self.cells, "age_band", skip=("0-9",))
 
+    @functools.cached_property
     def metrics(self) -> dict[str, float]:
         """``labelled_<side>_accuracy`` (+ CI, n), each gender's recall, the worst cell from 10 up, and every
-        cell (:func:`attr2gender.metrics.cell_metrics`)."""
+        cell (:func:`attr2gender.metrics.cell_metrics`). Computed once: the run's metrics and its report read
+        the same bootstrap."""
         p = self.prefix
         point, low, high = accuracy_ci(self.male, self.male_probability, self.threshold, seed=self.seed)
         pred = self.male_probability >= self.threshold

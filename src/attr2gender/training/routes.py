@@ -299,7 +299,7 @@ def train_two_stage(
 
     labelled = labelled_evaluations(two_stage_male, dm, config)
     for side in labelled.values():
-        metrics |= side.metrics()
+        metrics |= side.metrics
     report = TrainReport(
         result,
         test_ids,
@@ -465,10 +465,9 @@ def train_direct(
     inputs = route_inputs(config)
     uncalibrated = DirectGenderClassifier(result.model, inputs.preprocessing, **settings)
     settings["temperature"] = validation_temperature(uncalibrated, celeba, splits, config)
+    scorer = DirectGenderClassifier(result.model, inputs.preprocessing, **settings)  # calibrated
     start = time.perf_counter()
-    frame = DirectGenderClassifier(result.model, inputs.preprocessing, **settings).predict(
-        _paths(celeba, splits.test), progress=config.progress, align=inputs.align
-    )
+    frame = scorer.predict(_paths(celeba, splits.test), progress=config.progress, align=inputs.align)
     seconds = time.perf_counter() - start
     ok = (frame["error"] == "").to_numpy()
     test_ids = list(np.asarray(splits.test)[ok])
@@ -483,7 +482,6 @@ def train_direct(
         "skipped_images": float((~ok).sum()),
         "train_seconds": result.train_seconds,
     }
-    scorer = DirectGenderClassifier(result.model, inputs.preprocessing, **settings)
 
     def direct_male(paths):
         scored = scorer.predict(paths, progress=config.progress, align=inputs.align)
@@ -493,7 +491,7 @@ def train_direct(
 
     labelled = labelled_evaluations(direct_male, dm, config)
     for side in labelled.values():
-        metrics |= side.metrics()
+        metrics |= side.metrics
     report = TrainReport(
         train_result=result,
         test_ids=test_ids,
