@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..metrics import accuracy_ci, concept_quality, worst_cell
 from ..pipeline.pretrained import (
     PRETRAINED_DIR,
@@ -134,7 +135,7 @@ def measure(kind: str, pipe, report, wild: pd.DataFrame | None, seed: int) -> di
     }
     if report.test_attribute_probabilities is not None:
         quality = concept_quality(
-            report.test_attributes, report.test_attribute_probabilities, pipe.attribute_names
+            report.test_attributes, report.test_attribute_probabilities, STAGE_ONE_ATTRIBUTES
         )
         out["concepts"] = {
             "mean_auc": quality["concept_mean_auc"],
