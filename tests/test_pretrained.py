@@ -66,7 +66,7 @@ def test_it_says_what_it_is(pretrained):
         text = repr(pipe)
         assert text == f"{type(pipe).__name__}({pipe.pretrained.line()})"
         assert USE_TERMS in text and record["commit"][:12] in text
-        assert "celeba" in text and "utkface" in text and "%" in text and "n=" in text
+        assert "CelebA" in text and "UTKFace" in text and "%" in text and "n=" in text
         sources = {d["name"] for d in pipe.training_data}
         assert sources == {"celeba", "utkface"}
         assert all("non-commercial" in d["licence"].lower() for d in pipe.training_data)

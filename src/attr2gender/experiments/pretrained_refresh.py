@@ -28,10 +28,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from safetensors.numpy import load_file
 
 from .._version import __version__
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
@@ -42,8 +44,10 @@ from ..pipeline.pretrained import (
     RECORD_FILE,
     RECORD_FORMAT,
     USE_TERMS,
+    PretrainedRecord,
     percent_ci,
 )
+from ..tabular import load_stage_two
 
 REFRESH_COMMAND = "python pipelines/refresh_pretrained.py"
 PRESET = "face"
@@ -57,6 +61,7 @@ README_END = "<!-- end of pretrained numbers -->"
 # and the stage twos' P(Male) on the same probe inputs to this much (threads may sum in another order).
 RELATIVE_TOLERANCE = 1e-3
 PROBABILITY_TOLERANCE = 2e-3
+WIDTH = 112  # the README's prose line length
 
 
 def wild_dev_labels(root: Path) -> pd.DataFrame:
@@ -89,7 +94,7 @@ def git_commit(repo: Path) -> tuple[str, bool]:
 
 def train_route(kind: str, data_root, labelled_faces, cache_dir, output_dir, seed: int, progress: bool):
     """One route, as ``attr2gender run`` trains it with the face preset: (pipeline, report)."""
-    from ..training import train_direct, train_two_stage
+    from ..training import train_direct, train_two_stage  # lazy: Lightning only when training
 
     trainer = train_two_stage if kind == "two_stage" else train_direct
     return trainer(
@@ -189,14 +194,15 @@ def predict_check_sample(pipe, sample: list[dict], roots: dict[str, Path]) -> np
 def readme_block(record: dict) -> str:
     """The README's lines on the shipped models, from ``record``: what they learned from, on what terms,
     and how right they are, every number with its CI and count."""
-    from ..pipeline.pretrained import PretrainedRecord
-
     two, direct = (PretrainedRecord(k, record) for k in PRETRAINED_KINDS)
     lines = [
         README_BEGIN,
-        f"The shipped models (commit `{two.commit}`, `{record['command']}`, {record['date']}) learned from "
-        f"{two.data_text()} (training and validation sides), {USE_TERMS}: use them for research, not in "
-        "a product. Measured on what they never learned from:",
+        *textwrap.wrap(
+            f"The shipped models (commit `{two.commit}`, `{record['command']}`, {record['date']}) learned from "
+            f"{two.data_text()} (training and validation sides), {USE_TERMS}: use them for research, not in "
+            "a product. Measured on what they never learned from:",
+            WIDTH,
+        ),
         "",
         "| | two-stage (default) | direct (`--pretrained direct`) |",
         "|---|---|---|",
@@ -210,6 +216,7 @@ def readme_block(record: dict) -> str:
         lines.append(f"| {label} | {values[0]} | {values[1]} |")
 
     row("CelebA, 30 % of the people held out", lambda n: n["celeba_test"])
+    row("wild_dev, real photos from outside CelebA", lambda n: n.get("wild_dev", {}).get("all"))
     for source, label in (("lfw", "wild_dev LFW news photos"), ("utkface", "wild_dev UTKFace web photos")):
         row(label, lambda n, s=source: n.get("wild_dev", {}).get(s))
     for gender, said in (("women", "called women"), ("men", "called men")):
@@ -227,9 +234,12 @@ def readme_block(record: dict) -> str:
     if concepts:
         lines += [
             "",
-            f"The two-stage model's 39 attributes are still concepts: mean AUC {concepts['mean_auc']:.3f} on the "
-            f"CelebA test people (n={concepts['n']:,}). 95 % bootstrap CIs; wild_dev and UTKFace's validation "
-            "side are where settings were chosen, so read them as validation numbers.",
+            *textwrap.wrap(
+                f"The two-stage model's 39 attributes are still concepts: mean AUC {concepts['mean_auc']:.3f} on "
+                f"the CelebA test people (n={concepts['n']:,}). 95 % bootstrap CIs; wild_dev and UTKFace's "
+                "validation side are where settings were chosen, so read them as validation numbers.",
+                WIDTH,
+            ),
         ]
     lines.append(README_END)
     return "\n".join(lines)
@@ -309,14 +319,13 @@ def refresh_pretrained(
     return record
 
 
-def head_differences(shipped: Path, retrained: Path) -> list[str]:
+def head_differences(shipped: Path, retrained: Path, gaps: dict | None = None) -> list[str]:
     """What differs between two bundles' heads beyond the tolerances (empty when they agree): every tensor
     of ``model.safetensors``, the threshold and temperature, and stage two's P(Male) on 2,000 seeded probe
-    inputs (a LightGBM's trees are compared by what they compute)."""
-    from safetensors.numpy import load_file
-
-    from ..tabular import load_stage_two
-
+    inputs (a LightGBM's trees are compared by what they compute). ``gaps``, when given, receives the largest
+    gap of each kind (``coefficients``: relative; ``stage_two_probability``: absolute)."""
+    gaps = {} if gaps is None else gaps
+    gaps.update(coefficients=0.0, stage_two_probability=0.0)
     problems = []
     for kind in PRETRAINED_KINDS:
         a, b = shipped / kind, retrained / kind
@@ -326,7 +335,8 @@ def head_differences(shipped: Path, retrained: Path) -> list[str]:
             continue
         for key in sorted(ta):
             scale = max(float(np.abs(ta[key]).max()), 1e-12)
-            gap = float(np.abs(ta[key] - tb[key]).max()) / scale
+            gap = float(np.abs(ta[key] - tb[key]).max()) / scale if ta[key].shape == tb[key].shape else np.inf
+            gaps["coefficients"] = max(gaps["coefficients"], gap)
             if ta[key].shape != tb[key].shape or gap > RELATIVE_TOLERANCE:
                 problems.append(f"{kind}: {key} differs by {gap:.2e} of its largest value")
         ma, mb = (json.loads((d / "pipeline.json").read_text()) for d in (a, b))
@@ -334,10 +344,12 @@ def head_differences(shipped: Path, retrained: Path) -> list[str]:
             if abs(float(ma.get(key, 1.0)) - float(mb.get(key, 1.0))) > 1e-3:
                 problems.append(f"{kind}: {key} {ma.get(key)} vs {mb.get(key)}")
         if kind == "two_stage":
-            probe = np.random.default_rng(0).uniform(size=(2000, len(ma["attribute_names"])))
+            names = ma["attribute_names"]
+            probe = pd.DataFrame(np.random.default_rng(0).uniform(size=(2000, len(names))), columns=names)
             pa = load_stage_two(a).predict_proba(probe)[:, 1]
             pb = load_stage_two(b).predict_proba(probe)[:, 1]
             gap = float(np.abs(pa - pb).max())
+            gaps["stage_two_probability"] = gap
             if gap > PROBABILITY_TOLERANCE:
                 problems.append(f"{kind}: stage two's P(Male) differs by up to {gap:.4f} on the probe inputs")
     return problems
@@ -360,4 +372,12 @@ def check_retrain(
                 kind, data_root, labelled_faces, cache_dir, Path(tmp) / "runs", seed, progress
             )
             pipe.save(Path(tmp) / "retrained" / kind, onnx=False, backbone="reference")
-        return head_differences(shipped, Path(tmp) / "retrained")
+        gaps: dict = {}
+        problems = head_differences(shipped, Path(tmp) / "retrained", gaps)
+        print(
+            f"largest gaps: coefficients {gaps['coefficients']:.1e} of a tensor's largest value (tolerance "
+            f"{RELATIVE_TOLERANCE:.0e}), stage two's P(Male) {gaps['stage_two_probability']:.1e} (tolerance "
+            f"{PROBABILITY_TOLERANCE:.0e})",
+            flush=True,
+        )
+        return problems

@@ -18,7 +18,8 @@ from torch import nn
 
 from .._version import __version__
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
-from .registry import create_backbone
+from .registry import backbone_provenance, create_backbone
+from .weights import resolve_state_dict
 
 # Loss names per task; the first is the default.
 LOSSES = {"attributes": ("multilabel_soft_margin", "bce"), "direct": ("cross_entropy", "bce")}
@@ -127,9 +128,6 @@ def build_model(meta: dict) -> ProbabilityModel:
 def _pinned_backbone_state(name: str) -> tuple[dict[str, torch.Tensor], dict]:
     """A face backbone's installed pretrained weights (under ``net.``, SHA-256 checked) and what model.json
     records of them; ``ValueError`` for a backbone whose weights are not a pinned installed file."""
-    from .registry import backbone_provenance
-    from .weights import resolve_state_dict
-
     provenance = backbone_provenance(name)
     if not provenance:
         raise ValueError(

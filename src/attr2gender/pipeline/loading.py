@@ -45,7 +45,7 @@ def load_pipeline(
         align=align,
     )
     if directory is None:
-        from .pretrained import load_pretrained
+        from .pretrained import load_pretrained  # lazy: pretrained.py imports this module
 
         return load_pretrained("two_stage", **options)
     directory = Path(directory)

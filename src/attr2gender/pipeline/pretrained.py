@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BundleError, ConfigError
+from .loading import load_pipeline
 from .pretrained_pins import PINNED_SHA256
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
@@ -29,6 +30,7 @@ RECORD_FILE = "record.json"
 RECORD_FORMAT = 1
 # Every licence a shipped model inherits: said wherever the model describes itself.
 USE_TERMS = "non-commercial research only (CelebA's and UTKFace's terms)"
+SOURCE_NAMES = {"celeba": "CelebA", "utkface": "UTKFace"}  # as their authors write them
 
 
 def pretrained_kind(kind: str) -> str:
@@ -75,11 +77,12 @@ class PretrainedRecord:
         return str(self.record.get("commit", "unknown"))[:12]
 
     def data_text(self) -> str:
-        """``celeba 8,437 + utkface 7,198 images`` (the images each source taught, training and validation)."""
+        """``CelebA 8,437 + UTKFace 7,198 images`` (the images each source taught, training and validation)."""
         parts = []
         for source in self.numbers.get("training_data", []):
             images = source.get("images", {})
-            parts.append(f"{source.get('name', '?')} {sum(int(v) for v in images.values()):,}")
+            name = str(source.get("name", "?"))
+            parts.append(f"{SOURCE_NAMES.get(name, name)} {sum(int(v) for v in images.values()):,}")
         return " + ".join(parts) + " images" if parts else "unknown data"
 
     def line(self) -> str:
@@ -121,8 +124,6 @@ def load_pretrained(kind: str = "two_stage", *, root: Path = PRETRAINED_DIR, pin
     """The shipped bundle ``kind`` (``two_stage``, the default, or ``direct``), verified against the pins,
     with ``pipeline.pretrained`` (a :class:`PretrainedRecord`) saying what it is. ``load_options`` are
     :func:`~attr2gender.pipeline.load_pipeline`'s (``device``, ``batch_size``, ``align``, ...)."""
-    from .loading import load_pipeline
-
     kind = pretrained_kind(kind)
     pins = PINNED_SHA256 if pins is None else pins
     if not pins:
