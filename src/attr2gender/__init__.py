@@ -19,6 +19,7 @@ _EXPORTS = {
     "Attr2GenderPipeline": "attr2gender.pipeline",
     "DirectGenderClassifier": "attr2gender.pipeline",
     "load_pipeline": "attr2gender.pipeline",
+    "load_pretrained": "attr2gender.pipeline.pretrained",
     "train_two_stage": "attr2gender.training",
     "train_direct": "attr2gender.training",
     "RunConfig": "attr2gender.config",
