@@ -199,8 +199,9 @@ def readme_block(record: dict) -> str:
         README_BEGIN,
         *textwrap.wrap(
             f"The shipped models (commit `{two.commit}`, `{record['command']}`, {record['date']}) learned from "
-            f"{two.data_text()} (training and validation sides), {USE_TERMS}: use them for research, not in "
-            "a product. Measured on what they never learned from:",
+            f"(were fitted on, or chose settings on) {two.data_text()} (two-stage) and {direct.data_text()} "
+            f"(direct), {USE_TERMS}: use them for research, not in a product. Measured on photos no "
+            "coefficient was fitted on:",
             WIDTH,
         ),
         "",
@@ -236,8 +237,9 @@ def readme_block(record: dict) -> str:
             "",
             *textwrap.wrap(
                 f"The two-stage model's 39 attributes are still concepts: mean AUC {concepts['mean_auc']:.3f} on "
-                f"the CelebA test people (n={concepts['n']:,}). 95 % bootstrap CIs; wild_dev and UTKFace's "
-                "validation side are where settings were chosen, so read them as validation numbers.",
+                f"the CelebA test people (n={concepts['n']:,}). 95 % bootstrap CIs. CelebA's held-out people "
+                "are a test side; wild_dev and UTKFace's validation side are where settings were chosen (the "
+                "direct model's kept epoch among them), so read those as validation numbers.",
                 WIDTH,
             ),
         ]
