@@ -50,7 +50,7 @@ from attr2gender.pipeline.robustness import corruption_accuracy  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
 from attr2gender.tabular.fitting import fit_stage_two  # noqa: E402
 from attr2gender.training import train_direct, train_two_stage  # noqa: E402
-from attr2gender.training.routes import best_epoch_validation, stage_two_label_rows  # noqa: E402
+from attr2gender.training.routes import stage_two_label_rows  # noqa: E402
 from common import REPO_ROOT, machine_info, md_table, text_table, write_results  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "celeba"
@@ -63,23 +63,11 @@ def scores(y: np.ndarray, prob: np.ndarray, seed: int, threshold: float = 0.5, t
     ev = evaluate_probabilities(
         y, prob, threshold, attributes=truth, n_boot=1000, seed=seed, accuracy_n_boot=2000
     )
-    out = {
-        "accuracy": ev.accuracy,
-        "ci_low": ev.ci_low,
-        "ci_high": ev.ci_high,
-        "n": ev.n,
-        "ece": ev.ece,
-        "ece_ci": list(ev.ece_ci),
-        "brier": ev.brier,
-    }
+    d = ev.to_dict(strict=False)
+    keys = ["accuracy", "ci_low", "ci_high", "n", "ece", "ece_ci", "brier"]
     if truth is not None:
-        out |= {
-            "worst_group": ev.worst_group,
-            "worst_group_accuracy": ev.worst_group_accuracy,
-            "worst_group_ci": list(ev.worst_group_ci),
-            "worst_group_gap": ev.worst_group_gap,
-        }
-    return out
+        keys += ["worst_group", "worst_group_accuracy", "worst_group_ci", "worst_group_gap"]
+    return {k: d[k] for k in keys}
 
 
 def ceiling(celeba, seed: int) -> list[dict]:
@@ -221,7 +209,7 @@ def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dic
     for weight in weights:
         start = time.perf_counter()
         joint, joint_report = train_two_stage(config, mode="joint", concept_weight=weight)
-        val = best_epoch_validation(joint_report.train_result.history).get("val_accuracy", float("nan"))
+        val = joint_report.train_result.kept_validation().get("val_accuracy", float("nan"))
         m = joint.metrics
         sweep.append(
             {
@@ -559,7 +547,7 @@ def main(argv=None) -> int:
     )
     has_partition = celeba.partition is not None and set(np.unique(celeba.partition)) >= {0, 2}
     rows += ceiling(celeba, seed) if has_partition else []
-    attr_acc = two.metrics["attr_mean_accuracy"]
+    attr_acc = two.metrics["concept_mean_accuracy"]
     # Stage two reads stage one's probabilities, so their calibration matters too: mean ECE over the 39.
     truth = two.report.test_truth
     attr_ece = float(

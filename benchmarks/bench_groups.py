@@ -107,17 +107,14 @@ def evaluate(
     ev = evaluate_probabilities(y, prob, attributes=truth, n_boot=N_BOOT, seed=seed)
     # CelebA-C accuracies alone (n_boot=0: no CI), from the probabilities on the corrupted test images
     corruption = corruption_table(y, corrupted_probs, seed=seed, n_boot=0)["accuracy"]
+    d = ev.to_dict(strict=False)
     return {
         "variant": name,
         "route": route,
         "stage_two": stage_two,
-        "accuracy": ev.accuracy,
-        "ci_low": ev.ci_low,
-        "ci_high": ev.ci_high,
-        "worst_group": ev.worst_group,
-        "worst_group_accuracy": ev.worst_group_accuracy,
-        "worst_group_gap": ev.worst_group_gap,
-        "groups": ev.groups.reset_index().to_dict(orient="records"),
+        **{k: d[k] for k in ("accuracy", "ci_low", "ci_high", "worst_group", "worst_group_accuracy")},
+        "worst_group_gap": d["worst_group_gap"],
+        "groups": d["groups"],
         "celeba_c": {c: float(corruption[c]) for c in corrupted_probs},
         "celeba_c_mean": float(corruption["mean"]),
         "val_worst_group_accuracy": val_criterion,
@@ -135,10 +132,12 @@ def run_variant(
     if route == "direct":
         pipe = train_direct(config)[0]
         report = pipe.report
-        history = report.train_result.history
-        val_wga = (
-            float(history["val_worst_group_acc"].iloc[-1])
-            if "val_worst_group_acc" in history
+        result = report.train_result
+        history = result.history
+        kept = history[history["epoch"] == result.kept_epoch] if "epoch" in history else history.iloc[:0]
+        val_wga = (  # the epoch the checkpoint kept, not the last one trained
+            float(kept["val_worst_group_acc"].iloc[-1])
+            if "val_worst_group_acc" in kept and len(kept)
             else float("nan")
         )
         seconds = time.perf_counter() - start

@@ -20,7 +20,7 @@ repeat from such adjacent pairs ("paired") and summarized by their median, min a
    ``log_every_n_steps``, progress bar off, ``deterministic`` as configured) with one extra timing callback.
    ``bare_*`` is a plain loop: ``model(x)``, ``model.loss_of(logits, model.target_of(batch))``,
    ``zero_grad``/``backward``/``step``, with the same model class, the same initial weights (both seed with
-   ``L.seed_everything(seed)`` right before :func:`build_model`; the JSON records whether checksums of both
+   ``L.seed_everything(seed)`` right before :func:`build_module`; the JSON records whether checksums of both
    initial weights agree), the same optimizer (``model.configure_optimizers()``), the same batch size and
    the same DataLoader (the datamodule's ``train_dataloader()``: :class:`CelebADataset` +
    ``collate_skipping_corrupt``, same ``num_workers``, same seeded shuffle) and the same
@@ -288,13 +288,13 @@ def run_bare(config, task: str, dm, warmup: int, steps: int) -> dict:
     import lightning as L
     import torch
 
-    from attr2gender.training.engine import build_model, resolve_engine
+    from attr2gender.training.engine import build_module, resolve_engine
 
     cfg = dataclasses.replace(config, task=task)
     engine = resolve_engine(cfg)
     torch.use_deterministic_algorithms(bool(cfg.deterministic))  # what Trainer(deterministic=...) sets on CPU
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_model(cfg, float(cfg.lr), channels_last=engine["channels_last"])
+    model = build_module(cfg, float(cfg.lr), channels_last=engine["channels_last"])
     init_checksum = _checksum(model)
     optimizer = model.configure_optimizers()
     model.train()

@@ -39,7 +39,13 @@ def imports(name: str, path: Path, module_level_only: bool = False) -> list[str]
     """Every ``attr2gender...`` module ``name`` imports (``from attr2gender import x`` counts as ``x``)."""
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    nodes = tree.body if module_level_only else ast.walk(tree)
+    if module_level_only:  # imports that run (or that a type checker reads) when the module is imported:
+        # the module body and its top-level `if` / `try` blocks, `if TYPE_CHECKING:` included
+        nodes = [
+            n for top in tree.body for n in (ast.walk(top) if isinstance(top, ast.If | ast.Try) else [top])
+        ]
+    else:
+        nodes = ast.walk(tree)
     found = []
     for node in nodes:
         if isinstance(node, ast.ImportFrom):
@@ -190,6 +196,38 @@ def test_no_import_cycles_at_module_level():
     for node in sorted(mods):
         visit(node)
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_modules_of_one_package_import_each_other_one_way():
+    """Inside a package too, imports run one way: two sibling modules never import each other, not even
+    lazily or under ``TYPE_CHECKING`` (comparison_metrics and comparison_report once did: the numbers called
+    the words and the words typed the numbers)."""
+    mods = modules()
+    graph = defaultdict(set)
+    for name, path in mods.items():
+        parent = name.rsplit(".", 1)[0]
+        for target in imports(name, path):
+            while target and target not in mods:
+                target = target.rsplit(".", 1)[0] if "." in target else ""
+            if target and target != name and target.rsplit(".", 1)[0] == parent and parent != name:
+                graph[name].add(target)
+    seen, stack, cycles = set(), [], []
+
+    def visit(node):
+        if node in stack:
+            cycles.append(stack[stack.index(node) :] + [node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            visit(nxt)
+        stack.pop()
+
+    for node in sorted(mods):
+        visit(node)
+    assert not cycles, "sibling modules importing each other: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -365,3 +365,16 @@ def test_numbers_shown_to_a_person_carry_only_the_digits_their_uncertainty_suppo
     assert shown(0.9824, 0.978, 0.9862) == "98.2 % [97.8, 98.6]"
     assert shown(0.98241, n=100_000) == "98.24 %"  # more images, one more digit
     assert shown(float("nan")) == "n/a" and shown(None) == "None"
+
+
+def test_a_renamed_metric_still_reads_with_a_warning_naming_the_new_one():
+    from attr2gender.metrics import MetricsDict
+
+    metrics = MetricsDict({"concept_mean_accuracy": 0.9})
+    with pytest.warns(DeprecationWarning, match="'attr_mean_accuracy' is now 'concept_mean_accuracy'"):
+        assert metrics["attr_mean_accuracy"] == 0.9
+    with pytest.warns(DeprecationWarning, match="'concept_mean_accuracy'"):
+        assert metrics.get("attr_mean_accuracy") == 0.9
+    assert metrics.get("no_such_metric", -1) == -1
+    with pytest.raises(KeyError):
+        metrics["no_such_metric"]  # noqa: B018

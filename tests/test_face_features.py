@@ -247,3 +247,58 @@ def test_an_image_cnn_cannot_be_saved_by_reference(tmp_path):
     model = build_model({"task": "direct", "hparams": {"backbone": "test_efficientnet"}})
     with pytest.raises(ValueError, match="backbone='include'"):
         save_model(model, tmp_path / "m", backbone="reference")
+
+
+@weights_installed
+def test_a_group_robust_face_head_reports_the_epoch_it_kept(face_two_stage):
+    """The face heads' loop records the epoch it keeps, and the route's validation accuracy is that epoch's."""
+    _, _, tmp = face_two_stage
+    _, report = train_small_face(train_direct, tmp, balance="groups", epochs=4, max_eval_images=300)
+    result, history = report.train_result, report.train_result.history
+    assert result.kept_by == "val_worst_group_acc"
+    assert result.kept_epoch == history.loc[history["val_worst_group_acc"].idxmax(), "epoch"]
+    kept = history[history["epoch"] == result.kept_epoch].iloc[-1]
+    assert report.metrics["val_accuracy"] == pytest.approx(kept["val_acc"])
+
+
+@weights_installed
+@pytest.mark.parametrize("task,loss,penalty_scale", [("direct", "bce", 1), ("attributes", "", 39)])
+def test_the_lbfgs_head_reaches_scikit_learns_optimum(monkeypatch, task, loss, penalty_scale):
+    """The face heads' own loop, run to convergence, lands on scikit-learn's LogisticRegression optimum at
+    the matching C (``config.weight_decay``'s one meaning for L-BFGS: mean loss + weight_decay / 2 * |W|^2;
+    stage one's loss averages its 39 attributes, so each one's C is 39 times smaller)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES
+    from attr2gender.training import face_heads
+    from attr2gender.training.engine import build_module
+
+    config = face_config(task=task, loss=loss, weight_decay=0.05, epochs=1, labelled_faces="")
+    model = build_module(config, 1.0)
+    rng = np.random.default_rng(0)
+    n, d, k = 300, model.net.feature_dim, len(STAGE_ONE_ATTRIBUTES)
+    x = (rng.normal(size=(n, d)) * rng.uniform(0.1, 10, size=d)).astype(
+        np.float32
+    )  # scales differ: norm fits
+    w = rng.normal(size=(d, k))
+    attributes = (x @ w / np.sqrt(d) / 5 + rng.logistic(size=(n, k)) > 0).astype(np.float32)
+    male = attributes[:, 0].astype(np.int64)
+    y = {
+        "attributes": torch.from_numpy(attributes),
+        "male": torch.from_numpy(male),
+        "group": torch.zeros(n, dtype=torch.int64),
+    }
+    monkeypatch.setattr(face_heads, "LBFGS_ITERATIONS", 300)  # one "epoch" run to convergence
+    face_heads.train_heads(
+        model, torch.from_numpy(x), y, torch.from_numpy(x[:40]), {k: v[:40] for k, v in y.items()}, config
+    )
+    standardised = ((torch.from_numpy(x) - model.net.norm.mean) / model.net.norm.std).double().numpy()
+    weight = model.net.head.weight.detach().double().numpy()
+    bias = model.net.head.bias.detach().double().numpy()
+    targets = [male] if task == "direct" else [attributes[:, j] for j in range(k)]
+    for j, target in enumerate(targets):
+        sk = LogisticRegression(C=1 / (penalty_scale * config.weight_decay * n), tol=1e-10, max_iter=10_000)
+        sk.fit(standardised, target)
+        scale = np.abs(sk.coef_[0]).max()
+        assert np.abs(weight[j] - sk.coef_[0]).max() <= 2e-3 * scale, j
+        assert abs(bias[j] - sk.intercept_[0]) <= 2e-3 * max(1.0, abs(sk.intercept_[0])), j

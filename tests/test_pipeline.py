@@ -57,7 +57,7 @@ def test_fit_reports_metrics_with_shared_names(fitted):
             p.metrics
         )
         assert 0 <= p.metrics["accuracy"] <= 1
-    assert 0 <= two.metrics["attr_mean_accuracy"] <= 1 and "attr_auc_Eyeglasses" in two.metrics
+    assert 0 <= two.metrics["concept_mean_accuracy"] <= 1 and "attr_auc_Eyeglasses" in two.metrics
     assert two.metrics["stage_two_rows"] == len(two.report.train_result.datamodule.splits.val)
     assert two.stage_two.input_kind == "probability"  # fitted on stage one's held-out probabilities
     assert direct.report.test_male_probability.shape == (len(direct.report.test_ids),)

@@ -269,7 +269,7 @@ def test_children_log_the_same_metric_names_and_the_source_studys_artifacts(comp
     two, direct = runs["two_stage"], runs["direct"]
     two_metrics, direct_metrics = _all_metrics(client, two), _all_metrics(client, direct)
     assert SHARED_METRICS <= set(two_metrics) and SHARED_METRICS <= set(direct_metrics)
-    assert {"test_attr_mean_accuracy", "test_attr_accuracy_Bald", "test_attr_auc_Eyeglasses"} <= set(
+    assert {"test_concept_mean_accuracy", "test_attr_accuracy_Bald", "test_attr_auc_Eyeglasses"} <= set(
         two_metrics
     )
     history = client.get_metric_history(two.info.run_id, "val_loss")
@@ -352,7 +352,7 @@ def test_compare_two_finished_runs_by_id(compared, monkeypatch, capsys):
     monkeypatch.chdir(compared["work"])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{compared['work']}/mlflow.db")
     two, direct = (compared["runs"][k].info.run_id for k in ("two_stage", "direct"))
-    assert main_compare(["--runs", two, direct, "--bootstrap", "200"]) == 0
+    assert main_compare(["--mlflow-runs", two, direct, "--bootstrap", "200"]) == 0
     out = capsys.readouterr().out
     assert "more accurate" in out or "no significant difference" in out
     client = compared["client"]
@@ -366,8 +366,10 @@ def test_compare_two_finished_runs_by_id(compared, monkeypatch, capsys):
     assert latest.data.metrics["two_stage_minus_direct_points"] == pytest.approx(
         parent["two_stage_minus_direct_points"]
     )  # same predictions
-    assert main_compare(["--runs", direct, two]) == 2  # swapped: refused, saying which goes first
-    assert "two_stage run first" in capsys.readouterr().err
+    # Swapped: refused, saying which goes first; under the old name too, which still works with a warning.
+    assert main_compare(["--runs", direct, two]) == 2
+    err = capsys.readouterr().err
+    assert "two_stage run first" in err and "--runs is now --mlflow-runs" in err
 
 
 def test_a_single_pipeline_command(synth_root, tmp_path, monkeypatch, capsys):

@@ -358,8 +358,10 @@ def test_per_attribute_metrics():
     assert np.isnan(df.loc["d", "roc_auc"])
     assert df.loc["d", "positive_rate"] == 0.0
     mean_acc = ((prob >= 0.5) == y).mean(axis=0).mean()
-    assert R.mean_attribute_accuracy(df) == pytest.approx(mean_acc)
-    assert R.mean_attribute_accuracy(y, prob) == pytest.approx(mean_acc)
+    assert R.concept_mean_accuracy(df) == pytest.approx(mean_acc)
+    assert R.concept_mean_accuracy(y, prob) == pytest.approx(mean_acc)
+    with pytest.warns(DeprecationWarning, match="'concept_mean_accuracy'"):
+        assert R.mean_attribute_accuracy(df) == pytest.approx(mean_acc)
 
 
 def _acc(y, p):

@@ -23,14 +23,13 @@ from attr2gender.experiments.pretrained_refresh import (
 )
 from attr2gender.metrics import wilson_interval
 from attr2gender.models import face as face_module
-from attr2gender.pipeline import load_pipeline
+from attr2gender.pipeline import load_pipeline, load_pretrained
 from attr2gender.pipeline.bundle import disk_bytes
 from attr2gender.pipeline.pretrained import (
     PRETRAINED_DIR,
     PRETRAINED_KINDS,
     RECORD_FILE,
     USE_TERMS,
-    load_pretrained,
     read_record,
 )
 from attr2gender.pipeline.pretrained_pins import PINNED_SHA256

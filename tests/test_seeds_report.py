@@ -211,7 +211,7 @@ def _nothing_made(folder: Path) -> bool:
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["--runs", "a", "b", "--seeds", "0", "1"], "--seeds and --runs do not combine"),
+        (["--mlflow-runs", "a", "b", "--seeds", "0", "1"], "--seeds and --mlflow-runs do not combine"),
         (["--seeds", "3"], "give two or more seeds"),
         (["--seeds", "0", "1", "0"], "each seed once"),
         (["seed=4", "--seeds", "0", "1"], "drop the seed=... override"),

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from attr2gender.experiments.comparison_metrics import RouteResult, compare_routes, match_rows
-from attr2gender.experiments.comparison_report import write_comparison
+from attr2gender.experiments.comparison_report import described, write_comparison
 from attr2gender.pipeline.bundle import disk_bytes
 from attr2gender.tracking.measure import MeasureSpec, measure_latency
 from attr2gender.tracking.mlflow_tracking import (
@@ -263,7 +263,7 @@ def test_accuracy_loss_and_ratios_on_known_predictions():
         bundle_bytes=2e6,
         param_count=1000,
     )
-    c = compare_routes(two, direct, n_boot=500, seed=0)
+    c = described(compare_routes(two, direct, n_boot=500, seed=0), two, direct)
     m = c.metrics
     expected = two_right.mean() - direct_right.mean()  # positive: two-stage more accurate
     assert m["two_stage_minus_direct"] == pytest.approx(expected)
@@ -286,7 +286,8 @@ def test_identical_predictions_give_a_zero_loss_and_the_report_says_so():
     y = np.array([0, 1, 1, 0, 1])
     p = np.array([0.2, 0.9, 0.4, 0.1, 0.7])
     ids = list("abcde")
-    c = compare_routes(_route("two_stage", ids, y, p), _route("direct", ids, y, p), n_boot=100)
+    two, direct = _route("two_stage", ids, y, p), _route("direct", ids, y, p)
+    c = described(compare_routes(two, direct, n_boot=100), two, direct)
     assert (
         c.metrics["two_stage_minus_direct"],
         c.metrics["two_stage_minus_direct_ci_low"],
@@ -330,7 +331,7 @@ def test_comparison_files(tmp_path):
         bundle_bytes=10,
         param_count=5,
     )
-    files = write_comparison(compare_routes(two, direct, n_boot=50), tmp_path)
+    files = write_comparison(described(compare_routes(two, direct, n_boot=50), two, direct), tmp_path)
     for key in ("report", "json", "plot", "costs_plot"):
         assert files[key].is_file() and files[key].stat().st_size > 0
     assert files["plot"].read_bytes()[:4] == b"\x89PNG"

@@ -71,7 +71,7 @@ def test_one_training_run_per_model_and_loss(synth_root, tmp_path, task, loss):
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert saved["data_root"] == str(Path(synth_root).resolve()) and saved["loss"] == loss  # resolved config
     if task == "attributes":
-        assert 0 <= result.metrics["attr_mean_accuracy"] <= 1 and "attr_auc_Bald" in result.metrics
+        assert 0 <= result.metrics["concept_mean_accuracy"] <= 1 and "attr_auc_Bald" in result.metrics
         assert result.test_predictions.prob.shape == (n_test, 39)
     else:
         assert {"accuracy", "precision", "recall", "f1", "roc_auc"} <= set(result.metrics)
@@ -322,3 +322,37 @@ def test_freeze_backbone_trains_only_the_head(synth_root):
         optimizer.step()
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"net.classifier.weight", "net.classifier.bias"}  # BN running stats untouched too
+
+
+def test_the_kept_epoch_is_the_one_its_monitor_chose_not_the_lowest_loss(tmp_path):
+    """A group-robust run keeps its best worst-group epoch; its "validation accuracy" is that epoch's, not the
+    lowest-loss epoch's (which it once reported, reading val_loss whatever chose the checkpoint)."""
+    from attr2gender.training.engine import TrainResult
+
+    history = pd.DataFrame(
+        {
+            "epoch": [0, 1, 2],
+            "val_loss": [0.50, 0.40, 0.30],  # the lowest loss: epoch 2
+            "val_worst_group_acc": [0.90, 0.80, 0.70],  # the best worst group: epoch 0, the one kept
+            "val_acc": [0.91, 0.92, 0.93],
+        }
+    )
+    config = RunConfig(balance="groups")
+    assert config.resolved_checkpoint_metric() == "val_worst_group_acc"
+    result = TrainResult(
+        config, tmp_path, None, None, history=history, kept_epoch=0, kept_by="val_worst_group_acc"
+    )
+    assert result.kept_validation() == {"val_accuracy": 0.91}
+
+
+def test_a_group_robust_run_without_a_30_image_group_keeps_the_lowest_loss_and_says_so(synth_root, tmp_path):
+    """The one worst-group rule: a group needs 30 validation images to be ranked on. With none (a tiny
+    validation side) the worst group is not a number, so the checkpoint keeps the lowest loss, says so, and
+    records that it did."""
+    with pytest.warns(UserWarning, match="no validation group has 30 images"):
+        result = train(tiny_config(synth_root, tmp_path, task="direct", epochs=3, balance="groups"))
+    history = result.history
+    assert result.kept_by == "val_loss"
+    best = history.loc[history["val_loss"].idxmin(), "epoch"]
+    assert result.kept_epoch == best and result.metrics["kept_epoch"] == best
+    assert history["val_worst_group_acc"].isna().all()  # logged as unknown, never as the overall accuracy

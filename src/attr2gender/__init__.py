@@ -5,6 +5,7 @@ The public surface is :data:`__all__`; everything else is internal. Names are im
 ``import attr2gender`` stays cheap for the command line.
 """
 
+import importlib as _importlib
 import os as _os
 
 # On a machine shared with other work (2-core CI, a laptop), PyTorch's OpenMP threads spin-wait for
@@ -19,7 +20,7 @@ _EXPORTS = {
     "Attr2GenderPipeline": "attr2gender.pipeline",
     "DirectGenderClassifier": "attr2gender.pipeline",
     "load_pipeline": "attr2gender.pipeline",
-    "load_pretrained": "attr2gender.pipeline.pretrained",
+    "load_pretrained": "attr2gender.pipeline",
     "train_two_stage": "attr2gender.training",
     "train_direct": "attr2gender.training",
     "RunConfig": "attr2gender.config",
@@ -33,12 +34,10 @@ __all__ = [*_EXPORTS, *_ERRORS, "__version__"]
 
 
 def __getattr__(name):
-    import importlib
-
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        return getattr(_importlib.import_module(_EXPORTS[name]), name)
     if name in _ERRORS:
-        return getattr(importlib.import_module("attr2gender.errors"), name)
+        return getattr(_importlib.import_module("attr2gender.errors"), name)
     raise AttributeError(f"module 'attr2gender' has no attribute {name!r}")
 
 

@@ -155,8 +155,7 @@ def _bundle_and_images(paths: list[Path], pretrained: str | None) -> tuple[Path 
 
 
 def _predict(args) -> int:
-    from .pipeline import load_pipeline
-    from .pipeline.pretrained import load_pretrained
+    from .pipeline import load_pipeline, load_pretrained
 
     bundle, image_paths = _bundle_and_images(args.paths, args.pretrained)
     if args.out is not None:
@@ -378,10 +377,10 @@ def _run_single(args) -> int:
 
 def _check_seeds(args) -> None:
     """--seeds: before any work, refuse what cannot mean a per-seed comparison."""
-    if args.runs:
+    if args.mlflow_runs:
         raise UsageError(
-            "--seeds and --runs do not combine: --runs compares two finished runs (one seed each); "
-            "drop one of them"
+            "--seeds and --mlflow-runs do not combine: --mlflow-runs compares two finished runs (one seed "
+            "each); drop one of them"
         )
     if len(args.seeds) < 2:
         raise UsageError(
@@ -397,6 +396,11 @@ def _check_seeds(args) -> None:
 def _run_compare(args) -> int:
     from .experiments.compare_command import run_comparison_command
 
+    if args.old_runs:
+        if args.mlflow_runs:
+            raise UsageError("--runs is the old name of --mlflow-runs; give one of them")
+        print("warning: --runs is now --mlflow-runs; the old name goes in the next release", file=sys.stderr)
+        args.mlflow_runs = args.old_runs
     if args.seeds:
         _check_seeds(args)
     lines = run_comparison_command(
@@ -404,9 +408,9 @@ def _run_compare(args) -> int:
         args.config_direct,
         args.data_root,
         args.overrides,
-        runs=args.runs,
+        runs=args.mlflow_runs,
         seeds=args.seeds,
-        measure=None if args.runs else _measure_spec(args),
+        measure=None if args.mlflow_runs else _measure_spec(args),
         n_boot=args.bootstrap,
         corruptions=args.corruptions,
     )
@@ -460,17 +464,19 @@ def _add_run_parsers(sub) -> None:
         "compare",
         help="both routes on the same split and seed, as nested MLflow runs",
         description="Two-stage vs direct on the same split and seed, as nested MLflow runs under one "
-        "comparison run; or two finished runs with --runs; or one comparison per seed with --seeds. Writes "
+        "comparison run; or two finished MLflow runs with --mlflow-runs; or one comparison per seed with --seeds. Writes "
         "report.md and a self-contained report.html (plots embedded).",
     )
     p.add_argument("--config-two-stage", default=None, help="preset or YAML file (default: two_stage)")
     p.add_argument("--config-direct", default=None, help="preset or YAML file (default: direct)")
     p.add_argument(
-        "--runs",
+        "--mlflow-runs",
         nargs=2,
         metavar=("RUN_ID_TWO_STAGE", "RUN_ID_DIRECT"),
-        help="compare two finished runs instead of training",
+        help="compare two finished MLflow runs (their run ids) instead of training",
     )
+    # The old name (a preset's entries are "runs" too, --run picks one): kept for one release, with a warning.
+    p.add_argument("--runs", nargs=2, dest="old_runs", help=argparse.SUPPRESS)
     p.add_argument(
         "--seeds",
         nargs="+",

@@ -12,6 +12,7 @@ import difflib
 import math
 import os
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,9 @@ class RunConfig:
     # --- model ---
     task: str = "attributes"  # "attributes": stage one (39 logits); "direct": Male from pixels
     backbone: str = "resnet18"  # any name from attr2gender.models or timm
-    weights: str = "imagenet"  # "imagenet" | "none" | path to a .pth/.safetensors file
+    # "pretrained": the backbone's own pretraining (ImageNet for an image CNN, faces for a face network);
+    # "imagenet" (image CNNs) | "none" | path to a .pth/.safetensors file
+    weights: str = "pretrained"
     dropout: float = 0.0  # before the new head; the source used none
     freeze_backbone: bool = False  # linear probing: train only the head (fast on CPU; fine-tuning is better)
     loss: str = ""  # "" = the task's default: multilabel_soft_margin (attributes), cross_entropy (direct)
@@ -102,6 +105,11 @@ class RunConfig:
     # --- optimisation ---
     optimizer: str = "adam"  # the source study used Adam throughout; "lbfgs" only for face-backbone heads
     lr: float | str = 1e-3  # source study 1: 0.001; "auto" runs Lightning's learning-rate finder
+    # The L2 penalty's strength; what it multiplies is the optimiser's, said here once:
+    #   adam:  coupled L2 (added to the gradient, as torch.optim.Adam's weight_decay);
+    #   adamw: decoupled decay of the weights (torch.optim.AdamW's);
+    #   lbfgs: the objective is mean loss + weight_decay / 2 * |W|^2 over the head's weights (not biases), the
+    #          optimum of scikit-learn's LogisticRegression(C=1 / (weight_decay * n_rows)) for a single-logit head.
     weight_decay: float = 0.0  # source study 3: 1e-3 (VGG-16), 1e-4 (ResNet-50)
     batch_size: int = 128  # source study 1: 128; study 3: 32
     epochs: int = 10  # source study: 10
@@ -536,8 +544,6 @@ PRESETS_PACKAGE = "attr2gender.presets"
 
 def list_presets() -> list[str]:
     """Names of the presets that ship with the package (``attr2gender/presets/*.yaml``)."""
-    from importlib.resources import files
-
     return sorted(
         p.name[: -len(".yaml")] for p in files(PRESETS_PACKAGE).iterdir() if p.name.endswith(".yaml")
     )
@@ -545,8 +551,6 @@ def list_presets() -> list[str]:
 
 def preset_text(name_or_path: str | Path) -> tuple[str, str]:
     """(where, YAML text) of a preset: a file path, or the name of a shipped preset (``cpu``, ``cpu.yaml``)."""
-    from importlib.resources import files
-
     path = Path(name_or_path)
     if path.is_file():
         if path.stat().st_size > MAX_PRESET_BYTES:

@@ -7,6 +7,8 @@ base class and prints one ``error:`` line with the fix, exit status 2. Messages 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "Attr2GenderError",
     "BundleError",
@@ -64,8 +66,6 @@ class CelebAFormatError(CelebAError, ValueError):
     """An annotation file is malformed; the message names the file and line."""
 
     def __init__(self, path, line: int | None, problem: str):
-        from pathlib import Path
-
         self.path, self.line, self.problem = Path(path), line, problem
         where = f"{path}, line {line}" if line is not None else str(path)
         super().__init__(f"{where}: {problem}")

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,8 +256,6 @@ class FaceDetector:
     def shared(cls) -> FaceDetector:
         """One detector per process: decode workers each build their own on first use, with one thread
         (there are as many workers as cores to fill); the main process's uses two."""
-        import os
-
         from torch.utils.data import get_worker_info
 
         single = get_worker_info() is not None or getattr(_THREAD, "single", False)

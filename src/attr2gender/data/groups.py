@@ -110,10 +110,10 @@ def masks_from_frame(groups: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-def inverse_frequency_weights(ids: np.ndarray, n_groups: int = 4) -> np.ndarray:
-    """Per-row weight 1 / (rows in its group), scaled to mean 1; empty groups get no weight."""
+def inverse_frequency_weights(ids: np.ndarray) -> np.ndarray:
+    """Per-row weight 1 / (rows in its group), scaled to mean 1; groups with no row get no weight."""
     ids = np.asarray(ids, dtype=np.int64)
-    counts = np.bincount(ids, minlength=n_groups).astype(np.float64)
+    counts = np.bincount(ids).astype(np.float64)
     weights = 1.0 / counts[ids]
     return weights * (len(ids) / weights.sum())
 

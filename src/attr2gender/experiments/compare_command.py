@@ -88,7 +88,7 @@ def run_comparison_command(
             {k: v for k, v in extra.items() if k in ("output_dir", "experiment", "tracking")}
         )
         if config.tracking == "none":
-            raise ConfigError("--runs reads the runs from MLflow; drop tracking=none")
+            raise ConfigError("--mlflow-runs reads the runs from MLflow; drop tracking=none")
         tracker = make_tracker(config)
         result = compare_logged_runs(tracker, runs[0], runs[1], config.output_dir, n_boot=n_boot)
     elif seeds:

@@ -36,7 +36,6 @@ from ..metrics import (
     slice_table,
 )
 from ..tracking.measure import ratio_interval
-from .comparison_report import comparison_report, corruption_comparison_text, points_digits, summary_text
 
 PREDICTIONS_ARTIFACT = "predictions/test_predictions.csv"  # logged by every pipeline run
 PLOT_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1_male", "f1_female")
@@ -189,28 +188,27 @@ class Comparison:
             default=_json_value,
         )
 
-    def summary(self) -> str:
-        """One paragraph for the run page's first screen: the answer, the costs, the worst group."""
-        return summary_text(self)
-
-    def description(self) -> str:
-        """The parent run's description: the summary paragraph (the run page's first screen), then the
-        report."""
-        return "\n\n".join(part for part in (self.summary(), self.report) if part)
-
     def add_section(self, title: str, text: str, metrics: dict[str, float] | None = None) -> None:
         """A section of the report (and its metrics on the parent run)."""
         self.report += f"\n## {title}\n\n{text}\n"
         self.metrics |= dict(metrics or {})
 
     def add_corruptions(self, tables: dict[str, pd.DataFrame]) -> None:
-        """CelebA-C per route (see :func:`attr2gender.pipeline.robustness.corruption_accuracy`)."""
+        """CelebA-C per route (see :func:`attr2gender.pipeline.robustness.corruption_accuracy`): the tables and
+        their metrics; the words are the report's (:func:`~attr2gender.experiments.comparison_report.
+        corruption_comparison_text`)."""
         self.corruption_tables = dict(tables)
-        self.report += "\n## CelebA-C: corrupted test images\n\n" + corruption_comparison_text(tables) + "\n"
         for name, table in tables.items():
             self.metrics[f"celeba_c_mean_accuracy_{name}"] = float(table.loc["mean", "accuracy"])
             for corruption, row in table.drop(index=["clean", "mean"]).iterrows():
                 self.metrics[f"celeba_c_accuracy_{corruption}_{name}"] = float(row["accuracy"])
+
+
+def points_digits(low: float, high: float) -> int:
+    """The decimals of percentage points a difference's interval supports (0 to 2): every place that shows
+    the same difference uses them, so it reads the same everywhere."""
+    half = (high - low) / 2 if math.isfinite(high - low) and high > low else 0.0001
+    return min(2, max(0, -math.floor(math.log10(100 * half))))
 
 
 def points_metrics(diff: float, low: float, high: float) -> dict[str, float]:
@@ -382,5 +380,4 @@ def compare_routes(
         slice_tables=slice_tables,
         calibration=calibration,
     )
-    comparison.report = comparison_report(comparison, two_stage, direct, alpha=alpha)
     return comparison

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..metrics import markdown_table, shown, worst_group_name
 from ..plots import plot_comparison, plot_cost_ratios, plot_group_accuracy, plot_reliability
-
-if TYPE_CHECKING:  # annotations only: comparison_metrics imports this module to write a comparison's report
-    from .comparison_metrics import Comparison, RouteResult
+from .comparison_metrics import Comparison, RouteResult, points_digits
 
 SOURCE_CLAIMS = {
     "accuracy": "predicting Male from the predicted attributes is less accurate than from the pixels",
@@ -81,13 +78,6 @@ def accuracy_verdict(low: float, high: float) -> str:
     if low > 0:
         return "**reversed**: the two-stage route is more accurate and the 95% CI excludes 0"
     return "**not shown**: the 95% CI includes 0, so these test images cannot tell the routes apart"
-
-
-def points_digits(low: float, high: float) -> int:
-    """The decimals of percentage points a difference's interval supports (0 to 2): every place that shows
-    the same difference uses them, so it reads the same everywhere."""
-    half = (high - low) / 2 if math.isfinite(high - low) and high > low else 0.0001
-    return min(2, max(0, -math.floor(math.log10(100 * half))))
 
 
 def difference_words(diff: float, low: float, high: float, level: str = "95%") -> str:
@@ -225,6 +215,18 @@ def comparison_report(c: Comparison, two_stage: RouteResult, direct: RouteResult
             "",
         ]
     return "\n".join(lines)
+
+
+def described(c: Comparison, two_stage: RouteResult, direct: RouteResult, alpha: float = 0.05) -> Comparison:
+    """``c`` with its report written (:func:`comparison_report`): compare_routes returns the numbers, this
+    layer says them in words."""
+    c.report = comparison_report(c, two_stage, direct, alpha=alpha)
+    return c
+
+
+def description(c: Comparison) -> str:
+    """The parent run's description: the summary paragraph (the run page's first screen), then the report."""
+    return "\n\n".join(part for part in (summary_text(c), c.report) if part)
 
 
 def summary_text(c: Comparison) -> str:

@@ -25,7 +25,7 @@ from ..stamps import run_stamp
 from ..tracking.measure import MeasureSpec, paired_latency
 from ..tracking.mlflow_tracking import NullTracker
 from .comparison_metrics import PREDICTIONS_ARTIFACT, Comparison, RouteResult, compare_routes
-from .comparison_report import write_comparison
+from .comparison_report import corruption_comparison_text, described, description, write_comparison
 from .html_report import Collapsible, Item, demote_headings, ordered_files, write_html_report
 from .plan import KINDS, SHARED_KEYS, RunPlan, comparison_name, say
 from .route_run import PipelineRun, decoded_images, run_pipeline
@@ -93,7 +93,7 @@ def log_comparison(
     """Parent-run logging: the comparison metrics, its report (also as the run description) and plots; the
     saved view opens ``run_id`` (this parent) with its routes under it."""
     tracker.log_metrics(comparison.metrics)
-    tracker.set_tags({"mlflow.note.content": comparison.description()} | (tags or {}))
+    tracker.set_tags({"mlflow.note.content": description(comparison)} | (tags or {}))
     for path in files.values():
         tracker.log_artifact(path, "comparison")
 
@@ -158,17 +158,23 @@ def run_comparison(
             )
             for plan in (two_stage, direct, *variants[1:])
         ]
-        comparison = compare_routes(
+        comparison = described(
+            compare_routes(
+                children[0].route_result,
+                children[1].route_result,
+                n_boot=n_boot,
+                seed=two_stage.config.seed,
+                latency_rounds=interleaved_latency(children[0], children[1], measure),
+            ),
             children[0].route_result,
             children[1].route_result,
-            n_boot=n_boot,
-            seed=two_stage.config.seed,
-            latency_rounds=interleaved_latency(children[0], children[1], measure),
         )
         two_stage_children = [children[0], *children[2:]]
         concept_files = concepts_section(comparison, two_stage_children, children[1], out_dir, n_boot)
         if corruptions:
-            comparison.add_corruptions(celeba_c(children, seed=two_stage.config.seed, n_boot=n_boot))
+            tables = celeba_c(children, seed=two_stage.config.seed, n_boot=n_boot)
+            comparison.add_corruptions(tables)
+            comparison.add_section("CelebA-C: corrupted test images", corruption_comparison_text(tables))
         files = write_comparison(comparison, out_dir) | concept_files
         files["html"] = write_html_report(
             out_dir / "report.html",
@@ -460,24 +466,17 @@ def choose_concept_weight(rows: list[dict], tolerance: float) -> tuple[str, dict
 
 
 def _direct_val_accuracy(direct: PipelineRun) -> float:
-    # lazy: training imports Lightning, which compare --runs (logged runs, nothing trained) never needs
-    from ..training.routes import best_epoch_validation
-
-    history = getattr(getattr(direct.pipeline, "report", None), "train_result", None)
-    return best_epoch_validation(history.history if history is not None else None).get(
-        "val_accuracy", float("nan")
-    )
+    """The direct model's validation Male accuracy at the epoch its checkpoint kept."""
+    result = getattr(getattr(direct.pipeline, "report", None), "train_result", None)
+    return result.kept_validation().get("val_accuracy", float("nan")) if result is not None else float("nan")
 
 
 def _val_accuracy(child: PipelineRun) -> float:
-    """A joint model's validation Male accuracy at its best checkpoint (lowest val_loss); NaN for staged
-    models, whose stage two is fitted on the validation images (no honest validation figure)."""
-    # lazy: training imports Lightning, which compare --runs (logged runs, nothing trained) never needs
-    from ..training.routes import best_epoch_validation
-
+    """A joint model's validation Male accuracy at the epoch its checkpoint kept; NaN for staged models,
+    whose stage two is fitted on the validation images (no honest validation figure)."""
     if child.config.mode != "joint":
         return float("nan")
-    return best_epoch_validation(child.pipeline.report.train_result.history).get("val_accuracy", float("nan"))
+    return child.pipeline.report.train_result.kept_validation().get("val_accuracy", float("nan"))
 
 
 def celeba_c(children: list[PipelineRun], seed: int, n_boot: int) -> dict:
@@ -514,7 +513,7 @@ def route_from_run(tracker, run_id: str, expected: str, work_dir: Path) -> Route
         )
     if kind != expected:
         raise ConfigError(
-            f"MLflow run {run_id} is a {kind} run, but --runs takes the two_stage run first and the "
+            f"MLflow run {run_id} is a {kind} run, but --mlflow-runs takes the two_stage run first and the "
             "direct run second"
         )
     path = tracker.download_artifact(run_id, PREDICTIONS_ARTIFACT, work_dir / run_id)
@@ -541,7 +540,7 @@ def compare_logged_runs(
     try:
         two = route_from_run(tracker, run_two_stage, "two_stage", out_dir / "downloads")
         direct = route_from_run(tracker, run_direct, "direct", out_dir / "downloads")
-        comparison = compare_routes(two, direct, n_boot=n_boot, seed=0)
+        comparison = described(compare_routes(two, direct, n_boot=n_boot, seed=0), two, direct)
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)  # a refused comparison leaves no folder behind
         raise

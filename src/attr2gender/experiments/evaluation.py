@@ -10,7 +10,6 @@ half, for probabilities already computed (the benchmarks score many stage twos o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ from ..data.corruptions import CORRUPTIONS
 from ..data.groups import GROUPINGS, group_masks, masks_from_frame
 from ..metrics import (
     MIN_GROUP_SIZE,
+    Evaluation,
     accuracy_ci,
     binary_metrics,
     brier_score,
@@ -38,65 +38,6 @@ from ..pipeline.two_stage import Attr2GenderPipeline
 # The attributes CelebA's groups are made of (Male x makeup, Male x blond: attr2gender.data.groups).
 GROUP_ATTRIBUTES = tuple(dict.fromkeys(a for names, _ in GROUPINGS.values() for a in names))
 _NAN = float("nan")
-
-
-@dataclass
-class Evaluation:
-    """What :func:`evaluate_pipeline` measured. Every number is over the ``n`` scored images (an image that
-    could not be read or held no usable face is left out and counted in ``skipped``).
-
-    ``accuracy`` with its 95 % bootstrap CI (``ci_low``, ``ci_high``); ``auc`` (NaN with one class);
-    ``ece`` (top-label, 15 bins) with ``ece_ci``; ``brier``. ``groups``: accuracy per CelebA group (Male x
-    makeup, Male x blond; :func:`attr2gender.metrics.group_accuracy_table`) and the worst one with its CI and
-    its gap to ``accuracy``, when the true attributes were given. ``slices``: :func:`slice_report`'s table of
-    the user's groups. ``corruptions``: the CelebA-C table. ``concepts``: stage one's concept quality
-    (:func:`attr2gender.metrics.concept_quality`), for a two-stage pipeline given the 39 true attributes.
-    A part that was not asked for (or could not be measured) is ``None``."""
-
-    n: int
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    auc: float
-    ece: float
-    ece_ci: tuple[float, float]
-    brier: float
-    threshold: float = 0.5
-    skipped: int = 0
-    groups: pd.DataFrame | None = None
-    worst_group: str = ""
-    worst_group_accuracy: float = _NAN
-    worst_group_ci: tuple[float, float] = (_NAN, _NAN)
-    worst_group_gap: float = _NAN
-    slices: pd.DataFrame | None = None
-    corruptions: pd.DataFrame | None = None
-    concepts: dict | None = None
-
-    def summary(self) -> dict[str, float | str]:
-        """Flat scalars (for a log or a table row): the headline numbers, ``group_*`` / ``worst_group_*``
-        (:func:`attr2gender.metrics.group_metrics`), ``worst_slice_*`` and ``slice_accuracy_*``,
-        ``corruption_<name>`` and ``corruption_mean``, and the ``concept_*`` means."""
-        out: dict[str, float | str] = {
-            "n": float(self.n),
-            "skipped": float(self.skipped),
-            "accuracy": self.accuracy,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "auc": self.auc,
-            "ece": self.ece,
-            "ece_ci_low": self.ece_ci[0],
-            "ece_ci_high": self.ece_ci[1],
-            "brier": self.brier,
-        }
-        if self.groups is not None:
-            out |= group_metrics(self.groups, self.accuracy) | {"worst_group": self.worst_group}
-        if self.slices is not None:
-            out |= slice_metrics(self.slices.drop(index="all", errors="ignore"), self.accuracy)
-        if self.corruptions is not None:
-            out |= {f"corruption_{k}": float(v) for k, v in self.corruptions["accuracy"].items()}
-        if self.concepts is not None:
-            out |= {k: v for k, v in self.concepts.items() if not isinstance(v, dict)}
-        return out
 
 
 def _slices(

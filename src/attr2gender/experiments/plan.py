@@ -143,7 +143,7 @@ def plan_runs(
         if not runs:
             names = [n for n, _ in load_preset(preset)]
             raise ConfigError(f"no run named {run!r} in {preset}; choose one of {names}")
-    # lazy: training imports Lightning; compare --runs loads this module and trains nothing
+    # lazy: training imports Lightning; compare --mlflow-runs loads this module and trains nothing
     from ..training.engine import default_run_name
 
     plans = []

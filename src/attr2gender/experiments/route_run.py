@@ -48,7 +48,7 @@ class PipelineRun:
 
 
 def _train(kind: str, config: RunConfig):
-    # lazy: training imports Lightning; compare --runs loads this module and trains nothing
+    # lazy: training imports Lightning; compare --mlflow-runs loads this module and trains nothing
     from ..training.routes import train_direct, train_two_stage
 
     return (train_two_stage if kind == "two_stage" else train_direct)(config)
@@ -373,6 +373,8 @@ def write_run_artifacts(
         curves,
         path=out["learning_curves"],
         title=f"Learning curves ({title}, {'stage one' if kind == 'two_stage' else 'Male'})",
+        kept_epoch=report.train_result.kept_epoch,
+        kept_by=report.train_result.kept_by,
     )
     out["confusion_matrix"] = plots_dir / "confusion_matrix.png"
     plots.plot_confusion_matrix(y, pred, path=out["confusion_matrix"], title=f"Confusion matrix, {title}")
@@ -456,8 +458,8 @@ def write_run_artifacts(
             else ""
         )
         + (
-            f"; stage one's mean ECE over the 39 attributes: {pipeline.metrics['attr_mean_ece']:.4f}"
-            if "attr_mean_ece" in pipeline.metrics
+            f"; stage one's mean ECE over the 39 attributes: {pipeline.metrics['concept_mean_ece']:.4f}"
+            if "concept_mean_ece" in pipeline.metrics
             else ""
         )
         + ".\n\n"

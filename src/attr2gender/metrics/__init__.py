@@ -11,6 +11,8 @@ classification, calibration, stage one's attributes, bootstrap uncertainty, text
 from .core import (
     CONCEPT_WORST,
     ECE_BINS,
+    RENAMED_METRICS,
+    MetricsDict,
     accuracy_ci,
     attribute_table_markdown,
     binary_metrics,
@@ -18,6 +20,7 @@ from .core import (
     brier_score,
     calibration_bins,
     classification_report_text,
+    concept_mean_accuracy,
     concept_quality,
     expected_calibration_error,
     expected_calibration_error_ci,
@@ -25,10 +28,12 @@ from .core import (
     mean_attribute_accuracy,
     paired_accuracy_difference_ci,
     per_attribute_metrics,
+    proportion_ci,
     shown,
     to_numpy,
     wilson_interval,
 )
+from .evaluation import Evaluation
 from .groups import (
     MIN_GROUP_SIZE,
     cell_key,
@@ -44,9 +49,11 @@ from .groups import (
     slice_table_markdown,
     worst_cell,
     worst_group_name,
+    worst_group_score,
 )
 
 __all__ = [
+    "Evaluation",
     "CONCEPT_WORST",
     "ECE_BINS",
     "MIN_GROUP_SIZE",
@@ -61,6 +68,9 @@ __all__ = [
     "cell_table",
     "cell_table_markdown",
     "classification_report_text",
+    "MetricsDict",
+    "RENAMED_METRICS",
+    "concept_mean_accuracy",
     "concept_quality",
     "cross_table",
     "expected_calibration_error",
@@ -71,6 +81,7 @@ __all__ = [
     "markdown_table",
     "mean_attribute_accuracy",
     "paired_accuracy_difference_ci",
+    "proportion_ci",
     "wilson_interval",
     "per_attribute_metrics",
     "shown",
@@ -80,4 +91,5 @@ __all__ = [
     "to_numpy",
     "worst_cell",
     "worst_group_name",
+    "worst_group_score",
 ]

@@ -8,6 +8,7 @@ booleans or CelebA's {-1, 1}; probabilities are P(class 1).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -338,11 +339,58 @@ def concept_quality(y_true: Any, prob: Any, names: Sequence[str], threshold: flo
     }
 
 
+# Metric names renamed in 0.3 (one name per thing): the old name still reads, for one release, with a
+# DeprecationWarning naming the new one (MetricsDict).
+RENAMED_METRICS = {
+    "attr_mean_accuracy": "concept_mean_accuracy",
+    "attr_mean_auc": "concept_mean_auc",
+    "val_attr_mean_accuracy": "val_concept_mean_accuracy",
+    "val_mean_acc": "val_concept_mean_accuracy",
+    "attr_mean_ece": "concept_mean_ece",
+}
+
+
+def _renamed(old: str, new: str, what: str = "metric") -> None:
+    warnings.warn(
+        f"{what} {old!r} is now {new!r}; the old name goes in the next release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+class MetricsDict(dict):
+    """A run's metrics by name; a name of :data:`RENAMED_METRICS` still reads (``m[old]``, ``m.get(old)``),
+    with a ``DeprecationWarning`` that names the new one."""
+
+    def __missing__(self, key):
+        new = RENAMED_METRICS.get(key)
+        if new is None or new not in self:
+            raise KeyError(key)
+        _renamed(key, new)
+        return dict.__getitem__(self, new)
+
+    def get(self, key, default=None):
+        if key in self:
+            return dict.__getitem__(self, key)
+        new = RENAMED_METRICS.get(key)
+        if new is None or new not in self:
+            return default
+        _renamed(key, new)
+        return dict.__getitem__(self, new)
+
+
 def mean_attribute_accuracy(y_true_or_table: Any, prob: Any = None, threshold: float = 0.5) -> float:
+    """Deprecated name of :func:`concept_mean_accuracy`."""
+    _renamed("mean_attribute_accuracy", "concept_mean_accuracy", "function")
+    return concept_mean_accuracy(y_true_or_table, prob, threshold)
+
+
+def concept_mean_accuracy(y_true_or_table: Any, prob: Any = None, threshold: float = 0.5) -> float:
     """Mean of the per-attribute accuracies (every attribute weighted equally).
 
-    Either ``mean_attribute_accuracy(table)`` with a :func:`per_attribute_metrics` DataFrame, or
-    ``mean_attribute_accuracy(y_true, prob)`` with ``(n, k)`` arrays.
+    Either ``concept_mean_accuracy(table)`` with a :func:`per_attribute_metrics` DataFrame, or
+    ``concept_mean_accuracy(y_true, prob)`` with ``(n, k)`` arrays. The ``concept_mean_accuracy`` of
+    :func:`concept_quality` and of every run's metrics is this number.
     """
     if prob is None:
         table = y_true_or_table
@@ -436,9 +484,19 @@ def accuracy_ci(
         raise ValueError(f"y_true and prob_male differ in length: {y.shape} vs {pred.shape}")
     if y.size == 0:
         return float("nan"), float("nan"), float("nan")
-    correct = (pred == y).astype(float)
+    return proportion_ci(pred == y, n_boot=n_boot, seed=seed, alpha=alpha)
+
+
+def proportion_ci(
+    flags: Any, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """The share of true ``flags`` with its percentile bootstrap CI over the rows: ``(point, low, high)``,
+    all NaN for no rows. The one bootstrap of a rate: accuracy (flags = right), a recall, a false-male rate."""
+    flags = np.asarray(flags, dtype=float).reshape(-1)
+    if flags.size == 0:
+        return float("nan"), float("nan"), float("nan")
     return bootstrap_ci(
-        lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, alpha=alpha, vectorized=True
+        lambda c: c.mean(axis=-1), flags, n_boot=n_boot, seed=seed, alpha=alpha, vectorized=True
     )
 
 
@@ -556,8 +614,6 @@ def shown(value, low: float | None = None, high: float | None = None, n: int | N
     its interval when given. The decimals follow the CI's half-width (or, without one, the binomial standard
     error for ``n``): 0.12749999999999995 with n=200 reads "13 %", 0.9824 [0.978, 0.9862] reads
     "98.2 % [97.8, 98.6]", never every digit."""
-    import math
-
     try:
         value = float(value)
     except (TypeError, ValueError):

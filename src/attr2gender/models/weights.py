@@ -56,6 +56,7 @@ from torch import nn
 from attr2gender._version import __version__
 from attr2gender.errors import IncompatibleWeightsError, WeightsNotFoundError
 from attr2gender.models.face import dlib_resnet_weights_path, read_dlib_resnet
+from attr2gender.models.face_net import FACE_BACKBONES
 from attr2gender.models.weights_files import (  # noqa: F401  (re-exported: what users and tests import)
     IMAGENET,
     PICKLE_SUFFIXES,
@@ -100,16 +101,15 @@ MAX_DOWNLOAD_BYTES = 2 * 1024**3
 # "<name>-<hex>.<ext>": torchvision's file names embed the first hex digits of the file's SHA-256.
 _HASH_PREFIX_RE = re.compile(r".*-([0-9a-fA-F]{8,64})\.[A-Za-z0-9]+")
 
-# The values of ``weights`` other than a file path.
-# Face backbones whose pretrained weights ship inside a PyPI package (attr2gender.models.face).
-FACE_WEIGHT_BACKBONES = ("dlib_resnet", "dlib_resnet_descriptor")
-
 # Backbone whose ImageNet weights are shipped by a PyPI package and therefore always work offline.
 OFFLINE_BACKBONE = "efficientnet_lite0"
 
 WEIGHTS_HELP = f"""\
 weights: one of
-  "{IMAGENET}"  ImageNet-pretrained weights:
+  "{PRETRAINED}"  the backbone's own published pretraining (the default): ImageNet for the image CNNs, as
+              "{IMAGENET}" below; for a face backbone (dlib_resnet) its face weights, from the PyPI package
+              face-recognition-models (SHA-256 checked, offline).
+  "{IMAGENET}"  ImageNet-pretrained weights (image CNNs only):
               - torchvision backbones (resnet18, resnet50, vgg16, googlenet): the official checkpoint file
                 (e.g. resnet18-f37072fd.pth) looked up in ${WEIGHTS_DIR_ENV}, then in
                 torch.hub.get_dir()/checkpoints, else downloaded there (SHA-256 checked) unless
@@ -208,7 +208,8 @@ def _searched_dirs_text() -> str:
 
 
 def describe_weights(name: str) -> str:
-    """Human-readable description of where ``weights="imagenet"`` comes from for backbone ``name``."""
+    """Where backbone ``name``'s pretrained weights (``weights="pretrained"``; ``"imagenet"`` for an image
+    CNN) come from, in words."""
     if name in TORCHVISION_CHECKPOINTS:
         ckpt = TORCHVISION_CHECKPOINTS[name]
         files = " or ".join(ckpt.filenames)
@@ -222,11 +223,11 @@ def describe_weights(name: str) -> str:
             f"{name}: official torchvision ImageNet checkpoint {files}, looked up in "
             f"${WEIGHTS_DIR_ENV} then {hub_checkpoints_dir()}; {how}"
         )
-    if name in FACE_WEIGHT_BACKBONES:
+    if name in FACE_BACKBONES:
+        face = FACE_BACKBONES[name].weights
         return (
-            f"{name}: dlib's face-recognition ResNet, dlib_face_recognition_resnet_model_v1.dat (CC0, "
-            "SHA-256 checked) shipped by the PyPI package face-recognition-models; read without pickle, "
-            "works offline"
+            f"{name}: weights={PRETRAINED!r} reads {face.file} ({face.licence}, SHA-256 checked), shipped by "
+            f"the PyPI package {face.package}; read without pickle, works offline"
         )
     if name == OFFLINE_BACKBONE:
         return (
@@ -648,14 +649,13 @@ def efficientnet_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
 
 
 def normalize_weights_arg(weights: str | os.PathLike | None) -> str:
-    """``"imagenet"``, ``"none"`` or a path string."""
+    """``"pretrained"`` (the backbone's own pretraining: ImageNet for an image CNN, faces for a face
+    network), ``"imagenet"``, ``"none"`` or a path string."""
     if weights is None:
         return RANDOM_INIT
     text = os.fspath(weights)
     low = text.strip().lower()
-    if low == PRETRAINED:
-        return IMAGENET
-    if low in (IMAGENET, RANDOM_INIT):
+    if low in (PRETRAINED, IMAGENET, RANDOM_INIT):
         return low
     return text
 
@@ -671,7 +671,7 @@ def locate_weights(name: str, weights: str | os.PathLike | None) -> Path | None:
     weights = normalize_weights_arg(weights)
     if weights == RANDOM_INIT:
         return None
-    if weights != IMAGENET:
+    if weights not in (IMAGENET, PRETRAINED):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsNotFoundError(
@@ -688,7 +688,12 @@ def locate_weights(name: str, weights: str | os.PathLike | None) -> Path | None:
         return _download_official(name, ckpt)
     if name == OFFLINE_BACKBONE:
         return efficientnet_lite0_checkpoint_path()
-    if name in FACE_WEIGHT_BACKBONES:
+    if name in FACE_BACKBONES:
+        if weights == IMAGENET:
+            raise IncompatibleWeightsError(
+                f"backbone={name} was pretrained on faces, not ImageNet: use weights={PRETRAINED} (its "
+                f"{FACE_BACKBONES[name].weights.file}) or weights={RANDOM_INIT}"
+            )
         return dlib_resnet_weights_path()
     found = _find_file((f"{name}{SAFETENSORS_SUFFIX}", f"{name}.pth"))
     if found is None:
@@ -706,9 +711,10 @@ def resolve_state_dict(
     path = locate_weights(name, weights)
     if path is None:
         return None, "random init"
-    if normalize_weights_arg(weights) == IMAGENET and name == OFFLINE_BACKBONE:
+    published = normalize_weights_arg(weights) in (IMAGENET, PRETRAINED)
+    if published and name == OFFLINE_BACKBONE:
         return efficientnet_lite0_imagenet_state_dict(), str(path)
-    if normalize_weights_arg(weights) == IMAGENET and name in FACE_WEIGHT_BACKBONES:
+    if published and name in FACE_BACKBONES:
         return {f"backbone.{k}": v for k, v in read_dlib_resnet(path).items()}, str(path)
     return load_state_dict_file(path), str(path)
 

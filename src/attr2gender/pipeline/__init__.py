@@ -9,7 +9,7 @@ is the layer above: :func:`attr2gender.train_two_stage` and :func:`attr2gender.t
 from .base import LABELS, GenderPredictor
 from .bundle import BundleError
 from .direct import DirectGenderClassifier
-from .loading import load_pipeline
+from .loading import load_pipeline, load_pretrained
 from .runtime import RUNTIMES, RuntimeUnavailableError
 from .two_stage import Attr2GenderPipeline, Explanation
 
@@ -19,6 +19,7 @@ __all__ = [
     "BundleError",
     "DirectGenderClassifier",
     "load_pipeline",
+    "load_pretrained",
     "Attr2GenderPipeline",
     "Explanation",
     "RUNTIMES",

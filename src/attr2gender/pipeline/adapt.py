@@ -22,6 +22,7 @@ import json
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ import torch
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.labelled_faces import parse_male_label
 from ..errors import ConfigError
+from ..metrics import MetricsDict
 from ..models.registry import BACKBONES
 from ..tabular import StageTwoClassifier, logistic_from_coefficients
 from .inputs import expand_images
@@ -281,8 +283,6 @@ def read_labels_csv(path) -> tuple[list, list[int], list[str]]:
     (relative ones resolved against the CSV's folder), their labels, and one problem line per row that
     was left out (a missing file, a label other than 1/0 or Male/Female, a path given twice). A file without
     the two columns raises :class:`ConfigError`."""
-    from pathlib import Path
-
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="surrogateescape")
@@ -417,16 +417,19 @@ def adapt(
     adapted.adapted = record
     # The original's test numbers describe the original head, not this one: kept, but under original_*, so
     # metrics["accuracy"], repr and the saved bundle never present them as the adapted head's.
-    adapted.metrics = {f"original_{k}": v for k, v in pipeline.metrics.items()} | {
-        "adapt_photos": float(record.n_photos),
-        "adapt_holdout_photos": float(record.n_holdout),
-        "adapt_C": float(C),
-        **(
-            {"adapt_holdout_accuracy_before": before, "adapt_holdout_accuracy_after": after}
-            if before is not None
-            else {}
-        ),
-    }
+    adapted.metrics = MetricsDict(
+        {f"original_{k}": v for k, v in pipeline.metrics.items()}
+        | {
+            "adapt_photos": float(record.n_photos),
+            "adapt_holdout_photos": float(record.n_holdout),
+            "adapt_C": float(C),
+            **(
+                {"adapt_holdout_accuracy_before": before, "adapt_holdout_accuracy_after": after}
+                if before is not None
+                else {}
+            ),
+        }
+    )
     return adapted
 
 

@@ -21,6 +21,7 @@ from ..data.faces import MIN_EYE_DISTANCE, FaceAlignment, FaceDetector, FaceTemp
 from ..data.images import ImageLoadError
 from ..data.transforms import EvalPreprocessing, preprocessing_spec
 from ..errors import ConfigError, FaceNotUsableError
+from ..metrics import MetricsDict
 from ..models.inference import RUNTIME_PRECISIONS, ProbabilityModel, TorchRuntime, resolve_device, save_model
 from ..models.registry import backbone_provenance
 from ..progress import progress as progress_bar
@@ -123,7 +124,7 @@ class GenderPredictor:
         self.num_workers = checked_count(
             "num_workers", num_workers, 0, MAX_WORKERS
         )  # decode threads/processes
-        self.metrics: dict[str, float] = dict(metrics or {})  # test metrics of the run that trained it
+        self.metrics: dict[str, float] = MetricsDict(metrics or {})  # test metrics of the run that trained it
         self.config: dict = dict(config or {})  # that run's resolved config
         self.report = report  # the training run's TrainReport (in memory only; None for a loaded bundle)
         self._transform = EvalPreprocessing(self.preprocessing)
@@ -520,7 +521,9 @@ class GenderPredictor:
 
     def _restore_common(self, manifest: dict) -> None:
         # Strict JSON stores NaN metrics (e.g. an AUC with one class) as null: they come back as NaN.
-        self.metrics = {k: float("nan") if v is None else v for k, v in manifest.get("metrics", {}).items()}
+        self.metrics = MetricsDict(
+            {k: float("nan") if v is None else v for k, v in manifest.get("metrics", {}).items()}
+        )
         self.config = manifest.get("config", {})
         self.temperature = self._checked_temperature(manifest.get("temperature", 1.0))
         self.data_kind = manifest.get("data_kind", "unknown")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
-from ..metrics import bootstrap_ci, markdown_table
+from ..metrics import accuracy_ci, markdown_table
 from ..tabular.fitting import StageTwoData, fit_stage_two
 
 POLICIES = ("random", "uncertainty", "contribution")
@@ -192,11 +192,6 @@ class Leakage:
         )
 
 
-def _accuracy_ci(y: np.ndarray, prob: np.ndarray, seed: int, n_boot: int) -> tuple[float, float, float]:
-    correct = ((prob >= 0.5).astype(int) == y).astype(float)
-    return bootstrap_ci(lambda c: c.mean(axis=-1), correct, n_boot=n_boot, seed=seed, vectorized=True)
-
-
 def permutation_importance(
     pipe, probs: np.ndarray, male: np.ndarray, repeats: int = 5, seed: int = 0
 ) -> pd.Series:
@@ -243,7 +238,7 @@ def leakage_report(
     for name, (X_val, X_test, bottleneck) in inputs.items():
         data = StageTwoData(X_val.reset_index(drop=True), y_val, val_truth, None, "probability")
         est, _ = fit_stage_two(data, seed=seed, bottleneck=bottleneck)
-        acc, low, high = _accuracy_ci(y_test, est.predict_proba(X_test)[:, 1], seed, n_boot)
+        acc, low, high = accuracy_ci(y_test, est.predict_proba(X_test)[:, 1], n_boot=n_boot, seed=seed)
         rows.append({"input": name, "accuracy": acc, "ci_low": low, "ci_high": high})
         key = {"true attributes": "true", "hard predictions": "hard", "soft predictions": "soft"}[name]
         metrics |= {

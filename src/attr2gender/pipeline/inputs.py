@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,8 +145,6 @@ def _aligned_batches(dataset: _SourceDataset, batch_size: int, workers: int) -> 
     whatever state this process's sessions left them, and creating the detector there can wait forever.
     The detector (ONNX Runtime), the warp (OpenCV) and JPEG decoding (Pillow) release the GIL, so threads
     run in parallel, and ahead of the classifier's forward pass in the caller."""
-    from concurrent.futures import ThreadPoolExecutor
-
     starts = range(0, len(dataset), batch_size)
 
     def load_range(a: int, b: int) -> list:

@@ -12,6 +12,14 @@ from ..tabular import load_stage_two
 from .bundle import TEMPLATE_FILE, BundleError, read_manifest
 from .concept_quality import ConceptRecord
 from .direct import DirectGenderClassifier
+from .pretrained import (
+    PINNED_SHA256,
+    PRETRAINED_DIR,
+    PretrainedRecord,
+    check_pinned,
+    pretrained_kind,
+    read_record,
+)
 from .runtime import ONNX_FILE, check_onnx_file
 from .two_stage import Attr2GenderPipeline
 
@@ -35,7 +43,7 @@ def load_pipeline(
     the training images already).
 
     ``directory=None``: the pretrained two-stage face bundle that ships inside the package
-    (:func:`~attr2gender.pipeline.pretrained.load_pretrained`; ``load_pretrained("direct")`` for the other)."""
+    (:func:`load_pretrained`; ``load_pretrained("direct")`` for the other)."""
     options = dict(
         device=device,
         batch_size=batch_size,
@@ -45,8 +53,6 @@ def load_pipeline(
         align=align,
     )
     if directory is None:
-        from .pretrained import load_pretrained  # lazy: pretrained.py imports this module
-
         return load_pretrained("two_stage", **options)
     directory = Path(directory)
     manifest = read_manifest(directory)  # every file hashed, every value checked, before anything is read
@@ -138,3 +144,18 @@ def bundle_face_template(directory: str | Path) -> FaceTemplate:
         raise BundleError(
             f"{directory / TEMPLATE_FILE}: {exc}; the bundle is damaged, save it again"
         ) from None
+
+
+def load_pretrained(kind: str = "two_stage", *, root: Path = PRETRAINED_DIR, pins=None, **load_options):
+    """The shipped bundle ``kind`` (``two_stage``, the default, or ``direct``), verified against the pins,
+    with ``pipeline.pretrained`` (a :class:`PretrainedRecord`) saying what it is. ``load_options`` are
+    :func:`~attr2gender.pipeline.load_pipeline`'s (``device``, ``batch_size``, ``align``, ...)."""
+    kind = pretrained_kind(kind)
+    pins = PINNED_SHA256 if pins is None else pins
+    if not pins:
+        raise BundleError("this attr2gender ships no pretrained bundle; pass a bundle folder")
+    check_pinned(root, {f"{kind}/pipeline.json": pins[f"{kind}/pipeline.json"]})
+    record = read_record(root, pins)
+    pipeline = load_pipeline(root / kind, **load_options)  # every other file hashed by its pipeline.json
+    pipeline.pretrained = PretrainedRecord(kind, record)
+    return pipeline

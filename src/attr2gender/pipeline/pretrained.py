@@ -1,8 +1,9 @@
 """The pretrained face bundles inside the package: an answer on a photo right after ``pip install``.
 
-``load_pretrained()`` (or ``load_pipeline()`` with no folder) returns the two-stage route, ``load_pretrained(
-"direct")`` the direct one. Each is an ordinary bundle in ``attr2gender/pretrained/<kind>/`` (safetensors and
-JSON, verified file by file like any bundle) that holds only the heads: the frozen face network they read is
+:func:`~attr2gender.pipeline.loading.load_pretrained` (or ``load_pipeline()`` with no folder) returns the
+two-stage route, ``load_pretrained("direct")`` the direct one; this module holds what they are. Each is an
+ordinary bundle in ``attr2gender/pretrained/<kind>/`` (safetensors and JSON, verified file by file like any
+bundle) that holds only the heads: the frozen face network they read is
 dlib's, loaded from the installed ``face-recognition-models`` wheel after its SHA-256 is checked. Beside them,
 ``record.json`` says what they are: the data they learned from with its licences, the commit and command that
 trained them, and their validation numbers with CIs. The SHA-256 of every file the loader reads first
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BundleError, ConfigError
-from .loading import load_pipeline
 from .pretrained_pins import PINNED_SHA256
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
@@ -118,18 +118,3 @@ def read_record(root: Path = PRETRAINED_DIR, pins: dict[str, str] | None = None)
     if record.get("format") != RECORD_FORMAT:
         raise BundleError(f"{root / RECORD_FILE}: format {record.get('format')!r}, expected {RECORD_FORMAT}")
     return record
-
-
-def load_pretrained(kind: str = "two_stage", *, root: Path = PRETRAINED_DIR, pins=None, **load_options):
-    """The shipped bundle ``kind`` (``two_stage``, the default, or ``direct``), verified against the pins,
-    with ``pipeline.pretrained`` (a :class:`PretrainedRecord`) saying what it is. ``load_options`` are
-    :func:`~attr2gender.pipeline.load_pipeline`'s (``device``, ``batch_size``, ``align``, ...)."""
-    kind = pretrained_kind(kind)
-    pins = PINNED_SHA256 if pins is None else pins
-    if not pins:
-        raise BundleError("this attr2gender ships no pretrained bundle; pass a bundle folder")
-    check_pinned(root, {f"{kind}/pipeline.json": pins[f"{kind}/pipeline.json"]})
-    record = read_record(root, pins)
-    pipeline = load_pipeline(root / kind, **load_options)  # every other file hashed by its pipeline.json
-    pipeline.pretrained = PretrainedRecord(kind, record)
-    return pipeline

@@ -14,7 +14,10 @@ also runs the face detector) on CPU when the bundle holds ``model.onnx``, else P
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import logging
 import os
 from pathlib import Path
 
@@ -110,9 +113,6 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, image_size: int) -> 
     """Write ``module`` (images -> probabilities) as a standalone ONNX file with a dynamic batch axis."""
     if not onnx_export_available():
         raise RuntimeUnavailableError(f"ONNX export needs onnx and onnxscript: {ONNX_EXTRA_HINT}")
-    import contextlib
-    import io
-    import logging
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

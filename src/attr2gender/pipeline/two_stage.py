@@ -20,6 +20,7 @@ import torch
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.faces import MIN_EYE_DISTANCE
+from ..metrics import MetricsDict
 from ..tabular import StageTwoClassifier, save_stage_two
 from ..tabular.fitting import StageTwoData, fit_stage_two
 from .base import GenderPredictor, _MovedToTraining
@@ -297,7 +298,7 @@ class Attr2GenderPipeline(GenderPredictor):
         _check_stage_two_columns(stage_two)
         other = copy.copy(self)  # the same stage one, runtime, cache and settings
         other.stage_two, other.report = stage_two, report
-        other.metrics = dict(metrics or {})
+        other.metrics = MetricsDict(metrics or {})
         other.config = dict(self.config if config is None else config)
         other.stage_two_data, other.edited_from = None, None
         other.temperature = 1.0  # fitted for the old stage two's probabilities

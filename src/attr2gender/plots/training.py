@@ -65,6 +65,8 @@ def plot_learning_curves(
     history: Sequence[Mapping[str, Any]] | pd.DataFrame,
     path: str | Path | None = None,
     title: str = "Learning curves",
+    kept_epoch: int | None = None,
+    kept_by: str = "",
 ) -> Figure:
     """One panel for the losses and one per other metric family (accuracy, AUC, ...), train vs validation.
 
@@ -72,7 +74,9 @@ def plot_learning_curves(
     Prefixes ``train_``/``val_``/``valid_``/``test_`` (or the same as suffixes, or ``/`` separators) define
     the split; the rest of the name is the family (``acc`` and ``accuracy`` share a panel). A learning-rate
     column (``lr``) gets its own log-scale panel. Rows that repeat an epoch (e.g. separate train and
-    validation log rows) are merged. The best validation value of each family is starred.
+    validation log rows) are merged. ``kept_epoch`` (the epoch the checkpoint kept, chosen by ``kept_by``)
+    is starred on every validation curve, the same epoch in every panel; without it each panel stars its own
+    best validation value, labelled so.
     """
     df = pd.DataFrame(list(history)) if not isinstance(history, pd.DataFrame) else history.copy()
     if df.empty:
@@ -133,20 +137,27 @@ def plot_learning_curves(
                 **style,
             )
             if split == "val" and key != "lr" and len(sub) > 1:
-                lower_is_better = "loss" in key or "error" in key
-                best = sub[col].idxmin() if lower_is_better else sub[col].idxmax()
-                bx, by = sub.loc[best, xcol], sub.loc[best, col]
-                ax.plot(
-                    [bx],
-                    [by],
-                    marker="*",
-                    markersize=14,
-                    color=VAL_COLOR,
-                    markeredgecolor="black",
-                    linestyle="none",
-                    label=f"best val {by:.4g} ({x_label.lower()} {bx:g})",
-                    zorder=5,
-                )
+                if kept_epoch is not None and xcol == "epoch":
+                    at = sub.index[sub[xcol] == kept_epoch]
+                    star = at[-1] if len(at) else None
+                    text = f"kept {{:.4g}} (epoch {kept_epoch}{f', by {kept_by}' if kept_by else ''})"
+                else:
+                    lower_is_better = "loss" in key or "error" in key
+                    star = sub[col].idxmin() if lower_is_better else sub[col].idxmax()
+                    text = f"best val {{:.4g}} ({x_label.lower()} {{:g}})"
+                if star is not None:
+                    bx, by = sub.loc[star, xcol], sub.loc[star, col]
+                    ax.plot(
+                        [bx],
+                        [by],
+                        marker="*",
+                        markersize=14,
+                        color=VAL_COLOR,
+                        markeredgecolor="black",
+                        linestyle="none",
+                        label=text.format(by, bx),
+                        zorder=5,
+                    )
         if key == "lr":
             ax.set_yscale("log")
             ax.set_title("Learning rate schedule")

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..metrics import worst_group_score
 from .estimators import StageTwoClassifier
 
 OBJECTIVES = ("erm", "worst_group")
 METHODS = ("reweighted", "group_dro")
-MIN_GROUP_ROWS = 10  # a group with fewer rows cannot be scored out of fold; it is reported, not ranked on
 
 
 @dataclass
@@ -96,15 +96,10 @@ def group_dro_weights(q: np.ndarray, group_losses: np.ndarray, step: float) -> n
     return q / q.sum()
 
 
-def worst_group_accuracy(y, pred, groups, min_rows: int = MIN_GROUP_ROWS) -> float:
-    """Lowest per-group accuracy among groups with at least ``min_rows`` rows (NaN when none has)."""
-    y, pred, groups = np.asarray(y), np.asarray(pred), np.asarray(groups)
-    scores = [
-        float((pred[groups == g] == y[groups == g]).mean())
-        for g in np.unique(groups)
-        if (groups == g).sum() >= min_rows
-    ]
-    return min(scores) if scores else float("nan")
+def worst_group_accuracy(y, pred, groups) -> float:
+    """Out-of-fold worst-group accuracy by the library's one rule (:func:`attr2gender.metrics.worst_group_score`:
+    groups of at least 30 rows, NaN when none has that many)."""
+    return worst_group_score(np.asarray(pred) == np.asarray(y), groups)
 
 
 def fit_worst_group(

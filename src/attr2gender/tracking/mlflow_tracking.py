@@ -15,7 +15,7 @@ names in :data:`SCALAR_METRICS` (and the seeds parent's ``seeds_*`` / ``seed_*``
 latency batch, ...) is kept and written when the run ends, in one place: ``metrics/all_metrics.json``
 (``{"metrics": {name: last value}, "per_step": {name: [[step, value], ...]}, "in_runs_table": [...]}``,
 NaN as null) and the MLflow table ``tables/all_metrics.json`` (one sortable row per metric).
-:meth:`MlflowTracker.run_data` reads both back, so ``compare --runs`` sees every number.
+:meth:`MlflowTracker.run_data` reads both back, so ``compare --mlflow-runs`` sees every number.
 
 The experiment also carries a saved view (tag ``mlflow.sharedViewState.<id>``, listed under "Views" in the
 UI): the runs table sorted by ``headline_accuracy`` and showing accuracy, worst group and time; the link
@@ -35,6 +35,7 @@ import socket
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +183,6 @@ def flat_params(values: Mapping[str, Any]) -> dict[str, str]:
 
 def model_requirements() -> list[str]:
     """Pinned pip requirements of the pyfunc model (what this environment has installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = []
     for name in MODEL_REQUIREMENTS:
         try:
@@ -278,15 +277,17 @@ class MlflowTracker(NullTracker):
     enabled = True
 
     def __init__(self, experiment: str = "attr2gender", tracking_uri: str | None = None, announce=print):
-        import mlflow
+        import mlflow  # lazy: MLflow takes seconds to import; tracking=none never pays it
+
+        self._mlflow = mlflow
 
         logging.getLogger("alembic").setLevel(logging.WARNING)  # table creation chatter on a new store
         self.uri = tracking_uri or default_tracking_uri()
         db = sqlite_path(self.uri)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(self.uri)
-        self.client = mlflow.MlflowClient(self.uri)
+        self._mlflow.set_tracking_uri(self.uri)
+        self.client = self._mlflow.MlflowClient(self.uri)
         self.experiment = experiment
         self._view = False  # whether the experiment holds the saved view the printed link opens
         self._detail: dict[str, RunDetail] = {}  # per active run: every metric it logged
@@ -327,7 +328,7 @@ class MlflowTracker(NullTracker):
         return ended
 
     def _ensure_experiment(self, name: str) -> str:
-        from mlflow.exceptions import MlflowException
+        MlflowException = self._mlflow.exceptions.MlflowException
 
         existing = self.client.get_experiment_by_name(name)
         if existing is not None:
@@ -356,7 +357,7 @@ class MlflowTracker(NullTracker):
         ``mlflow.experimentKind`` says what the experiment holds (training runs). MLflow 3.17's UI does not
         read it to choose between its GenAI and Model training views (it reads the link's ``workflowType``,
         else the browser's last choice, GenAI at first); it is kept for other MLflow versions and clients."""
-        from mlflow.exceptions import MlflowException
+        MlflowException = self._mlflow.exceptions.MlflowException
 
         self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         try:
@@ -381,8 +382,6 @@ class MlflowTracker(NullTracker):
         system_metrics: bool = False,
         description: str | None = None,
     ) -> Iterator[str]:
-        import mlflow
-
         tags = dict(tags or {})
         log_system = False
         if system_metrics:
@@ -394,7 +393,7 @@ class MlflowTracker(NullTracker):
                     self.announce(f"note: {SYSTEM_METRICS_NOTE}")
                     self._noted_system_metrics = True
         tags |= process_tags()  # lets a later start tell a killed run from a live one
-        active = mlflow.start_run(
+        active = self._mlflow.start_run(
             experiment_id=self.experiment_id,
             run_name=name,
             nested=nested,
@@ -409,15 +408,13 @@ class MlflowTracker(NullTracker):
         except BaseException:
             with contextlib.suppress(Exception):  # what was logged before the failure, if it can be written
                 self._write_detail(run_id)
-            mlflow.end_run(status="FAILED")
+            self._mlflow.end_run(status="FAILED")
             raise
         self._write_detail(run_id)
-        mlflow.end_run(status="FINISHED")
+        self._mlflow.end_run(status="FINISHED")
 
     def _write_detail(self, run_id: str) -> None:
         """Every metric the run logged, as ``metrics/all_metrics.json`` and the table ``tables/all_metrics.json``."""
-        import mlflow
-
         detail = self._detail.get(run_id)
         if detail is not None:  # the training curves, after the run's headline numbers (see log_history)
             epochs, detail.epochs = detail.epochs, []
@@ -426,19 +423,15 @@ class MlflowTracker(NullTracker):
         detail = self._detail.pop(run_id, None)
         if detail is None or not detail.last:
             return
-        mlflow.log_dict(detail.as_dict(), DETAIL_JSON)
-        mlflow.log_table(data=detail.table(), artifact_file=DETAIL_TABLE)
+        self._mlflow.log_dict(detail.as_dict(), DETAIL_JSON)
+        self._mlflow.log_table(data=detail.table(), artifact_file=DETAIL_TABLE)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        import mlflow
-
         if params:
-            mlflow.log_params(flat_params(params))
+            self._mlflow.log_params(flat_params(params))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """The names of :func:`is_scalar_metric` as MLflow metrics; all of them into the run's detail."""
-        import mlflow
-
         values = numeric_metrics(metrics)
         if not values:
             return
@@ -450,8 +443,8 @@ class MlflowTracker(NullTracker):
             )
         )
         if shown:
-            mlflow.log_metrics({k: readable(v) for k, v in shown.items()}, step=step)
-        active = mlflow.active_run()
+            self._mlflow.log_metrics({k: readable(v) for k, v in shown.items()}, step=step)
+        active = self._mlflow.active_run()
         if active is not None:
             self._detail.setdefault(active.info.run_id, RunDetail()).add(values, step)
 
@@ -459,15 +452,13 @@ class MlflowTracker(NullTracker):
         """One step per epoch: every numeric history column but ``epoch``. Logged when the run ends, after
         the run's other metrics: the UI's compare view opens its plot on the first metric a run logged, and
         that should be ``headline_accuracy``, not a training curve."""
-        import mlflow
-
         if history is None or len(history) == 0 or "epoch" not in history:
             return
         epochs = [
             (int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch" and not _is_nan(v)})
             for _, row in history.iterrows()
         ]
-        active = mlflow.active_run()
+        active = self._mlflow.active_run()
         if active is None or active.info.run_id not in self._detail:
             for epoch, values in epochs:
                 self.log_metrics(values, step=epoch)
@@ -475,37 +466,25 @@ class MlflowTracker(NullTracker):
         self._detail[active.info.run_id].epochs.extend(epochs)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        import mlflow
-
-        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
-        import mlflow
-
         if Path(path).is_file():
-            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+            self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
     def log_artifacts(self, directory, artifact_path: str | None = None) -> None:
-        import mlflow
-
         if Path(directory).is_dir() and any(Path(directory).iterdir()):
-            mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+            self._mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        import mlflow
-
-        mlflow.log_text(text, artifact_file)
+        self._mlflow.log_text(text, artifact_file)
 
     def log_table(self, table, artifact_file: str) -> None:
         """A DataFrame as an MLflow table artifact (``.json``): the UI shows it sortable."""
-        import mlflow
-
-        mlflow.log_table(data=table, artifact_file=artifact_file)
+        self._mlflow.log_table(data=table, artifact_file=artifact_file)
 
     def log_pyfunc_model(self, bundle_dir, input_example=None) -> str:
         """Log the bundle as a models-from-code pyfunc (``pyfunc_model.py``; no pickle). Returns its URI."""
-        import mlflow
-
         from . import pyfunc_model  # lazy: imports mlflow (and torch); only when a model is logged
 
         # MLflow loads a temporary copy of the bundle to check the example: its "trained on synthetic faces"
@@ -515,7 +494,7 @@ class MlflowTracker(NullTracker):
             warnings.catch_warnings(),
         ):
             warnings.filterwarnings("ignore", message=".*trained on synthetic faces.*")
-            info = mlflow.pyfunc.log_model(
+            info = self._mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=str(Path(pyfunc_model.__file__).resolve()),
                 artifacts={pyfunc_model.BUNDLE_ARTIFACT: str(Path(bundle_dir).resolve())},
@@ -526,7 +505,7 @@ class MlflowTracker(NullTracker):
             )
         return info.model_uri
 
-    # --- reading finished runs (compare --runs) ---
+    # --- reading finished runs (compare --mlflow-runs) ---
     def run_data(self, run_id: str) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
         """Metrics (every one it logged: its ``metrics/all_metrics.json``, exact, over its MLflow metrics,
         which are rounded for reading; runs logged before the JSON have only those), params and tags."""
@@ -536,7 +515,7 @@ class MlflowTracker(NullTracker):
 
     def logged_detail(self, run_id: str) -> dict[str, float]:
         """The metrics of a run's ``metrics/all_metrics.json`` ({} for a run logged without one)."""
-        from mlflow.exceptions import MlflowException
+        MlflowException = self._mlflow.exceptions.MlflowException
 
         with tempfile.TemporaryDirectory(prefix="attr2gender_metrics_") as tmp:
             try:
@@ -546,12 +525,10 @@ class MlflowTracker(NullTracker):
                 return {}
 
     def download_artifact(self, run_id: str, path: str, dst: str | os.PathLike) -> Path:
-        import mlflow
-
         Path(dst).mkdir(parents=True, exist_ok=True)
         with _env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"):
             return Path(
-                mlflow.artifacts.download_artifacts(
+                self._mlflow.artifacts.download_artifacts(
                     run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=self.uri
                 )
             )

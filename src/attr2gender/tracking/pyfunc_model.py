@@ -42,6 +42,7 @@ import base64
 import binascii
 import math
 import os
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -91,8 +92,6 @@ def decode_base64(text) -> bytes:
 
 def _row_source(i: int, encoded, path):
     """What row ``i`` names as its one image (bytes or a file path), or raise ValueError saying why not."""
-    from pathlib import Path
-
     if not _blank(encoded):
         raw = decode_base64(encoded)
         return raw

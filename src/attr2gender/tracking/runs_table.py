@@ -37,7 +37,12 @@ ROUTE_METRICS = (  # a pipeline run (run_two_stage.py, run_direct.py, a comparis
     "inference_ms_per_image_b64",
     "param_count",
 )
-EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "val_mean_acc")  # training curves, one step per epoch
+EPOCH_METRICS = (
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "val_concept_mean_accuracy",
+)  # training curves, one step per epoch
 COMPARISON_METRICS = (  # the comparison parent run (compare.py)
     "accuracy_two_stage",
     "accuracy_direct",

@@ -22,7 +22,7 @@ from ..data import (
     load_celeba,
     make_splits,
 )
-from ..data.groups import group_ids, inverse_frequency_weights
+from ..data.groups import group_ids, group_names, inverse_frequency_weights
 from ..data.labelled_faces import (
     LabelledFaces,
     find_labelled_faces,
@@ -141,11 +141,16 @@ class CelebADataModule(L.LightningDataModule):
             else:
                 self.datasets[name] = CelebADataset(self.celeba, ids, transform, grouping=c.group_by)
 
+    def val_group_ids(self) -> np.ndarray:
+        """The Male x ``group_by`` group of every validation image (what a worst-group checkpoint ranks)."""
+        self.prepare()
+        return group_ids(self.celeba.attributes.loc[self.splits.val], grouping=self.config.group_by)
+
     def group_counts(self) -> list[int]:
         """Training images per Male x ``group_by`` group (inverse-frequency loss weights come from these)."""
         self.prepare()
         ids = group_ids(self.celeba.attributes.loc[self.splits.train], grouping=self.config.group_by)
-        return np.bincount(ids, minlength=4).tolist()
+        return np.bincount(ids, minlength=len(group_names(self.config.group_by))).tolist()
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         c = self.config

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -33,6 +34,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from ..config import RunConfig, save_config
 from ..errors import ConfigError, UnsafeCheckpointError
+from ..metrics import MIN_GROUP_SIZE
 from ..pipeline.bundle import disk_bytes
 from ..plots import plot_lr_finder
 from ..progress import interactive
@@ -62,9 +64,29 @@ class TrainResult:
     checkpoints: str | None = None  # what keep_checkpoints left, in words (None: a head writes none)
     # Per side ("train", "val"): {source: (images the head learnt from, images without a usable face)}
     sources: dict = field(default_factory=dict)
+    # The epoch whose weights ``model`` holds (0-based, a row of ``history``) and the validation metric that
+    # chose it (``val_loss``, or ``val_worst_group_acc`` for a group-robust config): recorded once, where the
+    # checkpoint is chosen, and read wherever "the kept epoch" is said.
+    kept_epoch: int | None = None
+    kept_by: str = ""
+
+    def kept_validation(self) -> dict[str, float]:
+        """``val_accuracy`` / ``val_auc`` of the kept epoch (empty when unknown)."""
+        history = self.history
+        if history is None or self.kept_epoch is None or "epoch" not in history:
+            return {}
+        rows = history[history["epoch"] == self.kept_epoch]
+        if rows.empty:
+            return {}
+        row = rows.iloc[-1]
+        return {
+            k: float(row[c])
+            for k, c in (("val_accuracy", "val_acc"), ("val_auc", "val_auc"))
+            if c in row and pd.notna(row[c])
+        }
 
     def summary_line(self) -> str:
-        key = "accuracy" if self.config.task == "direct" else "attr_mean_accuracy"
+        key = "accuracy" if self.config.task == "direct" else "concept_mean_accuracy"
         value = self.metrics.get(key, float("nan"))
         return (
             f"{self.config.task} {self.config.backbone}: test {key} {value:.4f} after {self.epochs_run} "
@@ -273,7 +295,7 @@ def _restore_env(name: str, owned: bool):
 def check_checkpoint(path: Path) -> None:
     """Load ``path`` the safe way (``weights_only=True``: tensors, containers, numbers, strings) before
     Lightning does; a checkpoint that needs anything more is refused and nothing in it runs."""
-    import pickle
+    import pickle  # lazy: only its UnpicklingError is used; nothing here unpickles
 
     try:
         torch.load(path, map_location="cpu", weights_only=True)
@@ -285,9 +307,11 @@ def check_checkpoint(path: Path) -> None:
         ) from None
 
 
-def build_model(
+def build_module(
     config: RunConfig, lr: float, channels_last: bool = False, group_counts: list[int] | None = None
 ) -> ImageModel:
+    """The LightningModule ``config`` trains (its backbone's pretrained weights loaded): not
+    :func:`attr2gender.models.build_model`, which rebuilds a saved inference module from ``model.json``."""
     joint = {"concept_weight": config.concept_weight, "bottleneck": config.resolved_bottleneck()}
     return model_class(config.task, config.mode)(
         **(joint if config.mode == "joint" else {}),
@@ -404,7 +428,7 @@ def claim_run_folder(run_dir: Path, resume: bool = False):
 
 def _lock_exclusively(descriptor: int, run_dir: Path) -> None:
     try:
-        import fcntl
+        import fcntl  # POSIX only: on Windows the import fails (below)
     except ImportError:  # Windows: the atomic folder creation above is the only guard
         return
     try:
@@ -445,12 +469,12 @@ def _fit(
             "both, the two-stage route (stage two learns from both), or male_sources=celeba"
         )
     lr = 1e-3 if config.lr == "auto" else float(config.lr)  # the finder's start; replaced by its suggestion
-    model = build_model(config, lr, channels_last=engine["channels_last"], group_counts=dm.group_counts())
+    model = build_module(config, lr, channels_last=engine["channels_last"], group_counts=dm.group_counts())
     if engine["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
 
     # Group-robust runs keep the checkpoint whose worst group does best on validation, not the lowest loss.
-    monitor = config.resolved_checkpoint_metric()
+    monitor = checkpoint_monitor(config, dm.val_group_ids())
     mode = "min" if monitor == "val_loss" else "max"
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True
@@ -532,10 +556,11 @@ def _fit(
         run_dir / "checkpoints", checkpoint.last_model_path
     )
     model = model.float().to(memory_format=torch.contiguous_format).cpu()
-    if best:
-        load_weights_from_checkpoint(model, best)
+    kept = load_weights_from_checkpoint(model, best) if best else None
     model.eval()
     result.model = model
+    result.kept_epoch = kept if kept is not None else max(trainer.current_epoch - 1, 0)
+    result.kept_by = monitor
     result.history = read_history(run_dir / "logs")
     result.history.to_csv(run_dir / "history.csv", index=False)
     if evaluate_test:
@@ -551,6 +576,7 @@ def _fit(
         result.test_predictions = pred
         result.metrics = split_metrics(config.task, pred, config.threshold)
     result.metrics["train_seconds"] = train_seconds
+    result.metrics["kept_epoch"] = float(result.kept_epoch)
     result.model_dir = save_image_model(
         model,
         run_dir / "model",
@@ -561,6 +587,25 @@ def _fit(
     result.checkpoints = prune_checkpoints(run_dir / "checkpoints", config.keep_checkpoints, best)
     result.run_dir_bytes = disk_bytes(run_dir)
     return result
+
+
+def checkpoint_monitor(config: RunConfig, val_groups) -> str:
+    """The validation metric that chooses the kept epoch: ``config``'s, except that a group-robust run whose
+    validation side has no group of :data:`~attr2gender.metrics.MIN_GROUP_SIZE` images (its worst group is
+    then not a number, by the one rule) keeps the lowest validation loss, and says so."""
+    monitor = config.resolved_checkpoint_metric()
+    if monitor != "val_worst_group_acc":
+        return monitor
+    groups = np.asarray(val_groups, dtype=np.int64)
+    groups = groups[groups >= 0]
+    if groups.size and (np.bincount(groups) >= MIN_GROUP_SIZE).any():
+        return monitor
+    warnings.warn(
+        f"no validation group has {MIN_GROUP_SIZE} images, so the worst group is not a number: the checkpoint "
+        "keeps the lowest validation loss instead (more validation images, or max_eval_images=0, fix it)",
+        stacklevel=2,
+    )
+    return "val_loss"
 
 
 def describe_split(splits, config: RunConfig) -> str:
@@ -649,8 +694,6 @@ def find_learning_rate(
 
     Runs on a throwaway trainer so the range test spans epochs on small data and touches no checkpoint.
     """
-    import math
-
     from lightning.pytorch.tuner import Tuner
 
     dm.setup("fit")

@@ -89,8 +89,8 @@ def split_metrics(task: str, pred: SplitPredictions, threshold: float = 0.5) -> 
     if task == "attributes":
         table = per_attribute_metrics(pred.attributes, pred.prob, STAGE_ONE_ATTRIBUTES, threshold=threshold)
         out = {
-            "attr_mean_accuracy": float(table["accuracy"].mean()),
-            "attr_mean_auc": float(table["roc_auc"].mean(skipna=True)),
+            "concept_mean_accuracy": float(table["accuracy"].mean()),
+            "concept_mean_auc": float(table["roc_auc"].mean(skipna=True)),
         }
         for name, row in table.iterrows():
             out[f"attr_accuracy_{name}"] = float(row["accuracy"])

@@ -38,7 +38,10 @@ def load_image_model(directory: str | Path) -> tuple[ImageModel, dict]:
     return model.eval(), meta
 
 
-def load_weights_from_checkpoint(model: ImageModel, checkpoint: str | Path) -> None:
-    """Copy a Lightning checkpoint's weights into ``model`` (tensors only: ``weights_only=True``)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict(state)
+def load_weights_from_checkpoint(model: ImageModel, checkpoint: str | Path) -> int | None:
+    """Copy a Lightning checkpoint's weights into ``model`` (tensors only: ``weights_only=True``); returns the
+    epoch the checkpoint was written at (0-based, as in the history), None when it does not say."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model.load_state_dict(saved["state_dict"])
+    epoch = saved.get("epoch")
+    return int(epoch) if isinstance(epoch, int) else None

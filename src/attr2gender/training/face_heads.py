@@ -34,7 +34,7 @@ import torch
 from ..config import RunConfig, save_config
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.faces import TEMPLATES, FaceAlignment, FaceDetector, FaceTemplate
-from ..data.groups import CELEBA_SOURCE, age_bands, group_ids, source_weights
+from ..data.groups import CELEBA_SOURCE, age_bands, group_ids, group_names, source_weights
 from ..data.transforms import EvalPreprocessing, preprocessing_spec
 from ..errors import ConfigError
 from ..metrics import binary_metrics, concept_quality
@@ -47,7 +47,8 @@ from ..progress import progress as progress_bar
 from .datamodule import CelebADataModule
 from .engine import (
     TrainResult,
-    build_model,
+    build_module,
+    checkpoint_monitor,
     claim_run_folder,
     describe_split,
     run_directory,
@@ -201,7 +202,9 @@ def loss_weights(
     if group_robust and (config.balance == "groups" or config.loss_reweighting == "groups"):
         groups = y["group"].numpy()
         celeba = groups >= 0
-        totals = np.bincount(groups[celeba], weights=weights[celeba], minlength=4)
+        totals = np.bincount(
+            groups[celeba], weights=weights[celeba], minlength=len(group_names(config.group_by))
+        )
         share = weights[celeba].sum() / max(int((totals > 0).sum()), 1)
         weights[celeba] = weights[celeba] * share / np.where(totals > 0, totals, 1.0)[groups[celeba]]
     if np.allclose(weights, weights[0]) and in_male_loss.all():
@@ -214,10 +217,10 @@ LBFGS_ITERATIONS = 20  # L-BFGS iterations per history row ("epoch"): the kept r
 
 def train_heads(
     model, train_x: torch.Tensor, train_y: dict, val_x: torch.Tensor, val_y: dict, config: RunConfig
-) -> tuple[pd.DataFrame, int]:
+) -> tuple[pd.DataFrame, int, str]:
     """Fit the standardiser and every trainable head parameter on features; keep the epoch with the lowest
     validation loss (the highest validation worst-group score when group-robust), as the image loop does.
-    Returns the per-epoch history and the kept epoch.
+    Returns the per-epoch history, the kept epoch and the metric that chose it.
 
     ``optimizer=lbfgs`` (the face preset): full-batch L-BFGS with a line search on the route's loss plus
     ``weight_decay / 2 * |W|^2`` on the head weights (not the biases). A staged head is a logistic
@@ -247,8 +250,8 @@ def train_heads(
         cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         optimizer = cls(params, lr=float(config.lr), weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
-    monitor = config.resolved_checkpoint_metric()
-    best, best_state, best_epoch, rows = None, None, 0, []
+    monitor = checkpoint_monitor(config, val_y["group"].numpy())
+    best, best_state, kept_epoch, rows = None, None, 0, []
     n, steps = len(train_x), 0
     for epoch in range(config.epochs):
         model.train()
@@ -290,7 +293,7 @@ def train_heads(
         rows.append(row)
         score = -val_loss if monitor == "val_loss" else worst
         if best is None or score > best:
-            best, best_epoch = score, epoch
+            best, kept_epoch = score, epoch
             best_state = {
                 k: v.detach().clone()
                 for k, v in model.state_dict().items()
@@ -299,7 +302,7 @@ def train_heads(
         if 0 < config.max_steps <= steps:
             break
     model.load_state_dict(best_state, strict=False)
-    return pd.DataFrame(rows), best_epoch
+    return pd.DataFrame(rows), kept_epoch, monitor
 
 
 def _epoch_metrics(model, prob, attributes, male, concept_mask) -> dict[str, float]:
@@ -337,7 +340,7 @@ def _train_heads_in(
     dm = CelebADataModule(config)
     dm.prepare()
     celeba, splits = dm.celeba, dm.splits
-    model = build_model(config, 1.0 if config.lr == "auto" else float(config.lr))
+    model = build_module(config, 1.0 if config.lr == "auto" else float(config.lr))
     inputs = route_inputs(config)
     save_config(config, run_dir / "config.yaml")
     if config.progress:
@@ -412,7 +415,7 @@ def _train_heads_in(
     # it was computed, so training-time ratios compare like with like.
     feature_seconds = time.perf_counter() - start + recorded
     start = time.perf_counter()
-    history, best_epoch = train_heads(
+    history, kept_epoch, monitor = train_heads(
         model, data["train"][0], data["train"][1], data["val"][0], data["val"][1], config
     )
     head_seconds = time.perf_counter() - start
@@ -429,7 +432,7 @@ def _train_heads_in(
         "feature_cache_hit": float(all(served)),
         "train_images_without_face": float(sources["train"].get(CELEBA_SOURCE, (0, 0))[1]),
         "val_images_without_face": float(sources["val"].get(CELEBA_SOURCE, (0, 0))[1]),
-        "best_epoch": float(best_epoch),
+        "kept_epoch": float(kept_epoch),
     }
     if labelled is not None:
         for name in ("train", "val"):
@@ -448,6 +451,8 @@ def _train_heads_in(
         datamodule=dm,
         train_seconds=feature_seconds + head_seconds,
         epochs_run=len(history),
+        kept_epoch=kept_epoch,
+        kept_by=monitor,
     )
     result.sources = sources
     result.model_dir = save_image_model(
@@ -463,7 +468,7 @@ def _train_heads_in(
         cached = " (computed earlier, read from the cache)" if all(served) else ""
         print(
             f"{spec.name} head: training faces {faces}, features {feature_seconds:.0f} s{cached}, head "
-            f"{head_seconds:.1f} s, kept epoch {best_epoch}",
+            f"{head_seconds:.1f} s, kept epoch {kept_epoch} (by {result.kept_by})",
             flush=True,
         )
     return result
@@ -517,7 +522,7 @@ def sequential_reference(config: RunConfig, data: dict) -> float:
     """The validation mean concept AUC of the sequential model on the same features (a staged attribute
     head, fitted in seconds): what a joint model's concepts are judged against."""
     staged = dataclasses.replace(config, mode="staged")
-    model = build_model(staged, 1.0 if config.lr == "auto" else float(config.lr))
+    model = build_module(staged, 1.0 if config.lr == "auto" else float(config.lr))
     train_heads(model, data["train"][0], data["train"][1], data["val"][0], data["val"][1], staged)
     with torch.no_grad():
         prob = torch.sigmoid(model.net.forward_features(data["val"][0])).numpy()

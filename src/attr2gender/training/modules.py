@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
-from ..metrics import binary_metrics, per_attribute_metrics
+from ..metrics import binary_metrics, per_attribute_metrics, worst_group_score
 from ..models import (
     BACKBONES,
     BOTTLENECKS,
@@ -27,7 +27,6 @@ from ..tabular import logistic_from_coefficients
 from .robust import GroupDRO, GroupReweightedLoss
 
 N_GROUPS = 4  # Male x one attribute (attr2gender.data.groups)
-MIN_VAL_GROUP = 10  # validation images a group needs to count for the worst-group checkpoint criterion
 
 
 class ImageModel(L.LightningModule):
@@ -38,7 +37,7 @@ class ImageModel(L.LightningModule):
     def __init__(
         self,
         backbone: str = "resnet18",
-        weights: str = "imagenet",
+        weights: str = "pretrained",
         loss: str = "",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -91,13 +90,12 @@ class ImageModel(L.LightningModule):
         return self.per_sample_loss(logits, target) if per_sample else self.loss_of(logits, target)
 
     def worst_group_accuracy(self, prob, attributes, male, groups: np.ndarray) -> float:
-        """Lowest per-group score among groups with enough images in the split (the checkpoint criterion
-        of group-robust training); the overall score when no group has enough."""
-        scores = self.group_scores(prob, attributes, male)
-        eligible = [
-            scores[groups == g].mean() for g in range(N_GROUPS) if (groups == g).sum() >= MIN_VAL_GROUP
-        ]
-        return float(min(eligible)) if eligible else float(scores.mean())
+        """The worst group's score by the library's one rule (:func:`attr2gender.metrics.worst_group_score`:
+        groups of at least 30 images, NaN when none has that many; :func:`checkpoint_monitor` then keeps
+        the lowest validation loss instead, and says so)."""
+        groups = np.asarray(groups)
+        known = groups >= 0  # rows outside CelebA's groups (a second source) are in none
+        return worst_group_score(self.group_scores(prob, attributes, male)[known], groups[known])
 
     # --- shared ---
     def _head_prefixes(self) -> tuple[str, ...]:
@@ -197,7 +195,12 @@ class ImageModel(L.LightningModule):
             metrics["worst_group_acc"] = self.worst_group_accuracy(prob, attributes, male, groups)
         for name, value in metrics.items():
             # Metrics over this process's share of the split; under DDP the mean over ranks.
-            self.log(f"{stage}_{name}", float(value), prog_bar=name in ("acc", "mean_acc"), sync_dist=True)
+            self.log(
+                f"{stage}_{name}",
+                float(value),
+                prog_bar=name in ("acc", "concept_mean_accuracy"),
+                sync_dist=True,
+            )
 
     def on_train_epoch_end(self):
         self._epoch_end("train")
@@ -233,7 +236,10 @@ class AttributeModel(ImageModel):
         table = per_attribute_metrics(
             attributes, prob, STAGE_ONE_ATTRIBUTES, threshold=self.hparams.threshold
         )
-        return {"mean_acc": table["accuracy"].mean(), "mean_auc": table["roc_auc"].mean(skipna=True)}
+        return {
+            "concept_mean_accuracy": table["accuracy"].mean(),
+            "concept_mean_auc": table["roc_auc"].mean(skipna=True),
+        }
 
 
 class DirectModel(ImageModel):

@@ -18,6 +18,7 @@ from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
 from ..data.faces import FaceTemplate, measure_template
 from ..data.groups import CELEBA_SOURCE, age_bands, group_masks, slice_masks
 from ..metrics import (
+    MetricsDict,
     binary_metrics,
     brier_score,
     concept_quality,
@@ -74,14 +75,6 @@ def prediction_metrics(
     slices = slice_table(male, prob, slice_masks(truth), threshold=threshold, seed=seed)
     metrics |= group_metrics(table, metrics["accuracy"]) | slice_metrics(slices, metrics["accuracy"])
     return metrics, table, slices
-
-
-def best_epoch_validation(history: pd.DataFrame | None) -> dict[str, float]:
-    """``val_accuracy`` / ``val_auc`` of the epoch the checkpoint kept (lowest validation loss)."""
-    if history is None or "val_loss" not in history or history["val_loss"].isna().all():
-        return {}
-    row = history.loc[history["val_loss"].idxmin()]
-    return {k: float(row[c]) for k, c in (("val_accuracy", "val_acc"), ("val_auc", "val_auc")) if c in row}
 
 
 def validation_temperature(pipeline, celeba, splits, config: RunConfig) -> float:
@@ -229,7 +222,7 @@ def train_two_stage(
         probs[ok], male, truth, np.flatnonzero(ok), int((~ok).sum()), timings["test_inference"]
     )
     metrics = split_metrics("attributes", split, config.threshold)
-    metrics["attr_mean_ece"] = float(
+    metrics["concept_mean_ece"] = float(
         np.mean([expected_calibration_error(truth[:, j], probs[ok][:, j]) for j in range(truth.shape[1])])
     )
     test_truth = celeba.attributes.loc[test_ids]
@@ -252,9 +245,6 @@ def train_two_stage(
         celeba.male(list(np.asarray(splits.val)[val_ok])), scored.stage_two_probability(val_probs[val_ok])
     )
     metrics |= {"val_accuracy": float(val["accuracy"]), "val_auc": float(val["roc_auc"])}
-    metrics["val_attr_mean_accuracy"] = float(
-        ((val_probs[val_ok] >= config.threshold) == val_truth[list(STAGE_ONE_ATTRIBUTES)].to_numpy()).mean()
-    )
     # Concept quality next to the Male accuracy, on the test and the validation images.
     test_concepts = concept_quality(truth, probs[ok], STAGE_ONE_ATTRIBUTES, config.threshold)
     val_concepts = concept_quality(
@@ -300,6 +290,7 @@ def train_two_stage(
     labelled = labelled_evaluations(two_stage_male, dm, config)
     for side in labelled.values():
         metrics |= side.metrics
+    metrics = MetricsDict(metrics)  # a renamed metric still reads, with a warning naming the new name
     report = TrainReport(
         result,
         test_ids,
@@ -475,7 +466,7 @@ def train_direct(
     male_prob = frame.loc[ok, "male_probability"].to_numpy()
     test_truth = celeba.attributes.loc[test_ids]
     metrics, table, slices = prediction_metrics(male, male_prob, test_truth, config.threshold, config.seed)
-    metrics |= best_epoch_validation(result.history)
+    metrics |= result.kept_validation()
     metrics |= {
         "temperature": settings["temperature"],
         "n_images": float(ok.sum()),
@@ -492,6 +483,7 @@ def train_direct(
     labelled = labelled_evaluations(direct_male, dm, config)
     for side in labelled.values():
         metrics |= side.metrics
+    metrics = MetricsDict(metrics)  # a renamed metric still reads, with a warning naming the new name
     report = TrainReport(
         train_result=result,
         test_ids=test_ids,
