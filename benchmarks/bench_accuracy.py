@@ -94,10 +94,9 @@ def ceiling(celeba, seed: int) -> list[dict]:
 
 
 def two_stage_variants(
-    pipeline: Attr2GenderPipeline, celeba, splits: Splits, seed: int, threshold: float
+    pipeline: Attr2GenderPipeline, report, celeba, splits: Splits, seed: int, threshold: float
 ) -> list[dict]:
     """Every stage-two variant on the same stage-one outputs (one CNN pass over val and test, cached)."""
-    report = pipeline.report
     y_test = report.test_male
     test_probs = report.test_attribute_probabilities
     val_paths = [celeba.image_path(i) for i in splits.val]
@@ -175,16 +174,17 @@ def two_stage_variants(
     return rows
 
 
-def concept_rows(two, config, seed: int, weights: list[float]) -> tuple[list[dict], list[dict], list[dict]]:
+def concept_rows(
+    two, report, config, seed: int, weights: list[float]
+) -> tuple[list[dict], list[dict], list[dict]]:
     """The concept-bottleneck variants (Koh et al. 2020) on the same split: sequential hard, joint for each
     concept weight (the best on validation is the joint row; the test set never chooses), and the
     intervention curve of the default sequential pipeline and of its hard variant.
 
     Returns (table rows with ``_prob`` for the paired difference, the joint sweep, the curve points)."""
-    report = two.report
     X_test = pd.DataFrame(report.test_attribute_probabilities, columns=list(STAGE_ONE_ATTRIBUTES))
     rows, curves = [], []
-    hard, _ = fit_stage_two(two.stage_two_data, seed=seed, bottleneck="hard")
+    hard, _ = fit_stage_two(report.stage_two_data, seed=seed, bottleneck="hard")
     prob = hard.predict_proba(X_test)[:, 1]
     rows.append(
         {
@@ -291,7 +291,7 @@ def runtime_agreement(pipeline, paths: list[Path], bundle_dir: Path) -> list[dic
         )
         rows.append(
             {
-                "pipeline": pipeline.kind,
+                "pipeline": pipeline.route,
                 "runtime": other.forward_runtime.describe(),
                 "images": int(ok.sum()),
                 "max_abs_difference": float(delta.max()),
@@ -476,13 +476,13 @@ def main(argv=None) -> int:
 
     timings = {}
     start = time.perf_counter()
-    two = train_two_stage(config, stage_two_model="logistic", stage_two_fit_on="predicted")[0]
+    two, two_report = train_two_stage(config, stage_two_model="logistic", stage_two_fit_on="predicted")
     timings["two_stage_fit_seconds"] = time.perf_counter() - start
-    splits = two.report.train_result.datamodule.splits
+    splits = two_report.train_result.datamodule.splits
     start = time.perf_counter()
-    direct = train_direct(config)[0]
+    direct, direct_report = train_direct(config)
     timings["direct_fit_seconds"] = time.perf_counter() - start
-    assert direct.report.train_result.datamodule.splits == splits, "both routes must share one split"
+    assert direct_report.train_result.datamodule.splits == splits, "both routes must share one split"
 
     rows = [
         {
@@ -491,33 +491,32 @@ def main(argv=None) -> int:
             "fit_on": f"{len(splits.train):,} train images",
             "applied_to": "pixels",
             **scores(
-                direct.report.test_male,
-                direct.report.test_male_probability,
+                direct_report.test_male,
+                direct_report.test_male_probability,
                 seed,
                 config.threshold,
-                truth=direct.report.test_truth,
+                truth=direct_report.test_truth,
             ),
             "seconds": timings["direct_fit_seconds"],
         }
     ]
-    rows += two_stage_variants(two, celeba, splits, seed, config.threshold)
+    rows += two_stage_variants(two, two_report, celeba, splits, seed, config.threshold)
     print("concept-bottleneck variants (joint training: one model per concept weight)", flush=True)
     extra_rows, joint_sweep, curves = concept_rows(
-        two, config, seed, [float(w) for w in args.joint_weights.split(",") if w]
+        two, two_report, config, seed, [float(w) for w in args.joint_weights.split(",") if w]
     )
     rows += extra_rows
     for r in joint_sweep:  # each joint model against direct, on the same test images
         d = paired_accuracy_difference_ci(
-            direct.report.test_male,
-            (direct.report.test_male_probability >= 0.5).astype(int),
+            direct_report.test_male,
+            (direct_report.test_male_probability >= 0.5).astype(int),
             (r.pop("_prob") >= 0.5).astype(int),
             n_boot=2000,
             seed=seed,
         )
         r["direct_minus_this"], r["direct_minus_this_ci"] = d["difference"], [d["low"], d["high"]]
     # Paired: the same test images, so the difference's interval is much tighter than the two CIs suggest.
-    direct_report = direct.report
-    assert list(direct_report.test_ids) == list(two.report.test_ids), "routes scored different test images"
+    assert list(direct_report.test_ids) == list(two_report.test_ids), "routes scored different test images"
     direct_pred = (direct_report.test_male_probability >= config.threshold).astype(int)
     for r in rows[1:]:
         if "_prob" in r:
@@ -531,7 +530,7 @@ def main(argv=None) -> int:
     agreement_paths = [celeba.image_path(i) for i in [*splits.val, *splits.test]]
     agreement = []
     for pipeline in (two, direct):
-        agreement += runtime_agreement(pipeline, agreement_paths, Path(tmp.name) / f"bundle_{pipeline.kind}")
+        agreement += runtime_agreement(pipeline, agreement_paths, Path(tmp.name) / f"bundle_{pipeline.route}")
     # CelebA-C: both routes (the default two-stage pipeline) on the test images under 6 corruptions.
     test_paths = [celeba.image_path(i) for i in direct_report.test_ids]
     celeba_c = {
@@ -549,11 +548,11 @@ def main(argv=None) -> int:
     rows += ceiling(celeba, seed) if has_partition else []
     attr_acc = two.metrics["concept_mean_accuracy"]
     # Stage two reads stage one's probabilities, so their calibration matters too: mean ECE over the 39.
-    truth = two.report.test_truth
+    truth = two_report.test_truth
     attr_ece = float(
         np.mean(
             [
-                expected_calibration_error(truth[a].to_numpy(), two.report.test_attribute_probabilities[:, j])
+                expected_calibration_error(truth[a].to_numpy(), two_report.test_attribute_probabilities[:, j])
                 for j, a in enumerate(STAGE_ONE_ATTRIBUTES)
             ]
         )

@@ -130,8 +130,7 @@ def run_variant(
     ((_, config),) = load_preset(preset, [*base_overrides, *[f"{k}={v}" for k, v in overrides.items()]])
     start = time.perf_counter()
     if route == "direct":
-        pipe = train_direct(config)[0]
-        report = pipe.report
+        pipe, report = train_direct(config)
         result = report.train_result
         history = result.history
         kept = history[history["epoch"] == result.kept_epoch] if "epoch" in history else history.iloc[:0]
@@ -160,8 +159,7 @@ def run_variant(
                 seconds,
             )
         ]
-    pipe = train_two_stage(config)[0]
-    report = pipe.report
+    pipe, report = train_two_stage(config)
     seconds = time.perf_counter() - start
     stage_one = {
         c: pipe.attribute_probabilities(images, progress=False, align="none")[0]
@@ -171,13 +169,13 @@ def run_variant(
     X_test = pd.DataFrame(report.test_attribute_probabilities, columns=list(STAGE_ONE_ATTRIBUTES))
     rows = []
     for s2_name, kw in STAGE_TWO_VARIANTS.items():
-        est, _ = fit_stage_two(pipe.stage_two_data, seed=config.seed, **kw)
+        est, _ = fit_stage_two(report.stage_two_data, seed=config.seed, **kw)
         prob = est.predict_proba(X_test)[:, 1]
         corrupted_probs = {
             c: est.predict_proba(pd.DataFrame(p, columns=list(STAGE_ONE_ATTRIBUTES)))[:, 1]
             for c, p in stage_one.items()
         }
-        criterion = out_of_fold_worst_group(pipe.stage_two_data, config.seed, **kw)
+        criterion = out_of_fold_worst_group(report.stage_two_data, config.seed, **kw)
         rows.append(
             evaluate(
                 f"{name}+{s2_name}",

@@ -165,17 +165,16 @@ TINY = dict(
 def calibrated(tmp_path_factory):
     root = make_synthetic_celeba(tmp_path_factory.mktemp("cal") / "celeba", n=240, seed=4, image_size=40)
     out = tmp_path_factory.mktemp("runs")
-    pipe = train_direct(
+    pipe, report = train_direct(
         data_root=str(root), output_dir=str(out), calibrate=True, face_template_images=0, **TINY
-    )[0]
+    )
     pipe.align = "none"
-    return root, pipe
+    return root, pipe, report
 
 
 def test_calibrate_true_stores_the_temperature_and_predict_applies_it(calibrated, tmp_path):
-    root, pipe = calibrated
+    root, pipe, report = calibrated
     assert pipe.temperature != 1.0 and pipe.metrics["temperature"] == pipe.temperature
-    report = pipe.report
     assert {"ece", "brier", "worst_slice_accuracy"} <= set(pipe.metrics)
     assert report.slice_table is not None and "Eyeglasses" in report.slice_table.index
     images = sorted((root / "img_align_celeba").glob("*.jpg"))[:8]
@@ -200,7 +199,7 @@ def test_calibrate_true_stores_the_temperature_and_predict_applies_it(calibrated
 def test_slice_report_on_user_groups(calibrated):
     import attr2gender
 
-    root, pipe = calibrated
+    root, pipe, _ = calibrated
     images = sorted((root / "img_align_celeba").glob("*.jpg"))[:80]
     attrs = pd.read_csv(root / "list_attr_celeba.txt", sep=r"\s+", skiprows=1)
     rows = attrs.loc[[p.name for p in images]]

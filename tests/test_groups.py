@@ -307,14 +307,15 @@ def test_config_keys_for_shortcut_work():
 @pytest.fixture(scope="module")
 def fitted(synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("fit")
-    return train_two_stage(_config(synth_root, out, cache_dir=str(out / "cache"), max_steps=4))[0]
+    return train_two_stage(_config(synth_root, out, cache_dir=str(out / "cache"), max_steps=4))
 
 
 def test_without_attributes_refits_stage_two_only(fitted, monkeypatch, tmp_path):
+    fitted, report = fitted
     assert {"worst_group_accuracy", "worst_group_gap", "group_n_female_no_makeup"} <= set(fitted.metrics)
     calls = []
     monkeypatch.setattr(type(fitted), "_forward", lambda self, x: calls.append(1) or np.zeros((len(x), 39)))
-    edited = fitted.without_attributes(["Heavy_Makeup", "Wearing_Lipstick"])
+    edited = fitted.without_attributes(["Heavy_Makeup", "Wearing_Lipstick"], data=report.stage_two_data)
     assert not calls  # stage one is not run again: the kept rows are reused
     coef = edited.global_importance()
     assert coef["Heavy_Makeup"] == 0 and coef["Wearing_Lipstick"] == 0 and (coef != 0).sum() == 37
@@ -323,9 +324,9 @@ def test_without_attributes_refits_stage_two_only(fitted, monkeypatch, tmp_path)
     assert change.loc["Wearing_Lipstick", "after"] == 0 and change["before"].notna().all()
     assert edited.attribute_model is fitted.attribute_model and edited.config["stage_two_exclude"]
     with pytest.raises(ValueError, match="Heavy_Makeup"):
-        fitted.without_attributes(["Heavy_Makup"])
+        fitted.without_attributes(["Heavy_Makup"], data=report.stage_two_data)
     monkeypatch.undo()
     loaded = load_pipeline(edited.save(tmp_path / "b", onnx=False))
     assert tuple(loaded.stage_two.exclude) == ("Heavy_Makeup", "Wearing_Lipstick")
-    with pytest.raises(ValueError, match="images= and truth="):
+    with pytest.raises(ValueError, match="data=report.stage_two_data"):
         loaded.without_attributes(["Smiling"])

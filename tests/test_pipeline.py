@@ -36,13 +36,26 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fitted(root, tmp_path_factory):
+def trained(root, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    two = train_two_stage(data_root=str(root), output_dir=str(out), cache_dir=str(out / "cache"), **TINY)[0]
-    direct = train_direct(data_root=str(root), output_dir=str(out), **TINY)[0]
+    two, two_report = train_two_stage(
+        data_root=str(root), output_dir=str(out), cache_dir=str(out / "cache"), **TINY
+    )
+    direct, direct_report = train_direct(data_root=str(root), output_dir=str(out), **TINY)
     # The synthetic images are crops like the training images: read as they are (alignment: test_faces.py).
     two.align = direct.align = "none"
-    return two, direct
+    return (two, direct), (two_report, direct_report)
+
+
+@pytest.fixture(scope="module")
+def fitted(trained):
+    return trained[0]
+
+
+@pytest.fixture(scope="module")
+def reports(trained):
+    """The TrainReports train_two_stage and train_direct return beside the pipelines."""
+    return trained[1]
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +63,22 @@ def images(root):
     return sorted((root / "img_align_celeba").glob("*.jpg"))[:6]
 
 
-def test_fit_reports_metrics_with_shared_names(fitted):
+def test_fit_reports_metrics_with_shared_names(fitted, reports):
     two, direct = fitted
+    two_report, direct_report = reports
     for p in fitted:
         assert {"accuracy", "precision_male", "recall_female", "f1", "roc_auc", "train_seconds"} <= set(
             p.metrics
         )
         assert 0 <= p.metrics["accuracy"] <= 1
     assert 0 <= two.metrics["concept_mean_accuracy"] <= 1 and "attr_auc_Eyeglasses" in two.metrics
-    assert two.metrics["stage_two_rows"] == len(two.report.train_result.datamodule.splits.val)
+    assert two.metrics["stage_two_rows"] == len(two_report.train_result.datamodule.splits.val)
     assert two.stage_two.input_kind == "probability"  # fitted on stage one's held-out probabilities
-    assert direct.report.test_male_probability.shape == (len(direct.report.test_ids),)
+    assert direct_report.test_male_probability.shape == (len(direct_report.test_ids),)
+    with pytest.warns(DeprecationWarning, match="pipeline.kind is now pipeline.route"):
+        assert direct.kind == direct.route == "direct"
+    with pytest.raises(AttributeError, match="train_two_stage / train_direct return it"):
+        direct.report  # noqa: B018  (a pipeline predicts; its training report is returned beside it)
 
 
 def test_predict_rows_in_input_order(fitted, images):
@@ -145,7 +163,7 @@ def test_corrupt_and_missing_files_get_error_rows_others_predicted(fitted, image
 
 def test_save_load_round_trip_is_exact(fitted, images, tmp_path):
     for pipeline in fitted:
-        bundle = pipeline.save(tmp_path / pipeline.kind)
+        bundle = pipeline.save(tmp_path / pipeline.route)
         loaded = load_pipeline(bundle, align="none")
         assert type(loaded) is type(pipeline)
         before, after = pipeline.predict(images), loaded.predict(images)
@@ -191,17 +209,17 @@ def test_tampered_missing_or_foreign_bundle_fails_clearly(fitted, tmp_path):
 
 def test_labels_stage_two_is_applied_to_binarized_probabilities(root, tmp_path, images):
     """The trap: a model fitted on 0/1 labels must not read raw probabilities."""
-    two = train_two_stage(
+    two, report = train_two_stage(
         data_root=str(root),
         output_dir=str(tmp_path),
         stage_two_fit_on="labels",
         stage_two_model="lightgbm",
         cache_dir=str(tmp_path / "cache"),
         **TINY,
-    )[0]
+    )
     two.align = "none"
     assert two.stage_two.input_kind == "binary" and two.stage_two.fit_input_is_binary_
-    splits = two.report.train_result.datamodule.splits
+    splits = report.train_result.datamodule.splits
     assert two.metrics["stage_two_rows"] == len(splits.train)  # official train partition rows
     assert two.predict(images)["male_probability"].notna().all()
     # The same model fitted on labels but told its inputs are probabilities refuses to run.

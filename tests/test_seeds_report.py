@@ -307,10 +307,10 @@ def _fake_run_pipeline(tmp_path: Path):
 
     def run_pipeline(plan, tracker, nested=False, measure=None, extra_tags=None):
         with tracker.run(
-            plan.config.run_name, tags={"pipeline": plan.kind} | (extra_tags or {}), nested=nested
+            plan.config.run_name, tags={"route": plan.route} | (extra_tags or {}), nested=nested
         ) as run_id:
             # Seed 0: both right everywhere; seed 1: two-stage misses one image more than direct.
-            wrong = 1 if plan.kind == "two_stage" and plan.config.seed == 1 else 0
+            wrong = 1 if plan.route == "two_stage" and plan.config.seed == 1 else 0
             prob = np.where(y, 0.9, 0.1)
             prob[:wrong] = 1 - prob[:wrong]
             metrics = {"test_accuracy": float(((prob >= 0.5) == y).mean()), "inference_ms_per_image_b1": 1.0}
@@ -318,12 +318,12 @@ def _fake_run_pipeline(tmp_path: Path):
             run_dir = tmp_path / "runs" / plan.config.run_name
             (run_dir / "reports").mkdir(parents=True)
             (run_dir / "reports" / "slices.md").write_text(
-                f"# Slices ({plan.kind})\n\n| slice | accuracy |\n| --- | --- |\n| <script>x</script> | 0.9 |\n"
+                f"# Slices ({plan.route})\n\n| slice | accuracy |\n| --- | --- |\n| <script>x</script> | 0.9 |\n"
             )
             _png(run_dir / "plots" / "reliability.png")
             _png(run_dir / "plots" / "confusion_matrix.png", color=(0, 0, 200))
-            result = RouteResult(plan.kind, ids, y, prob, metrics, run_id=run_id)
-            return PipelineRun(plan.kind, plan.config, None, run_dir, run_dir, metrics, result, run_id)
+            result = RouteResult(plan.route, ids, y, prob, metrics, run_id=run_id)
+            return PipelineRun(plan.route, plan.config, None, run_dir, run_dir, metrics, result, run_id)
 
     return run_pipeline
 

@@ -391,16 +391,16 @@ def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
 
     def fake_run_pipeline(plan, tracker, nested=False, measure=None, extra_tags=None):
         with tracker.run(
-            plan.config.run_name, tags={"pipeline": plan.kind} | (extra_tags or {}), nested=nested
+            plan.config.run_name, tags={"route": plan.route} | (extra_tags or {}), nested=nested
         ) as rid:
-            prob = np.where(y, 0.8, 0.3) if plan.kind == "direct" else np.where(y, 0.6, 0.45)
+            prob = np.where(y, 0.8, 0.3) if plan.route == "direct" else np.where(y, 0.6, 0.45)
             metrics = {
                 "test_accuracy": 1.0,
-                "inference_ms_per_image_b1": 2.0 if plan.kind == "two_stage" else 1.0,
+                "inference_ms_per_image_b1": 2.0 if plan.route == "two_stage" else 1.0,
             }
             tracker.log_metrics(metrics)
-            result = RouteResult(plan.kind, list("abcdefgh"), y, prob, metrics, run_id=rid)
-            return PipelineRun(plan.kind, plan.config, None, tmp_path, tmp_path, metrics, result, rid)
+            result = RouteResult(plan.route, list("abcdefgh"), y, prob, metrics, run_id=rid)
+            return PipelineRun(plan.route, plan.config, None, tmp_path, tmp_path, metrics, result, rid)
 
     monkeypatch.setattr(runmod, "run_pipeline", fake_run_pipeline)
     data = DataChoice(str(tmp_path), synthetic=False)
@@ -417,7 +417,7 @@ def test_compare_nests_both_routes_under_a_parent_run(tmp_path, monkeypatch):
         and two["nested"]
         and direct["nested"]
     )
-    assert (two["tags"]["pipeline"], direct["tags"]["pipeline"]) == ("two_stage", "direct")
+    assert (two["tags"]["route"], direct["tags"]["route"]) == ("two_stage", "direct")
     assert parent["metrics"]["inference_time_ratio"] == 2.0
     assert parent["metrics"]["two_stage_minus_direct"] == 0.0  # both right on every image
     assert "Accuracy drops" in parent["tags"]["mlflow.note.content"]

@@ -78,7 +78,7 @@ def test_stage_one_learns_from_celeba_alone_and_stage_two_from_both(small_runs):
     pipe, report = small_runs["two_stage"]
     assert set(report.train_result.sources["train"]) == {"celeba"}  # the concepts stay CelebA's
     assert pipe.metrics["stage_two_labelled_rows"] > 100
-    assert pipe.stage_two_data.row_weights() is not None  # two sources, weighted as configured
+    assert report.stage_two_data.row_weights() is not None  # two sources, weighted as configured
     # the face preset's "auto" stage two, resolved by what it learned from and recorded so
     assert pipe.config["stage_two_model"] == "lightgbm" and pipe.config["stage_two_objective"] == "erm"
     assert "concept_mean_auc" in pipe.metrics and "labelled_val_accuracy" in pipe.metrics
@@ -143,7 +143,7 @@ def test_each_source_alone_trains(small_runs):
     tmp = small_runs["tmp"]
     pipe, report = _train_small(train_two_stage, tmp, male_sources="labelled_faces", run_name="labelled-2s")
     assert np.isfinite(report.train_result.history["val_loss"]).all()
-    assert set(pipe.stage_two_data.sources()) == {"utkface"}
+    assert set(report.stage_two_data.sources()) == {"utkface"}
     assert [r["name"] for r in pipe.training_data] == ["celeba", "utkface"]
     assert "Male" not in pipe.training_data[0]["learnt"]
     pipe, report = _train_small(train_direct, tmp, male_sources="labelled_faces", run_name="labelled-d")

@@ -184,7 +184,7 @@ def _predict(args) -> int:
     if args.explain and not hasattr(pipeline, "explain"):
         raise UsageError(
             f"--explain needs a two-stage bundle; {bundle or 'the shipped direct model'} holds a "
-            f"{pipeline.kind} pipeline"
+            f"{pipeline.route} pipeline"
         )
     images = [os.fspath(p) for p in image_paths]
     from .pipeline.inputs import expand_images
@@ -339,7 +339,7 @@ def _presets(args) -> int:
 # attr2gender run two-stage | direct | compare
 # --------------------------------------------------------------------------------------------------
 
-RUN_KINDS = {"two-stage": "two_stage", "direct": "direct"}
+RUN_ROUTES = {"two-stage": "two_stage", "direct": "direct"}
 PRESETS_HELP = "list the presets that ship with the package, or print one to edit"
 PRESETS_DESCRIPTION = (
     "attr2gender presets (list them); attr2gender presets show NAME > my.yaml (a copy to edit "
@@ -362,7 +362,7 @@ def _run_single(args) -> int:
     from .tracking.mlflow_tracking import is_rank_zero, make_tracker
 
     measure = _measure_spec(args)
-    plan = plan_run(RUN_KINDS[args.kind], args.config, args.data_root, args.overrides, run=args.run)
+    plan = plan_run(RUN_ROUTES[args.route], args.config, args.data_root, args.overrides, run=args.run)
     materialize([plan])
     tracker = make_tracker(plan.config)
     run = run_pipeline(plan, tracker, measure=measure)
@@ -445,8 +445,8 @@ def _add_run_parsers(sub) -> None:
         "without ./data/celeba a synthetic CelebA is made and the smoke preset runs.",
     )
     rsub = run.add_subparsers(dest="run_command", required=True)
-    for name, kind in RUN_KINDS.items():
-        what = "image -> 39 attributes -> Male" if kind == "two_stage" else "image -> Male"
+    for name, route in RUN_ROUTES.items():
+        what = "image -> 39 attributes -> Male" if route == "two_stage" else "image -> Male"
         p = rsub.add_parser(
             name,
             help=f"the {name} route ({what})",
@@ -455,11 +455,11 @@ def _add_run_parsers(sub) -> None:
         p.add_argument(
             "--config",
             default=None,
-            help=f"preset name or YAML file (default: {kind}, or smoke on synthetic data)",
+            help=f"preset name or YAML file (default: {route}, or smoke on synthetic data)",
         )
         p.add_argument("--run", default=None, help="the named run of a multi-run preset")
         _add_run_arguments(p)
-        p.set_defaults(func=_run_single, kind=name)
+        p.set_defaults(func=_run_single, route=name)
     p = rsub.add_parser(
         "compare",
         help="both routes on the same split and seed, as nested MLflow runs",

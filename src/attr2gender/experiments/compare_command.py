@@ -126,7 +126,7 @@ def run_comparison_command(
 def split_lines(children: list[PipelineRun]) -> list[str]:
     """Which people the comparison tested on, in one line (``compare`` and each seed of ``--seeds`` say it
     the same way, so two numbers can be told apart when their splits differ)."""
-    report = getattr(children[0].pipeline, "report", None) if children else None
+    report = children[0].report if children else None
     dm = getattr(getattr(report, "train_result", None), "datamodule", None)
     if dm is None or dm.splits is None:
         return []

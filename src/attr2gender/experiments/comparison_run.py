@@ -27,7 +27,7 @@ from ..tracking.mlflow_tracking import NullTracker
 from .comparison_metrics import PREDICTIONS_ARTIFACT, Comparison, RouteResult, compare_routes
 from .comparison_report import corruption_comparison_text, described, description, write_comparison
 from .html_report import Collapsible, Item, demote_headings, ordered_files, write_html_report
-from .plan import KINDS, SHARED_KEYS, RunPlan, comparison_name, say
+from .plan import ROUTES, SHARED_KEYS, RunPlan, comparison_name, say
 from .route_run import PipelineRun, decoded_images, run_pipeline
 from .seeds import WHAT_VARIES, SeedsSummary, summarize_seeds
 
@@ -102,7 +102,7 @@ def interleaved_latency(two_stage: PipelineRun, direct: PipelineRun, measure: Me
     """Both routes timed in turn on the same decoded test images, round after round (each route's own run
     timed it alone once; a ratio of two single timings moved by a third between identical comparisons)."""
     spec = measure or MeasureSpec()
-    report = getattr(two_stage.pipeline, "report", None)
+    report = two_stage.report
     if report is None or direct.pipeline is None or not len(two_stage.route_result.test_ids):
         return {}  # nothing to time on (a run read back, or none): each route's own timing stands
     images = decoded_images(two_stage, max(spec.images.values()))
@@ -322,11 +322,13 @@ def route_sections(child: PipelineRun, plots: bool = True) -> list[Item]:
     pngs = ordered_files(run_dir / "plots", "*.png", PREFERRED_PLOTS) if plots else []
     if not reports and not pngs:
         return []
-    route = "Two-stage route (image → 39 attributes → Male)" if child.kind == "two_stage" else "Direct route"
+    heading = (
+        "Two-stage route (image → 39 attributes → Male)" if child.route == "two_stage" else "Direct route"
+    )
     where = f"Run folder `{run_dir}`" + (f", MLflow run `{child.run_id}`" if child.run_id else "")
     # The routes' reports start at "#": nested two levels down, under this route's "##".
     return [
-        f"## {route}: {child.config.run_name}\n\n{where}.",
+        f"## {heading}: {child.config.run_name}\n\n{where}.",
         *(demote_headings(path.read_text(), 2) for path in reports),
         *pngs,
     ]
@@ -337,16 +339,14 @@ def concepts_section(
 ) -> dict[str, Path]:
     """Leakage and intervention curves of every two-stage child, and (for several) the sweep table; added to
     the comparison's report and metrics. Returns the files written (plots, curves)."""
-    two_stage = [
-        c for c in two_stage if getattr(getattr(c.pipeline, "report", None), "leakage", None) is not None
-    ]
+    two_stage = [c for c in two_stage if getattr(c.report, "leakage", None) is not None]
     if not two_stage:  # nothing trained here to analyse (e.g. runs read back from MLflow)
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
     files, rows, metrics = {}, [], {}
     direct_acc = comparison.metrics["accuracy_direct"]
     for child in two_stage:
-        report, name = child.pipeline.report, child.config.run_name
+        report, name = child.report, child.config.run_name
         curve = curve_from_probabilities(
             child.pipeline, report.test_attribute_probabilities, report.test_truth
         )
@@ -467,7 +467,7 @@ def choose_concept_weight(rows: list[dict], tolerance: float) -> tuple[str, dict
 
 def _direct_val_accuracy(direct: PipelineRun) -> float:
     """The direct model's validation Male accuracy at the epoch its checkpoint kept."""
-    result = getattr(getattr(direct.pipeline, "report", None), "train_result", None)
+    result = getattr(direct.report, "train_result", None)
     return result.kept_validation().get("val_accuracy", float("nan")) if result is not None else float("nan")
 
 
@@ -476,18 +476,18 @@ def _val_accuracy(child: PipelineRun) -> float:
     whose stage two is fitted on the validation images (no honest validation figure)."""
     if child.config.mode != "joint":
         return float("nan")
-    return child.pipeline.report.train_result.kept_validation().get("val_accuracy", float("nan"))
+    return child.report.train_result.kept_validation().get("val_accuracy", float("nan"))
 
 
 def celeba_c(children: list[PipelineRun], seed: int, n_boot: int) -> dict:
     """CelebA-C accuracy of each route on its test images (the same images and corruptions for both)."""
     out = {}
     for child in children:
-        report = child.pipeline.report
+        report = child.report
         celeba = report.train_result.datamodule.celeba
         paths = [celeba.image_path(i) for i in report.test_ids]
-        say(f"[{child.kind}] CelebA-C: {len(paths):,} test images x 6 corruptions")
-        out[child.kind] = corruption_accuracy(
+        say(f"[{child.route}] CelebA-C: {len(paths):,} test images x 6 corruptions")
+        out[child.route] = corruption_accuracy(
             child.pipeline, paths, report.test_male, seed=seed, n_boot=n_boot
         )
     return out
@@ -505,15 +505,15 @@ def route_from_run(tracker, run_id: str, expected: str, work_dir: Path) -> Route
             "by run_two_stage.py / run_direct.py, with the same MLFLOW_TRACKING_URI (or working "
             "folder) they used"
         ) from None
-    kind = tags.get("pipeline")
-    if kind not in KINDS:
+    route = tags.get("route", tags.get("pipeline"))  # "pipeline": the tag runs had before 0.3
+    if route not in ROUTES:
         raise ConfigError(
             f"MLflow run {run_id} has no pipeline tag (two_stage/direct): was it made by "
             "run_two_stage.py / run_direct.py?"
         )
-    if kind != expected:
+    if route != expected:
         raise ConfigError(
-            f"MLflow run {run_id} is a {kind} run, but --mlflow-runs takes the two_stage run first and the "
+            f"MLflow run {run_id} is a {route} run, but --mlflow-runs takes the two_stage run first and the "
             "direct run second"
         )
     path = tracker.download_artifact(run_id, PREDICTIONS_ARTIFACT, work_dir / run_id)
@@ -521,7 +521,7 @@ def route_from_run(tracker, run_id: str, expected: str, work_dir: Path) -> Route
     info = {k: params[k] for k in ("backbone", "weights", "image_size", "epochs") if k in params}
     info["data"] = tags.get("data", "")
     return RouteResult.from_predictions_frame(
-        kind, frame, metrics=metrics, run_id=run_id, threshold=float(params.get("threshold", 0.5)), info=info
+        route, frame, metrics=metrics, run_id=run_id, threshold=float(params.get("threshold", 0.5)), info=info
     )
 
 

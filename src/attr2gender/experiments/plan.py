@@ -21,7 +21,7 @@ from ..models.inference import LOSSES
 from ..models.registry import face_backbone
 from ..stamps import stamp_clock
 
-KINDS = ("two_stage", "direct")
+ROUTES = ("two_stage", "direct")
 TASK_OF = {"two_stage": "attributes", "direct": "direct"}
 # With real data, both routes run on the face backbone: it won on validation, CelebA's and real photos'
 # (benchmarks/bench_wild.py). The source study's ResNet-18 presets stay, by name (--config two_stage).
@@ -61,7 +61,7 @@ class DataChoice:
 class RunPlan:
     """A validated run: which route, with which config, from which preset, on which data."""
 
-    kind: str
+    route: str
     config: RunConfig
     preset: str | None
     data: DataChoice
@@ -112,9 +112,9 @@ def synthetic_root(announce=say) -> Path:
     return SYNTHETIC_ROOT.resolve()
 
 
-def _task_keys(kind: str, config: RunConfig) -> dict:
+def _task_keys(route: str, config: RunConfig) -> dict:
     """The route's task, and a loss that is valid for it (direct: cross_entropy unless bce was asked)."""
-    task = TASK_OF[kind]
+    task = TASK_OF[route]
     keys = {"task": task}
     if config.loss not in LOSSES[task]:
         keys["loss"] = "cross_entropy" if task == "direct" else ""
@@ -122,7 +122,7 @@ def _task_keys(kind: str, config: RunConfig) -> dict:
 
 
 def plan_runs(
-    kind: str,
+    route: str,
     preset: str | Path | None = None,
     data_root: str | None = None,
     overrides: list[str] | None = None,
@@ -131,12 +131,12 @@ def plan_runs(
 ) -> list[RunPlan]:
     """Every run of a preset (one, or several for a ``runs:`` preset such as ``concept_sweep``), checked and
     resolved; raises ConfigError / CelebANotFoundError / WeightsNotFoundError before any work."""
-    if kind not in KINDS:
-        raise ConfigError(f"unknown pipeline {kind!r}; choose one of {KINDS}")
+    if route not in ROUTES:
+        raise ConfigError(f"unknown route {route!r}; choose one of {ROUTES}")
     extra = parse_overrides(overrides or [])  # unknown keys and bad values fail here
     data = choose_data(data_root or extra.get("data_root") or "")
     if preset is None:
-        preset = SMOKE_PRESET if data.synthetic else _default_preset(kind, extra.get("backbone"))
+        preset = SMOKE_PRESET if data.synthetic else _default_preset(route, extra.get("backbone"))
     runs = load_preset(preset, overrides or [])
     if run is not None:
         runs = [(n, c) for n, c in runs if n == run]
@@ -151,42 +151,42 @@ def plan_runs(
         chosen = (
             choose_data(config.data_root) if data.synthetic and config.data_root else data
         )  # preset's root wins
-        values = config.to_dict() | _task_keys(kind, config) | {"data_root": chosen.root}
+        values = config.to_dict() | _task_keys(route, config) | {"data_root": chosen.root}
         display = ""
         if len(runs) > 1 and "run_name" not in extra:  # the variants of one sweep, never reusing a folder
             values["run_name"] = default_run_name(name, stamp)
             display = name  # a sweep's variants sit under their comparison, whose name carries the time
         elif not values.get("run_name"):
-            values["run_name"] = default_run_name(f"{kind}-{config.backbone}", stamp)
-            display = f"{kind.replace('_', '-')} {config.backbone} {stamp_clock(stamp)}"
+            values["run_name"] = default_run_name(f"{route}-{config.backbone}", stamp)
+            display = f"{route.replace('_', '-')} {config.backbone} {stamp_clock(stamp)}"
         # Missing ImageNet weights fail here, naming the file and where to put it, before any work starts.
         plans.append(
             RunPlan(
-                kind, build_config(values, str(preset)).check_weights(), str(preset), chosen, name, display
+                route, build_config(values, str(preset)).check_weights(), str(preset), chosen, name, display
             )
         )
     return plans
 
 
-def comparison_name(stamp: str, kind: str = "compare") -> str:
+def comparison_name(stamp: str, what: str = "compare") -> str:
     """A comparison's name in MLflow's runs table: ``compare 14:25:01`` (``compare-<stamp>`` for a stamp
     given by hand, as its folder is named)."""
     clock = stamp_clock(stamp)
-    return f"{kind} {clock}" if clock != stamp else f"{kind}-{stamp}"
+    return f"{what} {clock}" if clock != stamp else f"{what}-{stamp}"
 
 
-def _default_preset(kind: str, backbone: str | None) -> str:
+def _default_preset(route: str, backbone: str | None) -> str:
     """``face`` with real data; the study's preset when ``backbone=`` names an image CNN (the face preset's
     frozen-feature keys would not fit it)."""
     if backbone:
         if face_backbone(str(backbone)) is None:
-            return STUDY_PRESET[kind]
-    return DEFAULT_PRESET[kind]
+            return STUDY_PRESET[route]
+    return DEFAULT_PRESET[route]
 
 
-def plan_run(kind: str, *args, **kwargs) -> RunPlan:
+def plan_run(route: str, *args, **kwargs) -> RunPlan:
     """The one run of a preset (:func:`plan_runs`, same arguments); a preset with several asks for ``--run``."""
-    plans = plan_runs(kind, *args, **kwargs)
+    plans = plan_runs(route, *args, **kwargs)
     if len(plans) != 1:
         names = ", ".join(p.name for p in plans)
         raise ConfigError(f"{plans[0].preset} holds {len(plans)} runs ({names}); pick one with --run NAME")
@@ -198,7 +198,7 @@ def materialize(plans: list[RunPlan], announce=say) -> None:
     pending = [p for p in plans if p.data.synthetic and not p.data.root]
     if not pending:
         return
-    keys = "; ".join(f"{p.kind}: task={p.config.task} loss={p.config.resolved_loss()}" for p in plans)
+    keys = "; ".join(f"{p.route}: task={p.config.task} loss={p.config.resolved_loss()}" for p in plans)
     tail = (
         f" Running preset {pending[0].preset} ({keys}); pass --data-root DIR (a CelebA root) for a real run."
     )

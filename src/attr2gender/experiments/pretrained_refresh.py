@@ -40,7 +40,7 @@ from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..metrics import accuracy_ci, concept_quality, worst_cell
 from ..pipeline.pretrained import (
     PRETRAINED_DIR,
-    PRETRAINED_KINDS,
+    PRETRAINED_ROUTES,
     RECORD_FILE,
     RECORD_FORMAT,
     USE_TERMS,
@@ -92,18 +92,18 @@ def git_commit(repo: Path) -> tuple[str, bool]:
     return commit, bool(status)
 
 
-def train_route(kind: str, data_root, labelled_faces, cache_dir, output_dir, seed: int, progress: bool):
+def train_route(route: str, data_root, labelled_faces, cache_dir, output_dir, seed: int, progress: bool):
     """One route, as ``attr2gender run`` trains it with the face preset: (pipeline, report)."""
     from ..training import train_direct, train_two_stage  # lazy: Lightning only when training
 
-    trainer = train_two_stage if kind == "two_stage" else train_direct
+    trainer = train_two_stage if route == "two_stage" else train_direct
     return trainer(
         PRESET,
         data_root=str(data_root),
         labelled_faces=str(labelled_faces),
         cache_dir=str(cache_dir),
         output_dir=str(output_dir),
-        run_name=f"pretrained-{kind}",
+        run_name=f"pretrained-{route}",
         tracking="none",
         seed=seed,
         progress=progress,
@@ -129,7 +129,7 @@ def weakest_cells(report) -> dict:
     return out
 
 
-def measure(kind: str, pipe, report, wild: pd.DataFrame | None, seed: int) -> dict:
+def measure(route: str, pipe, report, wild: pd.DataFrame | None, seed: int) -> dict:
     """A trained route's numbers (see the module docstring) and its training data."""
     out = {
         "training_data": [
@@ -194,7 +194,7 @@ def predict_check_sample(pipe, sample: list[dict], roots: dict[str, Path]) -> np
 def readme_block(record: dict) -> str:
     """The README's lines on the shipped models, from ``record``: what they learned from, on what terms,
     and how right they are, every number with its CI and count."""
-    two, direct = (PretrainedRecord(k, record) for k in PRETRAINED_KINDS)
+    two, direct = (PretrainedRecord(k, record) for k in PRETRAINED_ROUTES)
     lines = [
         README_BEGIN,
         *textwrap.wrap(
@@ -258,7 +258,7 @@ def write_readme(readme: Path, record: dict) -> None:
 def write_pins(out: Path, pins_file: Path) -> dict[str, str]:
     pins = {
         name: hashlib.sha256((out / name).read_bytes()).hexdigest()
-        for name in [f"{k}/pipeline.json" for k in PRETRAINED_KINDS] + [RECORD_FILE]
+        for name in [f"{k}/pipeline.json" for k in PRETRAINED_ROUTES] + [RECORD_FILE]
     }
     body = "".join(f'    "{k}": "{v}",\n' for k, v in pins.items())
     pins_file.write_text(
@@ -299,18 +299,18 @@ def refresh_pretrained(
     }
     with tempfile.TemporaryDirectory(prefix="attr2gender-pretrained-") as tmp:
         staged = Path(tmp) / "pretrained"
-        for kind in PRETRAINED_KINDS:
-            print(f"== pretrained {kind}: training (face preset, seed {seed})", flush=True)
+        for route in PRETRAINED_ROUTES:
+            print(f"== pretrained {route}: training (face preset, seed {seed})", flush=True)
             pipe, report = train_route(
-                kind, data_root, labelled_faces, cache_dir, Path(tmp) / "runs", seed, progress
+                route, data_root, labelled_faces, cache_dir, Path(tmp) / "runs", seed, progress
             )
-            pipe.save(staged / kind, onnx=False, backbone="reference")
-            print(f"== pretrained {kind}: measuring", flush=True)
-            numbers = measure(kind, pipe, report, wild, seed)
+            pipe.save(staged / route, onnx=False, backbone="reference")
+            print(f"== pretrained {route}: measuring", flush=True)
+            numbers = measure(route, pipe, report, wild, seed)
             sample = check_sample(report, wild, Path(data_root), wild_dev, seed)
             prob = predict_check_sample(pipe, sample, {"celeba": Path(data_root), "wild_dev": wild_dev})
             numbers["check"] = [s | {"p": round(float(p), 6)} for s, p in zip(sample, prob)]
-            record["bundles"][kind] = numbers
+            record["bundles"][route] = numbers
         (staged / RECORD_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -325,27 +325,27 @@ def head_differences(shipped: Path, retrained: Path, gaps: dict | None = None) -
     """What differs between two bundles' heads beyond the tolerances (empty when they agree): every tensor
     of ``model.safetensors``, the threshold and temperature, and stage two's P(Male) on 2,000 seeded probe
     inputs (a LightGBM's trees are compared by what they compute). ``gaps``, when given, receives the largest
-    gap of each kind (``coefficients``: relative; ``stage_two_probability``: absolute)."""
+    gap of each route (``coefficients``: relative; ``stage_two_probability``: absolute)."""
     gaps = {} if gaps is None else gaps
     gaps.update(coefficients=0.0, stage_two_probability=0.0)
     problems = []
-    for kind in PRETRAINED_KINDS:
-        a, b = shipped / kind, retrained / kind
+    for route in PRETRAINED_ROUTES:
+        a, b = shipped / route, retrained / route
         ta, tb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
         if set(ta) != set(tb):
-            problems.append(f"{kind}: tensors differ in name: {sorted(set(ta) ^ set(tb))[:4]}")
+            problems.append(f"{route}: tensors differ in name: {sorted(set(ta) ^ set(tb))[:4]}")
             continue
         for key in sorted(ta):
             scale = max(float(np.abs(ta[key]).max()), 1e-12)
             gap = float(np.abs(ta[key] - tb[key]).max()) / scale if ta[key].shape == tb[key].shape else np.inf
             gaps["coefficients"] = max(gaps["coefficients"], gap)
             if ta[key].shape != tb[key].shape or gap > RELATIVE_TOLERANCE:
-                problems.append(f"{kind}: {key} differs by {gap:.2e} of its largest value")
+                problems.append(f"{route}: {key} differs by {gap:.2e} of its largest value")
         ma, mb = (json.loads((d / "pipeline.json").read_text()) for d in (a, b))
         for key in ("threshold", "temperature"):
             if abs(float(ma.get(key, 1.0)) - float(mb.get(key, 1.0))) > 1e-3:
-                problems.append(f"{kind}: {key} {ma.get(key)} vs {mb.get(key)}")
-        if kind == "two_stage":
+                problems.append(f"{route}: {key} {ma.get(key)} vs {mb.get(key)}")
+        if route == "two_stage":
             names = ma["attribute_names"]
             probe = pd.DataFrame(np.random.default_rng(0).uniform(size=(2000, len(names))), columns=names)
             pa = load_stage_two(a).predict_proba(probe)[:, 1]
@@ -353,7 +353,9 @@ def head_differences(shipped: Path, retrained: Path, gaps: dict | None = None) -
             gap = float(np.abs(pa - pb).max())
             gaps["stage_two_probability"] = gap
             if gap > PROBABILITY_TOLERANCE:
-                problems.append(f"{kind}: stage two's P(Male) differs by up to {gap:.4f} on the probe inputs")
+                problems.append(
+                    f"{route}: stage two's P(Male) differs by up to {gap:.4f} on the probe inputs"
+                )
     return problems
 
 
@@ -368,12 +370,12 @@ def check_retrain(
     """Retrain both routes on the same data into a temporary folder and compare their heads with the
     shipped ones; nothing shipped changes. The differences (empty: the same coefficients)."""
     with tempfile.TemporaryDirectory(prefix="attr2gender-retrain-") as tmp:
-        for kind in PRETRAINED_KINDS:
-            print(f"== retraining {kind} to compare with the shipped heads", flush=True)
+        for route in PRETRAINED_ROUTES:
+            print(f"== retraining {route} to compare with the shipped heads", flush=True)
             pipe, _ = train_route(
-                kind, data_root, labelled_faces, cache_dir, Path(tmp) / "runs", seed, progress
+                route, data_root, labelled_faces, cache_dir, Path(tmp) / "runs", seed, progress
             )
-            pipe.save(Path(tmp) / "retrained" / kind, onnx=False, backbone="reference")
+            pipe.save(Path(tmp) / "retrained" / route, onnx=False, backbone="reference")
         gaps: dict = {}
         problems = head_differences(shipped, Path(tmp) / "retrained", gaps)
         print(

@@ -33,7 +33,7 @@ N_EXAMPLES = 16  # images per prediction grid
 
 @dataclass
 class PipelineRun:
-    kind: str
+    route: str
     config: RunConfig  # resolved (lr after the finder, data root)
     pipeline: object
     run_dir: Path
@@ -45,13 +45,14 @@ class PipelineRun:
     artifacts: dict[str, Path] = field(default_factory=dict)
     run_dir_bytes: int = 0  # the run folder on the disk when the run ended
     bundle_bytes: int = 0  # of which the bundle (MLflow keeps a copy of it when tracking)
+    report: object = None  # the training run's TrainReport (what it measured; the pipeline only predicts)
 
 
-def _train(kind: str, config: RunConfig):
+def _train(route: str, config: RunConfig):
     # lazy: training imports Lightning; compare --mlflow-runs loads this module and trains nothing
     from ..training.routes import train_direct, train_two_stage
 
-    return (train_two_stage if kind == "two_stage" else train_direct)(config)
+    return (train_two_stage if route == "two_stage" else train_direct)(config)
 
 
 def _params(config: RunConfig) -> dict:
@@ -93,12 +94,12 @@ def _headline_ci(pipeline, report) -> dict[str, float]:
     return {"headline_accuracy_ci_low": low, "headline_accuracy_ci_high": high}
 
 
-def run_description(kind: str, config: RunConfig, pipeline, synthetic: bool) -> str:
+def run_description(route: str, config: RunConfig, pipeline, synthetic: bool) -> str:
     """The paragraph on the run page's first screen: what was trained, on what, and how it did."""
     route = (
         f"Two-stage: {config.backbone} predicts the 39 attributes, a {config.stage_two_model} stage two "
         "reads them to predict Male"
-        if kind == "two_stage"
+        if route == "two_stage"
         else f"Direct: {config.backbone} predicts Male from the pixels"
     )
     m = pipeline.metrics
@@ -144,7 +145,7 @@ def run_pipeline(
     tracker = tracker or NullTracker()
     config = plan.config
     tags = {
-        "pipeline": plan.kind,
+        "route": plan.route,
         "task": config.task,
         "backbone": config.backbone,
         "data": "synthetic" if plan.data.synthetic else "celeba",
@@ -155,7 +156,7 @@ def run_pipeline(
         plan.mlflow_name, tags=tags, nested=nested, system_metrics=config.system_metrics
     ) as run_id:
         tracker.log_params(_params(config))
-        pipeline, report = _train(plan.kind, config)
+        pipeline, report = _train(plan.route, config)
         result = report.train_result
         config = result.config
         run_dir = Path(result.run_dir)
@@ -172,7 +173,7 @@ def run_pipeline(
             pipeline, _decode(test_paths, max((measure or MeasureSpec()).images.values())), measure
         )
         route_result = RouteResult(
-            plan.kind,
+            plan.route,
             list(report.test_ids),
             np.asarray(report.test_male),
             np.asarray(report.test_male_probability),
@@ -183,7 +184,7 @@ def run_pipeline(
             groups=_group_ids(report.test_truth),
             slices=slice_masks(report.test_truth) if report.test_truth is not None else {},
         )
-        artifacts = write_run_artifacts(plan.kind, pipeline, report, route_result, run_dir, test_paths)
+        artifacts = write_run_artifacts(plan.route, pipeline, report, route_result, run_dir, test_paths)
         tables = artifacts.pop("tables", {})
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
 
@@ -194,7 +195,7 @@ def run_pipeline(
         if getattr(report, "stage_one_cache", ""):
             tracker.set_tags({"stage_one_cache": report.stage_one_cache})
         tracker.set_tags(
-            {"mlflow.note.content": run_description(plan.kind, config, pipeline, plan.data.synthetic)}
+            {"mlflow.note.content": run_description(plan.route, config, pipeline, plan.data.synthetic)}
         )
         for name, table in tables.items():  # sortable in the MLflow UI
             tracker.log_table(table, f"tables/{name}.json")
@@ -209,8 +210,9 @@ def run_pipeline(
         tracker.log_artifact(run_dir / "lr_finder.png", "plots")
         model_uri = tracker.log_pyfunc_model(bundle_dir, input_example=_input_example(test_paths))
     run = PipelineRun(
-        plan.kind, config, pipeline, run_dir, bundle_dir, metrics, route_result, run_id, model_uri, artifacts
+        plan.route, config, pipeline, run_dir, bundle_dir, metrics, route_result, run_id, model_uri, artifacts
     )
+    run.report = report
     run.run_dir_bytes = disk_bytes(run_dir)  # at the end: the bundle, plots and reports included
     run.bundle_bytes = disk_bytes(bundle_dir)
     return run
@@ -225,13 +227,13 @@ def run_lines(run: PipelineRun, tracker) -> list[str]:
         else ""
     )
     lines = [
-        f"[{run.kind}] run dir:   {run.run_dir} ({run.run_dir_bytes / 1e6:.1f} MB on disk, the bundle "
+        f"[{run.route}] run dir:   {run.run_dir} ({run.run_dir_bytes / 1e6:.1f} MB on disk, the bundle "
         f"{run.bundle_bytes / 1e6:.1f} MB of it{copy})",
-        f"[{run.kind}] bundle:    {run.bundle_dir}",
+        f"[{run.route}] bundle:    {run.bundle_dir}",
     ]
     if run.run_id:
         lines.append(
-            f"[{run.kind}] MLflow run {run.run_id} (experiment {tracker.experiment!r}); model "
+            f"[{run.route}] MLflow run {run.run_id} (experiment {tracker.experiment!r}); model "
             f"{run.model_uri} = runs:/{run.run_id}/model"
         )
     n = int(run.metrics.get("test_n") or 0)
@@ -240,7 +242,7 @@ def run_lines(run: PipelineRun, tracker) -> list[str]:
     timing = ", ".join(f"{v:.3g} ms/image at batch {k.rsplit('_b', 1)[1]}" for k, v in ms.items())
     worst = shown(run.metrics.get("test_worst_group_accuracy"), n=n)
     lines.append(
-        f"[{run.kind}] test accuracy {acc} on {n:,} images, worst-group accuracy {worst}, trained in "
+        f"[{run.route}] test accuracy {acc} on {n:,} images, worst-group accuracy {worst}, trained in "
         f"{run.metrics.get('train_seconds', 0):.0f}s, {timing}"
     )
     m = run.metrics
@@ -248,19 +250,19 @@ def run_lines(run: PipelineRun, tracker) -> list[str]:
         k = int(m.get("labelled_val_n") or 0)
         source = next((d["name"] for d in run.pipeline.training_data[1:]), "labelled faces")
         lines.append(
-            f"[{run.kind}] {source} validation side (people never trained on): accuracy "
+            f"[{run.route}] {source} validation side (people never trained on): accuracy "
             f"{shown(m['labelled_val_accuracy'], m.get('labelled_val_accuracy_ci_low'), m.get('labelled_val_accuracy_ci_high'), k)} "
             f"on {k:,} photos; weakest gender x age band cell from 10 up: {_weakest(run, k)} "
             "(reports/labelled_val_cells.md)"
         )
     if getattr(run.pipeline, "data_kind", "") == "synthetic":  # said once, about the bundle the user gets
-        lines.append(f"[{run.kind}] warning: {synthetic_warning(run.bundle_dir)}")
+        lines.append(f"[{run.route}] warning: {synthetic_warning(run.bundle_dir)}")
     return lines
 
 
 def _weakest(run: PipelineRun, n: int) -> str:
     """The weakest cell named (the in-memory report knows it), else its recall alone."""
-    report = getattr(run.pipeline, "report", None)
+    report = run.report
     side = getattr(report, "labelled", {}).get("val") if report is not None else None
     return (
         side.describe_worst()
@@ -293,7 +295,7 @@ def _decode(paths: list[Path], n: int) -> list:
 
 def decoded_images(run: PipelineRun, n: int) -> list:
     """Up to ``n`` of the run's test images, decoded: what its latency was measured on."""
-    celeba = run.pipeline.report.train_result.datamodule.celeba
+    celeba = run.report.train_result.datamodule.celeba
     return _decode([celeba.image_path(i) for i in run.route_result.test_ids], n)
 
 
@@ -341,7 +343,7 @@ def labelled_artifacts(evaluation, title: str, plots_dir: Path, reports_dir: Pat
 
 
 def write_run_artifacts(
-    kind: str, pipeline, report, route_result: RouteResult, run_dir: Path, test_paths: list[Path]
+    route: str, pipeline, report, route_result: RouteResult, run_dir: Path, test_paths: list[Path]
 ) -> dict:
     """The source study's plots and reports, into ``run_dir/plots``, ``reports`` and ``predictions``; also
     ``tables``: DataFrames to log as MLflow tables."""
@@ -352,14 +354,14 @@ def write_run_artifacts(
     y = np.asarray(report.test_male, dtype=int)
     prob = np.asarray(report.test_male_probability, dtype=float)
     pred = (prob >= pipeline.threshold).astype(int)
-    title = "two-stage" if kind == "two_stage" else "direct"
+    title = "two-stage" if route == "two_stage" else "direct"
 
     frame = route_result.predictions_frame()
     out["predictions"] = pred_dir / Path(PREDICTIONS_ARTIFACT).name
     frame.to_csv(out["predictions"], index=False)
     out["classification_report"] = reports_dir / "classification_report.txt"
     out["classification_report"].write_text(
-        f"{title}: Male from {'39 predicted attributes' if kind == 'two_stage' else 'pixels'}, test split, "
+        f"{title}: Male from {'39 predicted attributes' if route == 'two_stage' else 'pixels'}, test split, "
         f"threshold {pipeline.threshold}\n\n" + reports.classification_report_text(y, pred, digits=4)
     )
 
@@ -372,7 +374,7 @@ def write_run_artifacts(
     plots.plot_learning_curves(
         curves,
         path=out["learning_curves"],
-        title=f"Learning curves ({title}, {'stage one' if kind == 'two_stage' else 'Male'})",
+        title=f"Learning curves ({title}, {'stage one' if route == 'two_stage' else 'Male'})",
         kept_epoch=report.train_result.kept_epoch,
         kept_by=report.train_result.kept_by,
     )
@@ -468,7 +470,7 @@ def write_run_artifacts(
     out["reliability"] = plots_dir / "reliability.png"
     plots.plot_reliability({title: bins}, {title: ece}, path=out["reliability"])
 
-    if kind == "two_stage":
+    if route == "two_stage":
         if pipeline.edited_from is not None or pipeline.stage_two.get_params().get("exclude"):
             out["importance_change"] = plots_dir / "importance_change.png"
             plots.plot_importance_change(

@@ -105,7 +105,7 @@ def head_inputs(pipeline, images, progress=None, align=None) -> tuple[np.ndarray
     """What the head reads, one row per image (NaN where no face was usable) and the per-row errors:
     stage one's 39 probabilities (two-stage), or the features the final Linear reads (direct)."""
     alignment = pipeline.alignment(align)
-    if pipeline.kind == "two_stage":
+    if pipeline.route == "two_stage":
         return pipeline.attribute_probabilities(images, progress=progress, align=alignment.mode)
     net = pipeline.image_model.net.eval()
     head = net.get_submodule(_head_path(pipeline))
@@ -216,10 +216,10 @@ def fit_head(
     if C == 0:  # keep the trained head as it is
         return (
             copy.deepcopy(pipeline.stage_two)
-            if pipeline.kind == "two_stage"
+            if pipeline.route == "two_stage"
             else _current_direct_head(pipeline)
         )
-    if pipeline.kind == "two_stage":
+    if pipeline.route == "two_stage":
         old = pipeline.stage_two
         frame = pd.DataFrame(X, columns=list(STAGE_ONE_ATTRIBUTES))
         if prior == "none" or old.model != "logistic":
@@ -269,7 +269,7 @@ def choose_C(pipeline, X: np.ndarray, y: np.ndarray, prior: str, seed: int = 0, 
 
 def head_probability(pipeline, head, X: np.ndarray) -> np.ndarray:
     """P(Male) of ``head`` (from :func:`fit_head`, or None for the pipeline's own) on head inputs ``X``."""
-    if pipeline.kind == "two_stage":
+    if pipeline.route == "two_stage":
         if head is None:
             return pipeline.stage_two_probability(X)
         return head.predict_proba(pd.DataFrame(X, columns=list(STAGE_ONE_ATTRIBUTES)))[:, 1]
@@ -336,11 +336,12 @@ def adapt(
     progress: bool | None = None,
     align: str | None = None,
     prior: str = "original",
+    original=None,
 ):
     """A new pipeline whose head is refitted on ``images`` and their ``labels`` (1/0 or Male/Female); see
     the module docstring. ``holdout``: the share held out to compare before and after (0 to 0.9);
-    ``original_weight`` (two-stage, 0 to 1): the share of the fit's total weight given to the rows stage two
-    was first fitted on (needs a pipeline trained in this process); ``C``: the inverse L2 penalty on the
+    ``original_weight`` (two-stage, 0 to 1): the share of the fit's total weight given to ``original``, the
+    rows stage two was first fitted on (``report.stage_two_data`` from ``train_two_stage``); ``C``: the inverse L2 penalty on the
     change (``prior="original"``: the head moves from the pipeline's own) or on the weights (``"none"``);
     ``"auto"`` (default) picks it among :data:`AUTO_C` by 5-fold cross-validation on the photos."""
     items = expand_images(images)
@@ -362,11 +363,11 @@ def adapt(
         raise ConfigError(f"prior={prior!r} is not valid; choose 'original' or 'none'")
     if C != "auto" and not (isinstance(C, int | float) and math.isfinite(C) and C >= 0):
         raise ConfigError(f"C must be 'auto' or a number >= 0 (0 keeps the head), got {C!r}")
-    original = getattr(pipeline, "stage_two_data", None)
-    if original_weight and (pipeline.kind != "two_stage" or original is None):
+    if original_weight and (pipeline.route != "two_stage" or original is None):
         raise ConfigError(
-            "original_weight > 0 mixes in the rows stage two was first fitted on: only a two-stage pipeline "
-            "trained in this process has them (a loaded bundle does not); pass original_weight=0"
+            "original_weight > 0 mixes in the rows stage two was first fitted on: pass them as "
+            "original=report.stage_two_data (from train_two_stage; a loaded bundle has none), or "
+            "original_weight=0"
         )
     for label, word in ((0, "Female"), (1, "Male")):
         if (y == label).sum() < MIN_PER_CLASS:
@@ -435,7 +436,7 @@ def adapt(
 
 def _with_head(pipeline, head):
     """A copy of ``pipeline`` with the new head; the original is untouched."""
-    if pipeline.kind == "two_stage":
+    if pipeline.route == "two_stage":
         other = pipeline.with_stage_two(head, metrics=pipeline.metrics, config=pipeline.config)
         other.concepts = pipeline.concepts
         return other

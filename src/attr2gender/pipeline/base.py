@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,10 +78,10 @@ class GenderPredictor:
     """Base of :class:`Attr2GenderPipeline` and :class:`DirectGenderClassifier`.
 
     Subclasses implement ``_predict_batch(x) -> dict[str, np.ndarray]`` with at least
-    ``male_probability`` (B,), and ``kind``.
+    ``male_probability`` (B,), and ``route`` (``"two_stage"`` or ``"direct"``).
     """
 
-    kind = ""
+    route = ""  # the class of route: "two_stage" or "direct" (a bundle's manifest calls it "kind")
     extra_columns: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()  # the ProbabilityModel output kinds this pipeline accepts
     trained_model = ""  # the training module that produces them (attr2gender.training)
@@ -98,7 +99,6 @@ class GenderPredictor:
         onnx_path: str | Path | None = None,
         metrics: dict | None = None,
         config: dict | None = None,
-        report=None,
         face_template: FaceTemplate | None = None,
         crop_layout: FaceTemplate | None = None,
         align: str = "auto",
@@ -126,7 +126,6 @@ class GenderPredictor:
         )  # decode threads/processes
         self.metrics: dict[str, float] = MetricsDict(metrics or {})  # test metrics of the run that trained it
         self.config: dict = dict(config or {})  # that run's resolved config
-        self.report = report  # the training run's TrainReport (in memory only; None for a loaded bundle)
         self._transform = EvalPreprocessing(self.preprocessing)
         self._model_hash: str | None = None
         self.onnx_path = Path(onnx_path) if onnx_path is not None else None  # model.onnx of a loaded bundle
@@ -154,6 +153,24 @@ class GenderPredictor:
         # Set by load_pretrained(): a shipped model's record (data, licences, commit, validation numbers).
         self.pretrained = None
 
+    @property
+    def kind(self) -> str:
+        """Deprecated name of :attr:`route` (``"two_stage"`` or ``"direct"``)."""
+        warnings.warn(
+            "pipeline.kind is now pipeline.route; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.route
+
+    @property
+    def report(self):
+        """Gone: a pipeline is what predicts, not what its training measured."""
+        raise AttributeError(
+            "a pipeline no longer carries its training report: train_two_stage / train_direct return it, "
+            "pipe, report = attr2gender.train_two_stage(...)"
+        )
+
     def __repr__(self) -> str:
         """One line: route, backbone and image size, stage two (two-stage), training data, test accuracy.
 
@@ -167,7 +184,7 @@ class GenderPredictor:
         hparams = getattr(self.image_model, "meta", {}).get("hparams") or {}
         backbone = self.config.get("backbone") or hparams.get("backbone") or "unknown backbone"
         crop = self.preprocessing.get("crop")
-        parts = [self.kind or "pipeline", f"{backbone} at {crop} px" if crop else str(backbone)]
+        parts = [self.route or "pipeline", f"{backbone} at {crop} px" if crop else str(backbone)]
         if hasattr(self, "stage_two"):  # the two-stage route; a stage-one-only pipeline has no model name
             parts.append(f"stage two {getattr(self.stage_two, 'model', None) or 'not fitted'}")
         data = getattr(self, "data_kind", None) or self.config.get("data_kind") or "unknown data"
@@ -267,14 +284,18 @@ class GenderPredictor:
         progress: bool | None = None,
         align: str | None = None,
         prior: str = "original",
+        original=None,
     ) -> GenderPredictor:
         """A new pipeline whose head is refitted on a user's labelled photos (``labels``: 1/0 or
         Male/Female, one per image); the image model is kept and this pipeline is unchanged. Two-stage (and
         joint): stage two is refitted on stage one's outputs; direct: the final Linear on the features it
         reads, starting from the current head and held near it (``prior="original"``; ``"none"``: from
         scratch), ``C`` the inverse strength (``"auto"``: chosen by cross-validation on the photos). ``holdout`` of the photos (stratified) is scored before and
-        after, and a drop is warned about. See :mod:`attr2gender.pipeline.adapt`."""
-        return adapt_head(self, images, labels, holdout, original_weight, C, seed, progress, align, prior)
+        after, and a drop is warned about. ``original_weight`` > 0 mixes in ``original``, the rows stage two
+        was first fitted on (``report.stage_two_data`` from training). See :mod:`attr2gender.pipeline.adapt`."""
+        return adapt_head(
+            self, images, labels, holdout, original_weight, C, seed, progress, align, prior, original=original
+        )
 
     # --- alignment of a user's photos ---
     def alignment(
@@ -329,7 +350,7 @@ class GenderPredictor:
         value_rows: list[int] = []  # the rows that got outputs, in the order of the blocks below
         blocks: dict[str, list[np.ndarray]] = {}
         show = progress if progress is not None else n >= PROGRESS_MIN_IMAGES
-        with progress_bar(total=n, desc=f"{self.kind} predict", unit="img", disable=not show) as bar:
+        with progress_bar(total=n, desc=f"{self.route} predict", unit="img", disable=not show) as bar:
             batches = stream_batches(
                 sources, self._transform, batch_size, self.num_workers, alignment, max_pixels=max_pixels
             )
@@ -479,7 +500,7 @@ class GenderPredictor:
             ({"backbone_weights": provenance} if provenance else {})
             | adapted
             | {
-                "kind": self.kind,
+                "kind": self.route,
                 "threshold": self.threshold,
                 "preprocessing": self.preprocessing,
                 "metrics": self.metrics,

@@ -11,7 +11,7 @@ from .base import GenderPredictor, _MovedToTraining
 class DirectGenderClassifier(GenderPredictor):
     """End-to-end image classifier for ``Male``; same ``predict`` surface as :class:`Attr2GenderPipeline`."""
 
-    kind = "direct"
+    route = "direct"
     trained_model = "DirectModel"
     outputs = ("softmax", "sigmoid")
 

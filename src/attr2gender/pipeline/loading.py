@@ -17,7 +17,7 @@ from .pretrained import (
     PRETRAINED_DIR,
     PretrainedRecord,
     check_pinned,
-    pretrained_kind,
+    pretrained_route,
     read_record,
 )
 from .runtime import ONNX_FILE, check_onnx_file
@@ -146,16 +146,16 @@ def bundle_face_template(directory: str | Path) -> FaceTemplate:
         ) from None
 
 
-def load_pretrained(kind: str = "two_stage", *, root: Path = PRETRAINED_DIR, pins=None, **load_options):
-    """The shipped bundle ``kind`` (``two_stage``, the default, or ``direct``), verified against the pins,
+def load_pretrained(route: str = "two_stage", *, root: Path = PRETRAINED_DIR, pins=None, **load_options):
+    """The shipped bundle of ``route`` (``two_stage``, the default, or ``direct``), verified against the pins,
     with ``pipeline.pretrained`` (a :class:`PretrainedRecord`) saying what it is. ``load_options`` are
     :func:`~attr2gender.pipeline.load_pipeline`'s (``device``, ``batch_size``, ``align``, ...)."""
-    kind = pretrained_kind(kind)
+    route = pretrained_route(route)
     pins = PINNED_SHA256 if pins is None else pins
     if not pins:
         raise BundleError("this attr2gender ships no pretrained bundle; pass a bundle folder")
-    check_pinned(root, {f"{kind}/pipeline.json": pins[f"{kind}/pipeline.json"]})
+    check_pinned(root, {f"{route}/pipeline.json": pins[f"{route}/pipeline.json"]})
     record = read_record(root, pins)
-    pipeline = load_pipeline(root / kind, **load_options)  # every other file hashed by its pipeline.json
-    pipeline.pretrained = PretrainedRecord(kind, record)
+    pipeline = load_pipeline(root / route, **load_options)  # every other file hashed by its pipeline.json
+    pipeline.pretrained = PretrainedRecord(route, record)
     return pipeline

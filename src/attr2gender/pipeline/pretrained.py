@@ -2,7 +2,7 @@
 
 :func:`~attr2gender.pipeline.loading.load_pretrained` (or ``load_pipeline()`` with no folder) returns the
 two-stage route, ``load_pretrained("direct")`` the direct one; this module holds what they are. Each is an
-ordinary bundle in ``attr2gender/pretrained/<kind>/`` (safetensors and JSON, verified file by file like any
+ordinary bundle in ``attr2gender/pretrained/<route>/`` (safetensors and JSON, verified file by file like any
 bundle) that holds only the heads: the frozen face network they read is
 dlib's, loaded from the installed ``face-recognition-models`` wheel after its SHA-256 is checked. Beside them,
 ``record.json`` says what they are: the data they learned from with its licences, the commit and command that
@@ -25,7 +25,7 @@ from ..errors import BundleError, ConfigError
 from .pretrained_pins import PINNED_SHA256
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
-PRETRAINED_KINDS = ("two_stage", "direct")
+PRETRAINED_ROUTES = ("two_stage", "direct")
 RECORD_FILE = "record.json"
 RECORD_FORMAT = 1
 # Every licence a shipped model inherits: said wherever the model describes itself.
@@ -33,11 +33,11 @@ USE_TERMS = "non-commercial research only (CelebA's and UTKFace's terms)"
 SOURCE_NAMES = {"celeba": "CelebA", "utkface": "UTKFace"}  # as their authors write them
 
 
-def pretrained_kind(kind: str) -> str:
+def pretrained_route(route: str) -> str:
     """``two_stage`` or ``direct`` (``two-stage`` accepted); a ``ConfigError`` naming the choices otherwise."""
-    name = str(kind).replace("-", "_")
-    if name not in PRETRAINED_KINDS:
-        raise ConfigError(f"pretrained kind {kind!r} is not one of two-stage, direct")
+    name = str(route).replace("-", "_")
+    if name not in PRETRAINED_ROUTES:
+        raise ConfigError(f"pretrained route {route!r} is not one of two-stage, direct")
     return name
 
 
@@ -65,12 +65,12 @@ def check_pinned(root: Path, pins: dict[str, str]) -> None:
 class PretrainedRecord:
     """What ``record.json`` says of one shipped bundle, and its one-line and Markdown descriptions."""
 
-    kind: str
+    route: str  # two_stage or direct
     record: dict  # the whole record.json: commit, command, training data, each bundle's numbers
 
     @property
     def numbers(self) -> dict:
-        return self.record["bundles"][self.kind]
+        return self.record["bundles"][self.route]
 
     @property
     def commit(self) -> str:
@@ -91,7 +91,7 @@ class PretrainedRecord:
         celeba = n["celeba_test"]
         wild = n.get("wild_dev", {}).get("all")
         text = (
-            f"attr2gender pretrained {self.kind.replace('_', '-')} face model (commit {self.commit}; "
+            f"attr2gender pretrained {self.route.replace('_', '-')} face model (commit {self.commit}; "
             f"{self.data_text()}; {USE_TERMS}): CelebA test people {percent_ci(celeba)}"
         )
         if wild:

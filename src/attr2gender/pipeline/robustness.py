@@ -54,7 +54,7 @@ def corruption_accuracy(
     probabilities = {}
     versions = corrupted_versions(images, corruptions, seed)
     for name, shown in tqdm(
-        versions, total=1 + len(corruptions), desc=f"CelebA-C ({pipeline.kind})", disable=not progress
+        versions, total=1 + len(corruptions), desc=f"CelebA-C ({pipeline.route})", disable=not progress
     ):
         if len(shown) != len(male):
             raise ValueError(f"{len(shown)} images but {len(male)} Male labels")

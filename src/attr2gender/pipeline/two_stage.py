@@ -147,7 +147,7 @@ def _short_name(predictions: pd.DataFrame, i: int) -> str:
 class Attr2GenderPipeline(GenderPredictor):
     """Stage one (CNN, 39 attributes) + stage two (tabular, attributes -> Male)."""
 
-    kind = "two_stage"
+    route = "two_stage"
     trained_model = "AttributeModel"
     outputs = ("multilabel",)
     extra_columns = ("attributes",)
@@ -169,7 +169,6 @@ class Attr2GenderPipeline(GenderPredictor):
             cache_dir  # on-disk cache of stage one's outputs for file paths (no pickle); None = off
         )
         self.last_cache_hit = False  # whether the last attribute_probabilities call was served from the cache
-        self.stage_two_data = None  # what stage two was fitted on (set by fit; kept in memory, not saved)
         self.edited_from: StageTwoClassifier | None = None  # stage two before a concept edit
         # Concept quality on validation (set by training, stored in bundles): None when unknown (built from
         # parts, or a bundle saved before it was recorded).
@@ -291,27 +290,32 @@ class Attr2GenderPipeline(GenderPredictor):
         stage_two: StageTwoClassifier,
         metrics: dict | None = None,
         config: dict | None = None,
-        report=None,
     ) -> Attr2GenderPipeline:
-        """The same stage one with another stage two (no retraining of the CNN); ``metrics``, ``config`` and
-        ``report`` describe the new pipeline (the config defaults to this one's)."""
+        """The same stage one with another stage two (no retraining of the CNN); ``metrics`` and ``config``
+        describe the new pipeline (the config defaults to this one's)."""
         _check_stage_two_columns(stage_two)
         other = copy.copy(self)  # the same stage one, runtime, cache and settings
-        other.stage_two, other.report = stage_two, report
+        other.stage_two = stage_two
         other.metrics = MetricsDict(metrics or {})
         other.config = dict(self.config if config is None else config)
-        other.stage_two_data, other.edited_from = None, None
+        other.edited_from = None
         other.temperature = 1.0  # fitted for the old stage two's probabilities
         return other
 
     # --- concept editing ---
     def without_attributes(
-        self, names, images=None, truth: pd.DataFrame | None = None, objective: str = "erm"
+        self,
+        names,
+        images=None,
+        truth: pd.DataFrame | None = None,
+        objective: str = "erm",
+        data: StageTwoData | None = None,
     ) -> Attr2GenderPipeline:
         """A new pipeline whose stage two is refitted without the attributes ``names`` (for logistic
         regression their coefficient is fixed at 0; LightGBM never sees them). Stage one is not retrained.
 
-        Refits on the rows stage two was fitted on (kept in memory after ``fit``), or on ``images`` whose
+        Refits on ``data``, the rows stage two was fitted on (``report.stage_two_data`` from
+        ``train_two_stage``), or on ``images`` whose
         true attributes are ``truth`` (a DataFrame with the 40 CelebA columns, one row per image; stage
         one's outputs come from its cache when the images are paths). ``objective="worst_group"`` refits
         for the worst Male x makeup group instead of the average."""
@@ -334,12 +338,10 @@ class Attr2GenderPipeline(GenderPredictor):
                 None,
                 kind,
             )
-        elif self.stage_two_data is not None:
-            data = self.stage_two_data
-        else:
+        elif data is None:
             raise ValueError(
-                "this pipeline does not hold the rows its stage two was fitted on (it was loaded or "
-                "built from parts): pass images= and truth= to refit on"
+                "refit on what? pass data=report.stage_two_data (the rows stage two was fitted on, from "
+                "train_two_stage), or images= and truth= to refit on"
             )
         params = self.stage_two.get_params()
         exclude = list(dict.fromkeys([*params.get("exclude", ()), *names]))
@@ -353,7 +355,6 @@ class Attr2GenderPipeline(GenderPredictor):
             seed=params["random_state"],
         )
         edited = self.with_stage_two(stage_two)
-        edited.stage_two_data = data
         edited.edited_from = self.edited_from or self.stage_two
         edited.config = dict(self.config) | {"stage_two_exclude": exclude}
         return edited

@@ -27,7 +27,7 @@ def plot_comparison(
     difference_label: str = "Two-stage minus direct accuracy",
 ) -> Figure:
     """A grid of small panels, one per metric, titled in words ("Worst-group accuracy", "Calibration error
-    (ECE)"); in each, one bar per approach with its value written on it. ``difference`` (point, low, high;
+    (ECE)"); in each, one bar per route with its value written on it. ``difference`` (point, low, high;
     proportions) makes the first panel the paired difference with its CI, in points, against 0: the answer
     a reader wants, where two bars of 0.738 and 0.739 say nothing. The axes start at 0 (``zoom=True`` starts
     them near the smallest value, and says so: it makes any gap look large).
@@ -39,7 +39,7 @@ def plot_comparison(
     :data:`MAX_COLUMNS` columns, so the PNG stays within about 1,600 px wide (at 120 dpi) however many
     metrics there are; more metrics add rows.
     """
-    approaches = list(metrics)
+    routes = list(metrics)
     if metric_names is None:
         seen: list[str] = []
         for m in metrics.values():
@@ -48,15 +48,15 @@ def plot_comparison(
                     continue
                 seen.append(key)
         metric_names = seen
-    metric_names = [k for k in metric_names if any(_finite(metrics[a].get(k)) for a in approaches)]
-    if not approaches or not metric_names:
+    metric_names = [k for k in metric_names if any(_finite(metrics[a].get(k)) for a in routes)]
+    if not routes or not metric_names:
         return _message_figure(title, "no metrics to compare", path)
 
     palette = ["#2b6cb0", "#dd6b20", "#2f855a", "#805ad5", "#c53030", "#718096"]
-    colors = [palette[i % len(palette)] for i in range(len(approaches))]
-    labels = [a.replace("_", " ") for a in approaches]
+    colors = [palette[i % len(palette)] for i in range(len(routes))]
+    labels = [a.replace("_", " ") for a in routes]
     headline = difference is not None and all(_finite(v) for v in difference)
-    k, n = len(approaches), len(metric_names) + int(headline)
+    k, n = len(routes), len(metric_names) + int(headline)
     rows, cols = _comparison_grid(n)
     panel_w, panel_h = (3.7, 2.9) if cols <= 3 else (3.2, 2.7)
     fig = _new_figure(max(5.0, cols * panel_w), rows * panel_h + 0.9)
@@ -67,9 +67,9 @@ def plot_comparison(
         any_ci = True
     for j, key in enumerate(metric_names, start=int(headline)):
         ax = fig.add_subplot(rows, cols, j + 1)
-        vals = np.array([_num(metrics[a].get(key)) for a in approaches])
-        lows = np.array([_num(metrics[a].get(f"{key}_ci_low")) for a in approaches])
-        highs = np.array([_num(metrics[a].get(f"{key}_ci_high")) for a in approaches])
+        vals = np.array([_num(metrics[a].get(key)) for a in routes])
+        lows = np.array([_num(metrics[a].get(f"{key}_ci_low")) for a in routes])
+        highs = np.array([_num(metrics[a].get(f"{key}_ci_high")) for a in routes])
         ax.bar(x, np.nan_to_num(vals), width=0.7, color=colors)
         has_ci = np.isfinite(lows) & np.isfinite(highs) & np.isfinite(vals)
         if has_ci.any():

@@ -62,6 +62,9 @@ class TrainReport:
     concept_worst: dict[str, float] = field(default_factory=dict)  # two-stage: the 5 worst concepts, test
     # The labelled faces' held-out sides ("val", "test"), scored per age band and race; empty without them.
     labelled: dict[str, LabelledSideEvaluation] = field(default_factory=dict)
+    # two-stage: the rows stage two was fitted on (in memory only): what concept editing
+    # (pipe.without_attributes(..., data=)) and adapt(original=) refit on
+    stage_two_data: StageTwoData | None = None
 
 
 def prediction_metrics(
@@ -307,12 +310,12 @@ def train_two_stage(
         leakage=leakage,
         stage_one_cache=cache_state,
         labelled=labelled,
+        stage_two_data=data,
     )
     report.concept_worst = test_concepts["concept_worst"]
-    pipeline = stage_one.with_stage_two(stage_two, metrics=metrics, config=config.to_dict(), report=report)
+    pipeline = stage_one.with_stage_two(stage_two, metrics=metrics, config=config.to_dict())
     pipeline.temperature = scored.temperature
     pipeline.concepts = concepts
-    pipeline.stage_two_data = data
     pipeline.training_data = training_data_record(config, result, {"train": labelled_rows})
     return pipeline, report
 
@@ -501,7 +504,6 @@ def train_direct(
         inputs.preprocessing,
         metrics=metrics,
         config=config.to_dict(),
-        report=report,
         **settings,
     )
     pipeline.training_data = training_data_record(config, result)
