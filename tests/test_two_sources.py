@@ -116,7 +116,7 @@ def test_a_joint_model_learns_concepts_from_celeba_rows_and_male_from_both(small
     pipe, report = _train_small(train_two_stage, small_runs["tmp"], mode="joint", run_name="joint")
     assert set(report.train_result.sources["train"]) == {"celeba", "utkface"}
     history = report.train_result.history
-    assert np.isfinite(history["val_mean_auc"]).all()  # concepts scored on CelebA's rows only
+    assert np.isfinite(history["val_concept_mean_auc"]).all()  # concepts scored on CelebA's rows only
     assert "labelled_val_accuracy" in pipe.metrics
 
 

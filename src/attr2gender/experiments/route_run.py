@@ -449,8 +449,9 @@ def write_run_artifacts(
         tables["slices"] = slices.reset_index()
     for evaluation in getattr(report, "labelled", {}).values():
         out |= labelled_artifacts(evaluation, title, plots_dir, reports_dir, tables)
-    ece = reports.expected_calibration_error(y, prob)
-    brier = reports.brier_score(y, prob)
+    # ECE and Brier were computed once, with the test metrics (training.routes.prediction_metrics); the bins
+    # are what the table and the reliability plot draw.
+    ece, brier = float(report.metrics["ece"]), float(report.metrics["brier"])
     bins = reports.calibration_bins(y, prob)
     (reports_dir / "calibration.md").write_text(
         f"# Calibration ({title}, test split)\n\nECE (15 bins, top-label): {ece:.4f}; Brier score: {brier:.4f}"

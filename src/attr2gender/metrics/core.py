@@ -346,6 +346,7 @@ RENAMED_METRICS = {
     "attr_mean_auc": "concept_mean_auc",
     "val_attr_mean_accuracy": "val_concept_mean_accuracy",
     "val_mean_acc": "val_concept_mean_accuracy",
+    "val_mean_auc": "val_concept_mean_auc",
     "attr_mean_ece": "concept_mean_ece",
 }
 

@@ -449,6 +449,5 @@ def _with_head(pipeline, head):
     other.set_runtime(
         "torch" if pipeline.runtime in ("auto", "onnx") else pipeline.runtime, pipeline.precision
     )
-    other.report = None
     other.pretrained = None  # no longer the shipped model its record describes
     return other
