@@ -196,7 +196,8 @@ def test_each_run_records_few_metrics_and_keeps_the_detail_in_a_json_and_a_table
         Path(client.download_artifacts(compared["runs"]["two_stage"].info.run_id, DETAIL_JSON)).read_text()
     )
     assert {"test_attr_accuracy_Bald", "test_group_n_female_no_makeup", "bundle_bytes"} <= set(two["metrics"])
-    assert [step for step, _ in two["per_step"]["train_concept_mean_accuracy"]] == [0]  # per epoch, not a chart
+    # per epoch, not a chart
+    assert [step for step, _ in two["per_step"]["train_concept_mean_accuracy"]] == [0]
     assert "train_concept_mean_accuracy" not in compared["runs"]["two_stage"].data.metrics
     assert "test_attr_accuracy_Bald" not in compared["runs"]["two_stage"].data.metrics
     table = json.loads(
