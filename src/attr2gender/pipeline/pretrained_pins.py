@@ -2,7 +2,7 @@
 pretrained loader reads first: each bundle's ``pipeline.json`` (which hashes the rest) and ``record.json``."""
 
 PINNED_SHA256: dict[str, str] = {
-    "two_stage/pipeline.json": "740f0873167b2ffcbf477aec32b58003fa9e1840c0b38fb6803d6f2bf3b5ebc8",
-    "direct/pipeline.json": "1df0b8fc92646c1403319f06213e7f2cdf59e8c31ff17360bf635ca5aad32e33",
-    "record.json": "b1667146832cb1865acb027fc942b7468c6283153f5e8b7492db5be535328b6f",
+    "two_stage/pipeline.json": "dd3c4ad5885ae8bde64aa0edc996c8869e1afa6616c9ce989187de091d4680a9",
+    "direct/pipeline.json": "9dd5c4523d609d1e49fc35fa132ca765bbf8581a1f491e90c8bf1799a7cd9dcb",
+    "record.json": "43ef6805fa6980ddc0b0084a137d0bf11cd47cfde172cc6209795647034b8371",
 }
