@@ -253,7 +253,7 @@ def untrained():
 
 def test_evaluate_pipeline_agrees_with_a_hand_count(labelled, untrained, tmp_path):
     import attr2gender
-    from attr2gender.experiments.evaluation import evaluate_pipeline
+    from attr2gender.pipeline.evaluation import evaluate_pipeline
 
     assert attr2gender.evaluate_pipeline is evaluate_pipeline  # on the public surface, next to slice_report
 
@@ -289,8 +289,8 @@ def test_evaluate_pipeline_agrees_with_a_hand_count(labelled, untrained, tmp_pat
 
 def test_concept_quality_only_for_two_stage_given_the_attributes(labelled, untrained):
     from attr2gender.data import STAGE_ONE_ATTRIBUTES
-    from attr2gender.experiments.evaluation import evaluate_pipeline
     from attr2gender.metrics import concept_quality
+    from attr2gender.pipeline.evaluation import evaluate_pipeline
 
     images, attrs = labelled
     male = attrs["Male"].to_numpy()
@@ -316,7 +316,7 @@ def test_concept_quality_only_for_two_stage_given_the_attributes(labelled, untra
 
 
 def test_evaluate_pipeline_refuses_bad_input_before_predicting(labelled, untrained):
-    from attr2gender.experiments.evaluation import evaluate_pipeline
+    from attr2gender.pipeline.evaluation import evaluate_pipeline
 
     images, attrs = labelled
     pipe = untrained["direct"]
@@ -329,7 +329,7 @@ def test_evaluate_pipeline_refuses_bad_input_before_predicting(labelled, untrain
 
 
 def test_nothing_scored_gives_nan_not_a_number_that_looks_measured():
-    from attr2gender.experiments.evaluation import evaluate_probabilities
+    from attr2gender.pipeline.evaluation import evaluate_probabilities
 
     ev = evaluate_probabilities(
         [1, 0, 1], [np.nan] * 3, attributes=_truth(3).assign(Heavy_Makeup=0, Wearing_Lipstick=1)

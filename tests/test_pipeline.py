@@ -75,6 +75,15 @@ def test_fit_reports_metrics_with_shared_names(fitted, reports):
     assert two.metrics["stage_two_rows"] == len(two_report.train_result.datamodule.splits.val)
     assert two.stage_two.input_kind == "probability"  # fitted on stage one's held-out probabilities
     assert direct_report.test_male_probability.shape == (len(direct_report.test_ids),)
+    # One evaluation per run, computed once in training: the flat metrics and the tables read it.
+    for pipe, report in ((two, two_report), (direct, direct_report)):
+        evaluation = report.evaluation.to_dict()
+        assert evaluation["n"] == len(report.test_ids) and evaluation["accuracy"] == pytest.approx(pipe.metrics["accuracy"])
+        assert evaluation["ci_low"] <= evaluation["accuracy"] <= evaluation["ci_high"]
+        assert report.group_table is report.evaluation.groups
+        assert (
+            pipe.metrics["ece"] == report.evaluation.ece and pipe.metrics["brier"] == report.evaluation.brier
+        )
     with pytest.warns(DeprecationWarning, match="pipeline.kind is now pipeline.route"):
         assert direct.kind == direct.route == "direct"
     with pytest.raises(AttributeError, match="train_two_stage / train_direct return it"):

@@ -27,8 +27,8 @@ _EXPORTS = {
     "load_preset": "attr2gender.config",
     "StageTwoClassifier": "attr2gender.tabular",
     "create_backbone": "attr2gender.models",
-    "slice_report": "attr2gender.experiments.evaluation",
-    "evaluate_pipeline": "attr2gender.experiments.evaluation",
+    "slice_report": "attr2gender.pipeline.evaluation",
+    "evaluate_pipeline": "attr2gender.pipeline.evaluation",
 }
 __all__ = [*_EXPORTS, *_ERRORS, "__version__"]
 

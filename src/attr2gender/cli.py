@@ -24,6 +24,18 @@ import time
 import warnings
 from pathlib import Path
 
+from .cli_args import (
+    MAX_SIDE,
+    MIN_SIDE,
+    bundle_and_images,
+    check_device,
+    check_output_path,
+    image_side,
+    non_negative_float,
+    positive_int,
+    seed_number,
+    shown,
+)
 from .config import FIELDS, list_presets, load_preset, parse_overrides, preset_text
 from .constants import ALIGN_MODES, FACE_MODES, FALLBACKS, MIN_EYE_DISTANCE
 from .errors import Attr2GenderError, UsageError
@@ -91,76 +103,13 @@ def _train(args) -> int:
     return 0
 
 
-def _check_output_path(out: Path, flag: str = "--out") -> None:
-    """Before any work: ``out`` can be written. Its folder exists and is writable, and the file itself can
-    be created (a name too long, or a place like /proc, is found now, not after minutes of predicting)."""
-    folder = out.expanduser().resolve().parent
-    if not folder.is_dir():
-        raise UsageError(f"{flag} {out}: the folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{flag} {out}: the folder {folder} is not writable; choose another path")
-    try:
-        if out.is_dir():
-            raise UsageError(f"{flag} {out} is a folder; give a file path such as {out / 'predictions.csv'}")
-        if out.exists():
-            if not os.access(out, os.W_OK):
-                raise UsageError(f"{flag} {out} exists and is not writable; choose another path")
-            return
-        os.close(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-    except OSError as exc:  # a name too long, a place like /proc
-        raise UsageError(f"{flag} {out}: cannot create it ({exc.strerror}); choose another path") from None
-    os.unlink(out)
-
-
-def _shown(name) -> str:
-    """A file name as a terminal can print it: bytes that are not UTF-8 as \\xNN escapes."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace") if isinstance(name, str) else f"#{name}"
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is visible here; use --device auto or cpu")
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise UsageError(f"--device {device!r} is not valid; choose auto, cpu or cuda (cuda:N)")
-
-
-BUNDLE_MARKERS = ("pipeline.json", "model.json", "model.safetensors")  # a folder holding any is a bundle
-
-
-def _bundle_and_images(paths: list[Path], pretrained: str | None) -> tuple[Path | None, list[Path]]:
-    """(bundle folder or None for the shipped model, the images): the first path is a bundle when it is a
-    folder holding a bundle's files; otherwise every path is an image or a folder of them."""
-    from .data.images import IMAGE_EXTENSIONS
-
-    first = paths[0]
-    is_bundle = first.is_dir() and any((first / name).is_file() for name in BUNDLE_MARKERS)
-    if pretrained is not None:
-        if is_bundle:
-            raise UsageError(
-                f"{first} is a bundle and --pretrained {pretrained} names the shipped one; give one"
-            )
-        return None, paths
-    if is_bundle:
-        if len(paths) == 1:
-            raise UsageError(f"{first} is a bundle; give the images to predict after it")
-        return first, paths[1:]
-    if not first.exists() and len(paths) > 1 and first.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise UsageError(
-            f"{first}: no such bundle folder or image; give a folder written by pipeline.save(), or only "
-            "images to use the shipped model"
-        )
-    return None, paths
-
-
 def _predict(args) -> int:
     from .pipeline import load_pipeline, load_pretrained
 
-    bundle, image_paths = _bundle_and_images(args.paths, args.pretrained)
+    bundle, image_paths = bundle_and_images(args.paths, args.pretrained)
     if args.out is not None:
-        _check_output_path(args.out)
-    _check_device(args.device)
+        check_output_path(args.out)
+    check_device(args.device)
     options = dict(
         device=args.device, batch_size=args.batch_size, runtime=args.runtime, precision=args.precision
     )
@@ -196,7 +145,7 @@ def _predict(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     if not found:
         print(
-            f"error: no images found in {', '.join(map(_shown, images))}; give image files or folders of them",
+            f"error: no images found in {', '.join(map(shown, images))}; give image files or folders of them",
             file=sys.stderr,
         )
         return 3
@@ -207,7 +156,7 @@ def _predict(args) -> int:
         frame = explanation.predictions
         for i, name in enumerate(frame["image"]):
             if not frame["male_probability"].isna().iloc[i]:
-                print(f"{_shown(name)}{_face_of(frame, i)}: {explanation.line(i, 3)}", file=sys.stderr)
+                print(f"{shown(name)}{_face_of(frame, i)}: {explanation.line(i, 3)}", file=sys.stderr)
     else:
         frame = pipeline.predict(images, progress=progress, **alignment)
     failed = int(frame["male_probability"].isna().sum())  # a whole-image fallback has a note, not a failure
@@ -430,7 +379,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="inference timing: batch:images pairs (default 1:16,64:128)",
     )
     parser.add_argument(
-        "--latency-repeats", type=_positive_int, default=3, help="timed calls per batch size (median)"
+        "--latency-repeats", type=positive_int, default=3, help="timed calls per batch size (median)"
     )
     parser.add_argument(
         "overrides", nargs="*", help="key=value config overrides, e.g. epochs=2 backbone=vgg16"
@@ -480,12 +429,12 @@ def _add_run_parsers(sub) -> None:
     p.add_argument(
         "--seeds",
         nargs="+",
-        type=_seed,
+        type=seed_number,
         metavar="N",
         help="one comparison per seed (split, initialisation and data order change; split=auto becomes "
         "identity), reported as mean ± std across seeds; put key=value overrides before --seeds",
     )
-    p.add_argument("--bootstrap", type=_positive_int, default=2000, help="resamples for the accuracy-loss CI")
+    p.add_argument("--bootstrap", type=positive_int, default=2000, help="resamples for the accuracy-loss CI")
     p.add_argument(
         "--corruptions",
         action="store_true",
@@ -520,52 +469,11 @@ def _add_alignment_arguments(parser: argparse.ArgumentParser, with_none: bool) -
     )
     parser.add_argument(
         "--min-eye-distance",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=MIN_EYE_DISTANCE,
         metavar="PX",
         help=f"smaller faces are refused (default {MIN_EYE_DISTANCE:g} px between the eyes)",
     )
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of pixels >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of pixels >= 0, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        hint = " (put key=value overrides before --seeds)" if "=" in text else ""
-        raise argparse.ArgumentTypeError(f"must be a seed (an integer >= 0), got {text!r}{hint}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a seed (an integer >= 0), got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-MIN_SIDE, MAX_SIDE = 16, 1024  # synthetic faces: below 16 px nothing is drawn; above 1024, gigabytes
-
-
-def _image_side(text: str) -> int:
-    value = _positive_int(text)
-    if not MIN_SIDE <= value <= MAX_SIDE:
-        raise argparse.ArgumentTypeError(f"must be from {MIN_SIDE} to {MAX_SIDE} px, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -585,11 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data_summary)
     p = dsub.add_parser("synth", help="write a synthetic CelebA in the standard layout")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--n", type=_positive_int, default=2000, help="number of images (default 2000)")
+    p.add_argument("--n", type=positive_int, default=2000, help="number of images (default 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--size",
-        type=_image_side,
+        type=image_side,
         default=128,
         help=f"image side in px, {MIN_SIDE} to {MAX_SIDE} (default 128)",
     )
@@ -636,9 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which shipped model answers when no bundle is given (default two-stage)",
     )
     p.add_argument("--out", type=Path, help="CSV path (default: stdout)")
-    p.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)"
-    )
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default 64)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     for flag, choices, text in (
         (

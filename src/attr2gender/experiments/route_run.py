@@ -18,7 +18,7 @@ from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.groups import GROUPINGS, group_ids, slice_masks
 from ..data.images import load_image
 from ..data.transforms import eval_transform_from_spec
-from ..metrics import accuracy_ci, shown, worst_group_name
+from ..metrics import shown, worst_group_name
 from ..models.internals import feature_maps_of, first_conv
 from ..pipeline.bundle import disk_bytes, share_identical
 from ..pipeline.concept_quality import NOT_CONCEPTS
@@ -86,12 +86,12 @@ def logged_metrics(pipeline, report) -> dict[str, float]:
 
 
 def _headline_ci(pipeline, report) -> dict[str, float]:
-    """``headline_accuracy_ci_low`` / ``_high``: its 95 % percentile bootstrap CI over the test images."""
-    y, prob = getattr(report, "test_male", None), getattr(report, "test_male_probability", None)
-    if y is None or prob is None or len(y) == 0:
+    """``headline_accuracy_ci_low`` / ``_high``: its 95 % percentile bootstrap CI over the test images, as
+    the run's evaluation computed it (once, in training)."""
+    evaluation = getattr(report, "evaluation", None)
+    if evaluation is None or not evaluation.n:
         return {}
-    _, low, high = accuracy_ci(y, prob, threshold=pipeline.threshold, n_boot=1000, seed=0)
-    return {"headline_accuracy_ci_low": low, "headline_accuracy_ci_high": high}
+    return {"headline_accuracy_ci_low": evaluation.ci_low, "headline_accuracy_ci_high": evaluation.ci_high}
 
 
 def run_description(route: str, config: RunConfig, pipeline, synthetic: bool) -> str:
@@ -419,6 +419,9 @@ def write_run_artifacts(
             top=20,
             title="Which concepts carry the decision (permutation importance)",
         )
+    if getattr(report, "evaluation", None) is not None:  # the run's evaluation, as computed once in training
+        (reports_dir / "evaluation.json").write_text(json.dumps(report.evaluation.to_dict(), indent=1))
+        out["evaluation"] = reports_dir / "evaluation.json"
     if report.group_table is not None:
         report.group_table.to_csv(reports_dir / "groups.csv")
         (reports_dir / "groups.md").write_text(

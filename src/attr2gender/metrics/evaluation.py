@@ -1,6 +1,6 @@
 """What an evaluation measured, as one record: :class:`Evaluation`. Computed by
-:func:`attr2gender.experiments.evaluation.evaluate_pipeline` (a pipeline on labelled images) and
-:func:`~attr2gender.experiments.evaluation.evaluate_probabilities` (probabilities already computed); read by
+:func:`attr2gender.pipeline.evaluation.evaluate_pipeline` (a pipeline on labelled images) and
+:func:`~attr2gender.pipeline.evaluation.evaluate_probabilities` (probabilities already computed); read by
 reports, comparisons and benchmarks through :meth:`Evaluation.summary` (flat scalars) and
 :meth:`Evaluation.to_dict` (everything, JSON-ready)."""
 

@@ -16,14 +16,13 @@ import pandas as pd
 from ..config import RunConfig, build_config, load_preset
 from ..data.attributes import STAGE_ONE_ATTRIBUTES, TARGET
 from ..data.faces import FaceTemplate, measure_template
-from ..data.groups import CELEBA_SOURCE, age_bands, group_masks, slice_masks
+from ..data.groups import CELEBA_SOURCE, age_bands, slice_masks
 from ..metrics import (
+    Evaluation,
     MetricsDict,
     binary_metrics,
-    brier_score,
     concept_quality,
     expected_calibration_error,
-    group_accuracy_table,
     group_metrics,
     slice_metrics,
     slice_table,
@@ -31,6 +30,7 @@ from ..metrics import (
 from ..pipeline.concept_quality import ConceptRecord
 from ..pipeline.concepts import Leakage, leakage_report
 from ..pipeline.direct import DirectGenderClassifier
+from ..pipeline.evaluation import evaluate_probabilities
 from ..pipeline.two_stage import Attr2GenderPipeline, male_probability
 from ..tabular.fitting import StageTwoData, fit_stage_two
 from .calibration import fit_temperature
@@ -53,7 +53,9 @@ class TrainReport:
     stage_two_rows: int = 0  # rows stage two was fitted on
     timings: dict[str, float] = field(default_factory=dict)  # seconds: stage_one_train, stage_two_fit, ...
     test_truth: pd.DataFrame | None = None  # the 40 true attributes of the test images (groups, slices)
-    group_table: pd.DataFrame | None = None  # Male accuracy per group with CIs (see attr2gender.metrics)
+    # The test side's evaluation, computed once: accuracy and ECE with CIs, Brier, AUC, every group's
+    # accuracy and the worst group (attr2gender.metrics.Evaluation; .to_dict() for a file)
+    evaluation: Evaluation | None = None
     slice_table: pd.DataFrame | None = None  # fairness slices: accuracy, false-male/-female rates, CIs
     # two-stage: "off" (no cache_dir), "miss" or "hit" (some untimed pass read stage one's outputs from disk;
     # timed passes never do)
@@ -66,18 +68,27 @@ class TrainReport:
     # (pipe.without_attributes(..., data=)) and adapt(original=) refit on
     stage_two_data: StageTwoData | None = None
 
+    @property
+    def group_table(self) -> pd.DataFrame | None:
+        """Male accuracy per group with CIs: the evaluation's (one table, read where it is shown)."""
+        return None if self.evaluation is None else self.evaluation.groups
+
 
 def prediction_metrics(
     male: np.ndarray, prob: np.ndarray, truth: pd.DataFrame, threshold: float, seed: int = 0
-) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
-    """Binary metrics, calibration (``ece``, ``brier``), the worst group and every group's accuracy
-    (Male x makeup, Male x blond), and the fairness slices; returns (metrics, group table, slice table)."""
+) -> tuple[dict[str, float], Evaluation, pd.DataFrame]:
+    """The test side's evaluation, computed once (:func:`attr2gender.pipeline.evaluation.evaluate_probabilities`:
+    accuracy with its CI, AUC, ECE with its CI, Brier, every group's accuracy and the worst group, by the one
+    rule), the binary metrics and CelebA's fairness slices; returns (flat metrics, the evaluation, the slice
+    table). The flat metrics read the evaluation, never compute its numbers again."""
+    evaluation = evaluate_probabilities(male, prob, threshold, attributes=truth, seed=seed)
     metrics = {k: float(v) for k, v in binary_metrics(male, prob, threshold=threshold).items()}
-    metrics |= {"ece": expected_calibration_error(male, prob), "brier": brier_score(male, prob)}
-    table = group_accuracy_table(male, prob, group_masks(truth), threshold=threshold, seed=seed)
+    metrics |= {"ece": evaluation.ece, "brier": evaluation.brier}
     slices = slice_table(male, prob, slice_masks(truth), threshold=threshold, seed=seed)
-    metrics |= group_metrics(table, metrics["accuracy"]) | slice_metrics(slices, metrics["accuracy"])
-    return metrics, table, slices
+    metrics |= group_metrics(evaluation.groups, metrics["accuracy"]) | slice_metrics(
+        slices, metrics["accuracy"]
+    )
+    return metrics, evaluation, slices
 
 
 def validation_temperature(pipeline, celeba, splits, config: RunConfig) -> float:
@@ -229,7 +240,7 @@ def train_two_stage(
         np.mean([expected_calibration_error(truth[:, j], probs[ok][:, j]) for j in range(truth.shape[1])])
     )
     test_truth = celeba.attributes.loc[test_ids]
-    male_metrics, table, slices = prediction_metrics(
+    male_metrics, evaluation, slices = prediction_metrics(
         male, male_prob, test_truth, config.threshold, config.seed
     )
     metrics |= male_metrics | stage_two_info | {"temperature": scored.temperature}
@@ -305,7 +316,7 @@ def train_two_stage(
         stage_two_rows=len(data.y),
         timings=timings,
         test_truth=test_truth,
-        group_table=table,
+        evaluation=evaluation,
         slice_table=slices,
         leakage=leakage,
         stage_one_cache=cache_state,
@@ -468,7 +479,9 @@ def train_direct(
     male = celeba.male(test_ids)
     male_prob = frame.loc[ok, "male_probability"].to_numpy()
     test_truth = celeba.attributes.loc[test_ids]
-    metrics, table, slices = prediction_metrics(male, male_prob, test_truth, config.threshold, config.seed)
+    metrics, evaluation, slices = prediction_metrics(
+        male, male_prob, test_truth, config.threshold, config.seed
+    )
     metrics |= result.kept_validation()
     metrics |= {
         "temperature": settings["temperature"],
@@ -495,7 +508,7 @@ def train_direct(
         metrics=metrics,
         timings={"train": result.train_seconds, "test_inference": seconds},
         test_truth=test_truth,
-        group_table=table,
+        evaluation=evaluation,
         slice_table=slices,
         labelled=labelled,
     )

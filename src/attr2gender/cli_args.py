@@ -1,0 +1,115 @@
+"""What the command line accepts, checked before any work: argument types (a positive int, a seed, a side in
+pixels), an output path that can be written, a device that is there, and which path of ``predict`` is a
+bundle. Each failure is a :class:`~attr2gender.errors.UsageError` (exit 2, one ``error:`` line) or an
+``argparse`` type error; :mod:`attr2gender.cli` builds the commands from these."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .errors import UsageError
+
+MIN_SIDE, MAX_SIDE = 16, 1024  # synthetic faces: below 16 px nothing is drawn; above 1024, gigabytes
+
+
+def check_output_path(out: Path, flag: str = "--out") -> None:
+    """Before any work: ``out`` can be written. Its folder exists and is writable, and the file itself can
+    be created (a name too long, or a place like /proc, is found now, not after minutes of predicting)."""
+    folder = out.expanduser().resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {out}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {out}: the folder {folder} is not writable; choose another path")
+    try:
+        if out.is_dir():
+            raise UsageError(f"{flag} {out} is a folder; give a file path such as {out / 'predictions.csv'}")
+        if out.exists():
+            if not os.access(out, os.W_OK):
+                raise UsageError(f"{flag} {out} exists and is not writable; choose another path")
+            return
+        os.close(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError as exc:  # a name too long, a place like /proc
+        raise UsageError(f"{flag} {out}: cannot create it ({exc.strerror}); choose another path") from None
+    os.unlink(out)
+
+
+def shown(name) -> str:
+    """A file name as a terminal can print it: bytes that are not UTF-8 as \\xNN escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace") if isinstance(name, str) else f"#{name}"
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is visible here; use --device auto or cpu")
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise UsageError(f"--device {device!r} is not valid; choose auto, cpu or cuda (cuda:N)")
+
+
+BUNDLE_MARKERS = ("pipeline.json", "model.json", "model.safetensors")  # a folder holding any is a bundle
+
+
+def bundle_and_images(paths: list[Path], pretrained: str | None) -> tuple[Path | None, list[Path]]:
+    """(bundle folder or None for the shipped model, the images): the first path is a bundle when it is a
+    folder holding a bundle's files; otherwise every path is an image or a folder of them."""
+    from .data.images import IMAGE_EXTENSIONS  # lazy: --help stays instant (images imports Pillow, numpy)
+
+    first = paths[0]
+    is_bundle = first.is_dir() and any((first / name).is_file() for name in BUNDLE_MARKERS)
+    if pretrained is not None:
+        if is_bundle:
+            raise UsageError(
+                f"{first} is a bundle and --pretrained {pretrained} names the shipped one; give one"
+            )
+        return None, paths
+    if is_bundle:
+        if len(paths) == 1:
+            raise UsageError(f"{first} is a bundle; give the images to predict after it")
+        return first, paths[1:]
+    if not first.exists() and len(paths) > 1 and first.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise UsageError(
+            f"{first}: no such bundle folder or image; give a folder written by pipeline.save(), or only "
+            "images to use the shipped model"
+        )
+    return None, paths
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of pixels >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of pixels >= 0, got {text}")
+    return value
+
+
+def seed_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        hint = " (put key=value overrides before --seeds)" if "=" in text else ""
+        raise argparse.ArgumentTypeError(f"must be a seed (an integer >= 0), got {text!r}{hint}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a seed (an integer >= 0), got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def image_side(text: str) -> int:
+    value = positive_int(text)
+    if not MIN_SIDE <= value <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_SIDE} to {MAX_SIDE} px, got {value}")
+    return value
