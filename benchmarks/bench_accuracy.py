@@ -42,10 +42,10 @@ from attr2gender.config import load_preset  # noqa: E402
 from attr2gender.data import STAGE_ONE_ATTRIBUTES, TARGET, load_celeba  # noqa: E402
 from attr2gender.data.corruptions import CORRUPTIONS  # noqa: E402
 from attr2gender.data.splits import Splits  # noqa: E402
-from attr2gender.pipeline.evaluation import evaluate_probabilities  # noqa: E402
 from attr2gender.metrics import accuracy_ci, expected_calibration_error, paired_accuracy_difference_ci  # noqa: E402
 from attr2gender.pipeline import Attr2GenderPipeline  # noqa: E402
 from attr2gender.pipeline.concepts import curve_from_probabilities  # noqa: E402
+from attr2gender.pipeline.evaluation import evaluate_probabilities  # noqa: E402
 from attr2gender.pipeline.robustness import corruption_accuracy  # noqa: E402
 from attr2gender.tabular import StageTwoClassifier  # noqa: E402
 from attr2gender.tabular.fitting import fit_stage_two  # noqa: E402

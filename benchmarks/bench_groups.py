@@ -45,8 +45,8 @@ from attr2gender.config import load_preset  # noqa: E402
 from attr2gender.data import STAGE_ONE_ATTRIBUTES, load_celeba  # noqa: E402
 from attr2gender.data.corruptions import CORRUPTIONS, corrupted_versions  # noqa: E402
 from attr2gender.data.groups import group_ids  # noqa: E402
-from attr2gender.pipeline.evaluation import evaluate_probabilities  # noqa: E402
 from attr2gender.metrics import paired_accuracy_difference_ci  # noqa: E402
+from attr2gender.pipeline.evaluation import evaluate_probabilities  # noqa: E402
 from attr2gender.pipeline.robustness import corruption_table  # noqa: E402
 from attr2gender.tabular.fitting import StageTwoData, fit_stage_two  # noqa: E402
 from attr2gender.tabular.robust import worst_group_accuracy  # noqa: E402

@@ -13,6 +13,7 @@ import torch
 from attr2gender.constants import IMAGENET_MEAN, IMAGENET_STD
 from attr2gender.errors import IncompatibleWeightsError, WeightsNotFoundError
 from attr2gender.models import face
+from attr2gender.models.face_net import FACE_BACKBONES
 
 CELEBA_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "celeba" / "img_align_celeba"
 N_FACES = 8
@@ -35,11 +36,13 @@ def model(weights):
     return face.load_dlib_face_resnet(weights)
 
 
-def _normalise(chips: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) RGB -> ImageNet-normalised float (B, 3, H, W), as the library feeds images."""
+def _normalise(chips: np.ndarray, mean=None, std=None) -> torch.Tensor:
+    """uint8 (B, H, W, 3) RGB -> float (B, 3, H, W) normalised as the library feeds the face network: with its
+    record's mean and std (dlib's own, ``(pixel - avg) / 256``), or with ``mean`` / ``std`` when given."""
+    cfg = FACE_BACKBONES["dlib_resnet"]
     x = torch.from_numpy(chips).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(cfg.mean if mean is None else mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std if std is None else std).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
@@ -81,6 +84,21 @@ def test_descriptors_match_dlib(model, chips_and_dlib):
     assert np.abs(got - expected).max() < 1e-4
     # dlib does not L2-normalise its descriptors, nor does the port.
     assert not np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-3)
+
+
+def test_the_network_reads_its_own_normalisation_and_converts_an_older_bundles(
+    model, weights, chips_and_dlib
+):
+    """The preprocessing is the network's own (dlib's ``(pixel - avg) / 256``, from its record): nothing is
+    undone in the forward pass. A bundle saved before 0.3 fed ImageNet-normalised images: told so, the
+    network converts them and answers the same."""
+    chips, expected = chips_and_dlib
+    assert not model.converts_input
+    legacy = face.load_dlib_face_resnet(weights).read_inputs_normalised_by(IMAGENET_MEAN, IMAGENET_STD)
+    assert legacy.converts_input
+    with torch.no_grad():
+        got = legacy(_normalise(chips, IMAGENET_MEAN, IMAGENET_STD)).double().numpy()
+    assert np.abs(got - expected).max() < 1e-4
 
 
 def test_features_and_channels_last(model, chips_and_dlib):

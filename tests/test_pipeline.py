@@ -78,7 +78,9 @@ def test_fit_reports_metrics_with_shared_names(fitted, reports):
     # One evaluation per run, computed once in training: the flat metrics and the tables read it.
     for pipe, report in ((two, two_report), (direct, direct_report)):
         evaluation = report.evaluation.to_dict()
-        assert evaluation["n"] == len(report.test_ids) and evaluation["accuracy"] == pytest.approx(pipe.metrics["accuracy"])
+        assert evaluation["n"] == len(report.test_ids) and evaluation["accuracy"] == pytest.approx(
+            pipe.metrics["accuracy"]
+        )
         assert evaluation["ci_low"] <= evaluation["accuracy"] <= evaluation["ci_high"]
         assert report.group_table is report.evaluation.groups
         assert (

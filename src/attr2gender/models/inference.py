@@ -122,6 +122,11 @@ def build_model(meta: dict) -> ProbabilityModel:
     net = create_backbone(
         str(hp.get("backbone")), outputs, weights="none", dropout=float(hp.get("dropout") or 0.0)
     )
+    preprocessing = meta.get("preprocessing")
+    if hasattr(net, "read_inputs_normalised_by") and isinstance(preprocessing, dict):
+        # A face network reads images normalised as its bundle's preprocessing says (its own since 0.3;
+        # ImageNet's in older bundles, converted in the forward pass).
+        net.read_inputs_normalised_by(preprocessing["mean"], preprocessing["std"])
     return ProbabilityModel(net, output, meta)
 
 

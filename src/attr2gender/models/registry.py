@@ -261,7 +261,8 @@ def model_preprocessing(name: str, image_size: int) -> dict:
     its own size; an image CNN resizes and centre-crops to ``image_size`` (the source study's way)."""
     spec = face_backbone(name)
     if spec is not None:
-        return preprocessing_spec(spec.input_size, resize=spec.input_size)
+        cfg = FACE_BACKBONES[spec.name]
+        return preprocessing_spec(cfg.input_size, resize=cfg.input_size, mean=cfg.mean, std=cfg.std)
     return preprocessing_spec(image_size)
 
 
