@@ -2,7 +2,7 @@
 pretrained loader reads first: each bundle's ``pipeline.json`` (which hashes the rest) and ``record.json``."""
 
 PINNED_SHA256: dict[str, str] = {
-    "two_stage/pipeline.json": "dd3c4ad5885ae8bde64aa0edc996c8869e1afa6616c9ce989187de091d4680a9",
-    "direct/pipeline.json": "9dd5c4523d609d1e49fc35fa132ca765bbf8581a1f491e90c8bf1799a7cd9dcb",
-    "record.json": "43ef6805fa6980ddc0b0084a137d0bf11cd47cfde172cc6209795647034b8371",
+    "two_stage/pipeline.json": "1c5f4367f4f2d24906d62a3562fe016f7fb3821f0504a04c6c98dab8fef8a554",
+    "direct/pipeline.json": "6cdacfc0d10049943b7725139131becab62a446be97e48d4bd31f5be52aa6952",
+    "record.json": "2015679e64dded2920732b9465d262ff8e9efb1a210a799cfe240229eb5ce714",
 }
