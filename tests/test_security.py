@@ -191,7 +191,7 @@ def test_an_edited_threshold_is_refused(copy):
 
 def test_an_absurd_preprocessing_is_refused_even_with_a_matching_hash(copy):
     _edit(copy, lambda m: m["preprocessing"].update(resize=20_000))
-    with pytest.raises(BundleError, match=r"preprocessing.resize 20000 must be an integer from 16 to 4096"):
+    with pytest.raises(BundleError, match=r"preprocessing.resize 20000 must be an integer from 16 to 1170"):
         load_pipeline(copy)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .constants import MAX_WORKERS
+from .constants import MAX_IMAGE_SIZE, MAX_WORKERS, THRESHOLD_BOUNDS
 from .errors import ConfigError
 
 # Choices that only the config has. Those owned by a lower layer (tasks and losses: models; split strategies
@@ -36,7 +36,6 @@ STRATEGIES = (
     "deepspeed",
     "single_device",
 )
-MAX_IMAGE_SIZE = 1024  # crop side; a bundle's resize (crop x 256/224) must stay within its 4,096 px bound
 MAX_PRESET_BYTES = 1 << 20  # a preset is a few dozen lines
 TRAINING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # Lightning's names
 MODES = ("staged", "joint")
@@ -326,8 +325,9 @@ class RunConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.threshold < 1:
-            raise ConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
+        low, high = THRESHOLD_BOUNDS
+        if not low <= self.threshold <= high:
+            raise ConfigError(f"threshold must be from {low} to {high}, got {self.threshold}")
         for key in FRACTION_KEYS:
             fractions = getattr(self, key)
             if (

@@ -91,6 +91,14 @@ class AdaptRecord:
         shares = [v for v in (record.accuracy_before, record.accuracy_after) if v is not None]
         if record.n_photos < 0 or record.n_holdout < 0 or not all(0 <= v <= 1 for v in shares):
             raise ValueError("adapted: counts must be >= 0 and accuracies in [0, 1]")
+        if not valid_C(record.C):
+            raise ValueError(
+                f"adapted.C must be 0 or from {C_BOUNDS[0]:g} to {C_BOUNDS[1]:g}, got {record.C!r}"
+            )
+        if not (math.isfinite(record.original_weight) and 0 <= record.original_weight < 1):
+            raise ValueError(
+                f"adapted.original_weight must be from 0 to below 1, got {record.original_weight!r}"
+            )
         return record
 
 
@@ -242,6 +250,17 @@ def fit_head(
 # The penalties C="auto" chooses among, by cross-validation on the photos. 0 keeps the trained head as it is:
 # when no amount of moving predicts the held-out folds better, the photos do not support moving it.
 AUTO_C = (0.0, 0.01, 0.1, 1.0, 10.0)
+# C given by hand: 0 (keep the head) or within these; 1e-300 would overflow the fit after all the work.
+C_BOUNDS = (1e-6, 1e6)
+
+
+def valid_C(C) -> bool:  # noqa: N802 - C is scikit-learn's name for the inverse penalty
+    return (
+        isinstance(C, int | float)
+        and not isinstance(C, bool)
+        and math.isfinite(C)
+        and (C == 0 or C_BOUNDS[0] <= C <= C_BOUNDS[1])
+    )
 
 
 def choose_C(pipeline, X: np.ndarray, y: np.ndarray, prior: str, seed: int = 0, folds: int = 5) -> float:
@@ -361,8 +380,10 @@ def adapt(
         raise ConfigError(f"original_weight must be a share from 0 to below 1, got {original_weight!r}")
     if prior not in ("original", "none"):
         raise ConfigError(f"prior={prior!r} is not valid; choose 'original' or 'none'")
-    if C != "auto" and not (isinstance(C, int | float) and math.isfinite(C) and C >= 0):
-        raise ConfigError(f"C must be 'auto' or a number >= 0 (0 keeps the head), got {C!r}")
+    if C != "auto" and not valid_C(C):
+        raise ConfigError(
+            f"C must be 'auto', 0 (keeps the head) or a number from {C_BOUNDS[0]:g} to {C_BOUNDS[1]:g}, got {C!r}"
+        )
     if original_weight and (pipeline.route != "two_stage" or original is None):
         raise ConfigError(
             "original_weight > 0 mixes in the rows stage two was first fitted on: pass them as "
