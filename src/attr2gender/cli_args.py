@@ -58,7 +58,11 @@ def bundle_and_images(paths: list[Path], pretrained: str | None) -> tuple[Path |
     from .data.images import IMAGE_EXTENSIONS  # lazy: --help stays instant (images imports Pillow, numpy)
 
     first = paths[0]
-    is_bundle = first.is_dir() and any((first / name).is_file() for name in BUNDLE_MARKERS)
+    try:
+        is_bundle = first.is_dir() and any((first / name).is_file() for name in BUNDLE_MARKERS)
+        missing = not first.exists()
+    except OSError:  # a name the file system refuses (too long): a photo that gets its error row
+        is_bundle, missing = False, False
     if pretrained is not None:
         if is_bundle:
             raise UsageError(
@@ -69,7 +73,7 @@ def bundle_and_images(paths: list[Path], pretrained: str | None) -> tuple[Path |
         if len(paths) == 1:
             raise UsageError(f"{first} is a bundle; give the images to predict after it")
         return first, paths[1:]
-    if not first.exists() and len(paths) > 1 and first.suffix.lower() not in IMAGE_EXTENSIONS:
+    if missing and len(paths) > 1 and first.suffix.lower() not in IMAGE_EXTENSIONS:
         raise UsageError(
             f"{first}: no such bundle folder or image; give a folder written by pipeline.save(), or only "
             "images to use the shipped model"
