@@ -244,3 +244,22 @@ def test_an_untouched_bundle_still_loads_and_its_lightgbm_answers(bundles):
     pipe = load_pipeline(rehash(bundles["lightgbm"]))  # re-hashing changes nothing by itself
     probs = np.random.default_rng(1).random((5, 39))
     assert np.isfinite(pipe.stage_two.predict_proba(probs)).all()
+
+
+def test_the_write_probe_never_follows_a_planted_link(tmp_path):
+    """The writability probe of output_dir and `data synth --out` is created exclusively, under a random
+    name, never through a link: a link planted under the old predictable name writes nothing elsewhere."""
+    import os
+
+    from attr2gender.files import check_writable
+
+    target = tmp_path / "elsewhere" / "victim.txt"
+    target.parent.mkdir()
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / f".attr2gender-write-test-{os.getpid()}").symlink_to(target)
+    check_writable(folder)
+    assert not target.exists()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f".attr2gender-write-test-{os.getpid()}"
+    ]  # nothing left

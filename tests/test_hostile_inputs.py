@@ -190,6 +190,22 @@ COMMAND_CASES = [
         2,
         "is not UTF-8 text",
     ),
+    # issue 33: found before any work, not after it or as a traceback
+    ("synth --n 10^20", ["data", "synth", "--n", "99999999999999999999", "--out", "{tmp}/s"], 2, "1,000,000"),
+    ("synth --seed -1", ["data", "synth", "--n", "3", "--seed", "-1", "--out", "{tmp}/s"], 2, "seed"),
+    (
+        "adapt --C abc",
+        ["adapt", "{bundle}", "{tmp}/labels.csv", "{tmp}/a", "--C", "abc"],
+        2,
+        "auto or a number",
+    ),
+    ("adapt --seed -1", ["adapt", "{bundle}", "{tmp}/labels.csv", "{tmp}/a", "--seed", "-1"], 2, "seed"),
+    (
+        "adapt --C 1e-300",
+        ["adapt", "{bundle}", "{tmp}/labels.csv", "{tmp}/a", "--C", "1e-300"],
+        2,
+        "C must be",
+    ),
 ]
 
 
@@ -206,6 +222,8 @@ def test_a_bad_command_line_gets_its_exit_status_and_one_line(
     (tmp_path / "random").mkdir()
     (tmp_path / "random" / "list_attr_celeba.txt").write_bytes(np.random.default_rng(0).bytes(3000))
     (tmp_path / "random" / "img_align_celeba").mkdir()
+    photos = sorted((Path(root) / "img_align_celeba").glob("*.jpg"))[:2]
+    (tmp_path / "labels.csv").write_text("path,male\n" + "".join(f"{p},{i}\n" for i, p in enumerate(photos)))
     monkeypatch.setattr(base, "stream_batches", _no_prediction)  # every case must stop before predicting
     values = dict(root=f"{root}/img_align_celeba", bundle=bundle, tmp=tmp_path)
     assert _exit_status([a.format(**values) for a in argv]) == status

@@ -26,19 +26,23 @@ from pathlib import Path
 
 from .cli_args import (
     MAX_SIDE,
+    MAX_SYNTH,
     MIN_SIDE,
     bundle_and_images,
     check_device,
     check_output_path,
     image_side,
     non_negative_float,
+    penalty_c,
     positive_int,
     seed_number,
     shown,
+    synth_count,
 )
 from .config import FIELDS, list_presets, load_preset, parse_overrides, preset_text
 from .constants import ALIGN_MODES, FACE_MODES, FALLBACKS, MIN_EYE_DISTANCE
 from .errors import Attr2GenderError, UsageError
+from .files import check_writable
 
 
 def _data_summary(args) -> int:
@@ -63,9 +67,7 @@ def _data_synth(args) -> int:
         raise UsageError(f"--out {args.out} is a file; give a folder for the synthetic CelebA (created)")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        probe = args.out / f".attr2gender-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        check_writable(args.out)
     except OSError as exc:
         raise UsageError(
             f"--out {args.out}: cannot write there ({exc.strerror}); choose another folder"
@@ -493,8 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data_summary)
     p = dsub.add_parser("synth", help="write a synthetic CelebA in the standard layout")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--n", type=positive_int, default=2000, help="number of images (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--n", type=synth_count, default=2000, help=f"number of images, 1 to {MAX_SYNTH:,} (default 2000)"
+    )
+    p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument(
         "--size",
         type=image_side,
@@ -599,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=0.2, help="share held out to compare (default 0.2)")
     p.add_argument(
         "--C",
-        type=lambda v: v if v == "auto" else float(v),
+        type=penalty_c,
         default="auto",
         help="inverse strength of the L2 penalty, or auto: chosen by cross-validation on the photos (default)",
     )
@@ -617,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the training images (CelebA's); none: already laid out as the bundle reads (a face bundle: dlib's "
         "150 px chips)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_adapt)
 

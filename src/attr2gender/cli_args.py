@@ -91,6 +91,26 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+MAX_SYNTH = 1_000_000  # synthetic images a command makes: more is hours of drawing and gigabytes of files
+
+
+def synth_count(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_SYNTH:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_SYNTH:,}, got {value:,}")
+    return value
+
+
+def penalty_c(text: str):
+    """``adapt --C``: ``auto`` or a number (its range is checked with the rest of adapt's arguments)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a number, got {text!r}") from None
+
+
 def seed_number(text: str) -> int:
     try:
         value = int(text)

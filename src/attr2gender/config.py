@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 
 from .constants import MAX_IMAGE_SIZE, MAX_WORKERS, THRESHOLD_BOUNDS
 from .errors import ConfigError
+from .files import check_writable
 
 # Choices that only the config has. Those owned by a lower layer (tasks and losses: models; split strategies
 # and augmentations: data; stage-two models and objectives: tabular) are read from there when validating,
@@ -395,10 +395,8 @@ class RunConfig:
             raise ConfigError(
                 f"output_dir={self.output_dir}: {existing} is a file; give a folder for the runs"
             )
-        probe = existing / f".attr2gender-write-test-{os.getpid()}"
         try:
-            probe.touch()
-            probe.unlink()
+            check_writable(existing)
         except OSError as exc:
             raise ConfigError(
                 f"output_dir={self.output_dir}: cannot write there ({exc.strerror}); choose a writable folder"
