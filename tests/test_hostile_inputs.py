@@ -428,3 +428,13 @@ def test_a_checkpoint_path_outside_the_run_folder_is_ignored(root, tmp_path):
     with pytest.warns(UserWarning, match="outside the run folder"):
         result = train(_config(root, tmp_path, epochs=2, max_steps=-1, resume=True))
     assert result.epochs_run == 2 and result.model is not None
+
+
+def test_a_quoted_number_in_a_yaml_config_is_a_string_and_refused(tmp_path):
+    """YAML values are taken as typed (issue 33): a quoted "0.01" is a string, not a number, whatever it
+    looks like; the command line's weight_decay=0.01 is text and is parsed."""
+    (tmp_path / "c.yaml").write_text('weight_decay: "0.01"\n')
+    with pytest.raises(ConfigError, match="weight_decay must be a number, got '0.01'"):
+        load_preset(tmp_path / "c.yaml")
+    ((_, config),) = load_preset(tmp_path / "c.yaml", ["weight_decay=0.01"])
+    assert config.weight_decay == 0.01

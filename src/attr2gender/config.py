@@ -414,17 +414,19 @@ def _choice(name: str, value, choices, extra: str = "") -> None:
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
-def _coerce(key: str, value: Any) -> Any:
-    """A ``key=value`` string (parsed as YAML) or a YAML value, checked against the field's type.
+def _coerce(key: str, value: Any, from_text: bool = False) -> Any:
+    """A command line's ``key=value`` text (``from_text``: parsed as YAML) or a typed value (from a YAML
+    file or Python), checked against the field's type.
 
-    Strings from the command line are parsed (``epochs=2`` is an int); YAML values are taken as typed, so
-    ``epochs: 2.5``, ``batch_size: true`` or ``backbone: 123`` fail here, naming the key."""
+    Text from the command line is parsed (``epochs=2`` is an int); YAML and Python values are taken as
+    typed, so ``epochs: 2.5``, ``batch_size: true``, ``backbone: 123`` or a quoted ``weight_decay: "0.01"``
+    (a string) fail here, naming the key."""
     default = (
         FIELDS[key].default
         if FIELDS[key].default is not dataclasses.MISSING
         else FIELDS[key].default_factory()
     )
-    from_text = isinstance(value, str)
+    from_text = from_text and isinstance(value, str)
     parsed = (plain_yaml(value, f"{key}=") if value != "" else "") if from_text else value
     shown = repr(value)
 
@@ -528,7 +530,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. epochs=2)")
         key, value = item.split("=", 1)
         check_keys([key.strip()], "the command line")
-        out[key.strip()] = _coerce(key.strip(), value.strip())
+        out[key.strip()] = _coerce(key.strip(), value.strip(), from_text=True)
     return out
 
 
