@@ -206,6 +206,33 @@ COMMAND_CASES = [
         2,
         "C must be",
     ),
+    ("synth --out a 300-char name", ["data", "synth", "--n", "3", "--out", "{tmp}/" + "x" * 300], 2, "--out"),
+    ("export-target --out /proc", ["data", "export-target", "{root}/..", "--out", "/proc/x.csv"], 2, "--out"),
+    (
+        "export-target --out a folder",
+        ["data", "export-target", "{root}/..", "--out", "{tmp}"],
+        2,
+        "is a folder",
+    ),
+    ("align OUT_DIR a 300-char name", ["align", "{root}", "{tmp}/" + "x" * 300], 2, "OUT_DIR"),
+    (
+        "adapt OUT_BUNDLE a dangling link",
+        ["adapt", "{bundle}", "{tmp}/labels.csv", "{tmp}/dangling"],
+        2,
+        "link to nothing",
+    ),
+    (
+        "adapt OUT_BUNDLE under /proc",
+        ["adapt", "{bundle}", "{tmp}/labels.csv", "/proc/new_bundle"],
+        2,
+        "OUT_BUNDLE",
+    ),
+    (
+        "adapt LABELS a 300-char name",
+        ["adapt", "{bundle}", "{tmp}/" + "y" * 300 + ".csv", "{tmp}/a"],
+        2,
+        "LABELS",
+    ),
 ]
 
 
@@ -224,6 +251,7 @@ def test_a_bad_command_line_gets_its_exit_status_and_one_line(
     (tmp_path / "random" / "img_align_celeba").mkdir()
     photos = sorted((Path(root) / "img_align_celeba").glob("*.jpg"))[:2]
     (tmp_path / "labels.csv").write_text("path,male\n" + "".join(f"{p},{i}\n" for i, p in enumerate(photos)))
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     monkeypatch.setattr(base, "stream_batches", _no_prediction)  # every case must stop before predicting
     values = dict(root=f"{root}/img_align_celeba", bundle=bundle, tmp=tmp_path)
     assert _exit_status([a.format(**values) for a in argv]) == status

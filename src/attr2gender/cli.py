@@ -30,6 +30,7 @@ from .cli_args import (
     MIN_SIDE,
     bundle_and_images,
     check_device,
+    check_folder_target,
     check_output_path,
     image_side,
     non_negative_float,
@@ -42,7 +43,6 @@ from .cli_args import (
 from .config import FIELDS, list_presets, load_preset, parse_overrides, preset_text
 from .constants import ALIGN_MODES, FACE_MODES, FALLBACKS, MIN_EYE_DISTANCE
 from .errors import Attr2GenderError, UsageError
-from .files import check_writable
 
 
 def _data_summary(args) -> int:
@@ -63,15 +63,8 @@ def _data_summary(args) -> int:
 def _data_synth(args) -> int:
     from .data.synth import make_synthetic_celeba
 
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a file; give a folder for the synthetic CelebA (created)")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        check_writable(args.out)
-    except OSError as exc:
-        raise UsageError(
-            f"--out {args.out}: cannot write there ({exc.strerror}); choose another folder"
-        ) from None
+    check_folder_target(args.out, "--out")
+    args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     out = make_synthetic_celeba(
         args.out, n=args.n, seed=args.seed, image_size=args.size, progress=not args.quiet
@@ -83,6 +76,7 @@ def _data_synth(args) -> int:
 def _data_export(args) -> int:
     from .data import export_target_table, load_celeba
 
+    check_output_path(args.out)  # a folder, /proc, a name too long: one error line before CelebA is read
     out = export_target_table(load_celeba(args.root), args.out)
     print(f"wrote {out}")
     return 0
@@ -194,9 +188,12 @@ def _adapt(args) -> int:
     from .pipeline import load_pipeline
     from .pipeline.adapt import read_labels_csv
 
-    if args.out_bundle.exists() and (not args.out_bundle.is_dir() or any(args.out_bundle.iterdir())):
-        raise UsageError(f"OUT_BUNDLE {args.out_bundle} exists and is not an empty folder; name a new one")
-    if not args.labels.is_file():
+    check_folder_target(args.out_bundle, "OUT_BUNDLE", must_be_empty=True)
+    try:
+        labels_file = args.labels.is_file()
+    except OSError:  # a name too long for the file system
+        labels_file = False
+    if not labels_file:
         raise UsageError(f"LABELS {args.labels} is not a file; give a CSV with columns path,male")
     paths, labels, problems = read_labels_csv(args.labels)
     for line in problems:
@@ -232,6 +229,7 @@ def _align(args) -> int:
 
     if not args.in_dir.is_dir():
         raise UsageError(f"IN_DIR {args.in_dir} is not a folder; give the folder of photos to align")
+    check_folder_target(args.out_dir, "OUT_DIR")  # a name too long, a dangling link: one error line
     if args.out_dir.exists() and args.out_dir.resolve() == args.in_dir.resolve():
         raise UsageError("OUT_DIR must differ from IN_DIR (aligned crops would mix with the photos)")
     if args.bundle is not None:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .errors import UsageError
+from .files import check_writable
 
 MIN_SIDE, MAX_SIDE = 16, 1024  # synthetic faces: below 16 px nothing is drawn; above 1024, gigabytes
 
@@ -137,3 +138,34 @@ def image_side(text: str) -> int:
     if not MIN_SIDE <= value <= MAX_SIDE:
         raise argparse.ArgumentTypeError(f"must be from {MIN_SIDE} to {MAX_SIDE} px, got {value}")
     return value
+
+
+def check_folder_target(path: Path, flag: str, must_be_empty: bool = False) -> None:
+    """Before any work: ``path`` can be the output folder (it is one, or its nearest existing parent takes a
+    new entry), and is not a dangling link; with ``must_be_empty``, it holds nothing yet. A name the file
+    system refuses (too long), /proc, a file, an unwritable place: a :class:`UsageError` naming ``flag``."""
+    try:
+        if path.is_symlink() and not path.exists():
+            raise UsageError(f"{flag} {path} is a link to nothing; give a real folder")
+        if path.exists():
+            if not path.is_dir():
+                raise UsageError(f"{flag} {path} is a file; give a folder")
+            if must_be_empty and any(path.iterdir()):
+                raise UsageError(f"{flag} {path} exists and is not an empty folder; name a new one")
+            check_writable(path)
+            return
+        existing = path.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UsageError(f"{flag} {path}: {existing} is a file; give a folder path")
+        check_writable(existing)
+        longest = os.pathconf(existing, "PC_NAME_MAX")  # what exists() on a name too long may not say
+        if any(len(os.fsencode(part)) > longest for part in path.parts):
+            raise UsageError(
+                f"{flag} {path}: a name in it is too long for the file system; choose a shorter one"
+            )
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {path}: cannot write there ({exc.strerror}); choose another folder"
+        ) from None
