@@ -185,6 +185,7 @@ def _face_of(frame, i: int) -> str:
 
 
 def _adapt(args) -> int:
+    from .data.labelled_faces import SHOWN_PROBLEMS
     from .pipeline import load_pipeline
     from .pipeline.adapt import read_labels_csv
 
@@ -196,8 +197,13 @@ def _adapt(args) -> int:
     if not labels_file:
         raise UsageError(f"LABELS {args.labels} is not a file; give a CSV with columns path,male")
     paths, labels, problems = read_labels_csv(args.labels)
-    for line in problems:
+    for line in problems[:SHOWN_PROBLEMS]:  # the first few; a million bad rows are not a million lines
         print(f"skipped {line}", file=sys.stderr)
+    if len(problems) > SHOWN_PROBLEMS:
+        print(
+            f"skipped {len(problems) - SHOWN_PROBLEMS:,} more rows (the first {SHOWN_PROBLEMS} are above)",
+            file=sys.stderr,
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipeline = load_pipeline(args.bundle)
