@@ -198,6 +198,20 @@ VALUE_CASES = [
         "backbone_weights",
     ),
     (
+        "a config nested 600 deep",
+        "direct",
+        _json_edit(
+            "pipeline.json", lambda d: d["config"].update(nested=json.loads('{"a":' * 600 + "1" + "}" * 600))
+        ),
+        "config.nested",
+    ),
+    (
+        "a forged config.backbone",
+        "direct",
+        _json_edit("pipeline.json", lambda d: d["config"].update(backbone="no_such_network")),
+        "config.backbone",
+    ),
+    (
         "adapted C 1e-300",
         "direct",
         _json_edit(

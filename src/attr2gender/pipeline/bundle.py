@@ -288,6 +288,14 @@ def _check_values(m: dict, path: Path) -> None:
             raise _fail(path, key, "must be an object")
     if not all(isinstance(k, str) and (v is None or _number(v)) for k, v in m.get("metrics", {}).items()):
         raise _fail(path, "metrics", "must map names to numbers")
+    # A run's config is flat: names to numbers, strings, booleans or lists of them. Deeper nesting is not a
+    # config (and a few hundred levels would overflow the JSON writer when the bundle is saved again).
+    flat = (str, int, float, bool, type(None))
+    for key, value in m.get("config", {}).items():
+        if not isinstance(key, str) or not (
+            isinstance(value, flat) or (isinstance(value, list) and all(isinstance(v, flat) for v in value))
+        ):
+            raise _fail(path, f"config.{key}", "must be a number, string, boolean or a list of them")
     if not isinstance(m.get("model_hash", ""), str):
         raise _fail(path, "model_hash", "must be a string")
     if "concepts" in m:

@@ -67,7 +67,14 @@ def load_pipeline(
         # What the bundle says its network's weights are must be what its network is (a forger who rehashes
         # could otherwise claim CC0 face weights for anything, or hide an image CNN's).
         claimed = manifest.get("backbone_weights") or {}
-        expected = backbone_provenance(str((model.meta.get("hparams") or {}).get("backbone")))
+        backbone = str((model.meta.get("hparams") or {}).get("backbone"))
+        expected = backbone_provenance(backbone)
+        said = manifest.get("config", {}).get("backbone")
+        if said not in (None, "", backbone):  # adapt and repr read the config's: it must be the network's
+            raise BundleError(
+                f"{directory}: config.backbone {str(said)[:60]!r} is not the network the bundle holds "
+                f"({backbone}); save the bundle again"
+            )
         if claimed != expected:
             raise BundleError(
                 f"{directory}: backbone_weights does not describe this bundle's network "
