@@ -107,6 +107,8 @@ CONFIG_CASES = [
     ("strategy=bogus", None, ["strategy=bogus"], "strategy='bogus' is not valid"),
     ("output_dir is a file", None, ["output_dir={file}"], "is a file; give a folder"),
     ("output_dir under /proc", None, ["output_dir=/proc/attr2gender-x"], "cannot write there"),
+    ("cache_dir is a file (issue 33)", None, ["cache_dir={file}"], "cache_dir="),
+    ("cache_dir under /proc (issue 33)", None, ["cache_dir=/proc/attr2gender-cache"], "cache_dir="),
     ("experiment empty", None, ["experiment="], "experiment is empty"),
     ("num_workers=100000", None, ["num_workers=100000"], "num_workers must be from 0 to 64"),
     ("image_size=4000", None, ["image_size=4000"], "image_size must be from 16 to 1024"),

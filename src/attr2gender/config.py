@@ -372,6 +372,8 @@ class RunConfig:
 
         locate_weights(check_backbone_name(self.backbone), self.weights)
         self.check_output_dir()
+        if self.cache_dir:  # found now, not when training ends and the first entry is written
+            self.check_writable_folder("cache_dir", self.cache_dir)
         if self.accelerator in ("cuda", "gpu"):
             import torch
 
@@ -385,21 +387,25 @@ class RunConfig:
         """``output_dir``, after proving a file can be written in it, or in the nearest folder above it that
         exists when it does not exist yet (it is made when a run starts, so a run refused before that leaves
         no empty folder behind)."""
-        out = Path(self.output_dir).expanduser()
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"output_dir={self.output_dir} is a file; give a folder for the runs")
-        existing = out
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise ConfigError(
-                f"output_dir={self.output_dir}: {existing} is a file; give a folder for the runs"
-            )
+        return self.check_writable_folder("output_dir", self.output_dir)
+
+    @staticmethod
+    def check_writable_folder(key: str, folder: str) -> Path:
+        """``folder`` (``output_dir``, ``cache_dir``) is a folder a file can be written in, or the nearest
+        folder above it that exists is; a :class:`ConfigError` naming ``key`` otherwise."""
+        out = Path(folder).expanduser()
         try:
+            if out.exists() and not out.is_dir():
+                raise ConfigError(f"{key}={folder} is a file; give a folder")
+            existing = out
+            while not existing.exists() and existing != existing.parent:
+                existing = existing.parent
+            if not existing.is_dir():
+                raise ConfigError(f"{key}={folder}: {existing} is a file; give a folder")
             check_writable(existing)
         except OSError as exc:
             raise ConfigError(
-                f"output_dir={self.output_dir}: cannot write there ({exc.strerror}); choose a writable folder"
+                f"{key}={folder}: cannot write there ({exc.strerror}); choose a writable folder"
             ) from None
         return out
 
