@@ -235,8 +235,11 @@ def _align(args) -> int:
 
     if not args.in_dir.is_dir():
         raise UsageError(f"IN_DIR {args.in_dir} is not a folder; give the folder of photos to align")
-    check_folder_target(args.out_dir, "OUT_DIR")  # a name too long, a dangling link: one error line
-    if args.out_dir.exists() and args.out_dir.resolve() == args.in_dir.resolve():
+    try:
+        out_exists = args.out_dir.exists()
+    except OSError as exc:  # a name too long for the file system: one error line, no traceback
+        raise UsageError(f"OUT_DIR {args.out_dir}: {exc.strerror}; choose another folder") from None
+    if out_exists and args.out_dir.resolve() == args.in_dir.resolve():
         raise UsageError("OUT_DIR must differ from IN_DIR (aligned crops would mix with the photos)")
     if args.bundle is not None:
         from .pipeline.loading import bundle_face_template
