@@ -185,3 +185,36 @@ def test_the_command_adapts_a_bundle_and_says_how_many_rows_it_used(photos, tmp_
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: OUT_BUNDLE")
     assert Path(tmp_path / "out" / "pipeline.json").is_file()  # the first one is untouched
+
+
+def test_a_hostile_labels_csv_costs_one_row_each(photos, tmp_path):
+    """Issue 33's rows: a NUL byte, a name too long, a path that is not UTF-8 and the same photo under
+    another name (a link) are each one skipped row; "1.0"/"0.0" read as the API reads 1.0 and 0.0."""
+    paths, _ = photos
+    folder = paths[0].parent
+    link = tmp_path / "alias.jpg"
+    link.symlink_to(paths[1])
+    raw = b"path,male\n" + b"\n".join(
+        [
+            str(paths[0]).encode() + b",1.0",
+            str(paths[1]).encode() + b",0.0",
+            b"bad\x00name.jpg,1",
+            b"/" + b"x" * 300 + b".jpg,1",
+            str(folder).encode() + b"/caf\xe9.jpg,1",  # not UTF-8, and no such file
+            str(link).encode() + b",0",  # paths[1] again, under another name
+        ]
+    )
+    csv = tmp_path / "hostile.csv"
+    csv.write_bytes(raw + b"\n")
+    found, values, problems = read_labels_csv(csv)
+    assert found == [paths[0], paths[1]] and values == [1, 0]
+    assert len(problems) == 4, problems
+    assert "cannot be a file here" in problems[0] and "cannot be a file here" in problems[1]
+    assert "no such file" in problems[2] and "same photo as row 3" in problems[3]
+
+
+def test_the_api_refuses_one_photo_given_twice(photos):
+    """Held out and fitted on at once, a photo makes the held-out accuracy 1.000: refused, naming both."""
+    paths, labels = photos
+    with pytest.raises(ConfigError, match=r"images\[\d+\] is the same photo as images\[0\]"):
+        _two_stage().adapt([paths[0], *paths[1:], Path(str(paths[0]))], [*labels, labels[0]], progress=False)

@@ -302,3 +302,43 @@ def test_the_lbfgs_head_reaches_scikit_learns_optimum(monkeypatch, task, loss, p
         scale = np.abs(sk.coef_[0]).max()
         assert np.abs(weight[j] - sk.coef_[0]).max() <= 2e-3 * scale, j
         assert abs(bias[j] - sk.intercept_[0]) <= 2e-3 * max(1.0, abs(sk.intercept_[0])), j
+
+
+def _planted_npz(array_path: Path) -> None:
+    np.savez(array_path.with_suffix(".npz"), a=np.zeros((3, 4)))
+    array_path.with_suffix(".npz").replace(array_path)
+
+
+def _nested_meta(array_path: Path) -> None:
+    array_path.with_suffix(".json").write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+
+
+def _header_claiming_3e9_rows(array_path: Path) -> None:
+    raw = array_path.read_bytes()
+    array_path.write_bytes(raw.replace(b"(3, 4)", b"(3000000000, 4)", 1))
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [_planted_npz, _nested_meta, _header_claiming_3e9_rows],
+    ids=["an npz under an npy name", "meta JSON nested 100k deep", "a header claiming 3e9 rows"],
+)
+def test_a_planted_cache_entry_is_ignored_and_recomputed_not_raised(tmp_path, plant):
+    """Issue 33: each of these raised (and failed a face run) instead of being ignored as a bad entry."""
+    cache, key, _ = _cached_entry(tmp_path, np.ones((3, 4)))
+    plant(cache.directory / f"{key}.npy")
+    with pytest.warns(UserWarning, match="ignoring unreadable cache entry"):
+        assert cache.load(key, 3, 4) is None
+
+
+def test_a_face_feature_far_outside_what_the_network_makes_is_refused(tmp_path):
+    from attr2gender.training.face_heads import FEATURE_RANGE
+
+    files = [tmp_path / f"{k}.png" for k in range(3)]
+    for path in files:
+        Image.new("RGB", (8, 8)).save(path)
+    cache = StageOneCache(tmp_path / "cache", kind="features", value_range=FEATURE_RANGE)
+    key, described = cache.key("model-a", {"crop": 150}, files)
+    cache.store(key, described, np.full((3, 4), 3e38, dtype=np.float32), ["", "", ""])
+    with pytest.warns(UserWarning, match="outside"):
+        assert cache.load(key, 3, 4) is None

@@ -73,8 +73,10 @@ def links_to_outside(out: Path, tmp: Path) -> None:
 def outside_kept(out: Path, tmp: Path, table: pd.DataFrame) -> None:
     for name in ("photo.png", "faces.csv", "contact_sheet.png"):
         assert (tmp / f"outside_{name}").read_bytes() == OUTSIDE, f"the link {name} was followed"
+    for name in ("faces.csv", "contact_sheet.png"):  # align's own outputs: replaced, never followed
         assert not (out / name).is_symlink() and (out / name).stat().st_size > 0
-    assert table["file"].tolist() == ["photo.png"]
+    # A file already there under a crop's name is left alone (issue 33): the crop takes another name.
+    assert (out / "photo.png").is_symlink() and table["file"].tolist() == ["photo_jpg.png"]
 
 
 def names_never_collide(out: Path, tmp: Path, table: pd.DataFrame) -> None:
@@ -290,3 +292,18 @@ def test_a_real_turned_face_is_aligned(detector):
     image = Image.open(path).convert("RGB")
     [aligned] = align_image(image, FaceTemplate.celeba())
     assert aligned.face.turned and aligned.face.eye_distance < 24 and aligned.image is not None
+
+
+def test_the_contact_sheet_keeps_thumbnails_not_decoded_photos(photo, tmp_path, monkeypatch):
+    """Issue 33: align kept every decoded photo for the contact sheet (twelve 49 Mpx photos: 3.57 GB at
+    peak); it now keeps each one shrunk as it is met."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    big = photo.resize((photo.width * 8, photo.height * 8))
+    for k in range(3):
+        big.save(folder / f"big{k}.png")
+    kept = []
+    real = aligned_crops.contact_sheet
+    monkeypatch.setattr(aligned_crops, "contact_sheet", lambda sheet: kept.extend(sheet) or real(sheet))
+    aligned_crops.align_folder(folder, tmp_path / "out", progress=False)
+    assert len(kept) == 3 and all(max(entry[0].size) <= aligned_crops.SHEET_SIDE for entry in kept)

@@ -107,6 +107,8 @@ CONFIG_CASES = [
     ("strategy=bogus", None, ["strategy=bogus"], "strategy='bogus' is not valid"),
     ("output_dir is a file", None, ["output_dir={file}"], "is a file; give a folder"),
     ("output_dir under /proc", None, ["output_dir=/proc/attr2gender-x"], "cannot write there"),
+    ("cache_dir is a file (issue 33)", None, ["cache_dir={file}"], "cache_dir="),
+    ("cache_dir under /proc (issue 33)", None, ["cache_dir=/proc/attr2gender-cache"], "cache_dir="),
     ("experiment empty", None, ["experiment="], "experiment is empty"),
     ("num_workers=100000", None, ["num_workers=100000"], "num_workers must be from 0 to 64"),
     ("image_size=4000", None, ["image_size=4000"], "image_size must be from 16 to 1024"),
@@ -190,6 +192,49 @@ COMMAND_CASES = [
         2,
         "is not UTF-8 text",
     ),
+    # issue 33: found before any work, not after it or as a traceback
+    ("synth --n 10^20", ["data", "synth", "--n", "99999999999999999999", "--out", "{tmp}/s"], 2, "1,000,000"),
+    ("synth --seed -1", ["data", "synth", "--n", "3", "--seed", "-1", "--out", "{tmp}/s"], 2, "seed"),
+    (
+        "adapt --C abc",
+        ["adapt", "{bundle}", "{tmp}/labels.csv", "{tmp}/a", "--C", "abc"],
+        2,
+        "auto or a number",
+    ),
+    ("adapt --seed -1", ["adapt", "{bundle}", "{tmp}/labels.csv", "{tmp}/a", "--seed", "-1"], 2, "seed"),
+    (
+        "adapt --C 1e-300",
+        ["adapt", "{bundle}", "{tmp}/labels.csv", "{tmp}/a", "--C", "1e-300"],
+        2,
+        "C must be",
+    ),
+    ("synth --out a 300-char name", ["data", "synth", "--n", "3", "--out", "{tmp}/" + "x" * 300], 2, "--out"),
+    ("export-target --out /proc", ["data", "export-target", "{root}/..", "--out", "/proc/x.csv"], 2, "--out"),
+    (
+        "export-target --out a folder",
+        ["data", "export-target", "{root}/..", "--out", "{tmp}"],
+        2,
+        "is a folder",
+    ),
+    ("align OUT_DIR a 300-char name", ["align", "{root}", "{tmp}/" + "x" * 300], 2, "OUT_DIR"),
+    (
+        "adapt OUT_BUNDLE a dangling link",
+        ["adapt", "{bundle}", "{tmp}/labels.csv", "{tmp}/dangling"],
+        2,
+        "link to nothing",
+    ),
+    (
+        "adapt OUT_BUNDLE under /proc",
+        ["adapt", "{bundle}", "{tmp}/labels.csv", "/proc/new_bundle"],
+        2,
+        "OUT_BUNDLE",
+    ),
+    (
+        "adapt LABELS a 300-char name",
+        ["adapt", "{bundle}", "{tmp}/" + "y" * 300 + ".csv", "{tmp}/a"],
+        2,
+        "LABELS",
+    ),
 ]
 
 
@@ -206,6 +251,9 @@ def test_a_bad_command_line_gets_its_exit_status_and_one_line(
     (tmp_path / "random").mkdir()
     (tmp_path / "random" / "list_attr_celeba.txt").write_bytes(np.random.default_rng(0).bytes(3000))
     (tmp_path / "random" / "img_align_celeba").mkdir()
+    photos = sorted((Path(root) / "img_align_celeba").glob("*.jpg"))[:2]
+    (tmp_path / "labels.csv").write_text("path,male\n" + "".join(f"{p},{i}\n" for i, p in enumerate(photos)))
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     monkeypatch.setattr(base, "stream_batches", _no_prediction)  # every case must stop before predicting
     values = dict(root=f"{root}/img_align_celeba", bundle=bundle, tmp=tmp_path)
     assert _exit_status([a.format(**values) for a in argv]) == status
@@ -410,3 +458,13 @@ def test_a_checkpoint_path_outside_the_run_folder_is_ignored(root, tmp_path):
     with pytest.warns(UserWarning, match="outside the run folder"):
         result = train(_config(root, tmp_path, epochs=2, max_steps=-1, resume=True))
     assert result.epochs_run == 2 and result.model is not None
+
+
+def test_a_quoted_number_in_a_yaml_config_is_a_string_and_refused(tmp_path):
+    """YAML values are taken as typed (issue 33): a quoted "0.01" is a string, not a number, whatever it
+    looks like; the command line's weight_decay=0.01 is text and is parsed."""
+    (tmp_path / "c.yaml").write_text('weight_decay: "0.01"\n')
+    with pytest.raises(ConfigError, match="weight_decay must be a number, got '0.01'"):
+        load_preset(tmp_path / "c.yaml")
+    ((_, config),) = load_preset(tmp_path / "c.yaml", ["weight_decay=0.01"])
+    assert config.weight_decay == 0.01

@@ -31,7 +31,7 @@ from attr2gender.data.images import ImageLoadError, load_image
 from attr2gender.data.synth import make_synthetic_celeba
 from attr2gender.pipeline import Attr2GenderPipeline
 from attr2gender.tabular import StageTwoClassifier
-from attr2gender.tracking.pyfunc_model import predict_frame
+from attr2gender.tracking.pyfunc_model import UNREADABLE_PATH, predict_frame
 from attr2gender.training import AttributeModel, train
 from conftest import write_fake_celeba
 
@@ -84,9 +84,17 @@ def test_served_rows_stay_aligned_with_folders_and_bad_rows(two_stage, faces, tm
     out = predict_frame(two_stage, frame)
     assert len(out) == 5
     assert out["error"][0] == "" and out["error"][3] == ""
-    assert (
-        "is a folder" in out["error"][1] and "is a folder" in out["error"][2] and "neither" in out["error"][4]
+    # The server's files are not told apart: a folder, a missing file and a name too long read the same.
+    assert out["error"][1] == f"row 1: {UNREADABLE_PATH}" and out["error"][2] == f"row 2: {UNREADABLE_PATH}"
+    assert "neither" in out["error"][4]
+    hidden = predict_frame(
+        two_stage,
+        pd.DataFrame({"path": [str(tmp_path / "missing.jpg"), "/" + "x" * 300 + ".jpg", str(good[0])]}),
     )
+    assert [e.split(": ", 1)[1] for e in hidden["error"][:2]] == [UNREADABLE_PATH] * 2
+    assert hidden["error"][2] == "" and np.isfinite(
+        hidden["male_probability"][2]
+    )  # the others still answered
     assert out["male_probability"][[1, 2, 4]].isna().all()
     alone = predict_frame(two_stage, pd.DataFrame({"path": [str(good[1])]}))
     assert out["male_probability"][3] == pytest.approx(alone["male_probability"][0])  # not shifted

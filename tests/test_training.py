@@ -356,3 +356,31 @@ def test_a_group_robust_run_without_a_30_image_group_keeps_the_lowest_loss_and_s
     best = history.loc[history["val_loss"].idxmin(), "epoch"]
     assert result.kept_epoch == best and result.metrics["kept_epoch"] == best
     assert history["val_worst_group_acc"].isna().all()  # logged as unknown, never as the overall accuracy
+
+
+@pytest.mark.parametrize("planted", ["an object array (a pickle)", "another shape"])
+def test_a_planted_decode_cache_is_rebuilt_not_read(synth_root, tmp_path, planted):
+    """Issue 33: a decode cache replaced by a pickle or an array of another shape raised ValueError or
+    IndexError mid-training; it is rebuilt, with a warning, and never unpickled."""
+    from attr2gender.data.dataset import DecodedImageCache
+
+    celeba = load_celeba(synth_root)
+    ids = list(celeba.present[:12])
+    path = DecodedImageCache(celeba, ids, 32, tmp_path, progress=False).path
+    marker = tmp_path / "pwned"
+    if planted.startswith("an object"):
+        np.save(path, np.array([_Marker(marker)], dtype=object), allow_pickle=True)
+    else:
+        np.save(path, np.zeros((3, 5, 5, 3), dtype=np.uint8))
+    with pytest.warns(UserWarning, match="rebuilding the decode cache"):
+        cache = DecodedImageCache(celeba, ids, 32, tmp_path, progress=False)
+    assert cache.array.shape[0] == len(ids) and cache.array.dtype == np.uint8
+    assert not marker.exists()
+
+
+class _Marker:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))

@@ -647,3 +647,12 @@ def test_offline_values(monkeypatch, value, disabled):
         monkeypatch.delenv(env, raising=False)
     monkeypatch.setenv("ATTR2GENDER_OFFLINE", value)
     assert (W.downloads_disabled_by() is not None) is disabled
+
+
+@pytest.mark.parametrize("base", ["https://mirror.example/models#x", "https://mirror.example/models?token=1"])
+def test_a_mirror_url_with_a_fragment_or_query_is_refused_before_downloading(monkeypatch, base):
+    """Issue 33: '#' in the mirror URL swallowed the file name, so the download had no known size and ran to
+    the 2 GiB cap; the base URL is refused, naming the variable, before anything is fetched."""
+    monkeypatch.setenv(W.WEIGHTS_URL_ENV, base)
+    with pytest.raises(WeightsNotFoundError, match="without '\\?' or '#'"):
+        W.download_url("https://download.pytorch.org/models/resnet18-f37072fd.pth")

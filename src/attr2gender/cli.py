@@ -26,15 +26,19 @@ from pathlib import Path
 
 from .cli_args import (
     MAX_SIDE,
+    MAX_SYNTH,
     MIN_SIDE,
     bundle_and_images,
     check_device,
+    check_folder_target,
     check_output_path,
     image_side,
     non_negative_float,
+    penalty_c,
     positive_int,
     seed_number,
     shown,
+    synth_count,
 )
 from .config import FIELDS, list_presets, load_preset, parse_overrides, preset_text
 from .constants import ALIGN_MODES, FACE_MODES, FALLBACKS, MIN_EYE_DISTANCE
@@ -59,17 +63,8 @@ def _data_summary(args) -> int:
 def _data_synth(args) -> int:
     from .data.synth import make_synthetic_celeba
 
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a file; give a folder for the synthetic CelebA (created)")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        probe = args.out / f".attr2gender-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(
-            f"--out {args.out}: cannot write there ({exc.strerror}); choose another folder"
-        ) from None
+    check_folder_target(args.out, "--out")
+    args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     out = make_synthetic_celeba(
         args.out, n=args.n, seed=args.seed, image_size=args.size, progress=not args.quiet
@@ -81,6 +76,7 @@ def _data_synth(args) -> int:
 def _data_export(args) -> int:
     from .data import export_target_table, load_celeba
 
+    check_output_path(args.out)  # a folder, /proc, a name too long: one error line before CelebA is read
     out = export_target_table(load_celeba(args.root), args.out)
     print(f"wrote {out}")
     return 0
@@ -189,16 +185,25 @@ def _face_of(frame, i: int) -> str:
 
 
 def _adapt(args) -> int:
+    from .data.labelled_faces import SHOWN_PROBLEMS
     from .pipeline import load_pipeline
     from .pipeline.adapt import read_labels_csv
 
-    if args.out_bundle.exists() and (not args.out_bundle.is_dir() or any(args.out_bundle.iterdir())):
-        raise UsageError(f"OUT_BUNDLE {args.out_bundle} exists and is not an empty folder; name a new one")
-    if not args.labels.is_file():
+    check_folder_target(args.out_bundle, "OUT_BUNDLE", must_be_empty=True)
+    try:
+        labels_file = args.labels.is_file()
+    except OSError:  # a name too long for the file system
+        labels_file = False
+    if not labels_file:
         raise UsageError(f"LABELS {args.labels} is not a file; give a CSV with columns path,male")
     paths, labels, problems = read_labels_csv(args.labels)
-    for line in problems:
+    for line in problems[:SHOWN_PROBLEMS]:  # the first few; a million bad rows are not a million lines
         print(f"skipped {line}", file=sys.stderr)
+    if len(problems) > SHOWN_PROBLEMS:
+        print(
+            f"skipped {len(problems) - SHOWN_PROBLEMS:,} more rows (the first {SHOWN_PROBLEMS} are above)",
+            file=sys.stderr,
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipeline = load_pipeline(args.bundle)
@@ -230,7 +235,11 @@ def _align(args) -> int:
 
     if not args.in_dir.is_dir():
         raise UsageError(f"IN_DIR {args.in_dir} is not a folder; give the folder of photos to align")
-    if args.out_dir.exists() and args.out_dir.resolve() == args.in_dir.resolve():
+    try:
+        out_exists = args.out_dir.exists()
+    except OSError as exc:  # a name too long for the file system: one error line, no traceback
+        raise UsageError(f"OUT_DIR {args.out_dir}: {exc.strerror}; choose another folder") from None
+    if out_exists and args.out_dir.resolve() == args.in_dir.resolve():
         raise UsageError("OUT_DIR must differ from IN_DIR (aligned crops would mix with the photos)")
     if args.bundle is not None:
         from .pipeline.loading import bundle_face_template
@@ -493,8 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data_summary)
     p = dsub.add_parser("synth", help="write a synthetic CelebA in the standard layout")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--n", type=positive_int, default=2000, help="number of images (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--n", type=synth_count, default=2000, help=f"number of images, 1 to {MAX_SYNTH:,} (default 2000)"
+    )
+    p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument(
         "--size",
         type=image_side,
@@ -599,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=0.2, help="share held out to compare (default 0.2)")
     p.add_argument(
         "--C",
-        type=lambda v: v if v == "auto" else float(v),
+        type=penalty_c,
         default="auto",
         help="inverse strength of the L2 penalty, or auto: chosen by cross-validation on the photos (default)",
     )
@@ -617,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the training images (CelebA's); none: already laid out as the bundle reads (a face bundle: dlib's "
         "150 px chips)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_adapt)
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .errors import UsageError
+from .files import check_writable
 
 MIN_SIDE, MAX_SIDE = 16, 1024  # synthetic faces: below 16 px nothing is drawn; above 1024, gigabytes
 
@@ -58,7 +59,11 @@ def bundle_and_images(paths: list[Path], pretrained: str | None) -> tuple[Path |
     from .data.images import IMAGE_EXTENSIONS  # lazy: --help stays instant (images imports Pillow, numpy)
 
     first = paths[0]
-    is_bundle = first.is_dir() and any((first / name).is_file() for name in BUNDLE_MARKERS)
+    try:
+        is_bundle = first.is_dir() and any((first / name).is_file() for name in BUNDLE_MARKERS)
+        missing = not first.exists()
+    except OSError:  # a name the file system refuses (too long): a photo that gets its error row
+        is_bundle, missing = False, False
     if pretrained is not None:
         if is_bundle:
             raise UsageError(
@@ -69,7 +74,7 @@ def bundle_and_images(paths: list[Path], pretrained: str | None) -> tuple[Path |
         if len(paths) == 1:
             raise UsageError(f"{first} is a bundle; give the images to predict after it")
         return first, paths[1:]
-    if not first.exists() and len(paths) > 1 and first.suffix.lower() not in IMAGE_EXTENSIONS:
+    if missing and len(paths) > 1 and first.suffix.lower() not in IMAGE_EXTENSIONS:
         raise UsageError(
             f"{first}: no such bundle folder or image; give a folder written by pipeline.save(), or only "
             "images to use the shipped model"
@@ -85,6 +90,26 @@ def non_negative_float(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of pixels >= 0, got {text}")
     return value
+
+
+MAX_SYNTH = 1_000_000  # synthetic images a command makes: more is hours of drawing and gigabytes of files
+
+
+def synth_count(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_SYNTH:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_SYNTH:,}, got {value:,}")
+    return value
+
+
+def penalty_c(text: str):
+    """``adapt --C``: ``auto`` or a number (its range is checked with the rest of adapt's arguments)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a number, got {text!r}") from None
 
 
 def seed_number(text: str) -> int:
@@ -113,3 +138,34 @@ def image_side(text: str) -> int:
     if not MIN_SIDE <= value <= MAX_SIDE:
         raise argparse.ArgumentTypeError(f"must be from {MIN_SIDE} to {MAX_SIDE} px, got {value}")
     return value
+
+
+def check_folder_target(path: Path, flag: str, must_be_empty: bool = False) -> None:
+    """Before any work: ``path`` can be the output folder (it is one, or its nearest existing parent takes a
+    new entry), and is not a dangling link; with ``must_be_empty``, it holds nothing yet. A name the file
+    system refuses (too long), /proc, a file, an unwritable place: a :class:`UsageError` naming ``flag``."""
+    try:
+        if path.is_symlink() and not path.exists():
+            raise UsageError(f"{flag} {path} is a link to nothing; give a real folder")
+        if path.exists():
+            if not path.is_dir():
+                raise UsageError(f"{flag} {path} is a file; give a folder")
+            if must_be_empty and any(path.iterdir()):
+                raise UsageError(f"{flag} {path} exists and is not an empty folder; name a new one")
+            check_writable(path)
+            return
+        existing = path.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UsageError(f"{flag} {path}: {existing} is a file; give a folder path")
+        check_writable(existing)
+        longest = os.pathconf(existing, "PC_NAME_MAX")  # what exists() on a name too long may not say
+        if any(len(os.fsencode(part)) > longest for part in path.parts):
+            raise UsageError(
+                f"{flag} {path}: a name in it is too long for the file system; choose a shorter one"
+            )
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {path}: cannot write there ({exc.strerror}); choose another folder"
+        ) from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from .constants import MAX_WORKERS
+from .constants import MAX_IMAGE_SIZE, MAX_WORKERS, THRESHOLD_BOUNDS
 from .errors import ConfigError
+from .files import check_writable
 
 # Choices that only the config has. Those owned by a lower layer (tasks and losses: models; split strategies
 # and augmentations: data; stage-two models and objectives: tabular) are read from there when validating,
@@ -36,7 +36,6 @@ STRATEGIES = (
     "deepspeed",
     "single_device",
 )
-MAX_IMAGE_SIZE = 1024  # crop side; a bundle's resize (crop x 256/224) must stay within its 4,096 px bound
 MAX_PRESET_BYTES = 1 << 20  # a preset is a few dozen lines
 TRAINING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # Lightning's names
 MODES = ("staged", "joint")
@@ -326,8 +325,9 @@ class RunConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.threshold < 1:
-            raise ConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
+        low, high = THRESHOLD_BOUNDS
+        if not low <= self.threshold <= high:
+            raise ConfigError(f"threshold must be from {low} to {high}, got {self.threshold}")
         for key in FRACTION_KEYS:
             fractions = getattr(self, key)
             if (
@@ -372,6 +372,8 @@ class RunConfig:
 
         locate_weights(check_backbone_name(self.backbone), self.weights)
         self.check_output_dir()
+        if self.cache_dir:  # found now, not when training ends and the first entry is written
+            self.check_writable_folder("cache_dir", self.cache_dir)
         if self.accelerator in ("cuda", "gpu"):
             import torch
 
@@ -385,23 +387,25 @@ class RunConfig:
         """``output_dir``, after proving a file can be written in it, or in the nearest folder above it that
         exists when it does not exist yet (it is made when a run starts, so a run refused before that leaves
         no empty folder behind)."""
-        out = Path(self.output_dir).expanduser()
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"output_dir={self.output_dir} is a file; give a folder for the runs")
-        existing = out
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise ConfigError(
-                f"output_dir={self.output_dir}: {existing} is a file; give a folder for the runs"
-            )
-        probe = existing / f".attr2gender-write-test-{os.getpid()}"
+        return self.check_writable_folder("output_dir", self.output_dir)
+
+    @staticmethod
+    def check_writable_folder(key: str, folder: str) -> Path:
+        """``folder`` (``output_dir``, ``cache_dir``) is a folder a file can be written in, or the nearest
+        folder above it that exists is; a :class:`ConfigError` naming ``key`` otherwise."""
+        out = Path(folder).expanduser()
         try:
-            probe.touch()
-            probe.unlink()
+            if out.exists() and not out.is_dir():
+                raise ConfigError(f"{key}={folder} is a file; give a folder")
+            existing = out
+            while not existing.exists() and existing != existing.parent:
+                existing = existing.parent
+            if not existing.is_dir():
+                raise ConfigError(f"{key}={folder}: {existing} is a file; give a folder")
+            check_writable(existing)
         except OSError as exc:
             raise ConfigError(
-                f"output_dir={self.output_dir}: cannot write there ({exc.strerror}); choose a writable folder"
+                f"{key}={folder}: cannot write there ({exc.strerror}); choose a writable folder"
             ) from None
         return out
 
@@ -416,17 +420,19 @@ def _choice(name: str, value, choices, extra: str = "") -> None:
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
-def _coerce(key: str, value: Any) -> Any:
-    """A ``key=value`` string (parsed as YAML) or a YAML value, checked against the field's type.
+def _coerce(key: str, value: Any, from_text: bool = False) -> Any:
+    """A command line's ``key=value`` text (``from_text``: parsed as YAML) or a typed value (from a YAML
+    file or Python), checked against the field's type.
 
-    Strings from the command line are parsed (``epochs=2`` is an int); YAML values are taken as typed, so
-    ``epochs: 2.5``, ``batch_size: true`` or ``backbone: 123`` fail here, naming the key."""
+    Text from the command line is parsed (``epochs=2`` is an int); YAML and Python values are taken as
+    typed, so ``epochs: 2.5``, ``batch_size: true``, ``backbone: 123`` or a quoted ``weight_decay: "0.01"``
+    (a string) fail here, naming the key."""
     default = (
         FIELDS[key].default
         if FIELDS[key].default is not dataclasses.MISSING
         else FIELDS[key].default_factory()
     )
-    from_text = isinstance(value, str)
+    from_text = from_text and isinstance(value, str)
     parsed = (plain_yaml(value, f"{key}=") if value != "" else "") if from_text else value
     shown = repr(value)
 
@@ -530,7 +536,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. epochs=2)")
         key, value = item.split("=", 1)
         check_keys([key.strip()], "the command line")
-        out[key.strip()] = _coerce(key.strip(), value.strip())
+        out[key.strip()] = _coerce(key.strip(), value.strip(), from_text=True)
     return out
 
 

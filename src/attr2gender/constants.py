@@ -2,6 +2,11 @@
 
 # ImageNet's per-channel mean and standard deviation: every pretrained backbone here expects inputs
 # normalised with them (data/transforms.py), and plots un-normalise tensors with them.
+# The largest crop side training accepts (image_size) and so the largest a bundle may ask for: a 4,096 px
+# preprocessing costs 2.9 GB for one image on torch.
+MAX_IMAGE_SIZE = 1024
+# A decision threshold: away from 0 and 1, where one image's P(Male) would flip every answer (config, bundles).
+THRESHOLD_BOUNDS: tuple[float, float] = (0.01, 0.99)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 

@@ -112,10 +112,29 @@ class DecodedImageCache:
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.path = cache_dir / f"decoded_{side}px_{key[:16]}.npy"
         bad_path = self.path.with_suffix(".bad.txt")
-        if not self.path.is_file():
+        shape = (len(self.image_ids), side, side, 3)
+        self.array = self._open(shape) if self.path.is_file() else None
+        if self.array is None:
             self._build(celeba, side, bad_path, progress)
+            self.array = self._open(shape)
         self.bad = [b for b in bad_path.read_text().splitlines() if b] if bad_path.is_file() else []
-        self.array = np.load(self.path, mmap_mode="r")
+
+    def _open(self, shape: tuple[int, ...]):
+        """The cache file memory-mapped, or None (with a warning) when it is not the uint8 array of
+        ``shape`` this cache writes: a pickle, an object array or another shape planted under its name is
+        rebuilt, never read or trusted (np.load never unpickles)."""
+        try:
+            array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.shape != shape:
+                raise ValueError(
+                    f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}"
+                )
+        except (OSError, ValueError) as exc:
+            warnings.warn(
+                f"rebuilding the decode cache {self.path}: it is not the expected array ({exc})", stacklevel=3
+            )
+            return None
+        return array
 
     def _build(self, celeba: CelebA, side: int, bad_path: Path, progress: bool) -> None:
         tmp = self.path.with_suffix(".partial.npy")

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -104,21 +105,34 @@ class FaceTemplate:
 
     @classmethod
     def from_json(cls, d: dict) -> FaceTemplate:
-        """Validated: 5 points inside the crop, a crop of 16-4096 px a side."""
+        """Validated: 5 finite points inside the crop, laid out as a face is (eyes apart, the left eye left of
+        the right, the eyes above the nose above the mouth), a crop of 16-4096 px a side, a count of images.
+        A template that warps every photo into a degenerate or mirrored crop is refused, not used."""
         try:
             points = tuple((float(x), float(y)) for x, y in d["landmarks"])
-            size = (int(d["size"][0]), int(d["size"][1]))
+            size = tuple(d["size"])
+            n_images = d.get("n_images", 0)
         except (KeyError, TypeError, ValueError, IndexError):
             raise ValueError(
                 "template.json must hold landmarks (5 [x, y] fractions) and size [w, h]"
             ) from None
+        whole = [v for v in (*size, n_images) if not (isinstance(v, int) and not isinstance(v, bool))]
+        if whole or len(size) != 2:
+            raise ValueError("template.json: size must be two integers and n_images an integer")
         if (
             len(points) != 5
-            or not all(0 <= v <= 1 for p in points for v in p)
+            or not all(math.isfinite(v) and 0 <= v <= 1 for p in points for v in p)
             or not all(16 <= s <= 4096 for s in size)
+            or not 0 <= n_images < 10**9
         ):
             raise ValueError("template.json: 5 landmarks in [0, 1] and a size of 16-4096 px are required")
-        return cls(points, size, str(d.get("source", "measured")), int(d.get("n_images", 0)))
+        (lx, ly), (rx, ry), (_, ny), (_, ml), (_, mr) = points
+        if not (rx - lx >= 0.05 and max(ly, ry) < ny < min(ml, mr)):
+            raise ValueError(
+                "template.json: the landmarks are not laid out as a face (left eye left of the right, at "
+                "least 5 % of the width apart, eyes above the nose above the mouth)"
+            )
+        return cls(points, (size[0], size[1]), str(d.get("source", "measured")), n_images)
 
     @classmethod
     def celeba(cls) -> FaceTemplate:

@@ -64,6 +64,8 @@ def parse_male_label(value) -> int:
     key = str(value).strip().lower()
     if key in LABEL_WORDS:
         return LABEL_WORDS[key]
+    if key in ("1.0", "0.0"):  # a number written by a spreadsheet or pandas: read as the API reads 1.0
+        return int(float(key))
     raise ValueError(f"label {value!r} is not 1/0 or Male/Female")
 
 

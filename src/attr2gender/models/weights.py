@@ -308,6 +308,12 @@ def download_url(official_url: str) -> str:
     base = os.environ.get(WEIGHTS_URL_ENV, "").strip()
     if not base:
         return official_url
+    if "#" in base or "?" in base:
+        # A fragment or query would swallow the file name: the download would go unnamed, with no known
+        # size to stop it at.
+        raise WeightsNotFoundError(
+            f"{WEIGHTS_URL_ENV}={base!r}: give a base URL without '?' or '#' (the file name is appended to it)"
+        )
     return base.rstrip("/") + "/" + Path(urlparse(official_url).path).name
 
 

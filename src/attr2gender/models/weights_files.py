@@ -77,6 +77,18 @@ _RESAVE_HINT = (
 )
 
 
+def torch_refusal_reason(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one clause. torch's message is a page of
+    advice that includes turning the restriction off (``weights_only=False``), which this library never does
+    and never suggests: only the reason is kept."""
+    text = str(exc)
+    reason = text.partition("WeightsUnpickler error:")[2].strip()
+    reason = reason.split("\n\n", 1)[0].split(". ", 1)[0].strip() or _first_line(exc)
+    if "weights_only" in reason or "trust" in reason:
+        return "it holds objects other than tensors and containers"
+    return reason
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
@@ -219,11 +231,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's restricted unpickler refused it; its message is a page of advice (including turning the
-        # restriction off, which this library never does): keep only the reason it gives.
-        text = str(e)
-        reason = text.partition("WeightsUnpickler error:")[2].strip()
-        reason = reason.split("\n\n", 1)[0].split(". ", 1)[0].strip() or _first_line(e)
+        reason = torch_refusal_reason(e)
         if "global" not in reason.lower():  # e.g. "Unsupported operand 205": a damaged pickle
             raise _not_weights(
                 path, f"not a readable PyTorch checkpoint (torch.load said: {reason})"

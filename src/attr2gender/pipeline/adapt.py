@@ -17,9 +17,12 @@ records what it was adapted on (``adapted``; saved in its bundle); the original 
 from __future__ import annotations
 
 import copy
+import csv
 import hashlib
+import io
 import json
 import math
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -91,6 +94,14 @@ class AdaptRecord:
         shares = [v for v in (record.accuracy_before, record.accuracy_after) if v is not None]
         if record.n_photos < 0 or record.n_holdout < 0 or not all(0 <= v <= 1 for v in shares):
             raise ValueError("adapted: counts must be >= 0 and accuracies in [0, 1]")
+        if not valid_C(record.C):
+            raise ValueError(
+                f"adapted.C must be 0 or from {C_BOUNDS[0]:g} to {C_BOUNDS[1]:g}, got {record.C!r}"
+            )
+        if not (math.isfinite(record.original_weight) and 0 <= record.original_weight < 1):
+            raise ValueError(
+                f"adapted.original_weight must be from 0 to below 1, got {record.original_weight!r}"
+            )
         return record
 
 
@@ -242,6 +253,17 @@ def fit_head(
 # The penalties C="auto" chooses among, by cross-validation on the photos. 0 keeps the trained head as it is:
 # when no amount of moving predicts the held-out folds better, the photos do not support moving it.
 AUTO_C = (0.0, 0.01, 0.1, 1.0, 10.0)
+# C given by hand: 0 (keep the head) or within these; 1e-300 would overflow the fit after all the work.
+C_BOUNDS = (1e-6, 1e6)
+
+
+def valid_C(C) -> bool:  # noqa: N802 - C is scikit-learn's name for the inverse penalty
+    return (
+        isinstance(C, int | float)
+        and not isinstance(C, bool)
+        and math.isfinite(C)
+        and (C == 0 or C_BOUNDS[0] <= C <= C_BOUNDS[1])
+    )
 
 
 def choose_C(pipeline, X: np.ndarray, y: np.ndarray, prior: str, seed: int = 0, folds: int = 5) -> float:
@@ -285,39 +307,81 @@ def read_labels_csv(path) -> tuple[list, list[int], list[str]]:
     the two columns raises :class:`ConfigError`."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="surrogateescape")
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        # The csv module on text decoded with surrogateescape: a path that is not UTF-8 is one row's
+        # problem (its bytes kept), never the whole file's.
+        text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except (OSError, csv.Error) as exc:
         raise ConfigError(
             f"{path}: cannot read it as CSV ({exc}); give a CSV with columns path,male"
         ) from None
-    missing = [c for c in ("path", "male") if c not in frame.columns]
+    header = [h.strip() for h in rows[0]] if rows else []
+    missing = [c for c in ("path", "male") if c not in header]
     if missing:
         raise ConfigError(
-            f"{path} has no {' or '.join(missing)} column (columns: {', '.join(map(str, frame.columns))}); "
+            f"{path} has no {' or '.join(missing)} column (columns: {', '.join(header)}); "
             "give a CSV with columns path,male (male: 1/0 or Male/Female)"
         )
+    at_path, at_male = header.index("path"), header.index("male")
+    pairs = [
+        (r[at_path] if len(r) > at_path else "", r[at_male] if len(r) > at_male else "")
+        for r in rows[1:]
+        if r
+    ]
     paths, labels, problems, seen = [], [], [], {}
-    for row, (name, label) in enumerate(zip(frame["path"], frame["male"]), start=2):  # line 1: the header
-        where = f"row {row} ({name})"
-        photo = Path(name) if Path(name).is_absolute() else path.parent / name
+    for row, (name, label) in enumerate(pairs, start=2):  # line 1: the header
+        where = f"row {row} ({os.fsencode(name)[:80].decode('utf-8', 'backslashreplace')})"
         if not name.strip():
             problems.append(f"row {row}: empty path")
-            continue
-        if photo.resolve() in seen:
-            problems.append(f"{where}: the same photo as row {seen[photo.resolve()]}; kept the first")
             continue
         try:
             value = parse_male_label(label)
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
             continue
-        if not photo.is_file():
-            problems.append(f"{where}: no such file ({photo})")
+        try:  # a NUL byte or a name too long for the file system: this row's problem, not the file's
+            photo = Path(name) if Path(name).is_absolute() else path.parent / name
+            identity = file_identity(photo)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{where}: cannot be a file here ({getattr(exc, 'strerror', None) or exc})")
             continue
-        seen[photo.resolve()] = row
+        if identity is None:
+            problems.append(f"{where}: no such file")
+            continue
+        if identity in seen:  # the same file under another name (a link, ./a.jpg and a.jpg) too
+            problems.append(f"{where}: the same photo as row {seen[identity]}; kept the first")
+            continue
+        seen[identity] = row
         paths.append(photo)
         labels.append(value)
     return paths, labels, problems
+
+
+def _repeated_files(items) -> tuple[int, int] | None:
+    """The first pair of inputs that are the same file (by identity), or None. In-memory images are not
+    compared: they have no identity to compare."""
+    seen: dict = {}
+    for i, (_, source) in enumerate(items):
+        if isinstance(source, str | os.PathLike):
+            try:
+                identity = file_identity(Path(source))
+            except (OSError, ValueError):
+                continue  # unreadable: an error row later
+            if identity is not None:
+                if identity in seen:
+                    return seen[identity], i
+                seen[identity] = i
+    return None
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a regular file, None when it is not one: the same photo under two names (a link,
+    a relative and an absolute path) has one identity."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino) if path.is_file() else None
 
 
 def photos_hash(names: list, labels: np.ndarray) -> str:
@@ -355,14 +419,23 @@ def adapt(
             y[i] = parse_male_label(value)
         except ValueError as exc:
             raise ConfigError(f"labels[{i}] ({names[i]}): {exc}") from None
+    twice = _repeated_files(items)
+    if twice:
+        first, again = twice
+        raise ConfigError(
+            f"images[{again}] is the same photo as images[{first}] ({names[again]}): a photo given twice "
+            "can be fitted on and held out at once, so the held-out accuracy would mean nothing; give each once"
+        )
     if not (isinstance(holdout, int | float) and 0 <= holdout <= 0.9):
         raise ConfigError(f"holdout must be a share from 0 to 0.9, got {holdout!r}")
     if not (isinstance(original_weight, int | float) and 0 <= original_weight < 1):
         raise ConfigError(f"original_weight must be a share from 0 to below 1, got {original_weight!r}")
     if prior not in ("original", "none"):
         raise ConfigError(f"prior={prior!r} is not valid; choose 'original' or 'none'")
-    if C != "auto" and not (isinstance(C, int | float) and math.isfinite(C) and C >= 0):
-        raise ConfigError(f"C must be 'auto' or a number >= 0 (0 keeps the head), got {C!r}")
+    if C != "auto" and not valid_C(C):
+        raise ConfigError(
+            f"C must be 'auto', 0 (keeps the head) or a number from {C_BOUNDS[0]:g} to {C_BOUNDS[1]:g}, got {C!r}"
+        )
     if original_weight and (pipeline.route != "two_stage" or original is None):
         raise ConfigError(
             "original_weight > 0 mixes in the rows stage two was first fitted on: pass them as "

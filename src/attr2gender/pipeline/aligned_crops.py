@@ -12,6 +12,7 @@ import secrets
 import stat
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..constants import MIN_EYE_DISTANCE
@@ -95,6 +96,19 @@ def _write_file(folder: Path, name: str, write) -> None:
         raise
 
 
+SHEET_SIDE = 320  # the contact sheet's originals, kept this small as they are met (it draws them at 160 px)
+
+
+def _thumbnail(image, box, landmarks):
+    """``image`` shrunk to :data:`SHEET_SIDE` px on its longer side, with its box and landmarks: the contact
+    sheet keeps 64 of these, not 64 decoded photos (twelve 49 Mpx photos once held 3.6 GB)."""
+    scale = min(1.0, SHEET_SIDE / max(image.size))
+    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    box = None if box is None else tuple(float(v) * scale for v in box)
+    landmarks = None if landmarks is None else np.asarray(landmarks, dtype=float) * scale
+    return small, box, landmarks
+
+
 def _crop_name(path: Path, face_index: int | None, taken: set[str], out_dir: Path) -> str:
     """A crop's file name in ``out_dir``, unique among ``taken`` (case-folded, as a case-insensitive disk
     would see them; :data:`FACES_CSV` and :data:`CONTACT_SHEET` are in it) and never an existing folder:
@@ -150,6 +164,8 @@ def align_folder(
         return pd.DataFrame(columns=columns, dtype=object)
     FaceDetector.shared()  # a missing detector fails here, once
     rows, sheet, taken = [], [], {FACES_CSV.casefold(), CONTACT_SHEET.casefold()}
+    if out_dir.is_dir():  # a file already there keeps its name: a crop of the same name gets another one
+        taken |= {entry.name.casefold() for entry in out_dir.iterdir()} - taken
     for path in tqdm(paths, desc="align", unit="img", disable=not progress):
         name, image = os.fsdecode(path), None
         try:
@@ -163,7 +179,8 @@ def align_folder(
                 dict(image=name, face_index=None, face_box=box, n_faces=n_faces, file="", error=error)
             )
             if image is not None and len(sheet) < CONTACT_SHEET_FACES:  # shown too: a miss is worth seeing
-                sheet.append((image, box, None, None, "too small" if box is not None else "no face"))
+                small, box, _ = _thumbnail(image, box, None)
+                sheet.append((small, box, None, None, "too small" if box is not None else "no face"))
             continue
         for face in aligned:
             file, error = "", face.note  # faces="all" and too small to read: a row, no file
@@ -181,7 +198,8 @@ def align_folder(
                     (face.face.box, face.face.landmarks) if face.face is not None else (None, None)
                 )
                 why = "not written" if face.image is not None else "too small"
-                sheet.append((image, box, landmarks, face.image if file else None, why))
+                small, box, landmarks = _thumbnail(image, box, landmarks)
+                sheet.append((small, box, landmarks, face.image if file else None, why))
     # object columns: file names that are not UTF-8 (surrogate-escaped) cannot live in an Arrow string column
     table = pd.DataFrame(rows, columns=columns, dtype=object)
     table["face_index"] = table["face_index"].astype("Int64")

@@ -32,7 +32,9 @@ import os
 from pathlib import Path
 
 from .._version import __version__
+from ..constants import MAX_IMAGE_SIZE, THRESHOLD_BOUNDS
 from ..data.faces import FaceTemplate
+from ..data.transforms import resize_size
 from ..errors import BundleError
 from .adapt import AdaptRecord
 from .calibration import TEMPERATURE_BOUNDS
@@ -50,7 +52,9 @@ TEMPLATE_FILE = "template.json"  # the face template predict(align="auto") warps
 OPTIONAL_FILES = ("model.onnx", TEMPLATE_FILE)  # a bundle without a template is from before templates
 LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two: required
 MAX_MANIFEST_BYTES = 8 << 20  # a real one is a few kB; its config and metrics are small
-MAX_SIDE = 4096  # preprocessing resize/crop: beyond this a bundle would cost gigabytes per image
+# Preprocessing sides within what training accepts (image_size up to MAX_IMAGE_SIZE; its resize is the crop
+# x 256/224): beyond, one image costs gigabytes.
+MAX_SIDE = {"crop": MAX_IMAGE_SIZE, "resize": resize_size(MAX_IMAGE_SIZE)}
 TOP_LEVEL = {
     "adapted",  # adapt(): how many photos the head was refitted on, a hash of the list, held-out accuracy
     "backbone_weights",  # a face backbone's pretrained weights: file, SHA-256, licence, template
@@ -236,8 +240,12 @@ def _check_values(m: dict, path: Path) -> None:
     if m.get("kind") not in KINDS:
         raise _fail(path, "kind", f"{m.get('kind')!r} is not one of {KINDS}")
     threshold = m.get("threshold")
-    if not (_number(threshold) and 0 < threshold < 1):
-        raise _fail(path, "threshold", f"{threshold!r} must be a number strictly between 0 and 1")
+    if not (_number(threshold) and THRESHOLD_BOUNDS[0] <= threshold <= THRESHOLD_BOUNDS[1]):
+        raise _fail(
+            path,
+            "threshold",
+            f"{threshold!r} must be a number from {THRESHOLD_BOUNDS[0]} to {THRESHOLD_BOUNDS[1]}",
+        )
     if m.get("data_kind", "unknown") not in DATA_KINDS:
         raise _fail(path, "data_kind", f"{m.get('data_kind')!r} is not one of {DATA_KINDS}")
     # Bounded to what the fit can produce, even when the hash matches (a forger can rehash).
@@ -249,8 +257,10 @@ def _check_values(m: dict, path: Path) -> None:
         raise _fail(path, "preprocessing", "must be an object")
     for key in ("resize", "crop"):
         value = pre.get(key)
-        if not (isinstance(value, int) and not isinstance(value, bool) and 16 <= value <= MAX_SIDE):
-            raise _fail(path, f"preprocessing.{key}", f"{value!r} must be an integer from 16 to {MAX_SIDE}")
+        if not (isinstance(value, int) and not isinstance(value, bool) and 16 <= value <= MAX_SIDE[key]):
+            raise _fail(
+                path, f"preprocessing.{key}", f"{value!r} must be an integer from 16 to {MAX_SIDE[key]}"
+            )
     if pre["crop"] > pre["resize"]:
         raise _fail(path, "preprocessing.crop", f"{pre['crop']} is larger than the resize {pre['resize']}")
     for key, low in (("mean", -10.0), ("std", 1e-6)):
@@ -278,6 +288,14 @@ def _check_values(m: dict, path: Path) -> None:
             raise _fail(path, key, "must be an object")
     if not all(isinstance(k, str) and (v is None or _number(v)) for k, v in m.get("metrics", {}).items()):
         raise _fail(path, "metrics", "must map names to numbers")
+    # A run's config is flat: names to numbers, strings, booleans or lists of them. Deeper nesting is not a
+    # config (and a few hundred levels would overflow the JSON writer when the bundle is saved again).
+    flat = (str, int, float, bool, type(None))
+    for key, value in m.get("config", {}).items():
+        if not isinstance(key, str) or not (
+            isinstance(value, flat) or (isinstance(value, list) and all(isinstance(v, flat) for v in value))
+        ):
+            raise _fail(path, f"config.{key}", "must be a number, string, boolean or a list of them")
     if not isinstance(m.get("model_hash", ""), str):
         raise _fail(path, "model_hash", "must be a string")
     if "concepts" in m:

@@ -66,16 +66,32 @@ class StageOneCache:
             return None
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            probs = np.load(array_path, allow_pickle=False)  # never unpickles: object arrays raise
+            if not isinstance(meta, dict):
+                raise ValueError("the entry's JSON is not an object")
+            # Memory-mapped first: the header's shape is checked against the file and the expected shape
+            # before a byte is read into memory (a header claiming 3e9 rows costs nothing); an .npz under an
+            # .npy name is not an array and is refused; np.load never unpickles (object arrays raise).
+            mapped = np.load(array_path, allow_pickle=False, mmap_mode="r")
+            if not isinstance(mapped, np.ndarray):
+                raise ValueError("not a single .npy array")
             errors = meta["errors"]
-            if meta.get("key") != key or probs.shape != (n, width) or probs.dtype.kind != "f":
-                raise ValueError(f"shape {probs.shape} / key mismatch")
+            if meta.get("key") != key or mapped.shape != (n, width) or mapped.dtype.kind != "f":
+                raise ValueError(f"shape {mapped.shape} / key mismatch")
+            probs = np.array(mapped)
             if not (
                 isinstance(errors, list) and len(errors) == n and all(isinstance(e, str) for e in errors)
             ):
                 raise ValueError("bad error list")
             self._check_values(probs, errors)
-        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            RecursionError,
+            MemoryError,
+            json.JSONDecodeError,
+        ) as exc:
             warnings.warn(
                 f"ignoring unreadable cache entry {array_path} ({exc}); recomputing it",
                 stacklevel=3,

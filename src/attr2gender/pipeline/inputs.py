@@ -39,7 +39,11 @@ def expand_images(images) -> list[tuple[object, object]]:
     def add(item, label):
         if isinstance(item, str | os.PathLike):
             path = Path(item)
-            if path.is_dir():
+            try:
+                is_folder = path.is_dir()
+            except OSError:  # a name too long for the file system, or one it refuses: an error row, below
+                is_folder = False
+            if is_folder:
                 out.extend((os.fsdecode(p), p) for p in folder_images(path))
             else:
                 out.append((os.fsdecode(path), path))  # a missing file becomes an error row, not an exception

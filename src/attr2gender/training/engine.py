@@ -34,6 +34,7 @@ from lightning.pytorch.loggers import CSVLogger
 from ..config import RunConfig, save_config
 from ..errors import ConfigError, UnsafeCheckpointError
 from ..metrics import MIN_GROUP_SIZE
+from ..models.weights_files import torch_refusal_reason
 from ..pipeline.bundle import disk_bytes
 from ..plots import plot_lr_finder
 from ..progress import interactive
@@ -175,7 +176,7 @@ def check_checkpoint(path: Path) -> None:
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = torch_refusal_reason(exc) if str(exc).strip() else type(exc).__name__
         raise UnsafeCheckpointError(
             f"{path} cannot be loaded as plain tensors and containers ({first[:200]}); attr2gender never unpickles "
             "other objects, so it refuses to resume from it. Delete it and start the run again without resume=true"

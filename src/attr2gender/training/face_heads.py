@@ -125,7 +125,8 @@ def extract_features(
     preprocessing, alignment, files) when ``cache_dir`` is set."""
     alignment = FaceAlignment(inputs.align, template=inputs.template or FaceTemplate.celeba())
     dim = net.feature_dim
-    cache = StageOneCache(cache_dir, kind="features", value_range=None) if cache_dir else None
+    # A face network's features are bounded by its weights (dlib's: about -1 to 5); far outside is planted.
+    cache = StageOneCache(cache_dir, kind="features", value_range=FEATURE_RANGE) if cache_dir else None
     key = described = None
     if cache is not None:
         what = inputs.preprocessing | ({"align": alignment.cache_key()} if alignment.enabled else {})
@@ -212,6 +213,7 @@ def loss_weights(
     return torch.from_numpy(weights * (n / weights.sum())).float()
 
 
+FEATURE_RANGE = (-1e3, 1e3)  # what a cached face-feature value may be (a planted 3e38 is refused)
 LBFGS_ITERATIONS = 20  # L-BFGS iterations per history row ("epoch"): the kept row is chosen on validation
 
 
