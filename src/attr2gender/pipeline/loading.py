@@ -101,17 +101,7 @@ def load_pipeline(
             stacklevel=2,
         )
     onnx_path = directory / ONNX_FILE if ONNX_FILE in manifest["files"] else None
-    kw = dict(
-        threshold=manifest["threshold"],
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        runtime=runtime,
-        precision=precision,
-        onnx_path=onnx_path,
-        face_template=template,
-        align=align,
-    )
+    kw = options | dict(threshold=manifest["threshold"], onnx_path=onnx_path, face_template=template)
     if manifest["kind"] == "two_stage":
         pipeline = Attr2GenderPipeline(model, stage_two, manifest["preprocessing"], **kw)
         if "concepts" in manifest:
