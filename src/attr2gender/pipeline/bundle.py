@@ -288,14 +288,7 @@ def _check_values(m: dict, path: Path) -> None:
             raise _fail(path, key, "must be an object")
     if not all(isinstance(k, str) and (v is None or _number(v)) for k, v in m.get("metrics", {}).items()):
         raise _fail(path, "metrics", "must map names to numbers")
-    # A run's config is flat: names to numbers, strings, booleans or lists of them. Deeper nesting is not a
-    # config (and a few hundred levels would overflow the JSON writer when the bundle is saved again).
-    flat = (str, int, float, bool, type(None))
-    for key, value in m.get("config", {}).items():
-        if not isinstance(key, str) or not (
-            isinstance(value, flat) or (isinstance(value, list) and all(isinstance(v, flat) for v in value))
-        ):
-            raise _fail(path, f"config.{key}", "must be a number, string, boolean or a list of them")
+    _check_config(m.get("config", {}), path)
     if not isinstance(m.get("model_hash", ""), str):
         raise _fail(path, "model_hash", "must be a string")
     if "concepts" in m:
@@ -324,6 +317,17 @@ def _check_values(m: dict, path: Path) -> None:
         names = m.get("attribute_names")
         if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise _fail(path, "attribute_names", "must be a list of attribute names")
+
+
+def _check_config(config: dict, path: Path) -> None:
+    """A run's config is flat: names to numbers, strings, booleans or lists of them. Deeper nesting is not a
+    config (and a few hundred levels would overflow the JSON writer when the bundle is saved again)."""
+    flat = (str, int, float, bool, type(None))
+    for key, value in config.items():
+        if not isinstance(key, str) or not (
+            isinstance(value, flat) or (isinstance(value, list) and all(isinstance(v, flat) for v in value))
+        ):
+            raise _fail(path, f"config.{key}", "must be a number, string, boolean or a list of them")
 
 
 def _check_training_data(records, path: Path) -> None:

