@@ -252,37 +252,7 @@ def _check_values(m: dict, path: Path) -> None:
     temperature, (low, high) = m.get("temperature", 1.0), TEMPERATURE_BOUNDS
     if not (_number(temperature) and low <= temperature <= high):
         raise _fail(path, "temperature", f"{temperature!r} must be a number from {low} to {high}")
-    pre = m.get("preprocessing")
-    if not isinstance(pre, dict):
-        raise _fail(path, "preprocessing", "must be an object")
-    for key in ("resize", "crop"):
-        value = pre.get(key)
-        if not (isinstance(value, int) and not isinstance(value, bool) and 16 <= value <= MAX_SIDE[key]):
-            raise _fail(
-                path, f"preprocessing.{key}", f"{value!r} must be an integer from 16 to {MAX_SIDE[key]}"
-            )
-    if pre["crop"] > pre["resize"]:
-        raise _fail(path, "preprocessing.crop", f"{pre['crop']} is larger than the resize {pre['resize']}")
-    for key, low in (("mean", -10.0), ("std", 1e-6)):
-        values = pre.get(key)
-        if not (
-            isinstance(values, list)
-            and len(values) == 3
-            and all(_number(v) and low <= v <= 10 for v in values)
-        ):
-            raise _fail(
-                path,
-                f"preprocessing.{key}",
-                f"{values!r} must be three finite numbers" + (" above 0" if key == "std" else ""),
-            )
-    if pre.get("interpolation", "bilinear") != "bilinear":
-        raise _fail(path, "preprocessing.interpolation", f"{pre.get('interpolation')!r} must be 'bilinear'")
-    if set(pre) - {"resize", "crop", "mean", "std", "interpolation"}:
-        raise _fail(
-            path,
-            "preprocessing",
-            f"has unknown keys {sorted(set(pre) - {'resize', 'crop', 'mean', 'std', 'interpolation'})}",
-        )
+    _check_preprocessing(m.get("preprocessing"), path)
     for key in ("metrics", "config"):
         if not isinstance(m.get(key, {}), dict):
             raise _fail(path, key, "must be an object")
@@ -317,6 +287,40 @@ def _check_values(m: dict, path: Path) -> None:
         names = m.get("attribute_names")
         if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise _fail(path, "attribute_names", "must be a list of attribute names")
+
+
+def _check_preprocessing(pre, path: Path) -> None:
+    """Sides within what training accepts, three finite means and positive stds, and no other keys."""
+    if not isinstance(pre, dict):
+        raise _fail(path, "preprocessing", "must be an object")
+    for key in ("resize", "crop"):
+        value = pre.get(key)
+        if not (isinstance(value, int) and not isinstance(value, bool) and 16 <= value <= MAX_SIDE[key]):
+            raise _fail(
+                path, f"preprocessing.{key}", f"{value!r} must be an integer from 16 to {MAX_SIDE[key]}"
+            )
+    if pre["crop"] > pre["resize"]:
+        raise _fail(path, "preprocessing.crop", f"{pre['crop']} is larger than the resize {pre['resize']}")
+    for key, low in (("mean", -10.0), ("std", 1e-6)):
+        values = pre.get(key)
+        if not (
+            isinstance(values, list)
+            and len(values) == 3
+            and all(_number(v) and low <= v <= 10 for v in values)
+        ):
+            raise _fail(
+                path,
+                f"preprocessing.{key}",
+                f"{values!r} must be three finite numbers" + (" above 0" if key == "std" else ""),
+            )
+    if pre.get("interpolation", "bilinear") != "bilinear":
+        raise _fail(path, "preprocessing.interpolation", f"{pre.get('interpolation')!r} must be 'bilinear'")
+    if set(pre) - {"resize", "crop", "mean", "std", "interpolation"}:
+        raise _fail(
+            path,
+            "preprocessing",
+            f"has unknown keys {sorted(set(pre) - {'resize', 'crop', 'mean', 'std', 'interpolation'})}",
+        )
 
 
 def _check_config(config: dict, path: Path) -> None:
