@@ -76,6 +76,12 @@ def _data_synth(args) -> int:
 def _data_export(args) -> int:
     from .data import export_target_table, load_celeba
 
+    try:  # its folder is made, as before; a name too long or a place like /proc is one error line
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"--out {args.out}: cannot write there ({exc.strerror}); choose another path"
+        ) from None
     check_output_path(args.out)  # a folder, /proc, a name too long: one error line before CelebA is read
     out = export_target_table(load_celeba(args.root), args.out)
     print(f"wrote {out}")
