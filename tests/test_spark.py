@@ -177,7 +177,12 @@ def test_spark_udf_scores_each_row_as_predict_does(spark, model_uri, pipeline, i
         assert got["n_faces"] == want_full.n_faces
         expected_box = None if _is_null(want_full.face_box) else list(want_full.face_box)
         assert (None if got["face_box"] is None else list(got["face_box"])) == expected_box
-    for path, reason in ((corrupt, "zz_corrupt.jpg"), (missing, "does not exist")):
+    # Each unreadable path names itself, with the one answer the served model gives for any of them
+    # (missing or corrupt read the same: the server's files are not told apart).
+    for path, reason in (
+        (corrupt, "zz_corrupt.jpg: no readable image"),
+        (missing, "missing.jpg: no readable image"),
+    ):
         for column in ("pred", "full"):
             bad = rows[path][column]
             assert bad["male_probability"] is None, (path, column, bad)

@@ -519,7 +519,9 @@ def test_pyfunc_rows_base64_paths_and_errors(tmp_path):
     only_paths = predict_frame(
         _FakePipeline(), pd.DataFrame({"path": [str(path), str(tmp_path / "missing.jpg")]})
     )
-    assert only_paths["error"][0] == "" and "does not exist" in only_paths["error"][1]
+    assert only_paths["error"][0] == "" and only_paths["error"][1].endswith(
+        "missing.jpg: no readable image at this path on the server"
+    )
     with pytest.raises(ValueError, match="image_base64 and/or path"):
         predict_frame(_FakePipeline(), pd.DataFrame({"x": [1]}))
 

@@ -104,9 +104,13 @@ _FILE_LEVEL = (
 )
 
 
-def _path_message(message: str) -> str:
-    """A path row's error as the served model says it: file-level failures all read the same."""
-    return UNREADABLE_PATH if any(marker in message for marker in _FILE_LEVEL) else message
+def _path_message(message: str, path) -> str:
+    """A path row's error as the served model says it: file-level failures all read the same, naming the
+    path the caller gave (which the caller knows), never what the server found there."""
+    if not any(marker in message for marker in (*_FILE_LEVEL, UNREADABLE_PATH)):
+        return message
+    shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+    return f"{shown}: {UNREADABLE_PATH}"
 
 
 def _row_source(i: int, encoded, path):
@@ -178,7 +182,7 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
         except (ValueError, OSError) as exc:  # ImageLoadError included
             message = str(exc)
             if _blank(encoded) and not _blank(path):
-                message = _path_message(message)
+                message = _path_message(message, path)
             errors[i] = message if message.startswith(f"row {i}: ") else f"row {i}: {message}"
     probability = np.full(n, np.nan)
     boxes: list = [None] * n
@@ -205,7 +209,7 @@ def predict_frame(pipeline, model_input, params: dict | None = None) -> pd.DataF
         for row, message in zip(rows, frame["error"].tolist()):
             if message:
                 if _blank(b64[row]):
-                    message = _path_message(message)
+                    message = _path_message(message, paths[row])
                 errors[row] = message if message.startswith(f"row {row}: ") else f"row {row}: {message}"
     labels = [None if np.isnan(p) else ("Male" if p >= pipeline.threshold else "Female") for p in probability]
     return pd.DataFrame(
