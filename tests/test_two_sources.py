@@ -91,6 +91,8 @@ def test_the_bundle_records_every_source_with_its_licence_and_counts(small_runs)
     assert all("non-commercial" in r["licence"] for r in record)
     assert record[0]["learnt"].startswith("the 39 attributes") and record[1]["learnt"] == "Male (stage two)"
     assert record[1]["images"]["train"] == pipe.metrics["stage_two_labelled_rows"]
+    # How each was split travels with it: UTKFace by group (one person's photos on one side), CelebA by person.
+    assert record[1]["split"].startswith("by group") and record[0]["split"].startswith("by identity")
     bundle = pipe.save(small_runs["tmp"] / "bundle")
     loaded = load_pipeline(bundle)
     assert loaded.training_data == json.loads(json.dumps(record))

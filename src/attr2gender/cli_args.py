@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from .errors import UsageError
-from .files import check_writable
+from .files import check_writable, nearest_existing
 
 MIN_SIDE, MAX_SIDE = 16, 1024  # synthetic faces: below 16 px nothing is drawn; above 1024, gigabytes
 
@@ -154,9 +154,7 @@ def check_folder_target(path: Path, flag: str, must_be_empty: bool = False) -> N
                 raise UsageError(f"{flag} {path} exists and is not an empty folder; name a new one")
             check_writable(path)
             return
-        existing = path.absolute()
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
+        existing = nearest_existing(path)
         if not existing.is_dir():
             raise UsageError(f"{flag} {path}: {existing} is a file; give a folder path")
         check_writable(existing)

@@ -19,7 +19,7 @@ import yaml
 
 from .constants import MAX_IMAGE_SIZE, MAX_WORKERS, THRESHOLD_BOUNDS
 from .errors import ConfigError
-from .files import check_writable
+from .files import check_writable, nearest_existing
 
 # Choices that only the config has. Those owned by a lower layer (tasks and losses: models; split strategies
 # and augmentations: data; stage-two models and objectives: tabular) are read from there when validating,
@@ -397,9 +397,7 @@ class RunConfig:
         try:
             if out.exists() and not out.is_dir():
                 raise ConfigError(f"{key}={folder} is a file; give a folder")
-            existing = out
-            while not existing.exists() and existing != existing.parent:
-                existing = existing.parent
+            existing = nearest_existing(out)
             if not existing.is_dir():
                 raise ConfigError(f"{key}={folder}: {existing} is a file; give a folder")
             check_writable(existing)

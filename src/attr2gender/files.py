@@ -16,3 +16,11 @@ def check_writable(folder: str | os.PathLike) -> None:
     descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     os.close(descriptor)
     probe.unlink()
+
+
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` if it exists, else the nearest folder above it that does (where it would be created)."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing

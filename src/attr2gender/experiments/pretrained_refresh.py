@@ -122,10 +122,8 @@ def weakest_cells(report) -> dict:
     if side is None:
         return {}
     out = {"source": side.source, "all": _entry(side.male, side.male_probability, side.seed)}
-    for gender, key in (("women", "female_recall"), ("men", "male_recall")):
-        other = "male_recall" if key == "female_recall" else "female_recall"
-        table = side.cells.assign(**{other: np.nan})  # rank one gender's recall at a time
-        out[gender] = worst_cell(table, "age_band", skip=("0-9",))
+    for gender in ("women", "men"):
+        out[gender] = worst_cell(side.cells, "age_band", skip=("0-9",), genders=(gender,))
     return out
 
 

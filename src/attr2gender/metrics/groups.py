@@ -187,9 +187,15 @@ def cell_key(axis: str, cell: str) -> str:
     return f"{'age' if axis == 'age_band' else axis}_{safe}"
 
 
-def worst_cell(table: pd.DataFrame, axis: str = "age_band", skip: Sequence[str] = ()) -> dict[str, Any]:
-    """The lowest female or male recall among ``axis``'s cells (those with enough photos, not in ``skip``):
-    ``{"recall", "low", "high", "cell", "gender", "n"}``; recall NaN when no cell has enough."""
+def worst_cell(
+    table: pd.DataFrame,
+    axis: str = "age_band",
+    skip: Sequence[str] = (),
+    genders: Sequence[str] = ("women", "men"),
+) -> dict[str, Any]:
+    """The lowest recall of ``genders`` (``women``: female recall, ``men``: male recall) among ``axis``'s
+    cells (those with enough photos, not in ``skip``): ``{"recall", "low", "high", "cell", "gender", "n"}``;
+    recall NaN when no cell has enough."""
     rows = table[(table["axis"] == axis) & ~table["cell"].isin(list(skip))]
     best = {
         "recall": float("nan"),
@@ -201,6 +207,8 @@ def worst_cell(table: pd.DataFrame, axis: str = "age_band", skip: Sequence[str] 
     }
     for _, r in rows.iterrows():
         for gender, key, n in (("women", "female_recall", r["women"]), ("men", "male_recall", r["men"])):
+            if gender not in genders:
+                continue
             value = r[key]
             if np.isfinite(value) and (np.isnan(best["recall"]) or value < best["recall"]):
                 best = {

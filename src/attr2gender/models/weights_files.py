@@ -79,8 +79,8 @@ _RESAVE_HINT = (
 
 def torch_refusal_reason(exc: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in one clause. torch's message is a page of
-    advice that includes turning the restriction off (``weights_only=False``), which this library never does
-    and never suggests: only the reason is kept."""
+    advice that includes lifting the restriction, which this library never does and never suggests: only the
+    reason is kept."""
     text = str(exc)
     reason = text.partition("WeightsUnpickler error:")[2].strip()
     reason = reason.split("\n\n", 1)[0].split(". ", 1)[0].strip() or _first_line(exc)

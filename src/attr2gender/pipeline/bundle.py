@@ -77,7 +77,15 @@ TOP_LEVEL = {
     "crop_layout",  # optional: where the landmarks sit in the training crops (predict's align="crops")
 }
 MAX_SOURCES = 8  # training_data entries; a model learns from one or two
-SOURCE_KEYS = {"name": str, "root": str, "layout": str, "licence": str, "learnt": str, "images": dict}
+SOURCE_KEYS = {
+    "name": str,
+    "root": str,
+    "layout": str,
+    "licence": str,
+    "learnt": str,
+    "images": dict,
+    "split": str,  # how its photos were split: CelebA by identity (or its partition), labelled faces by group
+}
 
 
 def sha256_file(path: Path) -> str:

@@ -431,18 +431,23 @@ def training_data_record(
         learnt = "Male" if config.task == "direct" else "the 39 attributes (stage one)"
         if config.task == "attributes" and config.male_sources != "labelled_faces":
             learnt += ", Male (stage two)" if config.mode == "staged" else ", Male (the joint head)"
-        records.append(celeba.record(images) | {"learnt": learnt})
+        fractions = "/".join(f"{f:g}" for f in config.split_fractions)
+        how = "CelebA's official partition" if splits.strategy == "official" else f"by identity, {fractions}"
+        records.append(celeba.record(images) | {"learnt": learnt, "split": f"{how}, seed {config.seed}"})
     faces = dm.labelled
     if faces is not None and config.male_sources != "celeba":
         if male_head_reads_labelled(config):
             used = {side: int(counted.get(side, {}).get(faces.name, (0, 0))[0]) for side in ("train", "val")}
         else:
             used = dict(stage_two_rows or {})
+        fractions = "/".join(f"{f:g}" for f in config.labelled_faces_split)
         records.append(
             faces.record(used)
             | {
                 "learnt": "Male"
-                + (" (stage two)" if config.task == "attributes" and config.mode == "staged" else "")
+                + (" (stage two)" if config.task == "attributes" and config.mode == "staged" else ""),
+                # Photos of one person share a group: split by group, never by row, so nobody is on two sides.
+                "split": f"by group, {fractions}, seed {config.seed}",
             }
         )
     return records
