@@ -2,7 +2,7 @@
 pretrained loader reads first: each bundle's ``pipeline.json`` (which hashes the rest) and ``record.json``."""
 
 PINNED_SHA256: dict[str, str] = {
-    "two_stage/pipeline.json": "1c5f4367f4f2d24906d62a3562fe016f7fb3821f0504a04c6c98dab8fef8a554",
-    "direct/pipeline.json": "6cdacfc0d10049943b7725139131becab62a446be97e48d4bd31f5be52aa6952",
-    "record.json": "2015679e64dded2920732b9465d262ff8e9efb1a210a799cfe240229eb5ce714",
+    "two_stage/pipeline.json": "250fe11c93b1a609be19694f09ec8d50616d11b91bb055e83ec8dcaff5f4d1a3",
+    "direct/pipeline.json": "9dcc148e7626958b367494d1b7b40ddb0719825c970188815bff5abd1ec41a20",
+    "record.json": "0c54b8468e471672244a06a810f1f54537e85d14f9408b761a908f2d434b07a4",
 }
