@@ -3,7 +3,7 @@ served model whose REST answer is strict JSON (null, never NaN).
 
 The pipelines here are built from parts (an untrained tiny CNN and a stage two with known coefficients or a
 LightGBM fitted on random rows): nothing is trained, so the file stays fast; the served-model test starts
-a real ``mlflow models serve`` and is marked slow."""
+a real ``attr2gender serve`` (MLflow's scoring server behind its guards) and is marked slow."""
 
 from __future__ import annotations
 
@@ -322,7 +322,7 @@ def _wait_for_ping(url: str, server: subprocess.Popen, log: Path, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"mlflow models serve exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"attr2gender serve exited with {server.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/ping", timeout=2) as reply:
                 if reply.status == 200:
@@ -330,9 +330,7 @@ def _wait_for_ping(url: str, server: subprocess.Popen, log: Path, timeout: float
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(1.0)
-    pytest.fail(
-        f"mlflow models serve did not answer /ping within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
-    )
+    pytest.fail(f"attr2gender serve did not answer /ping within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -368,8 +366,18 @@ def test_the_rest_answer_is_strict_json_with_null_for_a_failed_row(logistic, ima
         "MKL_NUM_THREADS": "1",
         "MLFLOW_MODELS_WORKERS": "1",
     }
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
-    command += ["-h", "127.0.0.1", "-p", str(port), "--env-manager", "local", "-w", "1"]
+    # What the README tells a user to run: MLflow's scoring routes behind the body cap and JSON depth limit.
+    command = [
+        sys.executable,
+        "-m",
+        "attr2gender",
+        "serve",
+        model_uri,
+        "--port",
+        str(port),
+        "--max-body-mb",
+        "1",
+    ]
     with log.open("w") as sink:
         server = subprocess.Popen(
             command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
@@ -388,6 +396,14 @@ def test_the_rest_answer_is_strict_json_with_null_for_a_failed_row(logistic, ima
         )
         with urllib.request.urlopen(request, timeout=60) as reply:
             text = reply.read().decode()
+        refused = {}
+        for name, data in (("big", b" " * (2**20 + 1)), ("deep", b"[" * 100_000 + b"]" * 100_000)):
+            request = urllib.request.Request(
+                f"{url}/invocations", data=data, headers={"Content-Type": "application/json"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as error:
+                urllib.request.urlopen(request, timeout=60)
+            refused[name] = (error.value.code, json.loads(error.value.read()))
     finally:
         _stop(server)
     rows = _strict_json(text)["predictions"]  # a bare NaN would raise here
@@ -396,3 +412,5 @@ def test_the_rest_answer_is_strict_json_with_null_for_a_failed_row(logistic, ima
     assert rows[0]["error"] == ""
     assert rows[1]["male_probability"] is None and rows[1]["label"] is None
     assert "not a readable image" in rows[1]["error"]
+    assert refused["big"][0] == 413 and "1 MB" in refused["big"][1]["message"]
+    assert refused["deep"][0] == 400 and "deeper than" in refused["deep"][1]["message"]

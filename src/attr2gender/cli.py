@@ -4,6 +4,7 @@
     attr2gender train --config PRESET k=v        train one image model (stage one or direct)
     attr2gender predict [BUNDLE] IMAGE|DIR ...   predict (the shipped model, or a saved bundle), CSV out
     attr2gender align IN_DIR OUT_DIR             the faces as the model sees them, and a contact sheet
+    attr2gender serve [BUNDLE|MODEL_URI]         REST scoring (MLflow's /invocations) with a body cap
     attr2gender presets [show NAME]              the presets that ship with the package
     attr2gender data summary|synth|export-target inspect, make or export CelebA-format data
 
@@ -18,8 +19,10 @@ imports (torch, Lightning, MLflow) happen after the arguments are parsed, so ``-
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +38,7 @@ from .cli_args import (
     image_side,
     non_negative_float,
     penalty_c,
+    port_number,
     positive_int,
     seed_number,
     shown,
@@ -383,6 +387,40 @@ def _run_compare(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    if args.model is not None and args.pretrained is not None:
+        raise UsageError("give a model or --pretrained, not both (--pretrained picks a shipped model)")
+    import uvicorn
+
+    from .tracking.serving import LOCAL_HOSTS, MAX_BODY_MB, build_app, check_port_free, load_served_model
+
+    cap_mb = args.max_body_mb or MAX_BODY_MB
+    check_port_free(args.host, args.port)
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="attr2gender-serve-") as workdir:
+        model = load_served_model(args.model, route=args.pretrained, workdir=workdir)
+        what = args.model or f"the shipped {(args.pretrained or 'two-stage')} model"
+        if args.host not in LOCAL_HOSTS:
+            print(
+                f"warning: serving on {args.host}, reachable from other machines, with no authentication; "
+                "anyone who can reach the port can score images and read the server's image files by path",
+                file=sys.stderr,
+            )
+        shown_host = f"[{args.host}]" if ":" in args.host else args.host
+        print(
+            f"serving {what} at http://{shown_host}:{args.port}/invocations (POST JSON, request bodies up to "
+            f"{cap_mb} MB); Ctrl-C stops",
+            flush=True,
+        )
+        uvicorn.run(
+            build_app(model, max_body_bytes=cap_mb * 2**20),
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+        )
+    return 0
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-root", default=None, help="CelebA root (default: data/celeba, else synthetic)"
@@ -637,6 +675,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_adapt)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve the shipped model, a bundle or an MLflow model over REST (MLflow's /invocations)",
+        description="Serve a model on MLflow's scoring routes (POST /invocations, GET /ping, /version) with "
+        "the formats of `mlflow models serve`, plus a request-body cap, a JSON depth limit and error answers "
+        "without the server's stack trace. Binds to 127.0.0.1 unless --host says otherwise.",
+        epilog="exit status: 2 on a usage error (an unreadable bundle or model, a bad option); otherwise it "
+        "serves until Ctrl-C.",
+    )
+    p.add_argument(
+        "model",
+        nargs="?",
+        metavar="BUNDLE|MODEL_URI",
+        help="a bundle folder, an MLflow model (runs:/<run_id>/model, models:/..., a saved model folder); "
+        "default: the shipped two-stage model",
+    )
+    p.add_argument(
+        "--pretrained",
+        choices=("two-stage", "direct"),
+        help="which shipped model to serve when no model is given (default two-stage)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=port_number, default=5001, help="TCP port (default 5001)")
+    p.add_argument(
+        "--max-body-mb",
+        type=positive_int,
+        default=None,
+        help="refuse request bodies over this many MB with 413 (default 64)",
+    )
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("presets", help=PRESETS_HELP, description=PRESETS_DESCRIPTION)
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")

@@ -133,6 +133,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1 to 65535), got {value}")
+    return value
+
+
 def image_side(text: str) -> int:
     value = positive_int(text)
     if not MIN_SIDE <= value <= MAX_SIDE:

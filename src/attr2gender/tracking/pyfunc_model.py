@@ -26,7 +26,7 @@ once cropped, so a request's memory is about one decoded image, not all of them.
 
 Serving (REST)::
 
-    mlflow models serve -m runs:/<run_id>/model --env-manager local -p 5001
+    attr2gender serve runs:/<run_id>/model --port 5001   # MLflow's scoring app behind a body cap (serving.py)
     curl -s localhost:5001/invocations -H 'Content-Type: application/json' \\
         -d '{"dataframe_records": [{"image_base64": "'$(base64 -w0 face.jpg)'"}, {"path": "/data/x.jpg"}]}'
     # crops like the training images (CelebA's): add "params": {"align": "crops"} to the JSON
