@@ -5,6 +5,7 @@
     attr2gender predict [BUNDLE] IMAGE|DIR ...   predict (the shipped model, or a saved bundle), CSV out
     attr2gender align IN_DIR OUT_DIR             the faces as the model sees them, and a contact sheet
     attr2gender serve [BUNDLE|MODEL_URI]         REST scoring (MLflow's /invocations) with a body cap
+    attr2gender demo [BUNDLE [BUNDLE2]]          a local web page: drop a photo, see why, edit the concepts
     attr2gender presets [show NAME]              the presets that ship with the package
     attr2gender data summary|synth|export-target inspect, make or export CelebA-format data
 
@@ -421,6 +422,66 @@ def _serve(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    sources = [*args.bundles, *(None for _ in args.pretrained)]
+    routes = [None] * len(args.bundles) + list(args.pretrained)
+    if not sources:
+        sources, routes = [None], ["two-stage"]
+    if len(sources) > 2:
+        raise UsageError(f"the page shows one or two models side by side; got {len(sources)}")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "the demo page needs Gradio: pip install 'attr2gender[demo]' (in a checkout: pip install -e \".[demo]\")"
+        ) from None
+    from .demo.page import build_page
+    from .demo.session import DEMO_MAX_PIXELS, load_demo_model
+    from .tracking.serving import LOCAL_HOSTS, check_port_free
+
+    check_port_free(args.host, args.port)
+    for bundle in args.bundles:
+        if not bundle.is_dir():
+            raise UsageError(
+                f"{shown(bundle)}: no such bundle folder; give a folder written by pipeline.save()"
+            )
+    started = time.perf_counter()
+    models = [load_demo_model(source, route) for source, route in zip(sources, routes, strict=True)]
+    for model in models:
+        for line in model.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+    if args.host not in LOCAL_HOSTS:
+        print(
+            f"warning: serving on {args.host}, reachable from other machines, with no authentication; anyone "
+            "who can reach the port can use the page, and its Folder tab reads folders on this machine",
+            file=sys.stderr,
+        )
+    page = build_page(models, max_pixels=args.max_pixels or DEMO_MAX_PIXELS)
+    page.queue(default_concurrency_limit=1)  # one photo at a time: the CPU is the limit, not the requests
+    page.launch(
+        server_name=args.host,
+        server_port=args.port,
+        inbrowser=False,
+        quiet=True,
+        show_error=False,
+        max_file_size="50mb",
+        prevent_thread_lock=True,
+        footer_links=[],
+    )
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    print(
+        f"demo of {' and '.join(m.name for m in models)}: open http://{shown_host}:{args.port}/ in a browser "
+        f"(ready in {time.perf_counter() - started:.1f} s); Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        page.block_thread()
+    finally:
+        page.close()
+    return 0
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-root", default=None, help="CelebA root (default: data/celeba, else synthetic)"
@@ -708,6 +769,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse request bodies over this many MB with 413 (default 64)",
     )
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser(
+        "demo",
+        help="a local web page: drop a photo, see why, edit the concepts (needs the [demo] extra)",
+        description="Open a local web page (Gradio) on one model, or two side by side: drop a photo, pick a "
+        "face, see P(Male) and the 39 concepts with their push on the decision, set a concept and see the "
+        "decision follow; a Folder tab gives predict's table as CSV. Binds to 127.0.0.1 unless --host says "
+        "otherwise.",
+        epilog="exit status: 2 on a usage error (an unreadable bundle, Gradio missing, a bad option or port); "
+        "otherwise it serves until Ctrl-C.",
+    )
+    p.add_argument(
+        "bundles",
+        nargs="*",
+        type=Path,
+        metavar="BUNDLE",
+        help="one or two bundle folders written by pipeline.save() (default: the shipped two-stage model)",
+    )
+    p.add_argument(
+        "--pretrained",
+        nargs="+",
+        choices=("two-stage", "direct"),
+        default=[],
+        help="shipped models to show (after any bundles), e.g. --pretrained two-stage direct",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=port_number, default=7860, help="TCP port (default 7860)")
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=None,
+        help="refuse photos with more pixels than this (default 40,000,000)",
+    )
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("presets", help=PRESETS_HELP, description=PRESETS_DESCRIPTION)
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")

@@ -384,16 +384,10 @@ class Attr2GenderPipeline(GenderPredictor):
         calibration clips the probability to 1e-7 from 0 or 1 first)."""
         self._warn_if_not_concepts("explain()")
         predictions = self.predict(images, progress=progress, **alignment)
-        attributes = predictions[list(STAGE_ONE_ATTRIBUTES)].to_numpy()
-        ok = ~np.isnan(attributes).any(axis=1)
-        contrib = np.full((len(predictions), len(STAGE_ONE_ATTRIBUTES) + 1), np.nan)
-        if ok.any():
-            frame = pd.DataFrame(attributes[ok], columns=list(STAGE_ONE_ATTRIBUTES))
-            if getattr(self.stage_two, "feature_names_in_", None) is None:
-                frame = frame.to_numpy()
-            contrib[ok] = self.stage_two.contributions(frame) / self.temperature
         contributions = pd.DataFrame(
-            contrib, columns=[*STAGE_ONE_ATTRIBUTES, "bias"], index=predictions["image"]
+            self.attribute_contributions(predictions[list(STAGE_ONE_ATTRIBUTES)].to_numpy()),
+            columns=[*STAGE_ONE_ATTRIBUTES, "bias"],
+            index=predictions["image"],
         )
         return Explanation(
             predictions,
@@ -402,6 +396,21 @@ class Attr2GenderPipeline(GenderPredictor):
             self.importance_change() if self.edited_from is not None else None,
             BIAS_LABELS.get(getattr(self.stage_two, "model", "logistic"), BIAS_LABEL),
         )
+
+    def attribute_contributions(self, attributes: np.ndarray) -> np.ndarray:
+        """Per row of ``attributes`` ((n, 39) concept values, stage one's or a person's corrections), each
+        attribute's push on the Male log-odds and, last, the bias: (n, 40). A row adds up to the log-odds of
+        :meth:`stage_two_probability` of it (the temperature divides both); a row with a NaN is all NaN. One
+        computation for :meth:`explain` and anything that edits concepts and shows why (the demo page)."""
+        attributes = np.asarray(attributes, dtype=float)
+        ok = ~np.isnan(attributes).any(axis=1)
+        contrib = np.full((len(attributes), len(STAGE_ONE_ATTRIBUTES) + 1), np.nan)
+        if ok.any():
+            frame = pd.DataFrame(attributes[ok], columns=list(STAGE_ONE_ATTRIBUTES))
+            if getattr(self.stage_two, "feature_names_in_", None) is None:
+                frame = frame.to_numpy()
+            contrib[ok] = self.stage_two.contributions(frame) / self.temperature
+        return contrib
 
     def global_importance(self) -> pd.Series:
         importance = self.stage_two.feature_importance()

@@ -1,0 +1,172 @@
+"""The demo page's layout and events (Gradio). What each event computes is in ``session.py``; every handler
+here turns a :class:`PageMessage`, or any other failure, into a sentence on the page, so the browser never
+sees a stack trace and the server keeps serving."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import gradio as gr
+
+from .session import (
+    ATTRIBUTES,
+    DEMO_MAX_PIXELS,
+    DemoModel,
+    PageMessage,
+    Photo,
+    concept_bars_html,
+    decide,
+    decision_html,
+    example_photos,
+    face_choices,
+    folder_table,
+    read_photo,
+    waterfall_image,
+)
+
+log = logging.getLogger("attr2gender.demo")
+
+INTRO = (
+    "# attr2gender: why a face reads as Male or Female\n"
+    "Drop a photo. Each face found gets a box; pick one to see P(Male) and, for a two-stage model, the 39 "
+    "concepts stage two read, sorted by how hard each pushed the decision. Set a concept the model got wrong "
+    "and watch the decision follow (`predict(intervene=...)`)."
+)
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, PageMessage):
+        return f"**{exc}**"
+    log.exception("the demo failed on a request")  # the trace goes to the server's log, not the page
+    return f"**Something went wrong here ({type(exc).__name__}); the server's log says where.**"
+
+
+def build_page(models: list[DemoModel], max_pixels: int = DEMO_MAX_PIXELS) -> gr.Blocks:
+    """The page for one model, or two side by side (two-stage and direct, or before and after adapt())."""
+    explainers = [i for i, m in enumerate(models) if m.two_stage]
+    with gr.Blocks(title="attr2gender demo", analytics_enabled=False, delete_cache=(900, 3600)) as page:
+        gr.Markdown(INTRO)
+        with gr.Accordion("What the model learned from, and how far to trust its concepts", open=True):
+            gr.Markdown("\n\n".join(m.about() for m in models), elem_id="a2g-about")
+        photo_state = gr.State(None)
+        edits_state = gr.State({})
+        with gr.Tab("Photo"):
+            message = gr.Markdown(elem_id="a2g-message")
+            with gr.Row():
+                with gr.Column(scale=2):
+                    upload = gr.File(
+                        label="Drop a photo here, or click to choose one",
+                        file_types=["image"],
+                        type="filepath",
+                        elem_id="a2g-upload",
+                    )
+                    gr.Examples(
+                        examples=[[p] for p in example_photos()],
+                        inputs=[upload],
+                        label="Examples (synthetic faces: no real person)",
+                    )
+                    shown = gr.Image(label="faces found", interactive=False, type="pil", elem_id="a2g-shown")
+                    face = gr.Radio(choices=[], label="face", elem_id="a2g-face")
+                with gr.Column(scale=3):
+                    decisions = gr.HTML(elem_id="a2g-decisions")
+                    if explainers:
+                        with gr.Row():
+                            concept = gr.Dropdown(
+                                choices=ATTRIBUTES,
+                                value=ATTRIBUTES[0],
+                                label="concept",
+                                elem_id="a2g-concept",
+                            )
+                            value = gr.Number(
+                                value=1, minimum=0, maximum=1, label="set to (0 to 1)", elem_id="a2g-value"
+                            )
+                        with gr.Row():
+                            apply = gr.Button("Set this concept", variant="primary", elem_id="a2g-set")
+                            reset = gr.Button("Reset to the predicted values", elem_id="a2g-reset")
+                    with gr.Row():
+                        bars = [gr.HTML(elem_id=f"a2g-bars-{i}") for i in range(len(models))]
+                    waterfall = gr.Image(label="the waterfall: bias + pushes = log-odds", interactive=False)
+        with gr.Tab("Folder"):
+            folder_message = gr.Markdown(elem_id="a2g-folder-message")
+            folder = gr.Textbox(label="a folder on the server", elem_id="a2g-folder")
+            many = gr.File(file_count="multiple", file_types=["image"], label="or upload photos")
+            run = gr.Button("Predict", variant="primary", elem_id="a2g-run")
+            table = gr.Dataframe(label=f"{models[0].name}: predict()'s rows", elem_id="a2g-table")
+            download = gr.File(label="download as CSV", elem_id="a2g-download")
+
+        def render(photo: Photo | None, choice, edits):
+            empty = [""] * len(models)
+            if photo is None:
+                return "", *empty, None
+            index = _face_index(photo, choice)
+            try:
+                found = decide(models, photo.faces[index], edits)
+            except Exception as exc:  # a bad edit: said, the decision as it was
+                return _failure(exc), *empty, None
+            figure = None
+            first = next((d for d in found if d.contributions is not None), None)
+            if first is not None and not math.isnan(first.male_probability):
+                figure = waterfall_image(first, Path(photo.path).name)
+            return "".join(decision_html(d) for d in found), *(concept_bars_html(d) for d in found), figure
+
+        def on_upload(path):
+            try:
+                photo = read_photo(models, path, max_pixels)
+            except Exception as exc:
+                cleared = [""] * len(models)
+                return _failure(exc), None, None, gr.update(choices=[], value=None), {}, "", *cleared, None
+            choices = face_choices(photo)
+            note = f"{len(choices)} faces found; pick one below the photo" if len(choices) > 1 else ""
+            return (
+                note,
+                photo,
+                photo.shown,
+                gr.update(choices=choices, value=choices[0]),
+                {},
+                *render(photo, choices[0], {}),
+            )
+
+        shown_outputs = [decisions, *bars, waterfall]
+        upload.change(on_upload, [upload], [message, photo_state, shown, face, edits_state, *shown_outputs])
+        face.input(render, [photo_state, face, edits_state], shown_outputs)  # a person's pick, not the upload's reset
+
+        if explainers:
+
+            def on_apply(photo, choice, edits, name, number):
+                if photo is None:
+                    return "**drop a photo first**", edits, *render(photo, choice, edits)
+                new = dict(edits) | {name: number}
+                try:
+                    decide(models, photo.faces[_face_index(photo, choice)], new)
+                except Exception as exc:
+                    return _failure(exc), edits, *render(photo, choice, edits)
+                return "", new, *render(photo, choice, new)
+
+            apply.click(
+                on_apply,
+                [photo_state, face, edits_state, concept, value],
+                [message, edits_state, *shown_outputs],
+            )
+            reset.click(
+                lambda p, c: ("", {}, *render(p, c, {})),
+                [photo_state, face],
+                [message, edits_state, *shown_outputs],
+            )
+
+        def on_run(text, uploads):
+            try:
+                frame, csv = folder_table(models[0], uploads if uploads else text, max_pixels)
+            except Exception as exc:
+                return _failure(exc), None, None
+            failed = int((frame["error"] != "").sum()) if "error" in frame else 0
+            return f"{len(frame):,} rows, {failed:,} with an error (see the error column)", frame, str(csv)
+
+        run.click(on_run, [folder, many], [folder_message, table, download])
+    return page
+
+
+def _face_index(photo: Photo, choice) -> int:
+    choices = face_choices(photo)
+    return choices.index(choice) if choice in choices else 0
