@@ -169,3 +169,21 @@ def test_demo_usage_errors_exit_2_with_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if the [demo] extra were not installed
     assert main(["demo"]) == 2
     assert "pip install 'attr2gender[demo]'" in capsys.readouterr().err
+
+
+def test_the_page_reads_a_face_bundle_trained_on_celeba(shared_celeba, tmp_path):
+    """The face preset on CelebA alone (a small run), saved as a user saves it, shown on the page."""
+    from attr2gender.training import train_two_stage
+    from conftest import train_small_face
+
+    pipe, _ = train_small_face(train_two_stage, tmp_path)
+    model = load_demo_model(pipe.save(tmp_path / "bundle", onnx=False))
+    assert "celeba" in model.about() and "concept quality" in model.about()
+    crop = sorted((shared_celeba / "img_align_celeba").glob("*.jpg"))[0]
+    photo = read_photo([model], crop)
+    (decision,) = decide([model], photo.faces[0], {"Wearing_Lipstick": 1.0})
+    reference = pipe.predict([str(crop)], faces="all", intervene={"Wearing_Lipstick": 1.0}, progress=False)
+    assert decision.male_probability == pytest.approx(
+        reference["male_probability_intervened"].iloc[0], abs=1e-9
+    )
+    assert concept_bars_html(decision).count('class="a2g-concept"') == 39

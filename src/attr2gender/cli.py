@@ -393,7 +393,7 @@ def _serve(args) -> int:
         raise UsageError("give a model or --pretrained, not both (--pretrained picks a shipped model)")
     import uvicorn
 
-    from .tracking.serving import LOCAL_HOSTS, MAX_BODY_MB, build_app, check_port_free, load_served_model
+    from .tracking.serving import MAX_BODY_MB, build_app, check_port_free, load_served_model
 
     cap_mb = args.max_body_mb or MAX_BODY_MB
     check_port_free(args.host, args.port)
@@ -401,13 +401,9 @@ def _serve(args) -> int:
     with tempfile.TemporaryDirectory(prefix="attr2gender-serve-") as workdir:
         model = load_served_model(args.model, route=args.pretrained, workdir=workdir)
         what = args.model or f"the shipped {(args.pretrained or 'two-stage')} model"
-        if args.host not in LOCAL_HOSTS:
-            print(
-                f"warning: serving on {args.host}, reachable from other machines, with no authentication; "
-                "anyone who can reach the port can score images and read the server's image files by path",
-                file=sys.stderr,
-            )
-        shown_host = f"[{args.host}]" if ":" in args.host else args.host
+        shown_host = _warn_if_reachable(
+            args.host, "can score images and read the server's image files by path"
+        )
         print(
             f"serving {what} at http://{shown_host}:{args.port}/invocations (POST JSON, request bodies up to "
             f"{cap_mb} MB); Ctrl-C stops",
@@ -438,7 +434,7 @@ def _demo(args) -> int:
         ) from None
     from .demo.page import build_page
     from .demo.session import DEMO_MAX_PIXELS, load_demo_model
-    from .tracking.serving import LOCAL_HOSTS, check_port_free
+    from .tracking.serving import check_port_free
 
     check_port_free(args.host, args.port)
     for bundle in args.bundles:
@@ -451,12 +447,9 @@ def _demo(args) -> int:
     for model in models:
         for line in model.warnings:
             print(f"warning: {line}", file=sys.stderr)
-    if args.host not in LOCAL_HOSTS:
-        print(
-            f"warning: serving on {args.host}, reachable from other machines, with no authentication; anyone "
-            "who can reach the port can use the page, and its Folder tab reads folders on this machine",
-            file=sys.stderr,
-        )
+    shown_host = _warn_if_reachable(
+        args.host, "can use the page, and its Folder tab reads folders on this machine"
+    )
     page = build_page(models, max_pixels=args.max_pixels or DEMO_MAX_PIXELS)
     page.queue(default_concurrency_limit=1)  # one photo at a time: the CPU is the limit, not the requests
     page.launch(
@@ -469,7 +462,6 @@ def _demo(args) -> int:
         prevent_thread_lock=True,
         footer_links=[],
     )
-    shown_host = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"demo of {' and '.join(m.name for m in models)}: open http://{shown_host}:{args.port}/ in a browser "
         f"(ready in {time.perf_counter() - started:.1f} s); Ctrl-C stops",
@@ -480,6 +472,26 @@ def _demo(args) -> int:
     finally:
         page.close()
     return 0
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser, port: int) -> None:
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    parser.add_argument("--port", type=port_number, default=port, help=f"TCP port (default {port})")
+
+
+def _warn_if_reachable(host: str, exposes: str) -> str:
+    """One warning line when ``host`` is reachable from other machines; the host as a URL writes it."""
+    from .tracking.serving import LOCAL_HOSTS
+
+    if host not in LOCAL_HOSTS:
+        print(
+            f"warning: serving on {host}, reachable from other machines, with no authentication; anyone who "
+            f"can reach the port {exposes}",
+            file=sys.stderr,
+        )
+    return f"[{host}]" if ":" in host else host
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -758,10 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("two-stage", "direct"),
         help="which shipped model to serve when no model is given (default two-stage)",
     )
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
-    )
-    p.add_argument("--port", type=port_number, default=5001, help="TCP port (default 5001)")
+    _add_server_arguments(p, port=5001)
     p.add_argument(
         "--max-body-mb",
         type=positive_int,
@@ -794,10 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="shipped models to show (after any bundles), e.g. --pretrained two-stage direct",
     )
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
-    )
-    p.add_argument("--port", type=port_number, default=7860, help="TCP port (default 7860)")
+    _add_server_arguments(p, port=7860)
     p.add_argument(
         "--max-pixels",
         type=positive_int,

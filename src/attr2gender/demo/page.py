@@ -85,8 +85,8 @@ def build_page(models: list[DemoModel], max_pixels: int = DEMO_MAX_PIXELS) -> gr
                         with gr.Row():
                             apply = gr.Button("Set this concept", variant="primary", elem_id="a2g-set")
                             reset = gr.Button("Reset to the predicted values", elem_id="a2g-reset")
-                    with gr.Row():
-                        bars = [gr.HTML(elem_id=f"a2g-bars-{i}") for i in range(len(models))]
+                    # one under the other: each table needs the column's width for its push bars
+                    bars = [gr.HTML(elem_id=f"a2g-bars-{i}") for i in range(len(models))]
                     waterfall = gr.Image(label="the waterfall: bias + pushes = log-odds", interactive=False)
         with gr.Tab("Folder"):
             folder_message = gr.Markdown(elem_id="a2g-folder-message")
@@ -130,7 +130,8 @@ def build_page(models: list[DemoModel], max_pixels: int = DEMO_MAX_PIXELS) -> gr
 
         shown_outputs = [decisions, *bars, waterfall]
         upload.change(on_upload, [upload], [message, photo_state, shown, face, edits_state, *shown_outputs])
-        face.input(render, [photo_state, face, edits_state], shown_outputs)  # a person's pick, not the upload's reset
+        # .input, not .change: a person's pick, not the upload setting the first face (that renders already)
+        face.input(render, [photo_state, face, edits_state], shown_outputs)
 
         if explainers:
 
