@@ -8,6 +8,7 @@ lets an exception reach the browser (Gradio would show "Error" and the server's 
 from __future__ import annotations
 
 import html
+import io
 import math
 import tempfile
 import warnings
@@ -16,14 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES
 from attr2gender.data.images import load_image
 from attr2gender.pipeline import load_pipeline, load_pretrained
 from attr2gender.pipeline.concept_quality import NOT_CONCEPTS
+from attr2gender.pipeline.inputs import expand_images
 from attr2gender.pipeline.loading import synthetic_warning
 from attr2gender.pipeline.two_stage import BIAS_LABEL, BIAS_LABELS, Explanation
+from attr2gender.plots.explanation import plot_explanation_waterfall
 
 ATTRIBUTES = list(STAGE_ONE_ATTRIBUTES)
 DEMO_MAX_PIXELS = 40_000_000  # a photo over this is refused, the cap named (a 48-Mpx phone photo is over it)
@@ -360,8 +363,6 @@ def _bar_row(name, probability, push, largest, css, edited) -> str:
 def folder_table(model: DemoModel, sources, max_pixels: int = DEMO_MAX_PIXELS) -> tuple[pd.DataFrame, Path]:
     """predict()'s table for a server folder (a path) or uploaded files (a list of paths), errors as rows,
     and a CSV of it to download. PageMessage for a folder that is not there or holds no image."""
-    from attr2gender.pipeline.inputs import expand_images
-
     if isinstance(sources, str | Path):
         folder = Path(str(sources).strip()).expanduser()
         if not str(sources).strip():
@@ -394,12 +395,6 @@ def folder_table(model: DemoModel, sources, max_pixels: int = DEMO_MAX_PIXELS) -
 
 def waterfall_image(decision: Decision, image_name: str):
     """The waterfall ``explain()`` draws (plots.explanation), for these concept values, as a PIL image."""
-    import io
-
-    from PIL import Image
-
-    from attr2gender.plots.explanation import plot_explanation_waterfall
-
     edited = f" after setting {', '.join(decision.edited)}" if decision.edited else ""
     figure = plot_explanation_waterfall(
         decision.explanation(image_name), 0, k=10, title=f"Why {Path(image_name).name}{edited}?"
