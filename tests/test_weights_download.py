@@ -33,6 +33,7 @@ from attr2gender.errors import (
     UnsafeWeightsFileError,
     WeightsNotFoundError,
 )
+from attr2gender.models import download as D
 from attr2gender.models import weights as W
 
 OFFICIAL_RESNET18 = "resnet18-f37072fd.pth"
@@ -191,7 +192,7 @@ def test_truncated_download_is_refused_and_removed(server, dirs):
 
 def test_a_stalled_server_times_out(server, dirs, monkeypatch):
     _, hub = dirs
-    monkeypatch.setattr(W, "DOWNLOAD_TIMEOUT_S", 0.3)  # the library's 30 s, shortened for the test
+    monkeypatch.setattr(D, "DOWNLOAD_TIMEOUT_S", 0.3)  # the library's 30 s, shortened for the test
     server.files[f"/models/{FAKE_NAME}"] = FAKE_BYTES
     server.stall_s = 3.0
     start = time.perf_counter()
@@ -226,7 +227,7 @@ def test_interrupted_download_leaves_no_partial_file(server, dirs, monkeypatch):
             assert any(p.suffix == ".part" for p in hub.iterdir())  # bytes were being written
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(W, "_progress", InterruptingBar)
+    monkeypatch.setattr(D, "_progress", InterruptingBar)
     with pytest.raises(KeyboardInterrupt):
         W.download_checkpoint(server.base + FAKE_NAME, hub)
     assert _leftovers(hub) == []
@@ -256,7 +257,7 @@ class _SizeGuardBar:
 
 def test_endless_body_is_stopped_at_max_bytes(server, dirs, monkeypatch):
     _, hub = dirs
-    monkeypatch.setattr(W, "_progress", _SizeGuardBar)
+    monkeypatch.setattr(D, "_progress", _SizeGuardBar)
     server.files[f"/models/{FAKE_NAME}"] = FAKE_BYTES
     server.endless = True
     start = time.perf_counter()
@@ -270,9 +271,9 @@ def test_endless_body_is_stopped_at_max_bytes(server, dirs, monkeypatch):
 
 def test_endless_body_is_stopped_at_the_cap_for_unknown_files(server, dirs, monkeypatch):
     _, hub = dirs
-    monkeypatch.setattr(W, "_progress", _SizeGuardBar)
+    monkeypatch.setattr(D, "_progress", _SizeGuardBar)
     monkeypatch.setattr(
-        W, "MAX_DOWNLOAD_BYTES", 1024 * 1024, raising=False
+        D, "MAX_DOWNLOAD_BYTES", 1024 * 1024, raising=False
     )  # the library's 2 GiB, shrunk for the test
     server.files[f"/models/{FAKE_NAME}"] = FAKE_BYTES
     server.endless = True
@@ -287,7 +288,7 @@ def test_file_url_to_dev_zero_is_stopped(dirs, tmp_path, monkeypatch):
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero")
     _, hub = dirs
-    monkeypatch.setattr(W, "_progress", _SizeGuardBar)
+    monkeypatch.setattr(D, "_progress", _SizeGuardBar)
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / FAKE_NAME).symlink_to("/dev/zero")  # a "mirror" whose file never ends
@@ -297,7 +298,7 @@ def test_file_url_to_dev_zero_is_stopped(dirs, tmp_path, monkeypatch):
         W.TorchvisionCheckpoint((f"https://download.pytorch.org/models/{FAKE_NAME}",)),
     )
     monkeypatch.setenv(W.WEIGHTS_URL_ENV, mirror.as_uri())
-    monkeypatch.setattr(W, "MAX_DOWNLOAD_BYTES", 1024 * 1024, raising=False)
+    monkeypatch.setattr(D, "MAX_DOWNLOAD_BYTES", 1024 * 1024, raising=False)
     with pytest.raises(WeightsNotFoundError) as excinfo:
         W.locate_weights("resnet18", "imagenet")
     msg = str(excinfo.value)
@@ -349,6 +350,7 @@ def test_timeout_is_a_deadline_for_the_whole_download(server, dirs):
 
 _CHILD = """
 import sys
+from attr2gender.models import download as D
 from attr2gender.models import weights as W
 
 W.download_checkpoint(sys.argv[1], sys.argv[2], timeout=120)
