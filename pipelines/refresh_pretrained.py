@@ -22,7 +22,11 @@ SHARED = Path("..") / "shared"  # read from the checkout (the script runs there)
 
 
 def main(argv=None) -> int:
-    from attr2gender.experiments.pretrained_refresh import check_retrain, refresh_pretrained
+    from attr2gender.experiments.pretrained_refresh import (
+        check_not_training_on,
+        check_retrain,
+        refresh_pretrained,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -51,6 +55,10 @@ def main(argv=None) -> int:
     for flag, path in (("--data-root", args.data_root), ("--labelled-faces", args.labelled_faces)):
         if not path.is_dir():
             parser.error(f"{flag} {path}: no such folder; the shipped models learn from CelebA and UTKFace")
+    try:
+        check_not_training_on(args.wild_dev, data_root=args.data_root, labelled_faces=args.labelled_faces)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.check:
         problems = check_retrain(args.data_root, args.labelled_faces, args.cache_dir, progress=not args.quiet)
         for line in problems:

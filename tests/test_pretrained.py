@@ -20,6 +20,7 @@ from attr2gender.experiments.pretrained_refresh import (
     head_differences,
     predict_check_sample,
     readme_block,
+    refresh_pretrained,
 )
 from attr2gender.metrics import wilson_interval
 from attr2gender.models import face as face_module
@@ -68,6 +69,8 @@ def test_it_says_what_it_is(pretrained):
         assert "CelebA" in text and "UTKFace" in text and "%" in text and "n=" in text
         sources = {d["name"] for d in pipe.training_data}
         assert sources == {"celeba", "utkface"}
+        # wild_dev is validation only: no training source of the shipped models is, or is inside, it
+        assert not any("wild_dev" in Path(d["root"]).parts for d in pipe.training_data)
         assert all("non-commercial" in d["licence"].lower() for d in pipe.training_data)
     assert load_pipeline().route == "two_stage"  # no folder: the shipped two-stage model
 
@@ -159,3 +162,16 @@ def test_predict_explain_and_usage_errors_with_the_shipped_model(capsys, tmp_pat
     assert "no such bundle folder" in capsys.readouterr().err
     assert main(["predict", str(_photo()), "--pretrained", "direct", "--explain"]) == 2
     assert capsys.readouterr().err.count("error:") == 1
+
+
+@pytest.mark.parametrize("source", ["data_root", "labelled_faces"])
+def test_the_refresh_refuses_to_train_on_wild_dev(tmp_path, source):
+    wild = tmp_path / "wild_dev"
+    (wild / "utkface").mkdir(parents=True)
+    roots = {"data_root": tmp_path / "celeba", "labelled_faces": tmp_path / "utkface"}
+    roots[source] = wild / "utkface"  # a folder inside wild_dev, as a slip of the path would give
+    with pytest.raises(ValueError, match="validation only"):
+        refresh_pretrained(
+            roots["data_root"], roots["labelled_faces"], wild, tmp_path / "cache", out=tmp_path / "out"
+        )
+    assert not (tmp_path / "out").exists()  # refused before any work

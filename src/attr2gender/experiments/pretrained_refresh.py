@@ -92,6 +92,20 @@ def git_commit(repo: Path) -> tuple[str, bool]:
     return commit, bool(status)
 
 
+def check_not_training_on(wild_dev: Path | None, **sources) -> None:
+    """ValueError when a training source (``data_root=...``, ``labelled_faces=...``) is wild_dev or inside it:
+    wild_dev is for validation and selection only, and the record's numbers on it must stay held out."""
+    if wild_dev is None:
+        return
+    held_out = Path(wild_dev).resolve()
+    for name, root in sources.items():
+        if Path(root).resolve().is_relative_to(held_out):
+            raise ValueError(
+                f"{name}={root} is wild_dev ({held_out}), which is for validation only: never trained on; "
+                "the shipped models learn from CelebA and UTKFace"
+            )
+
+
 def train_route(route: str, data_root, labelled_faces, cache_dir, output_dir, seed: int, progress: bool):
     """One route, as ``attr2gender run`` trains it with the face preset: (pipeline, report)."""
     from ..training import train_direct, train_two_stage  # lazy: Lightning only when training
@@ -281,6 +295,7 @@ def refresh_pretrained(
 ) -> dict:
     """Train both routes, save them as heads-only bundles under ``out``, measure them, and write
     ``record.json``, the pins and (``readme``) the README's block. Returns the record."""
+    check_not_training_on(wild_dev, data_root=data_root, labelled_faces=labelled_faces)
     commit, dirty = git_commit(repo or Path.cwd())
     wild = wild_dev_labels(wild_dev) if wild_dev is not None else None
     record = {
