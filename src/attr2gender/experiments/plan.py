@@ -19,9 +19,10 @@ from ..data.synth import make_synthetic_celeba
 from ..errors import CelebANotFoundError, ConfigError
 from ..models.inference import LOSSES
 from ..models.registry import face_backbone
+from ..pipeline.bundle import KINDS
 from ..stamps import stamp_clock
 
-ROUTES = ("two_stage", "direct")
+ROUTES = KINDS  # the two routes, as bundles name them
 TASK_OF = {"two_stage": "attributes", "direct": "direct"}
 # With real data, both routes run on the face backbone: it won on validation, CelebA's and real photos'
 # (benchmarks/bench_wild.py). The source study's ResNet-18 presets stay, by name (--config two_stage).

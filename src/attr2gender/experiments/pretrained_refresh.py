@@ -22,7 +22,6 @@ P(Male): the test suite predicts it again with the shipped files and compares.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import shutil
@@ -38,6 +37,7 @@ from safetensors.numpy import load_file
 from .._version import __version__
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..metrics import accuracy_ci, concept_quality, worst_cell
+from ..pipeline.bundle import sha256_file
 from ..pipeline.pretrained import (
     PRETRAINED_DIR,
     PRETRAINED_ROUTES,
@@ -269,7 +269,7 @@ def write_readme(readme: Path, record: dict) -> None:
 
 def write_pins(out: Path, pins_file: Path) -> dict[str, str]:
     pins = {
-        name: hashlib.sha256((out / name).read_bytes()).hexdigest()
+        name: sha256_file(out / name)
         for name in [f"{k}/pipeline.json" for k in PRETRAINED_ROUTES] + [RECORD_FILE]
     }
     body = "".join(f'    "{k}": "{v}",\n' for k, v in pins.items())

@@ -62,12 +62,11 @@ def _slices(
         min_size=min_size,
     )
     overall = float(table.loc["all", "accuracy"]) if table.loc["all", "enough"] else _NAN
-    flat = slice_metrics(table.drop(index="all"), overall)
-    eligible = table.drop(index="all")
-    eligible = eligible[eligible["enough"]]
+    slices = table.drop(index="all")
+    flat = slice_metrics(slices, overall)
     table.attrs = {
         "skipped": int((~scored).sum()),
-        "worst_slice": str(eligible["accuracy"].idxmin()) if len(eligible) else "",
+        "worst_slice": worst_group_name(slices),
         "worst_slice_accuracy": flat["worst_slice_accuracy"],
         "worst_slice_gap": flat["worst_slice_gap"],
     }

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BundleError, ConfigError
+from .bundle import KINDS
 from .pretrained_pins import PINNED_SHA256
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
-PRETRAINED_ROUTES = ("two_stage", "direct")
+PRETRAINED_ROUTES = KINDS  # a shipped model for each route
 RECORD_FILE = "record.json"
 RECORD_FORMAT = 1
 # Every licence a shipped model inherits: said wherever the model describes itself.
@@ -41,24 +42,28 @@ def pretrained_route(route: str) -> str:
     return name
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def pinned_bytes(root: Path, name: str, digest: str) -> bytes:
+    """The bytes of ``root / name``, read once, when they are the pinned ones; a :class:`BundleError` otherwise."""
+    path = root / name
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise BundleError(
+            f"{path} is missing: this attr2gender was installed without its pretrained bundles; "
+            "reinstall it (pip install --force-reinstall attr2gender) or pass a bundle folder"
+        ) from None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise BundleError(
+            f"{path} is not the file this attr2gender shipped (its SHA-256 differs from the pinned one): "
+            "it was modified after installation; reinstall attr2gender"
+        )
+    return data
 
 
 def check_pinned(root: Path, pins: dict[str, str]) -> None:
     """Each pinned file under ``root`` is there and holds the pinned bytes; a :class:`BundleError` otherwise."""
     for name, digest in pins.items():
-        path = root / name
-        if not path.is_file():
-            raise BundleError(
-                f"{path} is missing: this attr2gender was installed without its pretrained bundles; "
-                "reinstall it (pip install --force-reinstall attr2gender) or pass a bundle folder"
-            )
-        if _sha256(path) != digest:
-            raise BundleError(
-                f"{path} is not the file this attr2gender shipped (its SHA-256 differs from the pinned one): "
-                "it was modified after installation; reinstall attr2gender"
-            )
+        pinned_bytes(root, name, digest)
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,10 @@ def percent_ci(entry: dict) -> str:
 def read_record(root: Path = PRETRAINED_DIR, pins: dict[str, str] | None = None) -> dict:
     """``record.json``, after its pinned SHA-256 is checked."""
     pins = PINNED_SHA256 if pins is None else pins
-    check_pinned(root, {RECORD_FILE: pins[RECORD_FILE]})
+    data = pinned_bytes(root, RECORD_FILE, pins[RECORD_FILE])  # read once: checked, then parsed
     try:
-        record = json.loads((root / RECORD_FILE).read_text())
-    except (OSError, ValueError) as exc:
+        record = json.loads(data)
+    except ValueError as exc:
         raise BundleError(f"{root / RECORD_FILE}: {exc}; reinstall attr2gender") from None
     if record.get("format") != RECORD_FORMAT:
         raise BundleError(f"{root / RECORD_FILE}: format {record.get('format')!r}, expected {RECORD_FORMAT}")
