@@ -34,7 +34,6 @@ import torch
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.labelled_faces import parse_male_label
 from ..errors import ConfigError
-from ..metrics import MetricsDict
 from ..models.registry import BACKBONES
 from ..tabular import StageTwoClassifier, logistic_from_coefficients
 from .inputs import expand_images
@@ -491,19 +490,16 @@ def adapt(
     adapted.adapted = record
     # The original's test numbers describe the original head, not this one: kept, but under original_*, so
     # metrics["accuracy"], repr and the saved bundle never present them as the adapted head's.
-    adapted.metrics = MetricsDict(
-        {f"original_{k}": v for k, v in pipeline.metrics.items()}
-        | {
-            "adapt_photos": float(record.n_photos),
-            "adapt_holdout_photos": float(record.n_holdout),
-            "adapt_C": float(C),
-            **(
-                {"adapt_holdout_accuracy_before": before, "adapt_holdout_accuracy_after": after}
-                if before is not None
-                else {}
-            ),
-        }
-    )
+    adapted.metrics = {f"original_{k}": v for k, v in pipeline.metrics.items()} | {
+        "adapt_photos": float(record.n_photos),
+        "adapt_holdout_photos": float(record.n_holdout),
+        "adapt_C": float(C),
+        **(
+            {"adapt_holdout_accuracy_before": before, "adapt_holdout_accuracy_after": after}
+            if before is not None
+            else {}
+        ),
+    }
     return adapted
 
 

@@ -124,7 +124,7 @@ class GenderPredictor:
         self.num_workers = checked_count(
             "num_workers", num_workers, 0, MAX_WORKERS
         )  # decode threads/processes
-        self.metrics: dict[str, float] = MetricsDict(metrics or {})  # test metrics of the run that trained it
+        self.metrics = metrics  # test metrics of the run that trained it (a MetricsDict: see the property)
         self.config: dict = dict(config or {})  # that run's resolved config
         self._transform = EvalPreprocessing(self.preprocessing)
         self._model_hash: str | None = None
@@ -152,6 +152,16 @@ class GenderPredictor:
         self.adapted: AdaptRecord | None = None  # set by adapt(): what the head was refitted on
         # Set by load_pretrained(): a shipped model's record (data, licences, commit, validation numbers).
         self.pretrained = None
+
+    @property
+    def metrics(self) -> MetricsDict:
+        """Test metrics of the run that trained it. Whatever is assigned is kept as a :class:`MetricsDict`,
+        so a renamed metric still reads (with a warning naming the new name) however the metrics arrived."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, value) -> None:
+        self._metrics = MetricsDict(value or {})
 
     @property
     def kind(self) -> str:
@@ -542,9 +552,7 @@ class GenderPredictor:
 
     def _restore_common(self, manifest: dict) -> None:
         # Strict JSON stores NaN metrics (e.g. an AUC with one class) as null: they come back as NaN.
-        self.metrics = MetricsDict(
-            {k: float("nan") if v is None else v for k, v in manifest.get("metrics", {}).items()}
-        )
+        self.metrics = {k: float("nan") if v is None else v for k, v in manifest.get("metrics", {}).items()}
         self.config = manifest.get("config", {})
         self.temperature = self._checked_temperature(manifest.get("temperature", 1.0))
         self.data_kind = manifest.get("data_kind", "unknown")

@@ -20,7 +20,6 @@ import torch
 
 from ..data.attributes import STAGE_ONE_ATTRIBUTES
 from ..data.faces import MIN_EYE_DISTANCE
-from ..metrics import MetricsDict
 from ..tabular import StageTwoClassifier, save_stage_two
 from ..tabular.fitting import StageTwoData, fit_stage_two
 from .base import GenderPredictor, _MovedToTraining
@@ -296,7 +295,7 @@ class Attr2GenderPipeline(GenderPredictor):
         _check_stage_two_columns(stage_two)
         other = copy.copy(self)  # the same stage one, runtime, cache and settings
         other.stage_two = stage_two
-        other.metrics = MetricsDict(metrics or {})
+        other.metrics = metrics
         other.config = dict(self.config if config is None else config)
         other.edited_from = None
         other.temperature = 1.0  # fitted for the old stage two's probabilities

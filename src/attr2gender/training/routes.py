@@ -68,6 +68,11 @@ class TrainReport:
     # (pipe.without_attributes(..., data=)) and adapt(original=) refit on
     stage_two_data: StageTwoData | None = None
 
+    def __post_init__(self) -> None:
+        self.metrics = MetricsDict(
+            self.metrics
+        )  # a renamed metric still reads, with a warning naming the new one
+
     @property
     def group_table(self) -> pd.DataFrame | None:
         """Male accuracy per group with CIs: the evaluation's (one table, read where it is shown)."""
@@ -304,7 +309,6 @@ def train_two_stage(
     labelled = labelled_evaluations(two_stage_male, dm, config)
     for side in labelled.values():
         metrics |= side.metrics
-    metrics = MetricsDict(metrics)  # a renamed metric still reads, with a warning naming the new name
     report = TrainReport(
         result,
         test_ids,
@@ -504,7 +508,6 @@ def train_direct(
     labelled = labelled_evaluations(direct_male, dm, config)
     for side in labelled.values():
         metrics |= side.metrics
-    metrics = MetricsDict(metrics)  # a renamed metric still reads, with a warning naming the new name
     report = TrainReport(
         train_result=result,
         test_ids=test_ids,
