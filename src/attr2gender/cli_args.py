@@ -50,17 +50,16 @@ def check_device(device: str) -> None:
         raise UsageError(f"--device {device!r} is not valid; choose auto, cpu or cuda (cuda:N)")
 
 
-BUNDLE_MARKERS = ("pipeline.json", "model.json", "model.safetensors")  # a folder holding any is a bundle
-
-
 def bundle_and_images(paths: list[Path], pretrained: str | None) -> tuple[Path | None, list[Path]]:
     """(bundle folder or None for the shipped model, the images): the first path is a bundle when it is a
     folder holding a bundle's files; otherwise every path is an image or a folder of them."""
-    from .data.images import IMAGE_EXTENSIONS  # lazy: --help stays instant (images imports Pillow, numpy)
+    # lazy: --help stays instant (images imports Pillow, numpy; the bundle module its checks)
+    from .data.images import IMAGE_EXTENSIONS
+    from .pipeline.bundle import looks_like_bundle
 
     first = paths[0]
     try:
-        is_bundle = first.is_dir() and any((first / name).is_file() for name in BUNDLE_MARKERS)
+        is_bundle = looks_like_bundle(first)
         missing = not first.exists()
     except OSError:  # a name the file system refuses (too long): a photo that gets its error row
         is_bundle, missing = False, False

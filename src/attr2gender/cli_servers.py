@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 from .cli_args import port_number, positive_int, shown
+from .constants import DEMO_MAX_PIXELS
 from .errors import UsageError
+from .tracking.serving import MAX_BODY_MB
 
 
 def add_server_parsers(sub) -> None:
@@ -46,8 +48,8 @@ def add_server_parsers(sub) -> None:
     p.add_argument(
         "--max-body-mb",
         type=positive_int,
-        default=None,
-        help="refuse request bodies over this many MB with 413 (default 64)",
+        default=MAX_BODY_MB,
+        help=f"refuse request bodies over this many MB with 413 (default {MAX_BODY_MB})",
     )
     p.set_defaults(func=_serve)
 
@@ -79,8 +81,8 @@ def add_server_parsers(sub) -> None:
     p.add_argument(
         "--max-pixels",
         type=positive_int,
-        default=None,
-        help="refuse photos with more pixels than this (default 40,000,000)",
+        default=DEMO_MAX_PIXELS,
+        help=f"refuse photos with more pixels than this (default {DEMO_MAX_PIXELS:,})",
     )
     p.set_defaults(func=_demo)
 
@@ -90,9 +92,9 @@ def _serve(args) -> int:
         raise UsageError("give a model or --pretrained, not both (--pretrained picks a shipped model)")
     import uvicorn
 
-    from .tracking.serving import MAX_BODY_MB, build_app, check_port_free, load_served_model
+    from .tracking.serving import build_app, check_port_free, load_served_model
 
-    cap_mb = args.max_body_mb or MAX_BODY_MB
+    cap_mb = args.max_body_mb
     check_port_free(args.host, args.port)
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="attr2gender-serve-") as workdir:
@@ -116,12 +118,11 @@ def _serve(args) -> int:
 
 
 def _demo(args) -> int:
-    sources = [*args.bundles, *(None for _ in args.pretrained)]
-    routes = [None] * len(args.bundles) + list(args.pretrained)
-    if not sources:
-        sources, routes = [None], ["two-stage"]
-    if len(sources) > 2:
-        raise UsageError(f"the page shows one or two models side by side; got {len(sources)}")
+    # (bundle folder, None) or (None, shipped route), in the order given
+    wanted = [(bundle, None) for bundle in args.bundles] + [(None, route) for route in args.pretrained]
+    wanted = wanted or [(None, "two-stage")]
+    if len(wanted) > 2:
+        raise UsageError(f"the page shows one or two models side by side; got {len(wanted)}")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
     try:
         import gradio  # noqa: F401
@@ -130,7 +131,7 @@ def _demo(args) -> int:
             "the demo page needs Gradio: pip install 'attr2gender[demo]' (in a checkout: pip install -e \".[demo]\")"
         ) from None
     from .demo.page import build_page
-    from .demo.session import DEMO_MAX_PIXELS, load_demo_model
+    from .demo.session import load_demo_model
     from .tracking.serving import check_port_free
 
     check_port_free(args.host, args.port)
@@ -140,14 +141,14 @@ def _demo(args) -> int:
                 f"{shown(bundle)}: no such bundle folder; give a folder written by pipeline.save()"
             )
     started = time.perf_counter()
-    models = [load_demo_model(source, route) for source, route in zip(sources, routes, strict=True)]
+    models = [load_demo_model(source, route) for source, route in wanted]
     for model in models:
         for line in model.warnings:
             print(f"warning: {line}", file=sys.stderr)
     shown_host = _warn_if_reachable(
         args.host, "can use the page, and its Folder tab reads folders on this machine"
     )
-    page = build_page(models, max_pixels=args.max_pixels or DEMO_MAX_PIXELS)
+    page = build_page(models, max_pixels=args.max_pixels)
     page.queue(default_concurrency_limit=1)  # one photo at a time: the CPU is the limit, not the requests
     page.launch(
         server_name=args.host,

@@ -22,3 +22,5 @@ MIN_EYE_DISTANCE = 24.0  # px in the input image: below this a face is too small
 
 # Decode workers (threads or processes) for training and predict: more only exhausts memory and process slots.
 MAX_WORKERS = 64
+# The demo page refuses a photo over this many pixels, the cap named (a 48-Mpx phone photo is over it).
+DEMO_MAX_PIXELS = 40_000_000

@@ -117,6 +117,14 @@ def describe(source) -> str:
     return f"<{type(source).__name__}>"
 
 
+def shrunk(image: Image.Image, side: int) -> tuple[Image.Image, float]:
+    """``image`` at most ``side`` px on its longer side (never enlarged), and the scale it was drawn at."""
+    scale = min(1.0, side / max(image.size))
+    if scale == 1.0:
+        return image, scale
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale)))), scale
+
+
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 

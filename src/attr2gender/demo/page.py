@@ -4,8 +4,10 @@ sees a stack trace and the server keeps serving."""
 
 from __future__ import annotations
 
+import html
 import logging
 import math
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -16,6 +18,7 @@ from .session import (
     DemoModel,
     PageMessage,
     Photo,
+    checked_edits,
     concept_bars_html,
     decide,
     decision_html,
@@ -36,16 +39,30 @@ INTRO = (
 )
 
 
-def _failure(exc: Exception) -> str:
+def _sentence(exc: Exception) -> str:
+    """What the page says for a failure: a PageMessage as it is, anything else in one line (its trace goes
+    to the server's log, never to the page)."""
     if isinstance(exc, PageMessage):
-        return f"**{exc}**"
-    log.exception("the demo failed on a request")  # the trace goes to the server's log, not the page
-    return f"**Something went wrong here ({type(exc).__name__}); the server's log says where.**"
+        return str(exc)
+    log.exception("the demo failed on a request")
+    return f"Something went wrong here ({type(exc).__name__}); the server's log says where."
+
+
+def _failure(exc: Exception) -> str:  # for a Markdown output
+    return f"**{_sentence(exc)}**"
+
+
+def _failure_html(exc: Exception) -> str:  # for an HTML output
+    return f'<div class="a2g-error"><b>{html.escape(_sentence(exc))}</b></div>'
 
 
 def build_page(models: list[DemoModel], max_pixels: int = DEMO_MAX_PIXELS) -> gr.Blocks:
     """The page for one model, or two side by side (two-stage and direct, or before and after adapt())."""
     explainers = [i for i, m in enumerate(models) if m.two_stage]
+    # The Folder tab's CSV is rewritten in this one folder each click (Gradio copies what it serves), and
+    # the folder goes with the page.
+    csv_folder = tempfile.TemporaryDirectory(prefix="attr2gender-demo-")
+    csv_dir = Path(csv_folder.name)
     with gr.Blocks(title="attr2gender demo", analytics_enabled=False, delete_cache=(900, 3600)) as page:
         gr.Markdown(INTRO)
         with gr.Accordion("What the model learned from, and how far to trust its concepts", open=True):
@@ -100,16 +117,16 @@ def build_page(models: list[DemoModel], max_pixels: int = DEMO_MAX_PIXELS) -> gr
             empty = [""] * len(models)
             if photo is None:
                 return "", *empty, None
-            index = _face_index(photo, choice)
-            try:
-                found = decide(models, photo.faces[index], edits)
-            except Exception as exc:  # a bad edit: said, the decision as it was
-                return _failure(exc), *empty, None
-            figure = None
-            first = next((d for d in found if d.contributions is not None), None)
-            if first is not None and not math.isnan(first.male_probability):
-                figure = waterfall_image(first, Path(photo.path).name)
-            return "".join(decision_html(d) for d in found), *(concept_bars_html(d) for d in found), figure
+            try:  # every step: a failure anywhere is a sentence where the decision would be
+                found = decide(models, photo.faces[_face_index(photo, choice)], edits)
+                figure = None
+                first = next((d for d in found if d.contributions is not None), None)
+                if first is not None and not math.isnan(first.male_probability):
+                    figure = waterfall_image(first, Path(photo.path).name)
+                bars = [concept_bars_html(d) for d in found]
+                return "".join(decision_html(d) for d in found), *bars, figure
+            except Exception as exc:
+                return _failure_html(exc), *empty, None
 
         def on_upload(path):
             try:
@@ -140,7 +157,7 @@ def build_page(models: list[DemoModel], max_pixels: int = DEMO_MAX_PIXELS) -> gr
                     return "**drop a photo first**", edits, *render(photo, choice, edits)
                 new = dict(edits) | {name: number}
                 try:
-                    decide(models, photo.faces[_face_index(photo, choice)], new)
+                    checked_edits(new)  # a bad edit is said, and the decision stays as it was
                 except Exception as exc:
                     return _failure(exc), edits, *render(photo, choice, edits)
                 return "", new, *render(photo, choice, new)
@@ -158,13 +175,14 @@ def build_page(models: list[DemoModel], max_pixels: int = DEMO_MAX_PIXELS) -> gr
 
         def on_run(text, uploads):
             try:
-                frame, csv = folder_table(models[0], uploads if uploads else text, max_pixels)
+                frame, csv = folder_table(models[0], uploads if uploads else text, max_pixels, csv_dir)
             except Exception as exc:
                 return _failure(exc), None, None
             failed = int((frame["error"] != "").sum()) if "error" in frame else 0
             return f"{len(frame):,} rows, {failed:,} with an error (see the error column)", frame, str(csv)
 
         run.click(on_run, [folder, many], [folder_message, table, download])
+    page.a2g_csv_folder = csv_folder  # kept alive (and removed) with the page
     return page
 
 

@@ -19,17 +19,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from attr2gender.constants import DEMO_MAX_PIXELS
 from attr2gender.data.attributes import STAGE_ONE_ATTRIBUTES
-from attr2gender.data.images import load_image
+from attr2gender.data.images import clean_message, describe, load_image, shrunk
 from attr2gender.pipeline import load_pipeline, load_pretrained
 from attr2gender.pipeline.concept_quality import NOT_CONCEPTS
 from attr2gender.pipeline.inputs import expand_images
 from attr2gender.pipeline.loading import synthetic_warning
-from attr2gender.pipeline.two_stage import BIAS_LABEL, BIAS_LABELS, Explanation
+from attr2gender.pipeline.two_stage import Explanation
 from attr2gender.plots.explanation import plot_explanation_waterfall
 
 ATTRIBUTES = list(STAGE_ONE_ATTRIBUTES)
-DEMO_MAX_PIXELS = 40_000_000  # a photo over this is refused, the cap named (a 48-Mpx phone photo is over it)
 MAX_FOLDER_IMAGES = 2_000  # the folder tab scores at most this many per click (about a minute on 2 cores)
 SHOWN_SIDE = 640  # the photo is shown (with its boxes) at most this many pixels on its longest side
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # synthetic faces: no real person, no licence
@@ -78,7 +78,7 @@ class DemoModel:
                 "- concept quality: **unknown** (the bundle records none); read its concepts with care"
             )
         else:
-            verdict = "reliable" if p.concepts.reliable else f"**not reliable**: {NOT_CONCEPTS}"
+            verdict = f"**not reliable**: {NOT_CONCEPTS}" if self.concepts_unreliable else "reliable"
             lines.append(f"- concept quality: {verdict} ({html.escape(p.concepts.why())})")
         lines += [f"- warning: {html.escape(w)}" for w in self.warnings if "synthetic faces" not in w]
         return "\n".join(lines)
@@ -122,13 +122,13 @@ class Photo:
     shown: object  # the photo, upright and at most SHOWN_SIDE, with each face's box and number drawn
 
 
-def _read_faces(model: DemoModel, path: str, max_pixels: int) -> pd.DataFrame:
-    """predict()'s rows for every face of the photo (a bundle that reads crops as they are: one row)."""
+def _read_faces(model: DemoModel, image, max_pixels: int) -> pd.DataFrame:
+    """predict()'s rows for every face of the decoded photo (a bundle that reads crops: one row)."""
     p = model.pipeline
     faces = "all" if p.align == "auto" else "center"
     with warnings.catch_warnings():  # its concept warning is on the page already (DemoModel.about)
         warnings.simplefilter("ignore")
-        return p.predict([path], faces=faces, max_pixels=max_pixels, progress=False)
+        return p.predict([image], faces=faces, max_pixels=max_pixels, progress=False)
 
 
 def _box(value) -> tuple[int, int, int, int] | None:
@@ -156,38 +156,45 @@ def _reading(row, two_stage: bool) -> Reading:
 
 def read_photo(models: list[DemoModel], path, max_pixels: int = DEMO_MAX_PIXELS) -> Photo:
     """Every face the first model finds in ``path``, each read by every model (faces matched by their box).
-    :class:`PageMessage` when the photo cannot be read or holds no face, naming why (predict's error)."""
+    The photo is decoded once (upright, its pixels capped from the header first) and every model reads that.
+    :class:`PageMessage` when the photo cannot be read or holds no face, naming why, as predict says it."""
     if path is None:
         raise PageMessage("drop a photo (JPEG, PNG, WebP, ...) or pick an example first")
-    path = str(path)
-    first = _read_faces(models[0], path, max_pixels)
+    path, name = str(path), Path(str(path)).name  # the file's name only: never the server's folders
+    try:
+        image = load_image(path, name=name, max_pixels=max_pixels)
+    except Exception as exc:  # predict's own message for this file: not an image, over the cap, a bomb
+        raise PageMessage(clean_message(exc)) from None
+    frames = [_read_faces(m, image, max_pixels) for m in models[:1]]
+    first = frames[0]
     ok = first["male_probability"].notna().to_numpy()
     if not ok.any():
         error = str(first["error"].iloc[0]) if len(first) else "no prediction"
-        raise PageMessage(error.replace(path, Path(path).name))
-    frames = [first] + [_read_faces(m, path, max_pixels) for m in models[1:]]
+        raise PageMessage(error.replace(describe(image), name))
+    frames += [_read_faces(m, image, max_pixels) for m in models[1:]]
+    others = [
+        (model, frame, [_box(b) for b in frame.get("face_box", [None] * len(frame))])
+        for model, frame in zip(models[1:], frames[1:], strict=True)
+    ]
     faces = []
     for _, row in first[ok].iterrows():
         box = _box(row.get("face_box"))
         readings = [_reading(row, models[0].two_stage)]
-        for model, frame in zip(models[1:], frames[1:], strict=True):
-            boxes = [_box(b) for b in frame.get("face_box", pd.Series([None] * len(frame)))]
-            best = max(range(len(frame)), key=lambda j: _overlap(box, boxes[j]), default=None)
-            if best is None or (
-                box is not None and boxes[best] is not None and _overlap(box, boxes[best]) < 0.3
-            ):
+        for model, frame, boxes in others:
+            overlaps = [_overlap(box, other) for other in boxes]
+            best = int(np.argmax(overlaps)) if overlaps else None
+            if best is None or (box is not None and boxes[best] is not None and overlaps[best] < 0.3):
                 readings.append(Reading(math.nan, None, None, "this bundle did not find this face"))
             else:
                 readings.append(_reading(frame.iloc[best], model.two_stage))
         faces.append(Face(box, readings))
-    return Photo(path, faces, _shown(path, [f.box for f in faces], max_pixels))
+    return Photo(path, faces, _shown(image, [f.box for f in faces]))
 
 
-def _shown(path: str, boxes, max_pixels: int):
-    image = load_image(path, max_pixels=max_pixels)  # upright, as predict read it
-    scale = min(1.0, SHOWN_SIDE / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+def _shown(image, boxes):
+    """The photo at most SHOWN_SIDE px, each face's box and number drawn on it."""
+    image, scale = shrunk(image, SHOWN_SIDE)
+    image = image.copy() if scale == 1.0 else image  # drawn on: never the decoded photo itself
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 200))
     for i, box in enumerate(boxes):
@@ -244,12 +251,9 @@ class Decision:
         contributions = pd.DataFrame(
             [self.contributions], columns=[*ATTRIBUTES, "bias"], index=pd.Index([image_name], name="image")
         )
-        stage_two = getattr(self.model.pipeline.stage_two, "model", "logistic")
+        pipeline = self.model.pipeline
         return Explanation(
-            predictions,
-            contributions,
-            self.model.pipeline.global_importance(),
-            bias_label=BIAS_LABELS.get(stage_two, BIAS_LABEL),
+            predictions, contributions, pipeline.global_importance(), bias_label=pipeline.bias_label
         )
 
 
@@ -307,9 +311,8 @@ def concept_bars_html(decision: Decision) -> str:
     warn = ""
     if decision.model.concepts_unreliable:
         warn = f'<div class="a2g-warning">Warning: {html.escape(NOT_CONCEPTS)}</div>'
-    stage_two = getattr(decision.model.pipeline.stage_two, "model", "logistic")
     rows = [
-        _bar_row("bias " + BIAS_LABELS.get(stage_two, BIAS_LABEL), None, bias, largest, "a2g-bias", False),
+        _bar_row("bias " + decision.model.pipeline.bias_label, None, bias, largest, "a2g-bias", False),
         *(
             _bar_row(
                 ATTRIBUTES[j],
@@ -360,9 +363,13 @@ def _bar_row(name, probability, push, largest, css, edited) -> str:
     )
 
 
-def folder_table(model: DemoModel, sources, max_pixels: int = DEMO_MAX_PIXELS) -> tuple[pd.DataFrame, Path]:
+def folder_table(
+    model: DemoModel, sources, max_pixels: int = DEMO_MAX_PIXELS, out_dir: Path | None = None
+) -> tuple[pd.DataFrame, Path]:
     """predict()'s table for a server folder (a path) or uploaded files (a list of paths), errors as rows,
-    and a CSV of it to download. PageMessage for a folder that is not there or holds no image."""
+    and a CSV of it to download, written as ``out_dir/predictions.csv`` (the page passes its one folder, so
+    clicks do not pile up files; a new temporary folder without it). PageMessage for a folder that is not
+    there or holds no image."""
     if isinstance(sources, str | Path):
         folder = Path(str(sources).strip()).expanduser()
         if not str(sources).strip():
@@ -388,7 +395,7 @@ def folder_table(model: DemoModel, sources, max_pixels: int = DEMO_MAX_PIXELS) -
         frame = model.pipeline.predict([s for _, s in found], max_pixels=max_pixels, progress=False)
     keep = [c for c in ("image", "male_probability", "label", "face_box", "n_faces", "error") if c in frame]
     frame = frame[keep + [c for c in frame.columns if c not in keep]]
-    out = Path(tempfile.mkdtemp(prefix="attr2gender-demo-")) / "predictions.csv"
+    out = Path(out_dir or tempfile.mkdtemp(prefix="attr2gender-demo-")) / "predictions.csv"
     frame.to_csv(out, index=False)
     return frame, out
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..constants import MIN_EYE_DISTANCE
 from ..data.faces import FaceAlignment, FaceDetector, FaceTemplate
-from ..data.images import folder_images, load_image
+from ..data.images import folder_images, load_image, shrunk
 from ..errors import ImageLoadError, UsageError
 from ..plots import contact_sheet
 from ..progress import progress as tqdm
@@ -102,8 +102,7 @@ SHEET_SIDE = 320  # the contact sheet's originals, kept this small as they are m
 def _thumbnail(image, box, landmarks):
     """``image`` shrunk to :data:`SHEET_SIDE` px on its longer side, with its box and landmarks: the contact
     sheet keeps 64 of these, not 64 decoded photos (twelve 49 Mpx photos once held 3.6 GB)."""
-    scale = min(1.0, SHEET_SIDE / max(image.size))
-    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    small, scale = shrunk(image, SHEET_SIDE)
     box = None if box is None else tuple(float(v) * scale for v in box)
     landmarks = None if landmarks is None else np.asarray(landmarks, dtype=float) * scale
     return small, box, landmarks

@@ -48,6 +48,15 @@ REQUIRED_FILES = {
     "two_stage": ("model.safetensors", "model.json", "stage_two.json"),
 }
 DATA_KINDS = ("celeba", "custom", "synthetic", "unknown")
+# A folder holding any of these is a bundle (a damaged one, when files are missing: read_manifest says which).
+BUNDLE_MARKERS = (MANIFEST, "model.json", "model.safetensors")
+
+
+def looks_like_bundle(folder: Path) -> bool:
+    """Whether ``folder`` is meant as a bundle (holds one of :data:`BUNDLE_MARKERS`), complete or not."""
+    return folder.is_dir() and any((folder / name).is_file() for name in BUNDLE_MARKERS)
+
+
 TEMPLATE_FILE = "template.json"  # the face template predict(align="auto") warps photos onto
 OPTIONAL_FILES = ("model.onnx", TEMPLATE_FILE)  # a bundle without a template is from before templates
 LIGHTGBM_FILE = "stage_two_lightgbm.txt"  # two-stage with a LightGBM stage two: required

@@ -149,14 +149,21 @@ def load_pretrained(route: str = "two_stage", *, root: Path = PRETRAINED_DIR, pi
     with ``pipeline.pretrained`` (a :class:`PretrainedRecord`) saying what it is. ``load_options`` are
     :func:`~attr2gender.pipeline.load_pipeline`'s (``device``, ``batch_size``, ``align``, ...)."""
     route = pretrained_route(route)
+    folder, record = checked_pretrained(route, root, pins)
+    pipeline = load_pipeline(folder, **load_options)  # every other file hashed by its pipeline.json
+    pipeline.pretrained = PretrainedRecord(route, record)
+    return pipeline
+
+
+def checked_pretrained(route: str, root: Path = PRETRAINED_DIR, pins=None) -> tuple[Path, dict]:
+    """The shipped bundle folder of ``route`` and its record, once its manifest and ``record.json`` are the
+    pinned bytes (nothing loaded): what :func:`load_pretrained` loads, and what a server hands on as is."""
+    route = pretrained_route(route)
     pins = PINNED_SHA256 if pins is None else pins
     if not pins:
         raise BundleError("this attr2gender ships no pretrained bundle; pass a bundle folder")
     check_pinned(root, {f"{route}/pipeline.json": pins[f"{route}/pipeline.json"]})
-    record = read_record(root, pins)
-    pipeline = load_pipeline(root / route, **load_options)  # every other file hashed by its pipeline.json
-    pipeline.pretrained = PretrainedRecord(route, record)
-    return pipeline
+    return root / route, read_record(root, pins)
 
 
 def _check_network_claims(directory: Path, manifest: dict, model) -> None:

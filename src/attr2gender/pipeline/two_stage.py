@@ -393,8 +393,13 @@ class Attr2GenderPipeline(GenderPredictor):
             contributions,
             self.global_importance(),
             self.importance_change() if self.edited_from is not None else None,
-            BIAS_LABELS.get(getattr(self.stage_two, "model", "logistic"), BIAS_LABEL),
+            self.bias_label,
         )
+
+    @property
+    def bias_label(self) -> str:
+        """What the bias of an explanation is for this stage two (:data:`BIAS_LABELS`)."""
+        return BIAS_LABELS.get(getattr(self.stage_two, "model", "logistic"), BIAS_LABEL)
 
     def attribute_contributions(self, attributes: np.ndarray) -> np.ndarray:
         """Per row of ``attributes`` ((n, 39) concept values, stage one's or a person's corrections), each

@@ -18,6 +18,7 @@ per-request pixel caps): the body cap bounds what a request costs before those c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from attr2gender.errors import UsageError
 
 MAX_BODY_MB = 64  # about 45 MB of JPEG as base64: more photos than one request's pixel cap admits
 MAX_JSON_DEPTH = 32  # the served formats nest 3 to 4 levels ({"dataframe_split": {"data": [[...]]}})
+SERVER_FAILED = "the server failed on this request; its log says why"  # a 500's whole answer
 MAX_MESSAGE_CHARS = 1000  # of an error answer's message
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -81,9 +83,7 @@ def _without_stack_trace(status: int, headers, body: bytes) -> bytes:
         log.error(
             "the served model failed on a request (%s): %s", status, body[:2000].decode(errors="replace")
         )
-        return json.dumps(
-            {"error_code": "INTERNAL_ERROR", "message": "the server failed on this request; its log says why"}
-        ).encode()
+        return json.dumps({"error_code": "INTERNAL_ERROR", "message": SERVER_FAILED}).encode()
     content_type = dict(headers).get(b"content-type", b"")
     if b"json" not in content_type:
         return body
@@ -93,8 +93,7 @@ def _without_stack_trace(status: int, headers, body: bytes) -> bytes:
         return body
     if not isinstance(answer, dict):
         return body
-    answer.setdefault("stack_trace", None)
-    trace = answer.pop("stack_trace")
+    trace = answer.pop("stack_trace", None)
     if trace:
         log.warning("stack trace of a %s answer (not sent to the caller):\n%s", status, trace)
         # The trace's last line is the exception itself ("ValueError: max_pixels must be ..."): the reason,
@@ -132,7 +131,8 @@ class GuardedApp:
             await self.app(scope, receive, send)
             return
         refusal = None
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             refusal = self._too_large()
         body = b""
@@ -150,7 +150,14 @@ class GuardedApp:
                 chunks.append(chunk)
                 more = message.get("more_body", False)
             body = b"".join(chunks)
-        if refusal is None and body and json_depth_exceeds(body, self.max_json_depth):
+        # Only a JSON body (CSV's quotes and brackets mean something else), and off the event loop: a body at
+        # the cap takes seconds to scan, and /ping and the other requests must not wait for it.
+        if (
+            refusal is None
+            and body
+            and b"json" in headers.get(b"content-type", b"")
+            and await asyncio.to_thread(json_depth_exceeds, body, self.max_json_depth)
+        ):
             refusal = _json_answer(
                 400,
                 "INVALID_PARAMETER_VALUE",
@@ -207,9 +214,7 @@ class GuardedApp:
         except Exception:  # logged here; the caller gets one sentence, never the trace
             log.exception("the served model failed on a request")
             if not sent:
-                for message in _json_answer(
-                    500, "INTERNAL_ERROR", "the server failed on this request; its log says why"
-                ):
+                for message in _json_answer(500, "INTERNAL_ERROR", SERVER_FAILED):
                     await send(message)
 
 
@@ -221,21 +226,21 @@ def load_served_model(source: str | None, route: str | None = None, workdir: str
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line at start, not bars
-    from attr2gender.pipeline import load_pipeline, load_pretrained
-    from attr2gender.pipeline.bundle import MANIFEST as MANIFEST_FILE
-    from attr2gender.pipeline.pretrained import PRETRAINED_DIR, pretrained_route
+    from attr2gender.pipeline.bundle import MANIFEST, looks_like_bundle, read_manifest
+    from attr2gender.pipeline.loading import checked_pretrained
 
     from . import pyfunc_model
     from .mlflow_tracking import default_tracking_uri, pyfunc_signature
 
-    folder = Path(source) if source is not None and "://" not in source and ":/" not in source else None
-    if source is None or (folder is not None and (folder / MANIFEST_FILE).is_file()):
-        if source is None:  # checked against the package's pins, then served as a bundle like any other
-            load_pretrained(route or "two_stage")
-            bundle = PRETRAINED_DIR / pretrained_route(route or "two_stage")
+    folder = Path(source) if source is not None and ":/" not in source else None  # not a URI
+    if source is None or (folder is not None and looks_like_bundle(folder)):
+        # Checked without loading (the pins, or every file's hash and every manifest value), so a bad bundle
+        # is refused before MLflow copies it; the model itself is loaded once, by MLflow, below.
+        if source is None:
+            bundle, _ = checked_pretrained(route or "two_stage")
         else:
             bundle = folder
-            load_pipeline(bundle)  # a bad bundle is refused here, before MLflow copies it
+            read_manifest(bundle)
         target = Path(workdir or tempfile.mkdtemp(prefix="attr2gender-serve-")) / "model"
         with warnings.catch_warnings():  # "no input example": the signature is the model's whole contract
             warnings.filterwarnings("ignore", message=".*input example.*")
@@ -245,10 +250,12 @@ def load_served_model(source: str | None, route: str | None = None, workdir: str
                 artifacts={pyfunc_model.BUNDLE_ARTIFACT: str(bundle.resolve())},
                 signature=pyfunc_signature(),
             )
-        return mlflow.pyfunc.load_model(str(target))
+        return mlflow.pyfunc.load_model(
+            str(target)
+        )  # a BundleError from its load_context is the CLI's exit 2
     if folder is not None and not (folder / "MLmodel").is_file():
         raise UsageError(
-            f"{source}: neither a bundle folder (no {MANIFEST_FILE}) nor an MLflow model (no MLmodel); give "
+            f"{source}: neither a bundle folder (no {MANIFEST}) nor an MLflow model (no MLmodel); give "
             "a bundle written by pipeline.save(), a runs:/<run_id>/model URI, or nothing for the shipped model"
         )
     mlflow.set_tracking_uri(default_tracking_uri())
