@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import pickle
 from pathlib import Path
@@ -159,7 +160,8 @@ def test_foreign_and_wrong_hash_files_refused(weights, tmp_path):
 
 
 def test_missing_package_names_the_install(monkeypatch):
-    monkeypatch.setattr(face, "_PACKAGES", ("no_such_package_attr2gender",))
+    missing = dataclasses.replace(face.DLIB_RESNET_WEIGHTS, import_names=("no_such_package_attr2gender",))
+    monkeypatch.setattr(face, "DLIB_RESNET_WEIGHTS", missing)
     with pytest.raises(WeightsNotFoundError, match="pip install face-recognition-models"):
         face.dlib_resnet_weights_path()
 

@@ -141,7 +141,7 @@ def weakest_cells(report) -> dict:
     return out
 
 
-def measure(route: str, pipe, report, wild: pd.DataFrame | None, seed: int) -> dict:
+def measure(pipe, report, wild: pd.DataFrame | None, seed: int) -> dict:
     """A trained route's numbers (see the module docstring) and its training data."""
     out = {
         "training_data": [
@@ -171,9 +171,9 @@ def measure(route: str, pipe, report, wild: pd.DataFrame | None, seed: int) -> d
     return out
 
 
-def check_sample(report, wild: pd.DataFrame | None, data_root: Path, wild_root: Path | None, seed: int):
-    """The fixed photos the tests predict again: CelebA test crops (``align="crops"``, how the CelebA number
-    was measured) and wild_dev photos per source (``align="auto"``), paths relative to their roots."""
+def check_sample(report, wild: pd.DataFrame | None, wild_root: Path | None, seed: int):
+    """The fixed photos the tests predict again: CelebA test crops (read as the crops they are,
+    ``align="crops"``) and wild_dev photos per source (``align="auto"``), paths relative to their roots."""
     rng = np.random.default_rng(seed)
     test_ids = sorted(report.test_ids)
     picked = sorted(rng.choice(len(test_ids), size=min(CHECK_CELEBA, len(test_ids)), replace=False))
@@ -319,8 +319,8 @@ def refresh_pretrained(
             )
             pipe.save(staged / route, onnx=False, backbone="reference")
             print(f"== pretrained {route}: measuring", flush=True)
-            numbers = measure(route, pipe, report, wild, seed)
-            sample = check_sample(report, wild, Path(data_root), wild_dev, seed)
+            numbers = measure(pipe, report, wild, seed)
+            sample = check_sample(report, wild, wild_dev, seed)
             prob = predict_check_sample(pipe, sample, {"celeba": Path(data_root), "wild_dev": wild_dev})
             numbers["check"] = [s | {"p": round(float(p), 6)} for s, p in zip(sample, prob)]
             record["bundles"][route] = numbers

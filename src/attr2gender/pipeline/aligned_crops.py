@@ -164,7 +164,7 @@ def align_folder(
     FaceDetector.shared()  # a missing detector fails here, once
     rows, sheet, taken = [], [], {FACES_CSV.casefold(), CONTACT_SHEET.casefold()}
     if out_dir.is_dir():  # a file already there keeps its name: a crop of the same name gets another one
-        taken |= {entry.name.casefold() for entry in out_dir.iterdir()} - taken
+        taken |= {entry.name.casefold() for entry in out_dir.iterdir()}
     for path in tqdm(paths, desc="align", unit="img", disable=not progress):
         name, image = os.fsdecode(path), None
         try:
