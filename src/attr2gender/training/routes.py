@@ -85,7 +85,8 @@ def prediction_metrics(
     """The test side's evaluation, computed once (:func:`attr2gender.pipeline.evaluation.evaluate_probabilities`:
     accuracy with its CI, AUC, ECE with its CI, Brier, every group's accuracy and the worst group, by the one
     rule), the binary metrics and CelebA's fairness slices; returns (flat metrics, the evaluation, the slice
-    table). The flat metrics read the evaluation, never compute its numbers again."""
+    table). ECE, Brier and the group table are the evaluation's (read, not recomputed); ``binary_metrics``
+    adds precision, recall and F1 beside accuracy and AUC (the same two numbers, by the same functions)."""
     evaluation = evaluate_probabilities(male, prob, threshold, attributes=truth, seed=seed)
     metrics = {k: float(v) for k, v in binary_metrics(male, prob, threshold=threshold).items()}
     metrics |= {"ece": evaluation.ece, "brier": evaluation.brier}
